@@ -1,0 +1,43 @@
+/* Every PY_VERSION_HEX shim in one place. */
+#ifndef PL_COMPAT_H
+#define PL_COMPAT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Fetch the raised exception as one object (3.12 API), normalized, with its
+ * traceback attached, so callers never juggle the (type, value, tb) triple. */
+static inline PyObject *
+pl_err_fetch(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static inline void
+pl_err_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+#endif
+}
+
+/* Cast a method implementation to PyCFunction without -Wcast-function-type. */
+#define PL_METH(f) ((PyCFunction)(void (*)(void))(f))
+
+#endif

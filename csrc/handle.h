@@ -1,0 +1,47 @@
+/* Callback handles: the objects call_soon / call_later return and the ready
+ * queue and timer heap hold. */
+#ifndef PL_HANDLE_H
+#define PL_HANDLE_H
+
+#include "compat.h"
+
+struct PLLoop;
+
+typedef struct PLHandle {
+    PyObject_HEAD
+    PyObject *callback;         /* NULL once cancelled */
+    PyObject *args;             /* tuple; NULL once cancelled */
+    PyObject *context;          /* contextvars.Context */
+    struct PLLoop *loop;        /* strong reference */
+    PyObject *source_traceback; /* debug mode only */
+    PyObject *repr;             /* kept on cancel in debug mode */
+    PyObject *weakreflist;
+    char cancelled;
+    char is_timer;
+    /* TimerHandle only (zero in plain handles) */
+    char scheduled;             /* in the loop's heap */
+    double when;
+    unsigned long long seq;     /* insertion order: FIFO among equal whens */
+    Py_ssize_t heap_index;      /* -1 when not in the heap */
+} PLHandle;
+
+extern PyTypeObject PLHandle_Type;
+extern PyTypeObject PLTimerHandle_Type;
+
+/* Build a handle that owns references to callback, args and context
+ * (context NULL or None: a copy of the current context). */
+PLHandle *pl_handle_new(PyTypeObject *type, struct PLLoop *loop, PyObject *callback,
+                        PyObject *args, PyObject *context);
+
+/* Run the handle's callback in its context. Returns 0 when the callback ran
+ * (an ordinary exception went to the loop's exception handler), -1 when an
+ * exception must propagate out of the loop (KeyboardInterrupt, SystemExit,
+ * or an error raised by the exception handler machinery). */
+int pl_handle_run(PLHandle *h);
+
+/* Drop callback and args; for timers also leave the heap. */
+void pl_handle_cancel(PLHandle *h);
+
+int pl_handle_init_types(PyObject *module);
+
+#endif

@@ -1,0 +1,722 @@
+/* The loop: one pass of run_forever, the ready queue, and the wake-ups.
+ *
+ * libuv is driven as an embedded loop: the GIL is released only while we
+ * block in ppoll() on libuv's backend fd (plus our own wake-up fds), and
+ * libuv's callbacks are dispatched by uv_run(UV_RUN_NOWAIT) with the GIL held,
+ * so no callback pays for re-acquiring the GIL. */
+#include "loop.h"
+#include "errors.h"
+#include "module.h"
+#include "timer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <structmember.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The longest single sleep, as the stdlib's MAXIMUM_SELECT_TIMEOUT: a far
+ * deadline is re-evaluated once a day instead of overflowing a timespec. */
+#define PL_MAX_SLEEP 86400.0
+
+double
+pl_loop_now(void)
+{
+    /* CLOCK_MONOTONIC is what time.monotonic() reads on Linux. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int
+pl_loop_check_closed(PLLoop *loop)
+{
+    if (loop->state != PL_LOOP_OPEN) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+int
+pl_loop_check_thread(PLLoop *loop)
+{
+    if (!loop->running)
+        return 0;
+    if (PyThread_get_thread_ident() != loop->thread_id) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop other "
+                        "than the current one");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- ready queue ---------------------------------------------------------- */
+
+static int
+pl_loop_ready_grow(PLLoop *loop)
+{
+    size_t cap = loop->ready_cap ? loop->ready_cap * 2 : 256;
+    PLHandle **buf = PyMem_Malloc(cap * sizeof(PLHandle *));
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Linearise the ring into the new buffer. */
+    for (size_t i = 0; i < loop->ready_len; i++)
+        buf[i] = loop->ready[(loop->ready_head + i) & (loop->ready_cap - 1)];
+    PyMem_Free(loop->ready);
+    loop->ready = buf;
+    loop->ready_head = 0;
+    loop->ready_cap = cap;
+    return 0;
+}
+
+int
+pl_loop_ready_push(PLLoop *loop, PLHandle *h)
+{
+    if (loop->ready_len == loop->ready_cap && pl_loop_ready_grow(loop) < 0)
+        return -1;
+    loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] =
+        (PLHandle *)Py_NewRef((PyObject *)h);
+    loop->ready_len++;
+    return 0;
+}
+
+static inline PLHandle *
+pl_loop_ready_pop(PLLoop *loop)
+{
+    PLHandle *h = loop->ready[loop->ready_head];
+    loop->ready_head = (loop->ready_head + 1) & (loop->ready_cap - 1);
+    loop->ready_len--;
+    return h;
+}
+
+static void
+pl_loop_ready_clear(PLLoop *loop)
+{
+    /* Detach first: dropping a handle can run code that schedules more. */
+    PLHandle **buf = loop->ready;
+    size_t head = loop->ready_head, len = loop->ready_len, cap = loop->ready_cap;
+    loop->ready = NULL;
+    loop->ready_head = loop->ready_len = loop->ready_cap = 0;
+    for (size_t i = 0; i < len; i++)
+        Py_DECREF(buf[(head + i) & (cap - 1)]);
+    PyMem_Free(buf);
+}
+
+/* ---- wake-ups -------------------------------------------------------------- */
+
+static void
+pl_loop_drain_fd(int fd)
+{
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+}
+
+/* Signal numbers written by Python's C-level signal handler to the wakeup fd.
+ * Python-level handlers run through PyErr_CheckSignals; handlers registered
+ * with add_signal_handler are dispatched by the Python layer. */
+static int
+pl_loop_read_signals(PLLoop *self)
+{
+    char buf[256];
+    ssize_t n;
+    while ((n = read(self->sig_rfd, buf, sizeof(buf))) > 0) {
+        if (!self->has_signal_handlers)
+            continue;
+        PyObject *data = PyBytes_FromStringAndSize(buf, n);
+        if (data == NULL)
+            return -1;
+        PyObject *r = PyObject_CallMethod((PyObject *)self, "_process_self_data", "O", data);
+        Py_DECREF(data);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* Wait for I/O, a wake-up or the next deadline, then dispatch libuv. */
+static int
+pl_loop_poll(PLLoop *self, int busy)
+{
+    int alive = uv_loop_alive(&self->uv);
+
+    if (busy) {
+        if (alive)
+            uv_run(&self->uv, UV_RUN_NOWAIT);
+        if (self->has_signal_handlers && pl_loop_read_signals(self) < 0)
+            return -1;
+        return 0;
+    }
+
+    if (alive) {
+        /* Watchers started outside uv_run reach epoll only inside uv_run:
+         * flush them (and dispatch anything already due) before sleeping,
+         * or a wait on the backend fd could miss them forever. */
+        uv_run(&self->uv, UV_RUN_NOWAIT);
+        if (self->ready_len > 0 || self->stopping)
+            return 0;
+        alive = uv_loop_alive(&self->uv);
+    }
+
+    /* Seconds to sleep; negative means no deadline. */
+    double timeout = -1.0;
+    PLHandle *first = pl_timer_peek(self);
+    if (first != NULL && !isnan(first->when)) {
+        timeout = first->when - pl_loop_now();
+        if (timeout < 0)
+            timeout = 0;
+        if (timeout > PL_MAX_SLEEP)
+            timeout = PL_MAX_SLEEP;
+    }
+    struct pollfd fds[3];
+    int nfds = 0;
+    fds[nfds++] = (struct pollfd){.fd = self->wake_fd, .events = POLLIN};
+    fds[nfds++] = (struct pollfd){.fd = self->sig_rfd, .events = POLLIN};
+    if (alive) {
+        int uvms = uv_backend_timeout(&self->uv);
+        if (uvms >= 0 && (timeout < 0 || uvms / 1000.0 < timeout))
+            timeout = uvms / 1000.0;
+        fds[nfds++] = (struct pollfd){.fd = uv_backend_fd(&self->uv), .events = POLLIN};
+    }
+    struct timespec ts, *tsp = NULL;
+    if (timeout >= 0) {
+        ts.tv_sec = (time_t)timeout;
+        /* Round up: waking a hair late is harmless, early is a wasted pass. */
+        ts.tv_nsec = (long)ceil((timeout - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        tsp = &ts;
+    }
+
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = ppoll(fds, (nfds_t)nfds, tsp, NULL);
+    Py_END_ALLOW_THREADS
+
+    if (rc < 0 && errno != EINTR) {
+        pl_error_set_errno();
+        return -1;
+    }
+    /* Python-level signal handlers (SIGINT's KeyboardInterrupt among them)
+     * run here when a signal woke us. */
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    if (rc > 0) {
+        if (fds[0].revents) {
+            self->wake_pending = 0;
+            pl_loop_drain_fd(self->wake_fd);
+        }
+        if (fds[1].revents && pl_loop_read_signals(self) < 0)
+            return -1;
+        if (alive && nfds > 2 && fds[2].revents)
+            uv_run(&self->uv, UV_RUN_NOWAIT);
+    }
+    else if (alive) {
+        /* libuv's own timers may be due. */
+        uv_run(&self->uv, UV_RUN_NOWAIT);
+    }
+    return 0;
+}
+
+static int
+pl_loop_run_handle_debug(PLLoop *self, PLHandle *h)
+{
+    double t0 = pl_loop_now();
+    self->current_handle = h;
+    int rc = pl_handle_run(h);
+    self->current_handle = NULL;
+    double dt = pl_loop_now() - t0;
+    if (rc == 0 && dt >= self->slow_callback_duration && pl_state.slow_callback != NULL) {
+        PyObject *r = PyObject_CallFunction(pl_state.slow_callback, "OOd", (PyObject *)self,
+                                            (PyObject *)h, dt);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return rc;
+}
+
+/* One iteration, with the stdlib's ordering: poll I/O, move due timers to the
+ * ready queue, then run exactly the callbacks that were ready when the pass
+ * began (anything they schedule runs in the next pass). */
+static int
+pl_loop_run_once(PLLoop *self)
+{
+    if (pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
+        return -1;
+    if (self->heap_len > 0 && pl_timer_collect(self, pl_loop_now()) < 0)
+        return -1;
+
+    size_t ntodo = self->ready_len;
+    for (size_t i = 0; i < ntodo && self->ready_len > 0; i++) {
+        PLHandle *h = pl_loop_ready_pop(self);
+        int rc = 0;
+        if (!h->cancelled)
+            rc = self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);
+        Py_DECREF(h);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- Python methods --------------------------------------------------------- */
+
+static PyObject *
+Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_loop_check_closed(self) < 0)
+        return NULL;
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "This event loop is already running");
+        return NULL;
+    }
+    int rc = 0;
+    self->running = 1;
+    self->thread_id = PyThread_get_thread_ident();
+    Py_INCREF(self); /* user code may drop every other reference */
+    for (;;) {
+        if (pl_loop_run_once(self) < 0) {
+            rc = -1;
+            break;
+        }
+        if (self->stopping)
+            break;
+    }
+    self->stopping = 0;
+    self->running = 0;
+    self->thread_id = 0;
+    Py_DECREF(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* call_soon(callback, *args, context=None) */
+static PyObject *
+pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
+                       Py_ssize_t nargs, PyObject *kwnames, int threadsafe)
+{
+    PyObject *callback = NULL, *context = NULL, *tuple;
+    if (kwnames != NULL) {
+        Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < nk; i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            if (k == pl_state.str_context ||
+                PyUnicode_CompareWithASCIIString(k, "context") == 0) {
+                context = args[nargs + i];
+            }
+            else if (nargs == 0 && PyUnicode_CompareWithASCIIString(k, "callback") == 0) {
+                callback = args[nargs + i];
+            }
+            else {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'",
+                             meth, k);
+                return NULL;
+            }
+        }
+    }
+    if (nargs > 0) {
+        callback = args[0];
+    }
+    else if (callback == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: 'callback'",
+                     meth);
+        return NULL;
+    }
+    if (pl_loop_check_closed(self) < 0)
+        return NULL;
+    if (self->debug && !threadsafe && pl_loop_check_thread(self) < 0)
+        return NULL;
+    /* The stdlib checks this only in debug mode and otherwise fails later in
+     * the exception handler; failing at the call site is strictly clearer. */
+    if (!PyCallable_Check(callback)) {
+        PyErr_Format(PyExc_TypeError, "a callable object was expected by %s(), got %R", meth,
+                     callback);
+        return NULL;
+    }
+    if (self->debug && PyCoro_CheckExact(callback)) {
+        PyErr_Format(PyExc_TypeError, "coroutines cannot be used with %s()", meth);
+        return NULL;
+    }
+    if (nargs <= 1) {
+        tuple = PyTuple_New(0); /* the shared empty tuple */
+        if (tuple == NULL)
+            return NULL;
+    }
+    else {
+        tuple = PyTuple_New(nargs - 1);
+        if (tuple == NULL)
+            return NULL;
+        for (Py_ssize_t i = 1; i < nargs; i++)
+            PyTuple_SET_ITEM(tuple, i - 1, Py_NewRef(args[i]));
+    }
+    PLHandle *h = pl_handle_new(&PLHandle_Type, self, callback, tuple, context);
+    Py_DECREF(tuple);
+    if (h == NULL)
+        return NULL;
+    if (pl_loop_ready_push(self, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    if (threadsafe && !self->wake_pending) {
+        /* Written with the GIL held, as the loop reads wake_pending with it;
+         * one outstanding write is enough to end a sleep. */
+        uint64_t one = 1;
+        self->wake_pending = 1;
+        if (write(self->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            self->wake_pending = 0;
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+Loop_call_soon(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return pl_loop_call_soon_impl(self, "call_soon", args, nargs, kwnames, 0);
+}
+
+static PyObject *
+Loop_call_soon_threadsafe(PLLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    return pl_loop_call_soon_impl(self, "call_soon_threadsafe", args, nargs, kwnames, 1);
+}
+
+static PyObject *
+Loop_time(PLLoop *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(pl_loop_now());
+}
+
+static PyObject *
+Loop_stop(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    self->stopping = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_is_running(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->running);
+}
+
+static PyObject *
+Loop_is_closed(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->state == PL_LOOP_CLOSED);
+}
+
+static PyObject *
+Loop_get_debug(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->debug);
+}
+
+static PyObject *
+Loop__set_debug_flag(PLLoop *self, PyObject *arg)
+{
+    int v = PyObject_IsTrue(arg);
+    if (v < 0)
+        return NULL;
+    self->debug = (char)v;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_create_future(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *stack[1] = {(PyObject *)self};
+    return PyObject_Vectorcall(pl_state.future_type, stack, 0, pl_state.kwnames_loop);
+}
+
+static void
+pl__loop_walk_close_cb(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    /* Every handle pyloop opens is closed by its owner before this point;
+     * anything left is closed here so uv_loop_close can succeed. Its memory
+     * belongs to its wrapper, which the close callback releases. */
+    if (!uv_is_closing(handle))
+        uv_close(handle, handle->close_cb ? handle->close_cb : NULL);
+}
+
+/* The C half of close(): drop queued work, close libuv, release the fds. */
+static PyObject *
+Loop__close(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "Cannot close a running event loop");
+        return NULL;
+    }
+    if (self->state != PL_LOOP_OPEN)
+        Py_RETURN_NONE;
+    self->state = PL_LOOP_CLOSED;
+    pl_loop_ready_clear(self);
+    pl_timer_clear(self);
+
+    uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
+    uv_run(&self->uv, UV_RUN_DEFAULT);
+    int err = uv_loop_close(&self->uv);
+    close(self->wake_fd);
+    close(self->sig_rfd);
+    close(self->sig_wfd);
+    self->wake_fd = self->sig_rfd = self->sig_wfd = -1;
+    if (err != 0) {
+        PyErr_Format(PyExc_RuntimeError, "libuv loop did not close cleanly: %s",
+                     uv_strerror(err));
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_get_thread_id(PLLoop *self, void *Py_UNUSED(c))
+{
+    if (!self->running)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(self->thread_id);
+}
+
+static PyObject *
+Loop_get_closed(PLLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->state == PL_LOOP_CLOSED);
+}
+
+static PyObject *
+Loop_get_stopping(PLLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->stopping);
+}
+
+static PyObject *
+Loop_get_debug_attr(PLLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->debug);
+}
+
+static PyObject *
+Loop_get_current_handle(PLLoop *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->current_handle ? (PyObject *)self->current_handle : Py_None);
+}
+
+static PyObject *
+Loop_get_ready_count(PLLoop *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromSize_t(self->ready_len);
+}
+
+static PyObject *
+Loop_get_timer_count(PLLoop *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromSsize_t(self->heap_len);
+}
+
+static PyObject *
+Loop_get_signal_fd(PLLoop *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromLong(self->sig_wfd);
+}
+
+static PyObject *
+Loop_get_has_signal_handlers(PLLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->has_signal_handlers);
+}
+
+static int
+Loop_set_has_signal_handlers(PLLoop *self, PyObject *v, void *Py_UNUSED(c))
+{
+    int b = v ? PyObject_IsTrue(v) : 0;
+    if (b < 0)
+        return -1;
+    self->has_signal_handlers = (char)b;
+    return 0;
+}
+
+/* ---- type slots ------------------------------------------------------------- */
+
+static PyObject *
+Loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw))
+{
+    PLLoop *self = (PLLoop *)type->tp_alloc(type, 0);
+    int sv[2] = {-1, -1};
+    if (self == NULL)
+        return NULL;
+    self->state = PL_LOOP_INIT;
+    self->wake_fd = self->sig_rfd = self->sig_wfd = -1;
+    self->slow_callback_duration = 0.1;
+
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->wake_fd < 0)
+        goto error_errno;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        goto error_errno;
+    self->sig_rfd = sv[0];
+    self->sig_wfd = sv[1];
+    int err = uv_loop_init(&self->uv);
+    if (err < 0) {
+        pl_error_set_uv(err);
+        goto error;
+    }
+    self->uv.data = self;
+    self->state = PL_LOOP_OPEN;
+    return (PyObject *)self;
+
+error_errno:
+    pl_error_set_errno();
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int
+Loop_traverse(PLLoop *self, visitproc visit, void *arg)
+{
+    for (size_t i = 0; i < self->ready_len; i++)
+        Py_VISIT((PyObject *)self->ready[(self->ready_head + i) & (self->ready_cap - 1)]);
+    for (Py_ssize_t i = 0; i < self->heap_len; i++)
+        Py_VISIT((PyObject *)self->heap[i]);
+    return 0;
+}
+
+static int
+Loop_clear(PLLoop *self)
+{
+    pl_loop_ready_clear(self);
+    pl_timer_clear(self);
+    return 0;
+}
+
+static void
+Loop_finalize(PLLoop *self)
+{
+    if (self->state != PL_LOOP_OPEN)
+        return;
+    PyObject *exc = pl_err_fetch();
+    PyObject *r;
+    if (PyErr_ResourceWarning((PyObject *)self, 1, "unclosed event loop %R", self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    if (!self->running) {
+        r = PyObject_CallMethod((PyObject *)self, "close", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)self);
+        else
+            Py_DECREF(r);
+    }
+    if (exc != NULL)
+        pl_err_restore(exc);
+}
+
+static void
+Loop_dealloc(PLLoop *self)
+{
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return; /* resurrected */
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    Loop_clear(self);
+    if (self->state == PL_LOOP_OPEN) {
+        /* close() failed or was impossible; release what we can. */
+        uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
+        uv_run(&self->uv, UV_RUN_DEFAULT);
+        uv_loop_close(&self->uv);
+    }
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
+    if (self->sig_rfd >= 0)
+        close(self->sig_rfd);
+    if (self->sig_wfd >= 0)
+        close(self->sig_wfd);
+    /* A heap subclass's type reference is dropped by subtype_dealloc. */
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef Loop_methods[] = {
+    {"call_soon", PL_METH(Loop_call_soon), FASTKW,
+     "call_soon($self, callback, *args, context=None)\n--\n\n"
+     "Arrange for a callback to be called as soon as possible."},
+    {"call_soon_threadsafe", PL_METH(Loop_call_soon_threadsafe), FASTKW,
+     "call_soon_threadsafe($self, callback, *args, context=None)\n--\n\n"
+     "Like call_soon(), but thread-safe."},
+    {"call_later", PL_METH(Loop_call_later), FASTKW,
+     "call_later($self, delay, callback, *args, context=None)\n--\n\n"
+     "Arrange for a callback to be called at a given time."},
+    {"call_at", PL_METH(Loop_call_at), FASTKW,
+     "call_at($self, when, callback, *args, context=None)\n--\n\n"
+     "Like call_later(), but uses an absolute time."},
+    {"time", PL_METH(Loop_time), METH_NOARGS,
+     "time($self)\n--\n\nReturn the time according to the event loop's clock."},
+    {"stop", PL_METH(Loop_stop), METH_NOARGS, "stop($self)\n--\n\nStop running the event loop."},
+    {"is_running", PL_METH(Loop_is_running), METH_NOARGS,
+     "is_running($self)\n--\n\nReturns True if the event loop is running."},
+    {"is_closed", PL_METH(Loop_is_closed), METH_NOARGS,
+     "is_closed($self)\n--\n\nReturns True if the event loop was closed."},
+    {"get_debug", PL_METH(Loop_get_debug), METH_NOARGS, "get_debug($self)\n--\n\n"},
+    {"create_future", PL_METH(Loop_create_future), METH_NOARGS,
+     "create_future($self)\n--\n\nCreate a Future object attached to the loop."},
+    {"_set_debug_flag", PL_METH(Loop__set_debug_flag), METH_O, NULL},
+    {"_run", PL_METH(Loop__run), METH_NOARGS, NULL},
+    {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
+    {NULL}
+};
+
+static PyMemberDef Loop_members[] = {
+    {"slow_callback_duration", T_DOUBLE, offsetof(PLLoop, slow_callback_duration), 0, NULL},
+    {NULL}
+};
+
+static PyGetSetDef Loop_getset[] = {
+    {"_thread_id", (getter)Loop_get_thread_id, NULL, NULL, NULL},
+    {"_closed", (getter)Loop_get_closed, NULL, NULL, NULL},
+    {"_stopping", (getter)Loop_get_stopping, NULL, NULL, NULL},
+    {"_debug", (getter)Loop_get_debug_attr, NULL, NULL, NULL},
+    {"_current_handle", (getter)Loop_get_current_handle, NULL, NULL, NULL},
+    {"_ready_count", (getter)Loop_get_ready_count, NULL, NULL, NULL},
+    {"_timer_count", (getter)Loop_get_timer_count, NULL, NULL, NULL},
+    {"_signal_wakeup_fd", (getter)Loop_get_signal_fd, NULL, NULL, NULL},
+    {"_has_signal_handlers", (getter)Loop_get_has_signal_handlers,
+     (setter)Loop_set_has_signal_handlers, NULL, NULL},
+    {NULL}
+};
+
+PyTypeObject PLLoop_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pyloop._core.Loop",
+    .tp_basicsize = sizeof(PLLoop),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The C core of pyloop's event loop (use pyloop.Loop).",
+    .tp_new = Loop_new,
+    .tp_dealloc = (destructor)Loop_dealloc,
+    .tp_finalize = (destructor)Loop_finalize,
+    .tp_traverse = (traverseproc)Loop_traverse,
+    .tp_clear = (inquiry)Loop_clear,
+    .tp_methods = Loop_methods,
+    .tp_members = Loop_members,
+    .tp_getset = Loop_getset,
+    .tp_weaklistoffset = offsetof(PLLoop, weakreflist),
+};
+
+int
+pl_loop_init_type(PyObject *module)
+{
+    if (PyType_Ready(&PLLoop_Type) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "Loop", (PyObject *)&PLLoop_Type);
+}

@@ -1,0 +1,60 @@
+/* The event loop object: uv_loop_t, ready queue, timer heap, wake-ups. */
+#ifndef PL_LOOP_H
+#define PL_LOOP_H
+
+#include "compat.h"
+#include <uv.h>
+#include "handle.h"
+
+typedef enum {
+    PL_LOOP_INIT = 0, /* allocated, uv loop not yet initialised */
+    PL_LOOP_OPEN,     /* usable */
+    PL_LOOP_CLOSED    /* close() ran; only queries work */
+} pl_loop_state;
+
+typedef struct PLLoop {
+    PyObject_HEAD
+    PyObject *weakreflist;
+    pl_loop_state state;
+    char running;
+    char stopping;
+    char debug;
+    char has_signal_handlers; /* set from Python: drain signal bytes each pass */
+    char wake_pending;        /* an eventfd write is outstanding (GIL-protected) */
+    unsigned long thread_id;  /* valid while running */
+    double slow_callback_duration;
+
+    /* ready queue: ring buffer of PLHandle*, capacity a power of two */
+    PLHandle **ready;
+    size_t ready_head;
+    size_t ready_len;
+    size_t ready_cap;
+
+    /* timers: binary min-heap ordered by (when, seq) */
+    PLHandle **heap;
+    Py_ssize_t heap_len;
+    Py_ssize_t heap_cap;
+    unsigned long long timer_seq;
+
+    PLHandle *current_handle; /* borrowed; debug mode only */
+
+    int wake_fd;    /* eventfd written by call_soon_threadsafe */
+    int sig_rfd;    /* socketpair: Python's signal wakeup fd writes to sig_wfd */
+    int sig_wfd;
+
+    uv_loop_t uv;
+} PLLoop;
+
+extern PyTypeObject PLLoop_Type;
+
+/* Append a handle to the ready queue (steals nothing; takes a reference). */
+int pl_loop_ready_push(PLLoop *loop, PLHandle *h);
+
+/* Raise RuntimeError('Event loop is closed') and return -1 when closed. */
+int pl_loop_check_closed(PLLoop *loop);
+
+int pl_loop_init_type(PyObject *module);
+
+double pl_loop_now(void);
+
+#endif

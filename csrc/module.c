@@ -1,0 +1,98 @@
+/* pyloop._core: module init, the Python helpers the C core calls on its cold
+ * paths, and the handle/request counters the tests read. */
+#include "compat.h"
+#include "handle.h"
+#include "loop.h"
+#include "module.h"
+
+#include <uv.h>
+
+pl_module_state pl_state;
+pl_counters_t pl_counters;
+
+static int
+pl_module_set_hook(PyObject *hooks, const char *name, PyObject **slot)
+{
+    PyObject *v = PyDict_GetItemString(hooks, name);
+    if (v == NULL)
+        return 0;
+    if (!PyCallable_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "hook %s must be callable", name);
+        return -1;
+    }
+    Py_XSETREF(*slot, Py_NewRef(v));
+    return 0;
+}
+
+/* _set_hooks(dict): called once by pyloop/__init__.py. */
+static PyObject *
+pl_module_set_hooks(PyObject *Py_UNUSED(m), PyObject *hooks)
+{
+    if (!PyDict_Check(hooks)) {
+        PyErr_SetString(PyExc_TypeError, "_set_hooks() expects a dict");
+        return NULL;
+    }
+    if (pl_module_set_hook(hooks, "handle_error", &pl_state.handle_error) < 0 ||
+        pl_module_set_hook(hooks, "handle_repr", &pl_state.handle_repr) < 0 ||
+        pl_module_set_hook(hooks, "extract_stack", &pl_state.extract_stack) < 0 ||
+        pl_module_set_hook(hooks, "slow_callback", &pl_state.slow_callback) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pl_module_counters(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{sLsLsLsL}", "handles_created", pl_counters.handles_created,
+                         "handles_freed", pl_counters.handles_freed, "requests_created",
+                         pl_counters.requests_created, "requests_freed",
+                         pl_counters.requests_freed);
+}
+
+static PyMethodDef pl_module_methods[] = {
+    {"_set_hooks", pl_module_set_hooks, METH_O, NULL},
+    {"_counters", pl_module_counters, METH_NOARGS,
+     "_counters()\n--\n\nlibuv handles and requests created and freed so far."},
+    {NULL}
+};
+
+static struct PyModuleDef pl_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pyloop._core",
+    .m_doc = "The C core of pyloop: an asyncio event loop on libuv.",
+    .m_size = -1,
+    .m_methods = pl_module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    PyObject *m = PyModule_Create(&pl_module_def);
+    PyObject *asyncio = NULL;
+    if (m == NULL)
+        return NULL;
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        goto error;
+    pl_state.future_type = PyObject_GetAttrString(asyncio, "Future");
+    if (pl_state.future_type == NULL)
+        goto error;
+    pl_state.str_loop = PyUnicode_InternFromString("loop");
+    pl_state.str_context = PyUnicode_InternFromString("context");
+    pl_state.str_callback = PyUnicode_InternFromString("callback");
+    if (!pl_state.str_loop || !pl_state.str_context || !pl_state.str_callback)
+        goto error;
+    pl_state.kwnames_loop = PyTuple_Pack(1, pl_state.str_loop);
+    if (pl_state.kwnames_loop == NULL)
+        goto error;
+    if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0)
+        goto error;
+    if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0)
+        goto error;
+    Py_DECREF(asyncio);
+    return m;
+error:
+    Py_XDECREF(asyncio);
+    Py_DECREF(m);
+    return NULL;
+}

@@ -1,0 +1,21 @@
+/* The timer heap behind call_later / call_at. */
+#ifndef PL_TIMER_H
+#define PL_TIMER_H
+
+#include "loop.h"
+
+int pl_timer_push(PLLoop *loop, PLHandle *timer);
+void pl_timer_remove(PLLoop *loop, PLHandle *timer);
+/* Earliest deadline, or NULL when no timer is scheduled (borrowed). */
+PLHandle *pl_timer_peek(PLLoop *loop);
+/* Move every timer due at `now` to the ready queue. */
+int pl_timer_collect(PLLoop *loop, double now);
+/* Empty the heap (loop close); drops the heap's references. */
+void pl_timer_clear(PLLoop *loop);
+
+PyObject *Loop_call_later(PLLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames);
+PyObject *Loop_call_at(PLLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                       PyObject *kwnames);
+
+#endif

@@ -1,0 +1,480 @@
+"""pyloop.Loop: the C core (pyloop._core.Loop) plus the cold orchestration that
+the stdlib keeps in Python too: run_until_complete, executors, async generator
+hooks, the exception handler, and signal handlers.
+
+The per-callback path (call_soon, call_later, call_at, call_soon_threadsafe,
+time, get_debug, create_future and the run loop itself) is C.
+"""
+
+import asyncio
+import concurrent.futures
+import errno
+import signal
+import sys
+import threading
+import traceback
+import warnings
+import weakref
+from asyncio import base_events, constants, coroutines, events, futures, tasks
+from asyncio.log import logger
+
+from . import _core
+
+__all__ = ("Loop",)
+
+_PY312 = sys.version_info >= (3, 12)
+_PY313 = sys.version_info >= (3, 13)
+# create_task(coro, **kwargs) passes every keyword to the Task/factory from
+# 3.13.3 (and 3.14) on; earlier versions take only name and context.
+_CREATE_TASK_KWARGS = sys.version_info >= (3, 13, 3)
+
+
+def _sighandler_noop(signum, frame):
+    """Python-level handler for signals owned by add_signal_handler: its only
+    job is to make Python write the signal number to the wakeup fd."""
+
+
+class Loop(_core.Loop, asyncio.AbstractEventLoop):
+    """An asyncio event loop on libuv."""
+
+    def __init__(self):
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._exception_handler = None
+        self._task_factory = None
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._signal_handlers = {}
+        self._old_wakeup_fd = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._set_debug_flag(coroutines._is_debug_mode())
+
+    def __repr__(self):
+        return (f"<{self.__class__.__name__} running={self.is_running()} "
+                f"closed={self.is_closed()} debug={self.get_debug()}>")
+
+    # ---- running ------------------------------------------------------------
+
+    def _check_closed(self):
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+
+    def _check_running(self):
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                "Cannot run the event loop while another loop is running")
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self.get_debug())
+        old_hooks = sys.get_asyncgen_hooks()
+        in_main = threading.current_thread() is threading.main_thread()
+        try:
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                   finalizer=self._asyncgen_finalizer_hook)
+            events._set_running_loop(self)
+            if in_main:
+                self._install_wakeup_fd()
+            self._run()
+        finally:
+            if in_main:
+                self._restore_wakeup_fd()
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_hooks)
+
+    def run_until_complete(self, future):
+        """Run until the Future is done; return its result or raise its
+        exception. A coroutine is wrapped in a Task."""
+        self._check_closed()
+        self._check_running()
+        new_task = not futures.isfuture(future)
+        future = tasks.ensure_future(future, loop=self)
+        if new_task:
+            # The caller has no reference to the task: an exception is raised
+            # below if it did not finish, so no "destroyed pending" message.
+            future._log_destroy_pending = False
+        future.add_done_callback(base_events._run_until_complete_cb)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                # Consume the exception: the caller cannot reach the task.
+                future.exception()
+            raise
+        finally:
+            future.remove_done_callback(base_events._run_until_complete_cb)
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return future.result()
+
+    def close(self):
+        """Close the loop: drop pending callbacks, close libuv, shut the
+        default executor down without waiting. Not allowed while running."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self.get_debug():
+            logger.debug("Close %r", self)
+        self._close()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+        if self._signal_handlers:
+            if sys.is_finalizing():
+                warnings.warn(f"Closing the loop {self!r} on interpreter shutdown "
+                              f"stage, skipping signal handlers removal",
+                              ResourceWarning, source=self)
+                self._signal_handlers.clear()
+            else:
+                for sig in list(self._signal_handlers):
+                    self.remove_signal_handler(sig)
+
+    # ---- debug --------------------------------------------------------------
+
+    def set_debug(self, enabled):
+        self._set_debug_flag(enabled)
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+
+    def _set_coroutine_origin_tracking(self, enabled):
+        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = (
+                sys.get_coroutine_origin_tracking_depth())
+            sys.set_coroutine_origin_tracking_depth(constants.DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(
+                self._coroutine_origin_tracking_saved_depth)
+        self._coroutine_origin_tracking_enabled = enabled
+
+    # ---- tasks --------------------------------------------------------------
+
+    if _CREATE_TASK_KWARGS:
+        def create_task(self, coro, **kwargs):
+            """Schedule a coroutine object; return a Task."""
+            self._check_closed()
+            if self._task_factory is not None:
+                return self._task_factory(self, coro, **kwargs)
+            task = tasks.Task(coro, loop=self, **kwargs)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+    else:
+        def create_task(self, coro, *, name=None, context=None):
+            """Schedule a coroutine object; return a Task."""
+            self._check_closed()
+            if self._task_factory is None:
+                task = tasks.Task(coro, loop=self, name=name, context=context)
+                if task._source_traceback:
+                    del task._source_traceback[-1]
+                return task
+            if context is None:
+                task = self._task_factory(self, coro)
+            else:
+                task = self._task_factory(self, coro, context=context)
+            if name is not None:
+                if _PY313:
+                    task.set_name(name)
+                else:
+                    tasks._set_task_name(task, name)
+            return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    # ---- executor -----------------------------------------------------------
+
+    def _check_callback(self, callback, method):
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(
+                f"a callable object was expected by {method}(), got {callback!r}")
+
+    def run_in_executor(self, executor, func, *args):
+        self._check_closed()
+        if self.get_debug():
+            self._check_callback(func, "run_in_executor")
+        if executor is None:
+            executor = self._default_executor
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix="asyncio")
+                self._default_executor = executor
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor instance")
+        self._default_executor = executor
+
+    def _do_shutdown(self, future):
+        # Runs in a helper thread: the executor's join must not block the loop.
+        try:
+            self._default_executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(futures._set_result_unless_cancelled,
+                                          future, None)
+        except Exception as ex:
+            if not self.is_closed() and not future.cancelled():
+                self.call_soon_threadsafe(future.set_exception, ex)
+
+    if _PY312:
+        async def shutdown_default_executor(self, timeout=None):
+            """Schedule the shutdown of the default executor; wait up to
+            `timeout` seconds (None: no limit) for its threads to join."""
+            self._executor_shutdown_called = True
+            if self._default_executor is None:
+                return
+            future = self.create_future()
+            thread = threading.Thread(target=self._do_shutdown, args=(future,))
+            thread.start()
+            try:
+                async with asyncio.timeout(timeout):
+                    await future
+            except TimeoutError:
+                warnings.warn("The executor did not finishing joining "
+                              f"its threads within {timeout} seconds.",
+                              RuntimeWarning, stacklevel=2)
+                self._default_executor.shutdown(wait=False)
+            else:
+                thread.join()
+    else:
+        async def shutdown_default_executor(self):
+            """Schedule the shutdown of the default executor."""
+            self._executor_shutdown_called = True
+            if self._default_executor is None:
+                return
+            future = self.create_future()
+            thread = threading.Thread(target=self._do_shutdown, args=(future,))
+            thread.start()
+            try:
+                await future
+            finally:
+                thread.join()
+
+    # ---- async generators ---------------------------------------------------
+
+    def _asyncgen_finalizer_hook(self, agen):
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    def _asyncgen_firstiter_hook(self, agen):
+        if self._asyncgens_shutdown_called:
+            warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after "
+                f"loop.shutdown_asyncgens() call",
+                ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    async def shutdown_asyncgens(self):
+        """Shutdown all active asynchronous generators."""
+        self._asyncgens_shutdown_called = True
+        if not len(self._asyncgens):
+            return
+        closing = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await tasks.gather(*[ag.aclose() for ag in closing],
+                                     return_exceptions=True)
+        for result, agen in zip(results, closing):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    "message": f"an error occurred during closing of "
+                               f"asynchronous generator {agen!r}",
+                    "exception": result,
+                    "asyncgen": agen,
+                })
+
+    # ---- exception handling -------------------------------------------------
+
+    def get_exception_handler(self):
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        """Log the error message and the context, with a traceback of where
+        the handle was created in debug mode."""
+        message = context.get("message") or "Unhandled exception in event loop"
+        exception = context.get("exception")
+        if exception is not None:
+            exc_info = (type(exception), exception, exception.__traceback__)
+        else:
+            exc_info = False
+        current = self._current_handle
+        if ("source_traceback" not in context and current is not None
+                and current._source_traceback):
+            context["handle_traceback"] = current._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in ("message", "exception"):
+                continue
+            value = context[key]
+            if key == "source_traceback":
+                value = ("Object created at (most recent call last):\n"
+                         + "".join(traceback.format_list(value)).rstrip())
+            elif key == "handle_traceback":
+                value = ("Handle created at (most recent call last):\n"
+                         + "".join(traceback.format_list(value)).rstrip())
+            else:
+                value = repr(value)
+            lines.append(f"{key}: {value}")
+        logger.error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        """Call the loop's exception handler (or the default one) with the
+        context dict; errors in the handler itself are logged, never raised,
+        except KeyboardInterrupt and SystemExit."""
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler", exc_info=True)
+            return
+        try:
+            ctx = None
+            if _PY312:
+                thing = context.get("task")
+                if thing is None:
+                    thing = context.get("future")
+                if thing is None:
+                    thing = context.get("handle")
+                if thing is not None and hasattr(thing, "get_context"):
+                    ctx = thing.get_context()
+            if ctx is not None and hasattr(ctx, "run"):
+                ctx.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    "message": "Unhandled error in exception handler",
+                    "exception": exc,
+                    "context": context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler while "
+                             "handling an unexpected error in custom exception "
+                             "handler", exc_info=True)
+
+    # ---- signals ------------------------------------------------------------
+
+    def _install_wakeup_fd(self):
+        # While the loop sleeps in C, Python's C-level signal handler writes
+        # the signal number here; that wakes the loop so Python handlers
+        # (Ctrl-C's KeyboardInterrupt among them) run at once.
+        try:
+            self._old_wakeup_fd = signal.set_wakeup_fd(
+                self._signal_wakeup_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            self._old_wakeup_fd = None
+
+    def _restore_wakeup_fd(self):
+        old, self._old_wakeup_fd = self._old_wakeup_fd, None
+        if old is None or self._signal_handlers:
+            return  # our fd stays while add_signal_handler handlers exist
+        try:
+            signal.set_wakeup_fd(old)
+        except (ValueError, OSError):
+            pass
+
+    def _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) on the loop when signal `sig` arrives."""
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            # Raises ValueError outside the main thread: a loop running in
+            # another thread cannot own signals.
+            signal.set_wakeup_fd(self._signal_wakeup_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        # The stdlib's Handle: queued anew each time the signal arrives.
+        handle = events.Handle(callback, args, self, None)
+        self._signal_handlers[sig] = handle
+        self._has_signal_handlers = True
+        try:
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                self._has_signal_handlers = False
+                try:
+                    signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught")
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler for `sig`; return True if one was removed."""
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        if not self._signal_handlers:
+            self._has_signal_handlers = False
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught")
+            raise
+        if not self._signal_handlers:
+            try:
+                signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+        return True
+
+    def _process_self_data(self, data):
+        for signum in data:
+            if signum:
+                self._handle_signal(signum)
+
+    def _handle_signal(self, sig):
+        handle = self._signal_handlers.get(sig)
+        if handle is None:
+            return
+        if handle.cancelled():
+            self.remove_signal_handler(sig)
+        else:
+            self.call_soon(handle._run)
