@@ -7,6 +7,7 @@
 #include "loop.h"
 #include "errors.h"
 #include "module.h"
+#include "task.h"
 #include "timer.h"
 
 #include <errno.h>
@@ -590,6 +591,7 @@ Loop_traverse(PLLoop *self, visitproc visit, void *arg)
         Py_VISIT((PyObject *)self->ready[(self->ready_head + i) & (self->ready_cap - 1)]);
     for (Py_ssize_t i = 0; i < self->heap_len; i++)
         Py_VISIT((PyObject *)self->heap[i]);
+    Py_VISIT(self->task_factory);
     return 0;
 }
 
@@ -598,6 +600,7 @@ Loop_clear(PLLoop *self)
 {
     pl_loop_ready_clear(self);
     pl_timer_clear(self);
+    Py_CLEAR(self->task_factory);
     return 0;
 }
 
@@ -671,6 +674,12 @@ static PyMethodDef Loop_methods[] = {
     {"get_debug", PL_METH(Loop_get_debug), METH_NOARGS, "get_debug($self)\n--\n\n"},
     {"create_future", PL_METH(Loop_create_future), METH_NOARGS,
      "create_future($self)\n--\n\nCreate a Future object attached to the loop."},
+    {"create_task", PL_METH(Loop_create_task), FASTKW,
+     PL_CREATE_TASK_SIG "Schedule a coroutine object; return a Task."},
+    {"set_task_factory", PL_METH(Loop_set_task_factory), METH_O,
+     "set_task_factory($self, factory)\n--\n\nSet the factory loop.create_task() uses (None: the default)."},
+    {"get_task_factory", PL_METH(Loop_get_task_factory), METH_NOARGS,
+     "get_task_factory($self)\n--\n\nReturn the task factory, or None."},
     {"_set_debug_flag", PL_METH(Loop__set_debug_flag), METH_O, NULL},
     {"_run", PL_METH(Loop__run), METH_NOARGS, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
@@ -691,6 +700,7 @@ static PyGetSetDef Loop_getset[] = {
     {"_ready_count", (getter)Loop_get_ready_count, NULL, NULL, NULL},
     {"_timer_count", (getter)Loop_get_timer_count, NULL, NULL, NULL},
     {"_signal_wakeup_fd", (getter)Loop_get_signal_fd, NULL, NULL, NULL},
+    {"_task_factory", (getter)Loop_get_task_factory, NULL, NULL, NULL},
     {"_has_signal_handlers", (getter)Loop_get_has_signal_handlers,
      (setter)Loop_set_has_signal_handlers, NULL, NULL},
     {NULL}

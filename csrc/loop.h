@@ -37,6 +37,7 @@ typedef struct PLLoop {
     unsigned long long timer_seq;
 
     PLHandle *current_handle; /* borrowed; debug mode only */
+    PyObject *task_factory;   /* NULL: the stdlib Task */
 
     int wake_fd;    /* eventfd written by call_soon_threadsafe */
     int sig_rfd;    /* socketpair: Python's signal wakeup fd writes to sig_wfd */

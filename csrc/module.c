@@ -77,6 +77,9 @@ PyInit__core(void)
     pl_state.future_type = PyObject_GetAttrString(asyncio, "Future");
     if (pl_state.future_type == NULL)
         goto error;
+    pl_state.task_type = PyObject_GetAttrString(asyncio, "Task");
+    if (pl_state.task_type == NULL)
+        goto error;
     pl_state.str_loop = PyUnicode_InternFromString("loop");
     pl_state.str_context = PyUnicode_InternFromString("context");
     pl_state.str_callback = PyUnicode_InternFromString("callback");

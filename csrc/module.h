@@ -11,6 +11,7 @@ typedef struct {
     PyObject *extract_stack;  /* () -> list: source traceback of the caller */
     PyObject *slow_callback;  /* (loop, handle, seconds) -> None: debug warning */
     PyObject *future_type;    /* asyncio.Future */
+    PyObject *task_type;      /* asyncio.Task */
     PyObject *str_loop;       /* "loop" */
     PyObject *str_context;    /* "context" */
     PyObject *str_callback;   /* "callback" */

@@ -41,7 +41,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._default_executor = None
         self._executor_shutdown_called = False
         self._exception_handler = None
-        self._task_factory = None
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
@@ -159,43 +158,22 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
 
     # ---- tasks --------------------------------------------------------------
 
-    if _CREATE_TASK_KWARGS:
-        def create_task(self, coro, **kwargs):
-            """Schedule a coroutine object; return a Task."""
-            self._check_closed()
-            if self._task_factory is not None:
-                return self._task_factory(self, coro, **kwargs)
-            task = tasks.Task(coro, loop=self, **kwargs)
-            if task._source_traceback:
-                del task._source_traceback[-1]
-            return task
-    else:
-        def create_task(self, coro, *, name=None, context=None):
-            """Schedule a coroutine object; return a Task."""
-            self._check_closed()
-            if self._task_factory is None:
-                task = tasks.Task(coro, loop=self, name=name, context=context)
-                if task._source_traceback:
-                    del task._source_traceback[-1]
-                return task
-            if context is None:
-                task = self._task_factory(self, coro)
+    def _create_task_with_factory(self, coro, kwargs):
+        # Called by the C create_task when a task factory is set.
+        if _CREATE_TASK_KWARGS:
+            return self._task_factory(self, coro, **kwargs)
+        name = kwargs.get("name")
+        context = kwargs.get("context")
+        if context is None:
+            task = self._task_factory(self, coro)
+        else:
+            task = self._task_factory(self, coro, context=context)
+        if name is not None:
+            if _PY313:
+                task.set_name(name)
             else:
-                task = self._task_factory(self, coro, context=context)
-            if name is not None:
-                if _PY313:
-                    task.set_name(name)
-                else:
-                    tasks._set_task_name(task, name)
-            return task
-
-    def set_task_factory(self, factory):
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
+                tasks._set_task_name(task, name)
+        return task
 
     # ---- executor -----------------------------------------------------------
 
