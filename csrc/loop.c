@@ -683,6 +683,8 @@ static PyMethodDef Loop_methods[] = {
     {"_set_debug_flag", PL_METH(Loop__set_debug_flag), METH_O, NULL},
     {"_run", PL_METH(Loop__run), METH_NOARGS, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
+    /* pyloop.Loop overrides close(); this one serves the bare C type. */
+    {"close", PL_METH(Loop__close), METH_NOARGS, "close($self)\n--\n\nClose the loop."},
     {NULL}
 };
 

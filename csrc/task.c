@@ -10,23 +10,6 @@
 /* 3.13.3 and 3.14 pass every keyword through: create_task(coro, **kwargs). */
 #define PL_CREATE_TASK_KWARGS (PY_VERSION_HEX >= 0x030D03F0)
 
-static int
-pl_task_drop_last_frame(PyObject *task)
-{
-    /* As the stdlib: the source traceback should end in the caller, not in
-     * create_task (only filled in debug mode). */
-    PyObject *tb = PyObject_GetAttrString(task, "_source_traceback");
-    if (tb == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int rc = 0;
-    if (PyList_Check(tb) && PyList_GET_SIZE(tb) > 0)
-        rc = PySequence_DelItem(tb, PyList_GET_SIZE(tb) - 1);
-    Py_DECREF(tb);
-    return rc;
-}
-
 PyObject *
 Loop_create_task(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -106,9 +89,10 @@ Loop_create_task(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     }
     stack[1 + j] = (PyObject *)self;
     PyTuple_SET_ITEM(rest_names, j, Py_NewRef(pl_state.str_loop));
+    /* In debug mode the Task records its source traceback from the top
+     * Python frame, which is already the caller: no create_task frame to
+     * drop here, unlike the stdlib's Python create_task. */
     res = PyObject_Vectorcall(pl_state.task_type, stack, 1, rest_names);
-    if (res != NULL && self->debug && pl_task_drop_last_frame(res) < 0)
-        Py_CLEAR(res);
 done:
     PyMem_Free(stack);
     Py_XDECREF(rest_names);

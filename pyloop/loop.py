@@ -456,3 +456,27 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self.remove_signal_handler(sig)
         else:
             self.call_soon(handle._run)
+
+
+class _NotProvided:
+    """Stands in for an AbstractEventLoop method pyloop does not provide yet,
+    so that the method is absent (hasattr() is False, AttributeError on use)
+    instead of present and raising NotImplementedError."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        raise AttributeError(
+            f"pyloop.Loop has no attribute {self.name!r}: not provided yet")
+
+
+def _hide_unprovided():
+    for name, value in vars(asyncio.AbstractEventLoop).items():
+        if name.startswith("_") or not callable(value):
+            continue
+        if getattr(Loop, name, None) is value:
+            setattr(Loop, name, _NotProvided(name))
+
+
+_hide_unprovided()
