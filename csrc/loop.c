@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <structmember.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -32,6 +33,26 @@ pl_loop_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+volatile unsigned long pl_fork_generation;
+
+static void
+pl__loop_atfork_child_cb(void)
+{
+    pl_fork_generation++;
+}
+
+static int
+pl_loop_check_fork(PLLoop *loop)
+{
+    if (loop->fork_gen != pl_fork_generation) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this pyloop event loop was created before os.fork() and cannot be "
+                        "used in the child process; create a new loop in the child");
+        return -1;
+    }
+    return 0;
+}
+
 int
 pl_loop_check_closed(PLLoop *loop)
 {
@@ -39,6 +60,8 @@ pl_loop_check_closed(PLLoop *loop)
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return -1;
     }
+    if (loop->fork_gen != pl_fork_generation)
+        return pl_loop_check_fork(loop);
     return 0;
 }
 
@@ -467,9 +490,15 @@ Loop__close(PLLoop *self, PyObject *Py_UNUSED(ignored))
     pl_loop_ready_clear(self);
     pl_timer_clear(self);
 
-    uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
-    uv_run(&self->uv, UV_RUN_DEFAULT);
-    int err = uv_loop_close(&self->uv);
+    int err = 0;
+    if (self->fork_gen == pl_fork_generation) {
+        uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
+        uv_run(&self->uv, UV_RUN_DEFAULT);
+        err = uv_loop_close(&self->uv);
+    }
+    /* else: a forked child's copy. Its epoll set is shared with the parent,
+     * so closing libuv handles here would unregister the parent's fds; the
+     * child leaves libuv alone and only drops its own fd copies. */
     close(self->wake_fd);
     close(self->sig_rfd);
     close(self->sig_wfd);
@@ -560,6 +589,7 @@ Loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw))
     self->state = PL_LOOP_INIT;
     self->wake_fd = self->sig_rfd = self->sig_wfd = -1;
     self->slow_callback_duration = 0.1;
+    self->fork_gen = pl_fork_generation;
 
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (self->wake_fd < 0)
@@ -633,7 +663,7 @@ Loop_dealloc(PLLoop *self)
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     Loop_clear(self);
-    if (self->state == PL_LOOP_OPEN) {
+    if (self->state == PL_LOOP_OPEN && self->fork_gen == pl_fork_generation) {
         /* close() failed or was impossible; release what we can. */
         uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
         uv_run(&self->uv, UV_RUN_DEFAULT);
@@ -730,5 +760,13 @@ pl_loop_init_type(PyObject *module)
 {
     if (PyType_Ready(&PLLoop_Type) < 0)
         return -1;
+    static int atfork_done;
+    if (!atfork_done) {
+        if (pthread_atfork(NULL, NULL, pl__loop_atfork_child_cb) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+            return -1;
+        }
+        atfork_done = 1;
+    }
     return PyModule_AddObjectRef(module, "Loop", (PyObject *)&PLLoop_Type);
 }

@@ -22,6 +22,7 @@ typedef struct PLLoop {
     char has_signal_handlers; /* set from Python: drain signal bytes each pass */
     char wake_pending;        /* an eventfd write is outstanding (GIL-protected) */
     unsigned long thread_id;  /* valid while running */
+    unsigned long fork_gen;   /* pl_fork_generation when created */
     double slow_callback_duration;
 
     /* ready queue: ring buffer of PLHandle*, capacity a power of two */
@@ -55,6 +56,10 @@ int pl_loop_ready_push(PLLoop *loop, PLHandle *h);
 int pl_loop_check_closed(PLLoop *loop);
 
 int pl_loop_init_type(PyObject *module);
+
+/* Bumped in the child after fork(): a loop from before the fork is unusable
+ * there (its epoll set is shared with the parent). */
+extern volatile unsigned long pl_fork_generation;
 
 double pl_loop_now(void);
 
