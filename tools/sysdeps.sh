@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian packages pyloop needs to build, test and benchmark, when
+# they are missing. Runs apt-get only when something is missing; as non-root it
+# prints the command to run and fails.
+set -euo pipefail
+
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if ! pkg-config --exists libuv 2>/dev/null; then need+=(libuv1-dev); fi
+command -v gcc >/dev/null 2>&1 || need+=(build-essential)
+command -v make >/dev/null 2>&1 || need+=(make)
+if [ "${PYLOOP_NEED_VALGRIND:-0}" = 1 ] && ! command -v valgrind >/dev/null 2>&1; then
+    need+=(valgrind)
+fi
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "pyloop: missing system packages: ${need[*]}"
+if [ "$(id -u)" != 0 ]; then
+    echo "pyloop: run as root:  apt-get update && apt-get install -y ${need[*]}" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}"
