@@ -79,6 +79,16 @@ pl_loop_check_thread(PLLoop *loop)
     return 0;
 }
 
+int
+pl_loop_check_callback_debug(PLLoop *loop, PyObject *callback, const char *meth)
+{
+    PyObject *r = PyObject_CallMethod((PyObject *)loop, "_check_callback", "Os", callback, meth);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* ---- ready queue ---------------------------------------------------------- */
 
 static int
@@ -193,9 +203,9 @@ pl_loop_poll(PLLoop *self, int busy)
     /* Seconds to sleep; negative means no deadline. */
     double timeout = -1.0;
     PLHandle *first = pl_timer_peek(self);
-    if (first != NULL && !isnan(first->when)) {
+    if (first != NULL) {
         timeout = first->when - pl_loop_now();
-        if (timeout < 0)
+        if (!(timeout >= 0)) /* past, or a NaN deadline: due now */
             timeout = 0;
         if (timeout > PL_MAX_SLEEP)
             timeout = PL_MAX_SLEEP;
@@ -362,15 +372,15 @@ pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
         return NULL;
     if (self->debug && !threadsafe && pl_loop_check_thread(self) < 0)
         return NULL;
-    /* The stdlib checks this only in debug mode and otherwise fails later in
-     * the exception handler; failing at the call site is strictly clearer. */
-    if (!PyCallable_Check(callback)) {
+    /* The stdlib checks callability only in debug mode and otherwise fails
+     * later in the exception handler; failing at the call site is clearer. */
+    if (self->debug) {
+        if (pl_loop_check_callback_debug(self, callback, meth) < 0)
+            return NULL;
+    }
+    else if (!PyCallable_Check(callback)) {
         PyErr_Format(PyExc_TypeError, "a callable object was expected by %s(), got %R", meth,
                      callback);
-        return NULL;
-    }
-    if (self->debug && PyCoro_CheckExact(callback)) {
-        PyErr_Format(PyExc_TypeError, "coroutines cannot be used with %s()", meth);
         return NULL;
     }
     if (nargs <= 1) {

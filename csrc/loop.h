@@ -57,6 +57,10 @@ int pl_loop_check_closed(PLLoop *loop);
 
 int pl_loop_init_type(PyObject *module);
 
+/* Debug mode: the stdlib's full callback check (coroutines and coroutine
+ * functions refused), done by the Python layer's _check_callback. */
+int pl_loop_check_callback_debug(PLLoop *loop, PyObject *callback, const char *meth);
+
 /* Bumped in the child after fork(): a loop from before the fork is unusable
  * there (its epoll set is shared with the parent). */
 extern volatile unsigned long pl_fork_generation;

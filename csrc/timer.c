@@ -6,13 +6,14 @@
 
 #include <math.h>
 
-/* NaN deadlines are accepted (as the stdlib does) but never fire: order them
- * after every real deadline so the heap invariant holds. */
+/* NaN deadlines are accepted and, as in the stdlib (whose "not yet due" test
+ * is false for NaN), fire at once: order them before every real deadline so
+ * the heap invariant holds. */
 static inline int
 pl_timer_less(const PLHandle *a, const PLHandle *b)
 {
-    double wa = isnan(a->when) ? INFINITY : a->when;
-    double wb = isnan(b->when) ? INFINITY : b->when;
+    double wa = isnan(a->when) ? -INFINITY : a->when;
+    double wb = isnan(b->when) ? -INFINITY : b->when;
     if (wa != wb)
         return wa < wb;
     return a->seq < b->seq;
@@ -119,7 +120,7 @@ pl_timer_peek(PLLoop *loop)
 int
 pl_timer_collect(PLLoop *loop, double now)
 {
-    while (loop->heap_len > 0 && loop->heap[0]->when <= now) {
+    while (loop->heap_len > 0 && !(loop->heap[0]->when > now)) { /* NaN is due */
         PLHandle *t = pl_timer_detach(loop, 0);
         int rc = pl_loop_ready_push(loop, t);
         Py_DECREF(t);
@@ -184,13 +185,11 @@ pl_timer_parse(const char *meth, PyObject *const *args, Py_ssize_t nargs, PyObje
 static int
 pl_timer_check_callback(PLLoop *self, PyObject *callback, const char *meth)
 {
+    if (self->debug)
+        return pl_loop_check_callback_debug(self, callback, meth);
     if (!PyCallable_Check(callback)) {
         PyErr_Format(PyExc_TypeError, "a callable object was expected by %s(), got %R", meth,
                      callback);
-        return -1;
-    }
-    if (self->debug && PyCoro_CheckExact(callback)) {
-        PyErr_Format(PyExc_TypeError, "coroutines cannot be used with %s()", meth);
         return -1;
     }
     return 0;
