@@ -1,0 +1,79 @@
+"""call_soon_threadsafe: waking a sleeping loop from other threads."""
+import asyncio
+import contextvars
+import threading
+
+
+def test_wakes_sleeping_loop(loop):
+    fut = loop.create_future()
+
+    def other():
+        loop.call_soon_threadsafe(fut.set_result, "woken")
+
+    # The loop has nothing else to do: without a wake-up it would sleep for
+    # the full timeout of the outer wait_for.
+    timer = threading.Timer(0.05, other)
+    timer.start()
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(fut, 30)) == "woken"
+    finally:
+        timer.join()
+
+
+def test_many_threads_many_calls(loop):
+    n_threads, n_calls = 4, 2000
+    total = n_threads * n_calls
+    done = loop.create_future()
+    count = [0]
+
+    def cb():
+        count[0] += 1
+        if count[0] == total:
+            done.set_result(None)
+
+    def worker():
+        for _ in range(n_calls):
+            loop.call_soon_threadsafe(cb)
+
+    threads = [threading.Thread(target=worker) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    loop.run_until_complete(asyncio.wait_for(done, 60))
+    for t in threads:
+        t.join()
+    assert count[0] == total
+
+
+def test_threadsafe_with_context(loop):
+    v = contextvars.ContextVar("v")
+    ctx = contextvars.copy_context()
+    ctx.run(v.set, "ctx-value")
+    fut = loop.create_future()
+
+    def other():
+        loop.call_soon_threadsafe(lambda: fut.set_result(v.get()), context=ctx)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert loop.run_until_complete(asyncio.wait_for(fut, 30)) == "ctx-value"
+    t.join()
+
+
+def test_threadsafe_before_run(loop):
+    out = []
+    t = threading.Thread(target=lambda: loop.call_soon_threadsafe(out.append, 1))
+    t.start()
+    t.join()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert out == [1]
+
+
+def test_wakes_loop_waiting_on_far_timer(loop):
+    # A sleep bounded by a far-away timer must still be cut short.
+    loop.call_later(3600, print)
+    fut = loop.create_future()
+    t = threading.Timer(0.02, lambda: loop.call_soon_threadsafe(fut.set_result, 1))
+    t.start()
+    assert loop.run_until_complete(fut) == 1
+    t.join()
