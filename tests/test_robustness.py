@@ -1,0 +1,198 @@
+"""No Python-level call can crash the process: wrong types, closed loops,
+reentrant calls and odd lifetimes, each driven in a child process whose exit
+status is checked (a segfault or abort shows as a negative return code)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PRELUDE = textwrap.dedent("""
+    import asyncio, gc, sys, warnings
+    sys.path.insert(0, {root!r})
+    warnings.simplefilter("ignore")
+    import pyloop
+    VALUES = [(), (None,), (1,), ("x",), (object(),), (1, 2, 3, 4, 5), (float("nan"),),
+              (-1,), (10 ** 100,), (print,), (print, 1), (b"\\xff",), ([],)]
+    KWARGS = [{{}}, {{"context": 1}}, {{"context": None}}, {{"bogus": 1}}, {{"callback": print}}]
+    SKIP = {{"run_forever", "run_until_complete", "_run", "close", "_close"}}
+
+    def hammer(obj, skip=SKIP):
+        for name in dir(obj):
+            if name.startswith("__") or name in skip:
+                continue
+            try:
+                meth = getattr(obj, name)
+            except Exception:
+                continue
+            if not callable(meth):
+                continue
+            for args in VALUES:
+                for kw in KWARGS:
+                    try:
+                        r = meth(*args, **kw)
+                        if asyncio.iscoroutine(r):
+                            r.close()
+                    except BaseException:
+                        pass
+""")
+
+SCENARIOS = {
+    "wrong_types_open_loop": """
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        hammer(loop)
+        try:
+            loop.run_until_complete(asyncio.sleep(0.01))
+        except BaseException:
+            pass
+        loop.stop()
+        loop.close()
+    """,
+    "wrong_types_closed_loop": """
+        loop = pyloop.new_event_loop()
+        loop.close()
+        hammer(loop)
+        for meth in (loop.run_forever, loop.close):
+            try:
+                meth()
+            except RuntimeError:
+                pass
+    """,
+    "handles_after_close": """
+        loop = pyloop.new_event_loop()
+        hs = [loop.call_soon(print, 1), loop.call_later(1, print), loop.call_at(5, print)]
+        loop.close()
+        for h in hs:
+            repr(h); h.cancel(); h.cancel(); repr(h); h._run(); h.cancelled()
+            hammer(h)
+    """,
+    "handle_methods_wrong_types": """
+        loop = pyloop.new_event_loop()
+        for h in (loop.call_soon(print), loop.call_later(1, print)):
+            hammer(h)
+            try:
+                h < 1
+            except TypeError:
+                pass
+            h == 1; h != object()
+        loop.close()
+    """,
+    "construct_internal_types": """
+        for t in (pyloop._core.Handle, pyloop._core.TimerHandle):
+            for args in VALUES:
+                try:
+                    t(*args)
+                except TypeError:
+                    pass
+        bare = pyloop._core.Loop()
+        hammer(bare)
+        bare.call_soon(bare.stop)
+        try:
+            bare._run()
+        except BaseException:
+            pass
+        bare.close()
+        del bare
+        gc.collect()
+    """,
+    "reentrant_close_and_run": """
+        loop = pyloop.new_event_loop()
+        def cb():
+            for meth in (loop.close, loop.run_forever, loop._run, loop._close):
+                try:
+                    meth()
+                except RuntimeError:
+                    pass
+            try:
+                loop.run_until_complete(loop.create_future())
+            except RuntimeError:
+                pass
+            loop.stop(); loop.stop()
+        loop.call_soon(cb)
+        loop.run_forever()
+        loop.close()
+    """,
+    "callback_del_touches_loop": """
+        loop = pyloop.new_event_loop()
+        class Evil:
+            def __call__(self):
+                pass
+            def __del__(self):
+                try:
+                    loop.call_soon(print)
+                    loop.call_later(1, print)
+                except RuntimeError:
+                    pass
+        for _ in range(100):
+            loop.call_soon(Evil())
+            loop.call_later(10, Evil())
+        loop.close()
+        gc.collect()
+    """,
+    "cancel_during_run": """
+        loop = pyloop.new_event_loop()
+        handles = []
+        def killer():
+            for h in handles:
+                h.cancel()
+        loop.call_soon(killer)
+        handles.extend(loop.call_soon(print, i) for i in range(100))
+        timers = []
+        def tkiller():
+            for t in timers:
+                t.cancel()
+        loop.call_later(0.001, tkiller)
+        timers.extend(loop.call_later(0.001, print, i) for i in range(100))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+    """,
+    "many_handles_and_gc": """
+        loop = pyloop.new_event_loop()
+        for i in range(200000):
+            loop.call_soon(int)
+        for i in range(50000):
+            loop.call_later(i % 7, int)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        del loop
+        gc.collect()
+    """,
+    "loop_dropped_while_referenced_by_handles": """
+        def make():
+            loop = pyloop.new_event_loop()
+            return loop.call_soon(print), loop.call_later(1, print)
+        hs = make()
+        gc.collect()
+        for h in hs:
+            repr(h); h.cancel()
+        del hs
+        gc.collect()
+    """,
+    "exception_handler_chaos": """
+        loop = pyloop.new_event_loop()
+        def bad_handler(l, c):
+            raise RuntimeError("handler")
+        loop.set_exception_handler(bad_handler)
+        def bad():
+            raise ValueError
+        for _ in range(10):
+            loop.call_soon(bad)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.set_exception_handler(None)
+        loop.close()
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_never_crashes(name):
+    code = PRELUDE.format(root=ROOT) + textwrap.dedent(SCENARIOS[name]) + "\nprint('survived')\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    assert out.stdout.strip().endswith("survived")
