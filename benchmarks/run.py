@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""pyloop benchmark harness: each workload runs in its own process for pyloop,
+asyncio and uvloop, interleaved (A B C A B C ...), and the medians and ratios
+are printed, written as JSON and drawn as a PNG bar chart.
+
+    python benchmarks/run.py [--quick] [--reps N] [--only a,b] [--callgrind]
+                             [--json PATH] [--chart PATH]
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from loops import LOOPS  # noqa: E402
+import workloads_core  # noqa: E402,F401
+from workloads_core import REGISTRY  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+WORKER = os.path.join(HERE, "worker.py")
+TARGET_GEOMEAN = 1.3
+TARGET_EACH = 1.1
+
+
+def run_worker(loop, workload, n=None, prefix=(), timeout=600):
+    cmd = [*prefix, sys.executable, WORKER, loop, workload]
+    if n is not None:
+        cmd.append(str(n))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout}s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+    return json.loads(lines[-1])
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
+
+
+def fmt_rate(x):
+    if x is None:
+        return "-"
+    return f"{x / 1e6:.3f}M" if x >= 1e6 else f"{x / 1e3:.1f}k"
+
+
+def timing(workloads, reps, scale):
+    """{workload: {loop: {"rates": [...], "median": x} | {"missing"/"error": ...}}}"""
+    res = {w: {lp: {"rates": []} for lp in LOOPS} for w in workloads}
+    for rep in range(reps):
+        for w in workloads:
+            n = max(1, int(REGISTRY[w]["n"] * scale))
+            for lp in LOOPS:  # interleaved: A B C, A B C, ...
+                cell = res[w][lp]
+                if "missing" in cell:
+                    continue
+                out = run_worker(lp, w, n)
+                if "missing" in out:
+                    cell["missing"] = out["missing"]
+                elif "error" in out:
+                    cell.setdefault("errors", []).append(out["error"])
+                else:
+                    cell["rates"].append(out["ops"] / out["seconds"])
+        print(f"  repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
+    for w in workloads:
+        for lp in LOOPS:
+            cell = res[w][lp]
+            cell["median"] = statistics.median(cell["rates"]) if cell["rates"] else None
+    return res
+
+
+def callgrind_ir(loop, workload, n):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        r = run_worker(loop, workload, n, timeout=1800,
+                       prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"))
+        if "ops" not in r:
+            return None, r
+        with open(out) as f:
+            for line in f:
+                m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+                if m:
+                    return int(m.group(1)), r
+    return None, {"error": "no totals in callgrind output"}
+
+
+def callgrind(workloads, scale):
+    """Instructions per operation: (Ir(n) - Ir(n/5)) / (ops(n) - ops(n/5)), so
+    interpreter start-up and imports cancel out."""
+    res = {}
+    for w in workloads:
+        n_hi = max(10, int(REGISTRY[w]["n"] * scale / 10))
+        n_lo = max(2, n_hi // 5)
+        res[w] = {}
+        for lp in LOOPS:
+            hi, rh = callgrind_ir(lp, w, n_hi)
+            lo, rl = callgrind_ir(lp, w, n_lo)
+            if hi is None or lo is None:
+                res[w][lp] = {"missing": rh.get("missing") or rl.get("missing")
+                              or rh.get("error") or rl.get("error")}
+                continue
+            res[w][lp] = {"ir_per_op": (hi - lo) / (rh["ops"] - rl["ops"])}
+        print(f"  callgrind {w} done", file=sys.stderr, flush=True)
+    return res
+
+
+def print_table(res):
+    cols = ["workload", "asyncio ops/s", "uvloop ops/s", "pyloop ops/s", "pyloop/asyncio",
+            "pyloop/uvloop"]
+    rows = []
+    ratios_a, ratios_u = [], []
+    for w, cells in res.items():
+        med = {lp: cells[lp].get("median") for lp in LOOPS}
+        ra = med["pyloop"] / med["asyncio"] if med["pyloop"] and med["asyncio"] else None
+        ru = med["pyloop"] / med["uvloop"] if med["pyloop"] and med["uvloop"] else None
+        if ra:
+            ratios_a.append(ra)
+        if ru:
+            ratios_u.append(ru)
+        def show(lp):
+            c = cells[lp]
+            if "missing" in c:
+                return "missing"
+            if c.get("median") is None:
+                return "error"
+            return fmt_rate(c["median"])
+        rows.append([w, show("asyncio"), show("uvloop"), show("pyloop"),
+                     f"{ra:.2f}x" if ra else "-", f"{ru:.2f}x" if ru else "-"])
+    widths = [max(len(str(r[i])) for r in rows + [cols]) for i in range(len(cols))]
+    line = " | ".join(c.ljust(widths[i]) for i, c in enumerate(cols))
+    print(line)
+    print("-|-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)))
+    ga, gu = geomean(ratios_a), geomean(ratios_u)
+    print(f"geometric mean: pyloop/asyncio {ga:.2f}x, pyloop/uvloop {gu:.2f}x")
+    if ratios_u:
+        worst = min(ratios_u)
+        met = gu >= TARGET_GEOMEAN and worst >= TARGET_EACH
+        print(f"target (geomean pyloop/uvloop >= {TARGET_GEOMEAN}, each >= {TARGET_EACH}): "
+              f"{'met' if met else 'NOT met'} (geomean {gu:.2f}, lowest {worst:.2f})")
+    else:
+        print("target: not evaluated (uvloop or pyloop missing)")
+    return ga, gu
+
+
+def print_callgrind(cg):
+    print("\ninstructions per operation (valgrind --tool=callgrind; lower is better)")
+    print(f"{'workload':22} {'asyncio':>10} {'uvloop':>10} {'pyloop':>10} {'uvloop/pyloop':>14}")
+    for w, cells in cg.items():
+        vals = {lp: cells[lp].get("ir_per_op") for lp in LOOPS}
+        ratio = (f"{vals['uvloop'] / vals['pyloop']:.2f}x"
+                 if vals["uvloop"] and vals["pyloop"] else "-")
+        print(f"{w:22} " + " ".join(f"{vals[lp]:10.0f}" if vals[lp] else f"{'missing':>10}"
+                                    for lp in LOOPS) + f" {ratio:>14}")
+
+
+def chart(res, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"chart skipped: matplotlib is not installed", file=sys.stderr)
+        return False
+    names = list(res)
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4.5))
+    width = 0.27
+    for i, lp in enumerate(LOOPS):
+        vals = []
+        for w in names:
+            base = res[w]["asyncio"].get("median")
+            v = res[w][lp].get("median")
+            vals.append(v / base if v and base else 0)
+        xs = [x + (i - 1) * width for x in range(len(names))]
+        bars = ax.bar(xs, vals, width, label=lp)
+        for x, v in zip(xs, vals):
+            if v:
+                ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("throughput relative to asyncio (higher is better)")
+    ax.set_title(f"pyloop vs uvloop vs asyncio, Python {platform.python_version()} (median)")
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="pyloop benchmark harness")
+    ap.add_argument("--quick", action="store_true", help="smaller workloads, 5 repetitions")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per loop (>= 5 recommended)")
+    ap.add_argument("--only", help="comma-separated workload names")
+    ap.add_argument("--callgrind", action="store_true", help="also count instructions per op")
+    ap.add_argument("--json", help="where to write the results (default benchmarks/results/)")
+    ap.add_argument("--chart", help="where to write the PNG chart (default benchmarks/results/)")
+    args = ap.parse_args(argv)
+
+    workloads = list(REGISTRY)
+    if args.only:
+        workloads = [w for w in args.only.split(",") if w]
+        unknown = [w for w in workloads if w not in REGISTRY]
+        if unknown:
+            ap.error(f"unknown workloads: {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    scale = 0.25 if args.quick else 1.0
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = args.json or os.path.join(RESULTS, f"bench-{stamp}.json")
+    chart_path = args.chart or os.path.join(RESULTS, f"bench-{stamp}.png")
+
+    print(f"pyloop benchmarks: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"{args.reps} interleaved repetitions, scale {scale}", flush=True)
+    for w in workloads:
+        print(f"  {w}: {REGISTRY[w]['doc']}")
+    res = timing(workloads, args.reps, scale)
+    print()
+    ga, gu = print_table(res)
+    cg = None
+    if args.callgrind:
+        cg = callgrind(workloads, scale)
+        print_callgrind(cg)
+    report = {
+        "python": platform.python_version(), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "reps": args.reps, "scale": scale,
+        "command": " ".join([os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:])),
+        "timing": res, "geomean_pyloop_over_asyncio": ga, "geomean_pyloop_over_uvloop": gu,
+        "callgrind": cg,
+    }
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"\nJSON: {json_path}")
+    if chart(res, chart_path):
+        print(f"chart: {chart_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
