@@ -60,9 +60,12 @@ def test_shutdown_default_executor_without_executor(loop):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="timeout= is new in 3.12")
-def test_shutdown_default_executor_timeout(loop):
+def test_shutdown_default_executor_timeout(loop, loop_name):
+    if loop_name == "asyncio" and sys.version_info < (3, 13):
+        pytest.skip("early 3.12 stdlib applies the timeout only to the final thread join, "
+                    "after the executor already finished; pyloop follows the fixed behaviour")
     release = threading.Event()
-    loop.run_in_executor(None, release.wait, 10)
+    loop.run_in_executor(None, release.wait, 5)
     with pytest.warns(RuntimeWarning, match="did not finishing joining"):
         loop.run_until_complete(loop.shutdown_default_executor(timeout=0.05))
     release.set()
