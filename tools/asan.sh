@@ -7,10 +7,10 @@ set -euo pipefail
 py=$1 venv=$2; shift 2
 top=$(pwd)
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install -q pytest pytest-timeout setuptools wheel
+"$venv/bin/python" -m pip install -q --upgrade pytest pytest-timeout setuptools wheel
 src=build/asan-src
 rm -rf "$src"; mkdir -p "$src"
-cp -r csrc pyloop tests setup.py pyproject.toml "$src"/
+cp -r csrc pyloop tests setup.py pyproject.toml README.md "$src"/
 rm -f "$src"/pyloop/*.so
 (cd "$src" && PYLOOP_SANITIZE=1 PYLOOP_WERROR=1 "$top/$venv/bin/python" setup.py -q build_ext --inplace >/dev/null)
 libs="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
