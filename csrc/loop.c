@@ -7,6 +7,7 @@
 #include "loop.h"
 #include "errors.h"
 #include "module.h"
+#include "stream.h"
 #include "task.h"
 #include "timer.h"
 
@@ -87,6 +88,29 @@ pl_loop_check_callback_debug(PLLoop *loop, PyObject *callback, const char *meth)
         return -1;
     Py_DECREF(r);
     return 0;
+}
+
+void
+pl_loop_stash_exception(PLLoop *loop)
+{
+    PyObject *exc = pl_err_fetch();
+    if (loop->pending_exc == NULL)
+        loop->pending_exc = exc;
+    else
+        Py_XDECREF(exc);
+    uv_stop(&loop->uv);
+}
+
+/* After a uv_run pass: re-raise what a libuv callback stashed. */
+static int
+pl_loop_raise_pending(PLLoop *loop)
+{
+    if (loop->pending_exc == NULL)
+        return 0;
+    PyObject *exc = loop->pending_exc;
+    loop->pending_exc = NULL;
+    pl_err_restore(exc);
+    return -1;
 }
 
 /* ---- ready queue ---------------------------------------------------------- */
@@ -183,8 +207,11 @@ pl_loop_poll(PLLoop *self, int busy)
     int alive = uv_loop_alive(&self->uv);
 
     if (busy) {
-        if (alive)
+        if (alive) {
             uv_run(&self->uv, UV_RUN_NOWAIT);
+            if (pl_loop_raise_pending(self) < 0)
+                return -1;
+        }
         if (self->has_signal_handlers && pl_loop_read_signals(self) < 0)
             return -1;
         return 0;
@@ -195,6 +222,8 @@ pl_loop_poll(PLLoop *self, int busy)
          * flush them (and dispatch anything already due) before sleeping,
          * or a wait on the backend fd could miss them forever. */
         uv_run(&self->uv, UV_RUN_NOWAIT);
+        if (pl_loop_raise_pending(self) < 0)
+            return -1;
         if (self->ready_len > 0 || self->stopping)
             return 0;
         alive = uv_loop_alive(&self->uv);
@@ -259,7 +288,7 @@ pl_loop_poll(PLLoop *self, int busy)
         /* libuv's own timers may be due. */
         uv_run(&self->uv, UV_RUN_NOWAIT);
     }
-    return 0;
+    return pl_loop_raise_pending(self);
 }
 
 static int
@@ -479,11 +508,20 @@ static void
 pl__loop_walk_close_cb(uv_handle_t *handle, void *arg)
 {
     (void)arg;
-    /* Every handle pyloop opens is closed by its owner before this point;
-     * anything left is closed here so uv_loop_close can succeed. Its memory
-     * belongs to its wrapper, which the close callback releases. */
-    if (!uv_is_closing(handle))
-        uv_close(handle, handle->close_cb ? handle->close_cb : NULL);
+    /* Handles still open when the loop closes (transports the user never
+     * closed) are closed through their owner, whose close callback frees the
+     * handle memory and drops the owner's self-reference. */
+    if (uv_is_closing(handle))
+        return;
+    switch (handle->type) {
+    case UV_TCP:
+    case UV_NAMED_PIPE:
+        pl_stream_close_for_loop(handle);
+        break;
+    default:
+        uv_close(handle, NULL);
+        break;
+    }
 }
 
 /* The C half of close(): drop queued work, close libuv, release the fds. */
@@ -679,6 +717,9 @@ Loop_dealloc(PLLoop *self)
         uv_run(&self->uv, UV_RUN_DEFAULT);
         uv_loop_close(&self->uv);
     }
+    PyMem_Free(self->read_buf);
+    self->read_buf = NULL;
+    Py_CLEAR(self->pending_exc);
     if (self->wake_fd >= 0)
         close(self->wake_fd);
     if (self->sig_rfd >= 0)
@@ -722,6 +763,7 @@ static PyMethodDef Loop_methods[] = {
      "get_task_factory($self)\n--\n\nReturn the task factory, or None."},
     {"_set_debug_flag", PL_METH(Loop__set_debug_flag), METH_O, NULL},
     {"_run", PL_METH(Loop__run), METH_NOARGS, NULL},
+    {"_new_stream_transport", PL_METH(Loop__new_stream_transport), METH_FASTCALL, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
     /* pyloop.Loop overrides close(); this one serves the bare C type. */
     {"close", PL_METH(Loop__close), METH_NOARGS, "close($self)\n--\n\nClose the loop."},

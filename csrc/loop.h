@@ -44,6 +44,9 @@ typedef struct PLLoop {
     int sig_rfd;    /* socketpair: Python's signal wakeup fd writes to sig_wfd */
     int sig_wfd;
 
+    char *read_buf;           /* shared by stream reads (one read at a time) */
+    PyObject *pending_exc;    /* KeyboardInterrupt/SystemExit from a libuv callback */
+
     uv_loop_t uv;
 } PLLoop;
 
@@ -66,5 +69,9 @@ int pl_loop_check_callback_debug(PLLoop *loop, PyObject *callback, const char *m
 extern volatile unsigned long pl_fork_generation;
 
 double pl_loop_now(void);
+
+/* Called with KeyboardInterrupt/SystemExit set inside a libuv callback: keep
+ * it for run_forever to raise and stop libuv's pass. Clears the error. */
+void pl_loop_stash_exception(PLLoop *loop);
 
 #endif

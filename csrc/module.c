@@ -4,6 +4,7 @@
 #include "handle.h"
 #include "loop.h"
 #include "module.h"
+#include "stream.h"
 
 #include <uv.h>
 
@@ -80,6 +81,18 @@ PyInit__core(void)
     pl_state.task_type = PyObject_GetAttrString(asyncio, "Task");
     if (pl_state.task_type == NULL)
         goto error;
+    pl_state.buffered_protocol_type = PyObject_GetAttrString(asyncio, "BufferedProtocol");
+    if (pl_state.buffered_protocol_type == NULL)
+        goto error;
+    {
+        PyObject *log = PyImport_ImportModule("asyncio.log");
+        if (log == NULL)
+            goto error;
+        pl_state.logger = PyObject_GetAttrString(log, "logger");
+        Py_DECREF(log);
+        if (pl_state.logger == NULL)
+            goto error;
+    }
     pl_state.str_loop = PyUnicode_InternFromString("loop");
     pl_state.str_context = PyUnicode_InternFromString("context");
     pl_state.str_callback = PyUnicode_InternFromString("callback");
@@ -88,7 +101,7 @@ PyInit__core(void)
     pl_state.kwnames_loop = PyTuple_Pack(1, pl_state.str_loop);
     if (pl_state.kwnames_loop == NULL)
         goto error;
-    if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0)
+    if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0)
         goto error;
     if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0)
         goto error;

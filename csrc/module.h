@@ -12,6 +12,8 @@ typedef struct {
     PyObject *slow_callback;  /* (loop, handle, seconds) -> None: debug warning */
     PyObject *future_type;    /* asyncio.Future */
     PyObject *task_type;      /* asyncio.Task */
+    PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
+    PyObject *logger;         /* asyncio.log.logger */
     PyObject *str_loop;       /* "loop" */
     PyObject *str_context;    /* "context" */
     PyObject *str_callback;   /* "callback" */

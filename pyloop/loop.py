@@ -15,7 +15,7 @@ import threading
 import traceback
 import warnings
 import weakref
-from asyncio import base_events, constants, coroutines, events, futures, tasks
+from asyncio import base_events, constants, coroutines, events, futures, tasks, trsock
 from asyncio.log import logger
 
 from . import _core
@@ -361,6 +361,31 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 logger.error("Exception in default exception handler while "
                              "handling an unexpected error in custom exception "
                              "handler", exc_info=True)
+
+    # ---- stream transports (networking work in progress) --------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None):
+        """Wrap a connected stream socket in pyloop's C transport, scheduling
+        connection_made, reading and the waiter as the stdlib does."""
+        sock.setblocking(False)
+        info = {"socket": trsock.TransportSocket(sock)}
+        try:
+            info["sockname"] = sock.getsockname()
+        except OSError:
+            info["sockname"] = None
+        if "peername" not in info:
+            try:
+                info["peername"] = sock.getpeername()
+            except OSError:
+                info["peername"] = None
+        if extra:
+            info.update(extra)
+        transport = self._new_stream_transport(sock, protocol, info)
+        self.call_soon(protocol.connection_made, transport)
+        self.call_soon(transport._start_reading)
+        if waiter is not None:
+            self.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        return transport
 
     # ---- signals ------------------------------------------------------------
 

@@ -1,0 +1,991 @@
+/* Stream transports: asyncio.Transport implemented in C over uv_stream_t.
+ *
+ * Lifetime: the transport owns a PyMem-allocated libuv handle and holds a
+ * reference to itself from the moment the handle is open until libuv's close
+ * callback ran, so libuv never points at freed memory. Every pending write
+ * request owns references to its data and to the transport. No exception
+ * leaves a libuv callback: ordinary ones go to the loop's exception handler
+ * (through _fatal_error), KeyboardInterrupt/SystemExit are stashed on the loop
+ * and re-raised by run_forever. */
+#include "stream.h"
+#include "errors.h"
+#include "module.h"
+
+#include <structmember.h>
+#include <sys/socket.h>
+
+#define PL_READ_BUF_SIZE (256 * 1024)
+#define PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+
+PyObject *pl_stream_tcp_type;
+
+typedef struct {
+    uv_write_t req;
+    PLStream *stream;  /* strong */
+    PyObject *owner;   /* strong: the bytes object the buffer points into */
+    size_t len;
+} pl_write_req;
+
+static int pl_stream_close_handle(PLStream *self);
+
+/* ---- error routing --------------------------------------------------------- */
+
+/* The current exception came out of protocol code called from a libuv
+ * callback. KeyboardInterrupt/SystemExit stop the loop (re-raised by
+ * run_forever); anything else is reported and the connection is dropped. */
+static void pl_stream_fatal_error(PLStream *self, const char *message);
+
+static void
+pl_stream_handle_callback_error(PLStream *self, const char *message)
+{
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        pl_loop_stash_exception(self->loop);
+        return;
+    }
+    pl_stream_fatal_error(self, message);
+}
+
+static void
+pl_stream_force_close(PLStream *self, PyObject *exc)
+{
+    if (self->conn_lost)
+        return;
+    if (!self->closing)
+        self->closing = 1;
+    if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
+        uv_read_stop(self->uvh);
+        self->reading = 0;
+    }
+    self->conn_lost++;
+    /* connection_lost runs on the next loop pass, as in the stdlib. */
+    PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_call_connection_lost");
+    if (meth == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+        return;
+    }
+    PyObject *h = PyObject_CallMethod((PyObject *)self->loop, "call_soon", "OO", meth,
+                                      exc ? exc : Py_None);
+    Py_DECREF(meth);
+    if (h == NULL)
+        PyErr_WriteUnraisable((PyObject *)self);
+    else
+        Py_DECREF(h);
+}
+
+/* Report the current exception (not an OSError: those are the peer's doing
+ * and only logged in debug mode, as the stdlib does) and drop the
+ * connection with it. */
+static void
+pl_stream_fatal_error(PLStream *self, const char *message)
+{
+    PyObject *exc = pl_err_fetch();
+    if (exc == NULL)
+        return;
+    if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
+        PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
+                                      "transport", (PyObject *)self, "protocol",
+                                      self->protocol ? self->protocol : Py_None);
+        PyObject *r = ctx ? PyObject_CallMethod((PyObject *)self->loop,
+                                                "call_exception_handler", "O", ctx)
+                          : NULL;
+        Py_XDECREF(ctx);
+        if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+                PyErr_ExceptionMatches(PyExc_SystemExit))
+                pl_loop_stash_exception(self->loop);
+            else
+                PyErr_WriteUnraisable((PyObject *)self);
+        }
+        else {
+            Py_DECREF(r);
+        }
+    }
+    pl_stream_force_close(self, exc);
+    Py_DECREF(exc);
+}
+
+static void
+pl_stream_fatal_uv(PLStream *self, int err, const char *message)
+{
+    pl_error_set_uv(err);
+    pl_stream_fatal_error(self, message);
+}
+
+/* ---- flow control -------------------------------------------------------- */
+
+static void
+pl_stream_protocol_hook(PLStream *self, const char *meth, const char *message)
+{
+    PyObject *r = PyObject_CallMethod(self->protocol, meth, NULL);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return;
+    }
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        pl_loop_stash_exception(self->loop);
+        return;
+    }
+    PyObject *exc = pl_err_fetch();
+    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
+                                  "transport", (PyObject *)self, "protocol", self->protocol);
+    PyObject *res =
+        ctx ? PyObject_CallMethod((PyObject *)self->loop, "call_exception_handler", "O", ctx)
+            : NULL;
+    if (res == NULL)
+        PyErr_WriteUnraisable((PyObject *)self);
+    Py_XDECREF(res);
+    Py_XDECREF(ctx);
+    Py_XDECREF(exc);
+}
+
+static void
+pl_stream_maybe_pause(PLStream *self)
+{
+    if (self->write_size <= self->high_water || self->protocol_paused)
+        return;
+    self->protocol_paused = 1;
+    pl_stream_protocol_hook(self, "pause_writing", "protocol.pause_writing() failed");
+}
+
+static void
+pl_stream_maybe_resume(PLStream *self)
+{
+    if (!self->protocol_paused || self->write_size > self->low_water)
+        return;
+    self->protocol_paused = 0;
+    pl_stream_protocol_hook(self, "resume_writing", "protocol.resume_writing() failed");
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+static void
+pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    PLStream *self = (PLStream *)handle->data;
+    buf->base = NULL;
+    buf->len = 0;
+    if (self->buffered) {
+        /* BufferedProtocol: read straight into the protocol's memory. */
+        PyObject *mem = PyObject_CallMethod(self->protocol, "get_buffer", "n", (Py_ssize_t)-1);
+        if (mem == NULL) {
+            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
+            return;
+        }
+        int rc = PyObject_GetBuffer(mem, &self->rbuf, PyBUF_WRITABLE);
+        Py_DECREF(mem);
+        if (rc < 0) {
+            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
+            return;
+        }
+        if (self->rbuf.len == 0) {
+            PyBuffer_Release(&self->rbuf);
+            PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
+            return;
+        }
+        self->rbuf_held = 1;
+        buf->base = self->rbuf.buf;
+        buf->len = (size_t)self->rbuf.len;
+        return;
+    }
+    (void)suggested;
+    if (self->loop->read_buf == NULL) {
+        self->loop->read_buf = PyMem_Malloc(PL_READ_BUF_SIZE);
+        if (self->loop->read_buf == NULL)
+            return; /* libuv reports UV_ENOBUFS */
+    }
+    buf->base = self->loop->read_buf;
+    buf->len = PL_READ_BUF_SIZE;
+}
+
+static void
+pl_stream_release_rbuf(PLStream *self)
+{
+    if (self->rbuf_held) {
+        self->rbuf_held = 0;
+        PyBuffer_Release(&self->rbuf);
+    }
+}
+
+static void
+pl_stream_on_eof(PLStream *self)
+{
+    if (self->reading) {
+        uv_read_stop(self->uvh);
+        self->reading = 0;
+    }
+    PyObject *r = PyObject_CallMethod(self->protocol, "eof_received", NULL);
+    if (r == NULL) {
+        pl_stream_handle_callback_error(self, "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    int keep_open = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (keep_open < 0) {
+        pl_stream_handle_callback_error(self, "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    if (!keep_open) {
+        r = PyObject_CallMethod((PyObject *)self, "close", NULL);
+        if (r == NULL)
+            pl_stream_handle_callback_error(self, "Fatal error on transport");
+        Py_XDECREF(r);
+    }
+}
+
+static void
+pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    PLStream *self = (PLStream *)stream->data;
+    PyObject *r;
+    Py_INCREF(self); /* protocol code may drop the last other reference */
+    if (PyErr_Occurred()) {
+        /* alloc_cb failed and already routed the error. */
+        PyErr_Clear();
+    }
+    if (nread == 0 || self->conn_lost) {
+        pl_stream_release_rbuf(self);
+        goto done;
+    }
+    if (nread > 0) {
+        if (self->buffered) {
+            pl_stream_release_rbuf(self);
+            r = PyObject_CallMethod(self->protocol, "buffer_updated", "n", (Py_ssize_t)nread);
+            if (r == NULL)
+                pl_stream_handle_callback_error(
+                    self, "Fatal error: protocol.buffer_updated() call failed.");
+            Py_XDECREF(r);
+        }
+        else {
+            PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
+            if (data == NULL) {
+                pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
+                goto done;
+            }
+            r = PyObject_CallOneArg(self->data_received_meth, data);
+            Py_DECREF(data);
+            if (r == NULL)
+                pl_stream_handle_callback_error(
+                    self, "Fatal error: protocol.data_received() call failed.");
+            Py_XDECREF(r);
+        }
+        goto done;
+    }
+    pl_stream_release_rbuf(self);
+    if (nread == UV_EOF) {
+        pl_stream_on_eof(self);
+    }
+    else if (nread == UV_ENOBUFS) {
+        /* The allocation callback failed; it reported why. */
+        if (!self->conn_lost) {
+            PyErr_NoMemory();
+            pl_stream_fatal_error(self, "Fatal read error on socket transport");
+        }
+    }
+    else {
+        pl_stream_fatal_uv(self, (int)nread, "Fatal read error on socket transport");
+    }
+done:
+    Py_DECREF(self);
+}
+
+static int
+pl_stream_start_reading(PLStream *self)
+{
+    if (self->reading || self->paused || self->closing || self->state != PL_STREAM_OPEN)
+        return 0;
+    int err = uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb);
+    if (err < 0) {
+        pl_error_set_uv(err);
+        return -1;
+    }
+    self->reading = 1;
+    return 0;
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+static void
+pl__stream_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    PLStream *self = (PLStream *)req->data;
+    (void)status; /* an error here surfaces on the read side */
+    PyMem_Free(req);
+    pl_counters.requests_freed++;
+    Py_DECREF(self);
+}
+
+static int
+pl_stream_shutdown(PLStream *self)
+{
+    uv_shutdown_t *req = PyMem_Malloc(sizeof(*req));
+    if (req == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    req->data = self;
+    int err = uv_shutdown(req, self->uvh, pl__stream_shutdown_cb);
+    if (err < 0) {
+        PyMem_Free(req);
+        pl_error_set_uv(err);
+        return -1;
+    }
+    pl_counters.requests_created++;
+    Py_INCREF(self);
+    return 0;
+}
+
+/* Everything queued has been written (or dropped): finish a pending close()
+ * or write_eof(). */
+static void
+pl_stream_on_drained(PLStream *self)
+{
+    if (self->closing && !self->conn_lost) {
+        pl_stream_force_close(self, NULL);
+    }
+    else if (self->eof_sent && !self->closing && self->state == PL_STREAM_OPEN) {
+        if (pl_stream_shutdown(self) < 0)
+            pl_stream_fatal_error(self, "Fatal error on transport");
+    }
+}
+
+static void
+pl__stream_write_cb(uv_write_t *ureq, int status)
+{
+    pl_write_req *req = (pl_write_req *)ureq;
+    PLStream *self = req->stream;
+    self->write_size -= req->len;
+    Py_DECREF(req->owner);
+    PyMem_Free(req);
+    pl_counters.requests_freed++;
+    if (status < 0 && status != UV_ECANCELED) {
+        if (!self->conn_lost) {
+            self->write_size = 0;
+            pl_stream_fatal_uv(self, status, "Fatal write error on socket transport");
+        }
+    }
+    else if (status == 0) {
+        pl_stream_maybe_resume(self);
+        if (self->write_size == 0)
+            pl_stream_on_drained(self);
+    }
+    Py_DECREF(self);
+}
+
+/* Queue `len` bytes at `base`, which lives inside `owner`. */
+static int
+pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
+{
+    pl_write_req *req = PyMem_Malloc(sizeof(*req));
+    if (req == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uv_buf_t b = uv_buf_init(base, (unsigned int)len);
+    int err = uv_write(&req->req, self->uvh, &b, 1, pl__stream_write_cb);
+    if (err < 0) {
+        PyMem_Free(req);
+        pl_error_set_uv(err);
+        return -1;
+    }
+    /* libuv accepted the request: only now take the references it needs. */
+    pl_counters.requests_created++;
+    req->stream = (PLStream *)Py_NewRef((PyObject *)self);
+    req->owner = Py_NewRef(owner);
+    req->len = len;
+    self->write_size += len;
+    return 0;
+}
+
+static int
+pl_stream_check_write(PLStream *self, int *drop)
+{
+    *drop = 0;
+    if (self->eof_sent) {
+        PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return -1;
+    }
+    if (self->conn_lost || self->state != PL_STREAM_OPEN) {
+        /* As the stdlib: writing to a lost connection is not an error, but
+         * it is logged once it keeps happening. */
+        if (self->conn_lost >= PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s",
+                                              "socket.send() raised exception.");
+            if (r == NULL)
+                return -1;
+            Py_DECREF(r);
+        }
+        self->conn_lost++;
+        *drop = 1;
+    }
+    return 0;
+}
+
+static PyObject *
+Stream_write(PLStream *self, PyObject *data)
+{
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.100s'",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    int drop;
+    if (pl_stream_check_write(self, &drop) < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *ret = NULL;
+    if (view.len == 0 || drop) {
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    size_t off = 0, len = (size_t)view.len;
+    if (self->write_size == 0) {
+        /* Nothing queued: try the socket at once. */
+        uv_buf_t b = uv_buf_init(view.buf, (unsigned int)(len > UINT_MAX ? UINT_MAX : len));
+        int n = uv_try_write(self->uvh, &b, 1);
+        if (n >= 0) {
+            off = (size_t)n;
+        }
+        else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            pl_error_set_uv(n);
+            pl_stream_fatal_error(self, "Fatal write error on socket transport");
+            ret = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (off == len) {
+            ret = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    /* Queue the rest. A bytes object is immutable and can be referenced;
+     * anything else is copied, since the caller may reuse its buffer. */
+    PyObject *owner;
+    char *base;
+    if (PyBytes_CheckExact(data)) {
+        owner = Py_NewRef(data);
+        base = (char *)view.buf + off;
+    }
+    else {
+        owner = PyBytes_FromStringAndSize((char *)view.buf + off, (Py_ssize_t)(len - off));
+        if (owner == NULL)
+            goto done;
+        base = PyBytes_AS_STRING(owner);
+    }
+    if (pl_stream_queue_write(self, owner, base, len - off) < 0) {
+        Py_DECREF(owner);
+        pl_stream_fatal_error(self, "Fatal write error on socket transport");
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    Py_DECREF(owner);
+    pl_stream_maybe_pause(self);
+    if (PyErr_Occurred())
+        goto done;
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&view);
+    return ret;
+}
+
+static PyObject *
+Stream_writelines(PLStream *self, PyObject *lines)
+{
+    /* One buffer, one write: the stdlib joins the chunks too. */
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL)
+        return NULL;
+    PyObject *joined = PyObject_CallMethod(empty, "join", "O", lines);
+    Py_DECREF(empty);
+    if (joined == NULL)
+        return NULL;
+    PyObject *r = Stream_write(self, joined);
+    Py_DECREF(joined);
+    return r;
+}
+
+static PyObject *
+Stream_write_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || self->eof_sent)
+        Py_RETURN_NONE;
+    self->eof_sent = 1;
+    if (self->write_size == 0 && self->state == PL_STREAM_OPEN && !self->conn_lost) {
+        if (pl_stream_shutdown(self) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_can_write_eof(PLStream *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    Py_RETURN_TRUE;
+}
+
+/* ---- close ------------------------------------------------------------------- */
+
+static void
+pl__stream_close_cb(uv_handle_t *handle)
+{
+    PLStream *self = (PLStream *)handle->data;
+    PyMem_Free(handle);
+    pl_counters.handles_freed++;
+    if (self != NULL) {
+        self->uvh = NULL;
+        self->state = PL_STREAM_CLOSED;
+        Py_DECREF(self); /* the reference held while the handle was open */
+    }
+}
+
+static int
+pl_stream_close_handle(PLStream *self)
+{
+    if (self->state != PL_STREAM_OPEN)
+        return 0;
+    self->state = PL_STREAM_CLOSING;
+    pl_stream_release_rbuf(self);
+    /* libuv closes the fd: the Python socket object must not close it again. */
+    if (self->sock != NULL) {
+        PyObject *r = PyObject_CallMethod(self->sock, "detach", NULL);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+    }
+    uv_close((uv_handle_t *)self->uvh, pl__stream_close_cb);
+    return 0;
+}
+
+void
+pl_stream_close_for_loop(uv_handle_t *handle)
+{
+    PLStream *self = (PLStream *)handle->data;
+    if (self == NULL || uv_is_closing(handle))
+        return;
+    /* The loop is closing under an open transport: no protocol callbacks
+     * any more, just release the handle and the transport's self-reference. */
+    self->closing = 1;
+    self->reading = 0;
+    if (!self->conn_lost)
+        self->conn_lost = 1;
+    pl_stream_close_handle(self);
+}
+
+static PyObject *
+Stream__call_connection_lost(PLStream *self, PyObject *exc)
+{
+    PyObject *r = NULL;
+    if (self->protocol_connected && self->protocol != NULL) {
+        r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
+    }
+    else {
+        r = Py_NewRef(Py_None);
+    }
+    pl_stream_close_handle(self);
+    Py_CLEAR(self->protocol);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || self->state != PL_STREAM_OPEN)
+        Py_RETURN_NONE;
+    self->closing = 1;
+    if (self->reading) {
+        uv_read_stop(self->uvh);
+        self->reading = 0;
+    }
+    if (self->write_size == 0)
+        pl_stream_force_close(self, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_abort(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    pl_stream_force_close(self, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_is_closing(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closing || self->state != PL_STREAM_OPEN);
+}
+
+/* ---- reading control, protocol, limits, extra ------------------------------ */
+
+static PyObject *
+Stream_is_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(!self->closing && self->state == PL_STREAM_OPEN && !self->paused);
+}
+
+static PyObject *
+Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || self->paused || self->state != PL_STREAM_OPEN)
+        Py_RETURN_NONE;
+    self->paused = 1;
+    if (self->reading) {
+        uv_read_stop(self->uvh);
+        self->reading = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || !self->paused || self->state != PL_STREAM_OPEN)
+        Py_RETURN_NONE;
+    self->paused = 0;
+    if (pl_stream_start_reading(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream__start_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_stream_start_reading(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+pl_stream_set_protocol(PLStream *self, PyObject *protocol)
+{
+    PyObject *buffered_type = pl_state.buffered_protocol_type;
+    int is_buffered = PyObject_IsInstance(protocol, buffered_type);
+    if (is_buffered < 0)
+        return -1;
+    PyObject *dr = NULL;
+    if (!is_buffered) {
+        dr = PyObject_GetAttrString(protocol, "data_received");
+        if (dr == NULL)
+            return -1;
+    }
+    if (self->rbuf_held)
+        pl_stream_release_rbuf(self);
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    Py_XSETREF(self->data_received_meth, dr);
+    self->buffered = (char)is_buffered;
+    self->protocol_connected = 1;
+    return 0;
+}
+
+static PyObject *
+Stream_set_protocol(PLStream *self, PyObject *protocol)
+{
+    if (pl_stream_set_protocol(self, protocol) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_get_protocol(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->protocol ? self->protocol : Py_None);
+}
+
+static PyObject *
+Stream_get_write_buffer_size(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSize_t(self->write_size);
+}
+
+static PyObject *
+Stream_get_write_buffer_limits(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(nn)", (Py_ssize_t)self->low_water, (Py_ssize_t)self->high_water);
+}
+
+static PyObject *
+Stream_set_write_buffer_limits(PLStream *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"high", "low", NULL};
+    PyObject *high_o = Py_None, *low_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist, &high_o,
+                                     &low_o))
+        return NULL;
+    Py_ssize_t high, low;
+    if (high_o == Py_None) {
+        if (low_o == Py_None) {
+            high = 64 * 1024;
+        }
+        else {
+            low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
+            if (low == -1 && PyErr_Occurred())
+                return NULL;
+            high = 4 * low;
+        }
+    }
+    else {
+        high = PyNumber_AsSsize_t(high_o, PyExc_OverflowError);
+        if (high == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (low_o == Py_None) {
+        low = high / 4;
+    }
+    else {
+        low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
+        if (low == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (!(high >= low && low >= 0)) {
+        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
+        return NULL;
+    }
+    self->high_water = (size_t)high;
+    self->low_water = (size_t)low;
+    pl_stream_maybe_pause(self);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_get_extra_info(PLStream *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"name", "default", NULL};
+    PyObject *name, *dflt = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:get_extra_info", kwlist, &name, &dflt))
+        return NULL;
+    if (self->extra != NULL && PyDict_Check(self->extra)) {
+        PyObject *v = PyDict_GetItemWithError(self->extra, name);
+        if (v != NULL)
+            return Py_NewRef(v);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return Py_NewRef(dflt);
+}
+
+static PyObject *
+Stream_repr(PLStream *self)
+{
+    const char *st = self->state == PL_STREAM_OPEN ? (self->closing ? "closing" : "open")
+                                                   : "closed";
+    return PyUnicode_FromFormat("<%s %s write_buffer=%zu>", Py_TYPE(self)->tp_name, st,
+                                self->write_size);
+}
+
+/* ---- type ------------------------------------------------------------------- */
+
+static int
+Stream_traverse(PLStream *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->extra);
+    Py_VISIT((PyObject *)self->loop);
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->data_received_meth);
+    Py_VISIT(self->sock);
+    return 0;
+}
+
+static int
+Stream_clear(PLStream *self)
+{
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->data_received_meth);
+    /* loop and sock stay until dealloc: an open handle still needs them. */
+    return 0;
+}
+
+static void
+Stream_finalize(PLStream *self)
+{
+    /* Only reachable once the handle is closed (an open handle keeps a
+     * reference to its transport), or for a transport that never opened. */
+    (void)self;
+}
+
+static void
+Stream_dealloc(PLStream *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    pl_stream_release_rbuf(self);
+    Stream_clear(self);
+    if (self->sock != NULL) {
+        /* Never opened (no handle took the fd): the socket closes itself. */
+        Py_CLEAR(self->sock);
+    }
+    Py_CLEAR(self->loop);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+Stream_new(PyTypeObject *type, PyObject *Py_UNUSED(a), PyObject *Py_UNUSED(k))
+{
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly", type->tp_name);
+    return NULL;
+}
+
+static PyMethodDef Stream_methods[] = {
+    {"write", (PyCFunction)Stream_write, METH_O, NULL},
+    {"writelines", (PyCFunction)Stream_writelines, METH_O, NULL},
+    {"write_eof", (PyCFunction)Stream_write_eof, METH_NOARGS, NULL},
+    {"can_write_eof", (PyCFunction)Stream_can_write_eof, METH_NOARGS, NULL},
+    {"close", (PyCFunction)Stream_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)Stream_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)Stream_is_closing, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)Stream_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)Stream_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", (PyCFunction)Stream_resume_reading, METH_NOARGS, NULL},
+    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)Stream_get_protocol, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)Stream_get_write_buffer_size, METH_NOARGS, NULL},
+    {"get_write_buffer_limits", (PyCFunction)Stream_get_write_buffer_limits, METH_NOARGS, NULL},
+    {"set_write_buffer_limits", PL_METH(Stream_set_write_buffer_limits),
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_extra_info", PL_METH(Stream_get_extra_info), METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_call_connection_lost", (PyCFunction)Stream__call_connection_lost, METH_O, NULL},
+    {"_start_reading", (PyCFunction)Stream__start_reading, METH_NOARGS, NULL},
+    {NULL}
+};
+
+static PyMemberDef Stream_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(PLStream, weakreflist), READONLY, NULL},
+    {NULL}
+};
+
+static PyType_Slot Stream_slots[] = {
+    {Py_tp_new, Stream_new},
+    {Py_tp_dealloc, Stream_dealloc},
+    {Py_tp_finalize, Stream_finalize},
+    {Py_tp_traverse, Stream_traverse},
+    {Py_tp_clear, Stream_clear},
+    {Py_tp_repr, Stream_repr},
+    {Py_tp_methods, Stream_methods},
+    {Py_tp_members, Stream_members},
+    {0, NULL}
+};
+
+static PyType_Spec Stream_tcp_spec = {
+    .name = "pyloop._core.TCPTransport",
+    .basicsize = sizeof(PLStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = Stream_slots,
+};
+
+int
+pl_stream_init_types(PyObject *module)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    PyObject *base = PyObject_GetAttrString(asyncio, "Transport");
+    Py_DECREF(asyncio);
+    if (base == NULL)
+        return -1;
+    /* Our `extra` must sit exactly where BaseTransport keeps `_extra`. */
+    if (((PyTypeObject *)base)->tp_basicsize != (Py_ssize_t)offsetof(PLStream, loop)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "asyncio.Transport layout is not the one pyloop was built for");
+        Py_DECREF(base);
+        return -1;
+    }
+    PyObject *bases = PyTuple_Pack(1, base);
+    Py_DECREF(base);
+    if (bases == NULL)
+        return -1;
+    pl_stream_tcp_type = PyType_FromSpecWithBases(&Stream_tcp_spec, bases);
+    Py_DECREF(bases);
+    if (pl_stream_tcp_type == NULL)
+        return -1;
+    return PyModule_AddObjectRef(module, "TCPTransport", pl_stream_tcp_type);
+}
+
+/* ---- creation ---------------------------------------------------------------- */
+
+/* loop._new_stream_transport(sock, protocol, extra): wrap a connected stream
+ * socket. The Python layer schedules connection_made, reading and the
+ * waiter, in the stdlib's order. libuv takes over the socket's fd; the
+ * socket object is detached when the handle closes. */
+PyObject *
+Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PLStream *t = NULL;
+    uv_tcp_t *uvh = NULL;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_new_stream_transport(sock, protocol, extra)");
+        return NULL;
+    }
+    PyObject *sock = args[0], *protocol = args[1], *extra = args[2];
+    if (pl_loop_check_closed(self) < 0)
+        return NULL;
+    if (extra != Py_None && !PyDict_Check(extra)) {
+        PyErr_SetString(PyExc_TypeError, "extra must be a dict or None");
+        return NULL;
+    }
+    PyObject *fdobj = PyObject_CallMethod(sock, "fileno", NULL);
+    if (fdobj == NULL)
+        return NULL;
+    long fd = PyLong_AsLong(fdobj);
+    Py_DECREF(fdobj);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "the socket is closed");
+        return NULL;
+    }
+
+    PyTypeObject *tp = (PyTypeObject *)pl_stream_tcp_type;
+    t = (PLStream *)tp->tp_alloc(tp, 0);
+    if (t == NULL)
+        return NULL;
+    t->loop = (PLLoop *)Py_NewRef((PyObject *)self);
+    t->high_water = 64 * 1024;
+    t->low_water = 16 * 1024;
+    t->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
+    if (t->extra == NULL)
+        goto error;
+    if (pl_stream_set_protocol(t, protocol) < 0)
+        goto error;
+
+    uvh = PyMem_Malloc(sizeof(*uvh));
+    if (uvh == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    int err = uv_tcp_init(&self->uv, uvh);
+    if (err < 0) {
+        PyMem_Free(uvh);
+        pl_error_set_uv(err);
+        goto error;
+    }
+    pl_counters.handles_created++;
+    uvh->data = NULL; /* the close callback then frees only the memory */
+    err = uv_tcp_open(uvh, (uv_os_sock_t)fd);
+    if (err < 0) {
+        /* libuv did not take the fd: it stays with the caller's socket. */
+        uv_close((uv_handle_t *)uvh, pl__stream_close_cb);
+        pl_error_set_uv(err);
+        goto error;
+    }
+    uvh->data = t;
+    t->uvh = (uv_stream_t *)uvh;
+    t->sock = Py_NewRef(sock);
+    t->state = PL_STREAM_OPEN;
+    Py_INCREF(t); /* held by the open handle until its close callback */
+    return (PyObject *)t;
+
+error:
+    Py_XDECREF(t);
+    return NULL;
+}
