@@ -221,6 +221,7 @@ class Recorder(unittest.TextTestResult):
     reports those through addSubTest only, never addFailure)."""
 
     journal = None
+    test_timeout = 0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -234,6 +235,10 @@ class Recorder(unittest.TextTestResult):
         self._t0 = time.monotonic()
         COUNTER.take()
         self.journal.write(event="start", id=short_id(test))
+        if self.test_timeout:
+            # A hanging test: every thread's stack on stderr, then exit(1);
+            # run_suite.py resumes the module after it.
+            faulthandler.dump_traceback_later(self.test_timeout, exit=True)
 
     def _note(self, test, kind, detail=""):
         if test is not self._current:
@@ -248,6 +253,8 @@ class Recorder(unittest.TextTestResult):
             self._details.append(detail)
 
     def stopTest(self, test):
+        if self.test_timeout:
+            faulthandler.cancel_dump_traceback_later()
         super().stopTest(test)
         if test is self._current:
             self.journal.write(
@@ -293,6 +300,22 @@ class Recorder(unittest.TextTestResult):
                                    + self._tb(test, err))
 
 
+def without(suite, exclude):
+    """The suite flattened, less the tests whose ids are in exclude (a module
+    resumed after a crash). TestSuite.run still runs the class and module
+    fixtures, at each change of class and module."""
+    kept = unittest.TestSuite()
+
+    def walk(s):
+        for t in s:
+            if isinstance(t, unittest.TestSuite):
+                walk(t)
+            elif short_id(t) not in exclude:
+                kept.addTest(t)
+    walk(suite)
+    return kept
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loop", choices=["pyloop", "asyncio"], required=True)
@@ -301,8 +324,9 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--root", default=os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__)))))
-    ap.add_argument("--timeout", type=float, default=0,
-                    help="dump every thread's stack and exit after this many seconds")
+    ap.add_argument("--test-timeout", type=float, default=0,
+                    help="dump every thread's stack and exit when a test runs this long")
+    ap.add_argument("--exclude", help="a JSON list of test ids not to run (already run)")
     ap.add_argument("-k", dest="patterns", action="append", default=[])
     ap.add_argument("--log", help="unittest's own output goes here (default stderr)")
     args = ap.parse_args()
@@ -310,8 +334,7 @@ def main():
     PREFIX = args.package + "."
 
     faulthandler.enable(file=sys.stderr, all_threads=True)
-    if args.timeout:
-        faulthandler.dump_traceback_later(args.timeout, exit=True, file=sys.stderr)
+    Recorder.test_timeout = args.test_timeout
 
     journal = Journal(args.out)
     journal.write(event="ready", python=sys.version.split()[0],
@@ -321,14 +344,15 @@ def main():
     if args.patterns:
         loader.testNamePatterns = [p if "*" in p else f"*{p}*" for p in args.patterns]
     suite = loader.loadTestsFromName(PREFIX + args.module)
+    if args.exclude:
+        with open(args.exclude) as f:
+            suite = without(suite, set(json.load(f)))
 
     Recorder.journal = journal
     stream = open(args.log, "w") if args.log else sys.stderr
     runner = unittest.TextTestRunner(stream=stream, verbosity=2, resultclass=Recorder)
     runner.run(suite)
     journal.write(event="done", loops=COUNTER.total)
-    if args.timeout:
-        faulthandler.cancel_dump_traceback_later()
     stream.flush()
     # A normal interpreter exit on purpose: a crash while finalizing loops and
     # threads left by the tests is something to report, not to hide.

@@ -18,12 +18,13 @@ usage or set-up error (bad known-failures file, pyloop not importable).
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -31,7 +32,9 @@ CHILD = os.path.join(HERE, "_child.py")
 KNOWN_FAILURES = os.path.join(HERE, "known_failures.txt")
 PYVER = sys.version_info[:2]
 VERSION_TAG = f"py{PYVER[0]}.{PYVER[1]}"
-DEFAULT_TIMEOUT = 600
+DEFAULT_TIMEOUT = 600       # seconds for a module with one loop, resumes included
+DEFAULT_TEST_TIMEOUT = 120  # seconds for one test
+MAX_RESUMES = 10            # restarts of a module after crashes or hangs in tests
 PATCH_FAILED = 3  # the child's exit status when the loop patch did not take
 
 
@@ -134,16 +137,33 @@ def _is_version_tag(tag):
 # ---- running one module in a child ---------------------------------------------
 
 @dataclass
+class Incident:
+    """A child process that did not finish normally."""
+    kind: str          # crash, timeout, patch
+    text: str          # one line: what happened
+    test: str = None   # the test that was running, when known
+    stack: str = ""    # the end of the child's stderr (faulthandler's dump)
+    whole_module: bool = False  # the module's own time ran out: no resuming
+
+    def line(self):
+        return self.text + (f", during {self.test}" if self.test else "")
+
+
+@dataclass
 class Run:
-    """One module with one loop."""
+    """One module with one loop, over one or more child processes (after a
+    crash or a hang pinned on a test, the module is resumed without it)."""
     module: str
     loop: str
-    tests: dict        # id -> {"outcome", "detail", "loops", "time"}
-    status: str        # ok, crash, timeout, patch
-    problem: str       # what went wrong, for a status other than ok
-    elapsed: float
-    loops: int         # loops made through the default policy
-    ready: dict        # what the child reported about the loop patch
+    tests: dict = field(default_factory=dict)   # id -> {"outcome", "detail", "loops", "time"}
+    incidents: list = field(default_factory=list)
+    elapsed: float = 0.0
+    ready: dict = field(default_factory=dict)   # the child's account of the loop patch
+    stopped: str = ""  # why the rest of the module did not run, if it did not
+
+    @property
+    def status(self):
+        return self.incidents[0].kind if self.incidents else "ok"
 
     def counts(self):
         c = dict.fromkeys(("pass", "fail", "error", "skip", "xfail", "xpass", "crash"), 0)
@@ -163,7 +183,7 @@ def _signal_name(num):
         return f"signal {num}"
 
 
-def _tail(path, lines=40):
+def _tail(path, lines=30):
     try:
         with open(path, errors="replace") as f:
             return "".join(f.readlines()[-lines:]).rstrip()
@@ -171,83 +191,120 @@ def _tail(path, lines=40):
         return ""
 
 
-def run_module(module, loop, args, workdir):
-    base = os.path.join(workdir, f"{module.name}.{loop}")
-    out, log, err = base + ".jsonl", base + ".log", base + ".stderr"
+def _killpg(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def read_journal(path):
+    """The child's JSON lines -> (tests, ready, done, running test or None)."""
+    tests, ready, done, running = {}, {}, None, None
+    if not os.path.exists(path):
+        return tests, ready, done, running
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            ev = rec.pop("event")
+            if ev == "start":
+                running = rec["id"]
+            elif ev == "result":
+                tid = rec.pop("id")
+                tests[tid] = rec
+                if tid == running:
+                    running = None
+            elif ev == "ready":
+                ready = rec
+            elif ev == "done":
+                done = rec
+    return tests, ready, done, running
+
+
+def run_child(module, loop, args, base, exclude, budget):
+    """One child process; returns (tests, ready, Incident or None)."""
+    out, log, err, excl = (base + ext for ext in (".jsonl", ".log", ".stderr", ".exclude"))
     cmd = [sys.executable, CHILD, "--loop", loop, "--module", module.name,
-           "--package", args.package, "--out", out, "--root", ROOT, "--log", log, "--timeout", str(args.timeout)]
+           "--package", args.package, "--out", out, "--root", ROOT, "--log", log,
+           "--test-timeout", str(args.test_timeout)]
+    if exclude:
+        with open(excl, "w") as f:
+            json.dump(sorted(exclude), f)
+        cmd += ["--exclude", excl]
     for p in tuple(module.patterns) + tuple(args.k or ()):
         cmd += ["-k", p]
-    t0 = time.monotonic()
-    timed_out = False
+    module_timeout = False
     with open(err, "w") as errf:
-        # Its own session, so that a hang is ended with everything it started.
+        # Its own session, so that whatever it started goes with it.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf,
                                 stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         try:
-            # The child dumps its stacks and exits by itself at --timeout; this
-            # is the backstop in case that did not work.
-            rc = proc.wait(timeout=args.timeout + 30)
+            rc = proc.wait(timeout=max(budget, 1))
         except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
+            module_timeout = True
+            proc.send_signal(signal.SIGABRT)  # faulthandler dumps every thread
+            try:
+                rc = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
         except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
-    elapsed = time.monotonic() - t0
+        finally:
+            _killpg(proc.pid, signal.SIGKILL)
 
-    tests, ready, done, running = {}, {}, None, None
-    if os.path.exists(out):
-        with open(out) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a crash
-                ev = rec.pop("event")
-                if ev == "start":
-                    running = rec["id"]
-                elif ev == "result":
-                    tid = rec.pop("id")
-                    tests[tid] = rec
-                    if tid == running:
-                        running = None
-                elif ev == "ready":
-                    ready = rec
-                elif ev == "done":
-                    done = rec
-
-    stderr_tail = _tail(err)
-    status, problem = "ok", ""
+    tests, ready, done, running = read_journal(out)
+    tail = _tail(err)
+    how = f"killed by {_signal_name(-rc)}" if rc < 0 else f"exit status {rc}"
     if rc == PATCH_FAILED and not ready:
-        status, problem = "patch", "the loop patch did not take: " + stderr_tail[-800:]
-    elif timed_out or (done is None and "Timeout (" in stderr_tail
-                       and elapsed >= args.timeout):
-        status, problem = "timeout", f"timed out after {args.timeout:g}s"
-    elif rc != 0 or done is None:
-        how = (f"killed by {_signal_name(-rc)}" if rc < 0
-               else f"exit status {rc}")
-        status = "crash"
-        if done is not None:
-            problem = f"{how} at interpreter exit, after all its tests ran"
-        elif not ready:
-            problem = f"{how} before running any test"
-        else:
-            problem = f"{how}"
-    if status in ("timeout", "crash") and running is not None:
-        problem += f", during {running}"
-        tests[running] = {"outcome": "crash", "loops": 0, "time": 0.0,
-                          "detail": f"{problem}\n{stderr_tail}"}
-    if status != "ok" and stderr_tail and status != "patch":
-        problem += "\n" + _indent(stderr_tail, "      ")
-    return Run(module.name, loop, tests, status, problem, elapsed,
-               (done or {}).get("loops", 0), ready)
+        inc = Incident("patch", "the loop patch did not take; nothing ran", None, tail)
+    elif module_timeout:
+        inc = Incident("timeout", f"the module ran over its {args.timeout:g}s", running, tail,
+                       whole_module=True)
+    elif done is None and running is not None and "Timeout (" in tail:
+        inc = Incident("timeout", f"the test ran over {args.test_timeout:g}s", running, tail)
+    elif done is not None and rc != 0:
+        inc = Incident("crash", f"{how} at interpreter exit, after all its tests ran", None, tail)
+    elif done is None and not ready:
+        inc = Incident("crash", f"{how} before running any test", None, tail)
+    elif done is None:
+        inc = Incident("crash", how, running, tail)
+    else:
+        inc = None
+    if inc is not None and inc.test is not None:
+        tests[inc.test] = {"outcome": "crash", "loops": 0, "time": 0.0,
+                           "detail": f"{inc.line()}\n{tail}"}
+    return tests, ready, inc
 
 
-def _indent(text, prefix):
-    return "\n".join(prefix + line for line in text.splitlines())
+def run_module(module, loop, args, workdir):
+    run = Run(module.name, loop)
+    t0 = time.monotonic()
+    deadline = t0 + args.timeout
+    for attempt in range(MAX_RESUMES + 1):
+        base = os.path.join(workdir, f"{module.name}.{loop}" + (f".{attempt}" if attempt else ""))
+        tests, ready, inc = run_child(module, loop, args, base, set(run.tests),
+                                      deadline - time.monotonic())
+        run.tests.update(tests)
+        run.ready = run.ready or ready
+        if inc is None:
+            break
+        run.incidents.append(inc)
+        if inc.test is None:
+            break  # not pinned on a test: resuming would do the same again
+        if inc.whole_module or deadline - time.monotonic() < 30:
+            run.stopped = "the module's time ran out"
+            break
+        if attempt == MAX_RESUMES:
+            run.stopped = f"stopped after {MAX_RESUMES} resumes"
+            break
+    run.elapsed = time.monotonic() - t0
+    return run
 
 
 def preflight_pyloop():
@@ -265,18 +322,16 @@ def preflight_pyloop():
 
 def key_line(detail):
     """The line that says what went wrong: the exception at the end of a
-    traceback, else the first line."""
+    traceback, else the last line."""
     lines = [l for l in detail.strip().splitlines() if l.strip()]
-    if not lines:
-        return ""
     for line in reversed(lines):
-        if not line.startswith((" ", "\t")) and not line.startswith("Traceback"):
+        if not line.startswith((" ", "\t", "Traceback")):
             return line.strip()[:200]
-    return lines[-1].strip()[:200]
+    return lines[-1].strip()[:200] if lines else ""
 
 
 def traceback_head(detail, max_lines=14):
-    """A traceback shortened to its start (which test line) and its end (the
+    """A traceback cut to its start (the test's own line) and its end (the
     exception)."""
     lines = detail.rstrip().splitlines()
     if len(lines) <= max_lines:
@@ -286,7 +341,153 @@ def traceback_head(detail, max_lines=14):
 
 
 def fmt_counts(c):
-    return f"{c['pass']:>5} {c['fail'] + c['xpass']:>4} {c['error'] + c['crash']:>4} {c['skip']:>4}"
+    return (f"{c['pass']:>5} {c['fail'] + c['xpass']:>4} {c['error'] + c['crash']:>4} "
+            f"{c['skip']:>4}")
+
+
+def select_modules(args):
+    """-> (modules to run, modules this Python does not have); exits on an
+    unknown name."""
+    if not args.only:
+        chosen = list(MODULES)
+    else:
+        by_name = {m.name: m for m in MODULES}
+        pkg_dir = package_dir(args.package)
+        available = {f[:-3] for f in os.listdir(pkg_dir) if f.endswith(".py")}
+        chosen = []
+        for name in (n.strip() for n in args.only.split(",")):
+            if name in by_name:
+                chosen.append(by_name[name])
+            elif name in available:
+                print(f"note: {name} is not in MODULES; running it anyway")
+                chosen.append(Module(name, since=PYVER))
+            elif name:
+                sys.exit(f"error: no module {name} in MODULES or in {pkg_dir}")
+    return ([m for m in chosen if m.available()],
+            [m for m in chosen if not m.available()])
+
+
+class Table:
+    def __init__(self, modules, loops):
+        self.loops = loops
+        self.width = max(len(m.name) for m in modules) + 2
+
+    def header(self):
+        print(f"{'':{self.width}}" + "".join(f"  {LOOP_TITLE[l]:^28}" for l in self.loops))
+        print(f"{'module':{self.width}}"
+              + "".join(f"  {'pass':>5} {'fail':>4} {'err':>4} {'skip':>4}{'time':>8}"
+                        for _ in self.loops)
+              + ("  on pyloop" if "pyloop" in self.loops else ""), flush=True)
+
+    def row(self, name, runs):
+        """runs: one Run per loop, in self.loops' order."""
+        line = f"{name:{self.width}}"
+        counts = [r.counts() for r in runs]
+        for r, c in zip(runs, counts):
+            mark = "" if r.status == "ok" else "!"
+            line += f"  {fmt_counts(c)}{mark:1}{r.elapsed:>6.1f}s"
+        if "pyloop" in self.loops:
+            py = runs[self.loops.index("pyloop")]
+            line += f"  {py.on_loop():>5}/{len(py.tests)}"
+        print(line, flush=True)
+
+
+def total_run(runs, loop):
+    """All modules' runs for one loop, as one Run."""
+    total = Run("total", loop)
+    for r in runs:
+        if r.loop == loop:
+            total.tests.update({f"{r.module}:{k}": v for k, v in r.tests.items()})
+            total.elapsed += r.elapsed
+    return total
+
+
+def classify(selected, runs, loops, known, args):
+    """Sort pyloop's failures. Returns a dict of lists."""
+    out = {"unexpected": [], "known": [], "both": [], "stale": [], "missing_known": []}
+    if "pyloop" not in loops:
+        return out
+    for m in selected:
+        ours = runs[m.name, "pyloop"]
+        ref = runs.get((m.name, "asyncio"))
+        module_known = known.for_module(m.name)
+        for tid, rec in sorted(ours.tests.items()):
+            if rec["outcome"] not in BAD:
+                continue
+            ref_rec = ref.tests.get(tid) if ref else None
+            if tid in module_known:
+                out["known"].append((tid, rec, module_known[tid]))
+            elif ref_rec is not None and ref_rec["outcome"] in BAD:
+                out["both"].append((tid, rec, ref_rec))
+            else:
+                out["unexpected"].append((tid, rec, ref_rec))
+        for tid in sorted(module_known):
+            rec = ours.tests.get(tid)
+            if rec is None:
+                if ours.status == "ok" and not args.k and not m.patterns:
+                    out["missing_known"].append(tid)
+            elif rec["outcome"] not in BAD:
+                out["stale"].append((tid, rec["outcome"]))
+    return out
+
+
+def show_failures(title, items, note, verbose):
+    """items: (test id, record, other) triples; note(other) -> text after the id."""
+    if not items:
+        return
+    print(f"\n{title} ({len(items)}):")
+    for tid, rec, other in items:
+        print(f"  {rec['outcome'].upper():5} {tid}{note(other)}")
+        detail = rec.get("detail", "")
+        if rec["outcome"] == "crash":
+            print(f"        {detail.splitlines()[0]}")  # its stack is under PROBLEM
+            continue
+        line = key_line(detail)
+        if line:
+            print(f"        {line}")
+        if verbose and detail:
+            for tl in traceback_head(detail):
+                print(f"          | {tl}")
+
+
+def report_problems(runs, selected):
+    for r in runs.values():
+        for inc in r.incidents:
+            print(f"PROBLEM {r.module} [{LOOP_TITLE[r.loop]}]: {inc.line()}")
+            for line in inc.stack.splitlines():
+                print(f"      {line}")
+        if r.incidents and r.incidents[-1].test and not r.stopped:
+            print("      (the module was resumed after the test: its other tests ran)")
+        if r.stopped:
+            print(f"      (the rest of the module did not run: {r.stopped})")
+    for m in selected:
+        r = runs.get((m.name, "pyloop"))
+        if r is not None and r.status == "ok" and r.tests and r.on_loop() == 0:
+            print(f"note: {m.name} made no pyloop loop: its tests build their own "
+                  f"loops, its pyloop figures say nothing about pyloop")
+
+
+def write_json(path, selected, not_here, runs, loops, sorted_failures):
+    doc = {
+        "python": sys.version.split()[0],
+        "loops": loops,
+        "modules": {
+            m.name: {loop: {"status": r.status,
+                            "incidents": [vars(i) for i in r.incidents],
+                            "stopped": r.stopped,
+                            "elapsed": round(r.elapsed, 2),
+                            "counts": r.counts(), "on_loop": r.on_loop(),
+                            "patch": r.ready, "tests": r.tests}
+                     for (name, loop), r in runs.items() if name == m.name}
+            for m in selected},
+        "not_run": [m.name for m in not_here],
+        "unexpected": [tid for tid, _, _ in sorted_failures["unexpected"]],
+        "known": [tid for tid, _, _ in sorted_failures["known"]],
+        "both_fail": [tid for tid, _, _ in sorted_failures["both"]],
+        "stale_known": [tid for tid, _ in sorted_failures["stale"]],
+    }
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
 
 
 def main():
@@ -302,11 +503,13 @@ def main():
                     help="keep each child's output, unittest log and journal here")
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                     help=f"seconds per module and loop (default {DEFAULT_TIMEOUT})")
+    ap.add_argument("--test-timeout", type=float, default=DEFAULT_TEST_TIMEOUT,
+                    help=f"seconds per test (default {DEFAULT_TEST_TIMEOUT})")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="show the head and end of each failing test's traceback")
     # For the runner's own tests: another package of modules, another list.
     ap.add_argument("--known", default=KNOWN_FAILURES, help=argparse.SUPPRESS)
     ap.add_argument("--package", default=PACKAGE, help=argparse.SUPPRESS)
-    ap.add_argument("-v", "--verbose", action="store_true",
-                    help="show the head of each failing test's traceback")
     args = ap.parse_args()
 
     known = KnownFailures(args.known)
@@ -314,28 +517,7 @@ def main():
         for e in known.errors:
             print(f"error: {e}", file=sys.stderr)
         return 2
-
-    # Which modules.
-    by_name = {m.name: m for m in MODULES}
-    if args.only:
-        names = [n.strip() for n in args.only.split(",") if n.strip()]
-        pkg_dir = package_dir(args.package)
-        available = {f[:-3] for f in os.listdir(pkg_dir) if f.endswith(".py")}
-        chosen = []
-        for n in names:
-            if n in by_name:
-                chosen.append(by_name[n])
-            elif n in available:
-                print(f"note: {n} is not in MODULES; running it anyway")
-                chosen.append(Module(n, since=PYVER))
-            else:
-                print(f"error: no module {n} in MODULES or in {pkg_dir}",
-                      file=sys.stderr)
-                return 2
-    else:
-        chosen = list(MODULES)
-    not_here = [m for m in chosen if not m.available()]
-    selected = [m for m in chosen if m.available()]
+    selected, not_here = select_modules(args)
     loops = list(LOOPS) if args.loop == "both" else [args.loop]
 
     print(f"{args.package} ({package_dir(args.package)}) on Python {sys.version.split()[0]}")
@@ -347,187 +529,79 @@ def main():
             return 2
         print(f"pyloop {where[1]} from {where[0]}")
     for m in not_here:
-        lo = ".".join(map(str, m.since))
-        print(f"{m.name}: not run, not in Python {PYVER[0]}.{PYVER[1]} "
-              f"(needs {lo}{'' if m.until is None else ' to before ' + '.'.join(map(str, m.until))})")
+        span = ".".join(map(str, m.since)) + (
+            "" if m.until is None else " to before " + ".".join(map(str, m.until)))
+        print(f"{m.name}: not run, not in Python {PYVER[0]}.{PYVER[1]} (needs {span})")
     if not selected:
         print("nothing to run")
         return 2
 
-    width = max(len(m.name) for m in selected) + 2
-    cols = "".join(f"  {LOOP_TITLE[l]:^28}" for l in loops)
-    print(f"{'':{width}}{cols}")
-    sub = "".join(f"  {'pass':>5} {'fail':>4} {'err':>4} {'skip':>4}{'time':>8}" for l in loops)
-    extra = "  on pyloop" if "pyloop" in loops else ""
-    print(f"{'module':{width}}{sub}{extra}")
-
+    table = Table(selected, loops)
+    table.header()
     workdir = args.log_dir or tempfile.mkdtemp(prefix="pyloop-cpython-")
     os.makedirs(workdir, exist_ok=True)
     runs = {}  # (module, loop) -> Run
-    totals = {l: None for l in loops}
     try:
         for m in selected:
-            row = f"{m.name:{width}}"
             for loop in loops:
-                r = runs[m.name, loop] = run_module(m, loop, args, workdir)
-                c = r.counts()
-                totals[loop] = c if totals[loop] is None else {
-                    k: totals[loop][k] + c[k] for k in c}
-                mark = "" if r.status == "ok" else "!"
-                row += f"  {fmt_counts(c)}{mark:1}{r.elapsed:>6.1f}s"
-            if "pyloop" in loops:
-                r = runs[m.name, "pyloop"]
-                row += f"  {r.on_loop():>5}/{len(r.tests)}"
-            print(row, flush=True)
+                runs[m.name, loop] = run_module(m, loop, args, workdir)
+            table.row(m.name, [runs[m.name, l] for l in loops])
     except KeyboardInterrupt:
         print("interrupted")
         return 130
     finally:
         if not args.log_dir:
-            _remove_tree(workdir)
-
-    row = f"{'total':{width}}"
-    for loop in loops:
-        t = sum(r.elapsed for (_, l), r in runs.items() if l == loop)
-        row += f"  {fmt_counts(totals[loop])} {t:>6.1f}s"
-    if "pyloop" in loops:
-        on = sum(r.on_loop() for (_, l), r in runs.items() if l == "pyloop")
-        n = sum(len(r.tests) for (_, l), r in runs.items() if l == "pyloop")
-        row += f"  {on:>5}/{n}"
-    print(row)
+            shutil.rmtree(workdir, ignore_errors=True)
+    totals = {l: total_run(runs.values(), l) for l in loops}
+    table.row("total", [totals[l] for l in loops])
     if "pyloop" in loops:
         print("(on pyloop: tests that made at least one pyloop loop; the others ran only on "
-              "loops the tests build themselves, such as test_utils.TestLoop)")
+              "loops they build themselves, such as test_utils.TestLoop)")
 
-    # Module-level problems.
-    problems = [r for r in runs.values() if r.status != "ok"]
-    for r in problems:
-        print(f"PROBLEM {r.module} [{LOOP_TITLE[r.loop]}]: {r.problem}")
-    for m in selected:
-        r = runs.get((m.name, "pyloop"))
-        if r is not None and r.status == "ok" and r.tests and r.loops == 0:
-            print(f"note: {m.name} made no pyloop loop at all: it tests only loops it "
-                  f"builds itself, its pyloop figures say nothing about pyloop")
-
-    # Classify each pyloop failure.
-    unexpected, known_hit, both_fail = [], [], []
-    stale, missing_known = [], []
-    if "pyloop" in loops:
-        compare = "asyncio" in loops
-        for m in selected:
-            ours = runs[m.name, "pyloop"]
-            ref = runs.get((m.name, "asyncio"))
-            module_known = known.for_module(m.name)
-            for tid, rec in sorted(ours.tests.items()):
-                if rec["outcome"] not in BAD:
-                    continue
-                ref_rec = ref.tests.get(tid) if ref else None
-                if tid in module_known:
-                    known_hit.append((tid, rec, module_known[tid]))
-                elif compare and ref_rec is not None and ref_rec["outcome"] in BAD:
-                    both_fail.append((tid, rec, ref_rec))
-                else:
-                    unexpected.append((tid, rec, ref_rec))
-            for tid, reason in sorted(module_known.items()):
-                rec = ours.tests.get(tid)
-                if rec is None:
-                    if ours.status == "ok" and not args.k and not m.patterns:
-                        missing_known.append(tid)
-                elif rec["outcome"] not in BAD:
-                    stale.append((tid, rec["outcome"]))
-
-    def show(title, items, detail_of):
-        if not items:
-            return
-        print(f"\n{title} ({len(items)}):")
-        for tid, rec, other in items:
-            extra = detail_of(other)
-            print(f"  {rec['outcome'].upper():5} {tid}{extra}")
-            if rec["outcome"] == "crash":
-                # The stack is in the PROBLEM lines above.
-                print(f"        {rec['detail'].splitlines()[0]}")
-                continue
-            line = key_line(rec.get("detail", ""))
-            if line:
-                print(f"        {line}")
-            if args.verbose and rec.get("detail"):
-                for tl in traceback_head(rec["detail"]):
-                    print(f"          | {tl}")
-
+    report_problems(runs, selected)
+    found = classify(selected, runs, loops, known, args)
     if "asyncio" in loops:
         title = "Fail on pyloop, pass on the stdlib loop"
     else:
-        title = "Fail on pyloop (stdlib loop not run for comparison)"
-    show(title, unexpected,
-         lambda ref: "" if ref is not None or "asyncio" not in loops
-         else "  (not in the stdlib loop's run)")
-    show("Known failures (known_failures.txt), still failing", known_hit,
-         lambda reason: f"  -- {reason}")
-    show("Fail on both loops (not counted against pyloop)", both_fail,
-         lambda ref: f"  (stdlib loop: {ref['outcome']})")
-    for tid, outcome in stale:
+        title = "Fail on pyloop (the stdlib loop was not run to compare)"
+    show_failures(title, found["unexpected"],
+                  lambda ref: "  (not in the stdlib loop's run)"
+                  if ref is None and "asyncio" in loops else "", args.verbose)
+    show_failures("Known failures (known_failures.txt), still failing", found["known"],
+                  lambda reason: f"  -- {reason}", args.verbose)
+    show_failures("Fail on both loops (not counted against pyloop)", found["both"],
+                  lambda ref: f"  (stdlib loop: {ref['outcome']})", args.verbose)
+    if loops == ["asyncio"]:
+        show_failures("Fail on the stdlib loop", [
+            (tid, rec, None) for m in selected
+            for tid, rec in sorted(runs[m.name, "asyncio"].tests.items())
+            if rec["outcome"] in BAD], lambda _: "", args.verbose)
+    for tid, outcome in found["stale"]:
         print(f"warning: stale known-failure entry, {tid} now gives {outcome} on pyloop: "
               f"remove it from known_failures.txt")
-    for tid in missing_known:
+    for tid in found["missing_known"]:
         print(f"warning: known-failure entry {tid} matches no test that ran (renamed?)")
-
-    if args.loop == "asyncio":
-        fails = sum(1 for r in runs.values() for rec in r.tests.values() if rec["outcome"] in BAD)
-        if fails:
-            print(f"\nFail on the stdlib loop ({fails}):")
-        for m in selected:
-            r = runs[m.name, "asyncio"]
-            for tid, rec in sorted(r.tests.items()):
-                if rec["outcome"] in BAD:
-                    print(f"  {rec['outcome'].upper():5} {tid}\n        {key_line(rec['detail'])}")
-                    if args.verbose:
-                        for tl in traceback_head(rec["detail"]):
-                            print(f"          | {tl}")
-
     if args.json:
-        doc = {
-            "python": sys.version.split()[0],
-            "loops": loops,
-            "modules": {
-                m.name: {loop: {"status": r.status, "problem": r.problem,
-                                "elapsed": round(r.elapsed, 2), "loops": r.loops,
-                                "counts": r.counts(), "patch": r.ready, "tests": r.tests}
-                         for (name, loop), r in runs.items() if name == m.name}
-                for m in selected},
-            "not_run": [m.name for m in not_here],
-            "unexpected": [tid for tid, _, _ in unexpected],
-            "known": [tid for tid, _, _ in known_hit],
-            "both_fail": [tid for tid, _, _ in both_fail],
-            "stale_known": [tid for tid, _ in stale],
-        }
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
+        write_json(args.json, selected, not_here, runs, loops, found)
 
-    # The closing line, for CI: the pyloop run's figures. Failures that count
-    # are those that decide the exit status; known failures and tests failing
-    # on the stdlib loop too are listed above and left out of it.
+    # The closing line, for CI: the pyloop run's figures, where "failed" is
+    # what decides the exit status: failures that pass on the stdlib loop and
+    # are not known, and incidents not pinned on a test (a test's crash is
+    # counted as that test's failure). Known failures and failures on both
+    # loops are listed above and left out.
     main_loop = "pyloop" if "pyloop" in loops else "asyncio"
-    c = totals[main_loop]
-    # A module-level problem counts once, unless it was pinned on the test
-    # that was running (then that test's record counts already).
-    module_level = sum(1 for r in problems
-                       if r.loop != main_loop
-                       or not any(rec["outcome"] == "crash" for rec in r.tests.values()))
+    c = totals[main_loop].counts()
+    incidents = sum(1 for r in runs.values() for i in r.incidents
+                    if i.test is None or r.loop != main_loop)
     if main_loop == "pyloop":
-        failed = len(unexpected) + module_level
-        if known_hit or both_fail:
-            print(f"\n(not counted as failed: {len(known_hit)} known failures, "
-                  f"{len(both_fail)} failing on the stdlib loop too)")
+        failed = len(found["unexpected"]) + incidents
+        if found["known"] or found["both"]:
+            print(f"\n(not counted as failed: {len(found['known'])} known failures, "
+                  f"{len(found['both'])} failing on the stdlib loop too)")
     else:
-        failed = c["fail"] + c["error"] + c["xpass"] + c["crash"] + module_level
-    bad = failed > 0 or bool(problems)
+        failed = sum(c[k] for k in BAD) + incidents
     print(f"{c['pass']} passed, {failed} failed, {c['skip']} skipped")
-    return 1 if bad else 0
-
-
-def _remove_tree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

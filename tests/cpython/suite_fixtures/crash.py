@@ -13,5 +13,12 @@ class Crash(unittest.TestCase):
         if on_pyloop():
             os.kill(os.getpid(), signal.SIGSEGV)
 
-    def test_c_after(self):
+    def test_c_between(self):
+        pass
+
+    def test_d_abort(self):
+        if on_pyloop():
+            os.abort()
+
+    def test_e_after(self):
         pass

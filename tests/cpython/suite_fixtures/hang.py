@@ -11,3 +11,6 @@ class Hang(unittest.TestCase):
     def test_b_hang(self):
         if on_pyloop():
             time.sleep(600)
+
+    def test_c_after(self):
+        pass
