@@ -7,6 +7,7 @@
 #include "loop.h"
 #include "errors.h"
 #include "module.h"
+#include "poll.h"
 #include "stream.h"
 #include "task.h"
 #include "timer.h"
@@ -212,6 +213,8 @@ pl_loop_poll(PLLoop *self, int busy)
             if (pl_loop_raise_pending(self) < 0)
                 return -1;
         }
+        if (pl_poll_active(self) && pl_poll_dispatch(self) < 0)
+            return -1;
         if (self->has_signal_handlers && pl_loop_read_signals(self) < 0)
             return -1;
         return 0;
@@ -239,10 +242,11 @@ pl_loop_poll(PLLoop *self, int busy)
         if (timeout > PL_MAX_SLEEP)
             timeout = PL_MAX_SLEEP;
     }
-    struct pollfd fds[3];
+    struct pollfd fds[4];
     int nfds = 0;
     fds[nfds++] = (struct pollfd){.fd = self->wake_fd, .events = POLLIN};
     fds[nfds++] = (struct pollfd){.fd = self->sig_rfd, .events = POLLIN};
+    fds[nfds++] = (struct pollfd){.fd = pl_poll_active(self) ? self->epfd : -1, .events = POLLIN};
     if (alive) {
         int uvms = uv_backend_timeout(&self->uv);
         if (uvms >= 0 && (timeout < 0 || uvms / 1000.0 < timeout))
@@ -281,7 +285,9 @@ pl_loop_poll(PLLoop *self, int busy)
         }
         if (fds[1].revents && pl_loop_read_signals(self) < 0)
             return -1;
-        if (alive && nfds > 2 && fds[2].revents)
+        if (fds[2].revents && pl_poll_dispatch(self) < 0)
+            return -1;
+        if (alive && nfds > 3 && fds[3].revents)
             uv_run(&self->uv, UV_RUN_NOWAIT);
     }
     else if (alive) {
@@ -537,6 +543,7 @@ Loop__close(PLLoop *self, PyObject *Py_UNUSED(ignored))
     self->state = PL_LOOP_CLOSED;
     pl_loop_ready_clear(self);
     pl_timer_clear(self);
+    pl_poll_close(self);
 
     int err = 0;
     if (self->fork_gen == pl_fork_generation) {
@@ -635,7 +642,7 @@ Loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw))
     if (self == NULL)
         return NULL;
     self->state = PL_LOOP_INIT;
-    self->wake_fd = self->sig_rfd = self->sig_wfd = -1;
+    self->wake_fd = self->sig_rfd = self->sig_wfd = self->epfd = -1;
     self->slow_callback_duration = 0.1;
     self->fork_gen = pl_fork_generation;
 
@@ -646,6 +653,8 @@ Loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw))
         goto error_errno;
     self->sig_rfd = sv[0];
     self->sig_wfd = sv[1];
+    if (pl_poll_init(self) < 0)
+        goto error;
     int err = uv_loop_init(&self->uv);
     if (err < 0) {
         pl_error_set_uv(err);
@@ -670,6 +679,7 @@ Loop_traverse(PLLoop *self, visitproc visit, void *arg)
     for (Py_ssize_t i = 0; i < self->heap_len; i++)
         Py_VISIT((PyObject *)self->heap[i]);
     Py_VISIT(self->task_factory);
+    Py_VISIT(self->pollers);
     return 0;
 }
 
@@ -679,6 +689,7 @@ Loop_clear(PLLoop *self)
     pl_loop_ready_clear(self);
     pl_timer_clear(self);
     Py_CLEAR(self->task_factory);
+    Py_CLEAR(self->pollers);
     return 0;
 }
 
@@ -719,6 +730,7 @@ Loop_dealloc(PLLoop *self)
     }
     PyMem_Free(self->read_buf);
     self->read_buf = NULL;
+    pl_poll_close(self);
     Py_CLEAR(self->pending_exc);
     if (self->wake_fd >= 0)
         close(self->wake_fd);
@@ -763,6 +775,10 @@ static PyMethodDef Loop_methods[] = {
      "get_task_factory($self)\n--\n\nReturn the task factory, or None."},
     {"_set_debug_flag", PL_METH(Loop__set_debug_flag), METH_O, NULL},
     {"_run", PL_METH(Loop__run), METH_NOARGS, NULL},
+    {"_add_reader", PL_METH(Loop__add_reader), METH_FASTCALL, NULL},
+    {"_add_writer", PL_METH(Loop__add_writer), METH_FASTCALL, NULL},
+    {"_remove_reader", PL_METH(Loop__remove_reader), METH_O, NULL},
+    {"_remove_writer", PL_METH(Loop__remove_writer), METH_O, NULL},
     {"_new_stream_transport", PL_METH(Loop__new_stream_transport), METH_FASTCALL, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
     /* pyloop.Loop overrides close(); this one serves the bare C type. */

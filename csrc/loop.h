@@ -44,6 +44,8 @@ typedef struct PLLoop {
     int sig_rfd;    /* socketpair: Python's signal wakeup fd writes to sig_wfd */
     int sig_wfd;
 
+    int epfd;                 /* add_reader/add_writer epoll set */
+    PyObject *pollers;        /* fd -> [mask, reader, writer] */
     char *read_buf;           /* shared by stream reads (one read at a time) */
     PyObject *pending_exc;    /* KeyboardInterrupt/SystemExit from a libuv callback */
 

@@ -15,7 +15,8 @@ import threading
 import traceback
 import warnings
 import weakref
-from asyncio import base_events, constants, coroutines, events, futures, tasks, trsock
+from asyncio import (base_events, constants, coroutines, events, futures, selector_events,
+                     tasks, trsock)
 from asyncio.log import logger
 
 from . import _core
@@ -44,6 +45,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
+        self._transports = weakref.WeakValueDictionary()
         self._old_wakeup_fd = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
@@ -362,6 +364,28 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                              "handling an unexpected error in custom exception "
                              "handler", exc_info=True)
 
+    # ---- fd readiness callbacks -----------------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is readable."""
+        self._ensure_fd_no_transport(fd)
+        self._add_reader(fd, callback, *args)
+
+    def remove_reader(self, fd):
+        """Stop watching fd for reading; True if a callback was removed."""
+        self._ensure_fd_no_transport(fd)
+        return self._remove_reader(fd)
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is writable."""
+        self._ensure_fd_no_transport(fd)
+        self._add_writer(fd, callback, *args)
+
+    def remove_writer(self, fd):
+        """Stop watching fd for writing; True if a callback was removed."""
+        self._ensure_fd_no_transport(fd)
+        return self._remove_writer(fd)
+
     # ---- stream transports (networking work in progress) --------------------
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None):
@@ -381,6 +405,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         if extra:
             info.update(extra)
         transport = self._new_stream_transport(sock, protocol, info)
+        self._transports[sock.fileno()] = transport
         self.call_soon(protocol.connection_made, transport)
         self.call_soon(transport._start_reading)
         if waiter is not None:
@@ -494,6 +519,37 @@ class _NotProvided:
     def __get__(self, obj, objtype=None):
         raise AttributeError(
             f"pyloop.Loop has no attribute {self.name!r}: not provided yet")
+
+
+# Cold orchestration taken as-is from the running Python's own asyncio, so the
+# semantics (argument checks, error messages, cancellation) are the stdlib's:
+# it runs on pyloop's C primitives (_add_reader/_add_writer on the loop's epoll
+# set, run_in_executor, create_future).
+_BORROWED = {
+    selector_events.BaseSelectorEventLoop: (
+        "_ensure_fd_no_transport",
+        "sock_recv", "_sock_recv", "_sock_read_done",
+        "sock_recv_into", "_sock_recv_into",
+        "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into", "_sock_recvfrom_into",
+        "sock_sendall", "_sock_sendall", "_sock_write_done",
+        "sock_sendto", "_sock_sendto",
+        "sock_connect", "_sock_connect", "_sock_connect_cb",
+        "sock_accept", "_sock_accept",
+    ),
+    base_events.BaseEventLoop: (
+        "getaddrinfo", "getnameinfo", "_getaddrinfo_debug", "_ensure_resolved",
+    ),
+}
+
+
+def _borrow():
+    for owner, names in _BORROWED.items():
+        for name in names:
+            if name in vars(owner) and name not in vars(Loop):
+                setattr(Loop, name, vars(owner)[name])
+
+
+_borrow()
 
 
 def _hide_unprovided():

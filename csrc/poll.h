@@ -1,0 +1,19 @@
+/* add_reader / add_writer on the loop's own epoll set. */
+#ifndef PL_POLL_H
+#define PL_POLL_H
+
+#include "loop.h"
+
+int pl_poll_init(PLLoop *loop);
+void pl_poll_close(PLLoop *loop);
+/* True when any fd is registered (the epoll set must be polled). */
+int pl_poll_active(PLLoop *loop);
+/* Move the handles of ready fds to the ready queue (never blocks). */
+int pl_poll_dispatch(PLLoop *loop);
+
+PyObject *Loop__add_reader(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *Loop__add_writer(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *Loop__remove_reader(PLLoop *self, PyObject *fd);
+PyObject *Loop__remove_writer(PLLoop *self, PyObject *fd);
+
+#endif
