@@ -18,6 +18,7 @@ usage or set-up error (bad known-failures file, pyloop not importable).
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -431,23 +432,33 @@ def classify(selected, runs, loops, known, args):
     return out
 
 
+def cause_of(rec):
+    """What a failure's cause looks like, for grouping: its key line with
+    addresses and ids blurred, or for a crash how the process ended."""
+    detail = rec.get("detail", "")
+    if rec["outcome"] == "crash":
+        return detail.splitlines()[0].split(", during ")[0] if detail else "crash"
+    line = re.sub(r"0x[0-9a-fA-F]+", "0x…", key_line(detail))
+    return re.sub(r"\bid=\d+", "id=…", line) or rec["outcome"]
+
+
 def show_failures(title, items, note, verbose):
-    """items: (test id, record, other) triples; note(other) -> text after the id."""
+    """items: (test id, record, other) triples; note(other) -> text after the
+    id. Grouped by cause, the most common first."""
     if not items:
         return
-    print(f"\n{title} ({len(items)}):")
-    for tid, rec, other in items:
-        print(f"  {rec['outcome'].upper():5} {tid}{note(other)}")
-        detail = rec.get("detail", "")
-        if rec["outcome"] == "crash":
-            print(f"        {detail.splitlines()[0]}")  # its stack is under PROBLEM
-            continue
-        line = key_line(detail)
-        if line:
-            print(f"        {line}")
-        if verbose and detail:
-            for tl in traceback_head(detail):
-                print(f"          | {tl}")
+    groups = {}
+    for item in items:
+        groups.setdefault(cause_of(item[1]), []).append(item)
+    print(f"\n{title}: {len(items)}, by cause:")
+    for cause, group in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        print(f"  [{len(group)}] {cause}")
+        for tid, rec, other in group:
+            print(f"      {rec['outcome'].upper():5} {tid}{note(other)}")
+            detail = rec.get("detail", "")
+            if verbose and detail and rec["outcome"] != "crash":  # a crash's stack is under PROBLEM
+                for tl in traceback_head(detail):
+                    print(f"            | {tl}")
 
 
 def report_problems(runs, selected):
