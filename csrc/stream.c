@@ -586,9 +586,37 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
     }
     pl_stream_close_handle(self);
     Py_CLEAR(self->protocol);
+    if (self->lost_hook != NULL) {
+        /* Whatever connection_lost did, the server learns the client left. */
+        PyObject *hook = self->lost_hook;
+        self->lost_hook = NULL;
+        PyObject *exc = r == NULL ? pl_err_fetch() : NULL;
+        PyObject *hr = PyObject_CallNoArgs(hook);
+        Py_DECREF(hook);
+        if (hr == NULL) {
+            if (exc != NULL)
+                PyErr_WriteUnraisable((PyObject *)self);
+            else
+                return NULL;
+        }
+        Py_XDECREF(hr);
+        if (exc != NULL)
+            pl_err_restore(exc);
+    }
     if (r == NULL)
         return NULL;
     Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream__set_lost_hook(PLStream *self, PyObject *hook)
+{
+    if (hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "hook must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->lost_hook, hook == Py_None ? NULL : Py_NewRef(hook));
     Py_RETURN_NONE;
 }
 
@@ -790,6 +818,7 @@ Stream_traverse(PLStream *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol);
     Py_VISIT(self->data_received_meth);
     Py_VISIT(self->sock);
+    Py_VISIT(self->lost_hook);
     return 0;
 }
 
@@ -799,6 +828,7 @@ Stream_clear(PLStream *self)
     Py_CLEAR(self->extra);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->data_received_meth);
+    Py_CLEAR(self->lost_hook);
     /* loop and sock stay until dealloc: an open handle still needs them. */
     return 0;
 }
@@ -856,6 +886,7 @@ static PyMethodDef Stream_methods[] = {
     {"get_extra_info", PL_METH(Stream_get_extra_info), METH_VARARGS | METH_KEYWORDS, NULL},
     {"_call_connection_lost", (PyCFunction)Stream__call_connection_lost, METH_O, NULL},
     {"_start_reading", (PyCFunction)Stream__start_reading, METH_NOARGS, NULL},
+    {"_set_lost_hook", (PyCFunction)Stream__set_lost_hook, METH_O, NULL},
     {NULL}
 };
 

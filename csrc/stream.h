@@ -22,6 +22,7 @@ typedef struct PLStream {
     PyObject *protocol;
     PyObject *data_received_meth; /* bound protocol.data_received (Protocol only) */
     PyObject *sock;         /* the Python socket whose fd libuv now owns */
+    PyObject *lost_hook;    /* called once after connection_lost (Server._detach) */
     PyObject *weakreflist;
     pl_stream_state state;
     char closing;           /* close()/abort() called or connection lost */

@@ -9,6 +9,8 @@ time, get_debug, create_future and the run loop itself) is C.
 import asyncio
 import concurrent.futures
 import errno
+import functools
+import os
 import signal
 import sys
 import threading
@@ -16,7 +18,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import (base_events, constants, coroutines, events, futures, selector_events,
-                     tasks, trsock)
+                     sslproto, tasks, trsock, unix_events)
 from asyncio.log import logger
 
 from . import _core
@@ -46,6 +48,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
         self._transports = weakref.WeakValueDictionary()
+        self._unix_server_sockets = {}  # used by 3.13's create_unix_server cleanup
         self._old_wakeup_fd = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
@@ -388,16 +391,18 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
 
     # ---- stream transports (networking work in progress) --------------------
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None):
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None,
+                               server=None):
         """Wrap a connected stream socket in pyloop's C transport, scheduling
         connection_made, reading and the waiter as the stdlib does."""
         sock.setblocking(False)
+        base_events._set_nodelay(sock)
         info = {"socket": trsock.TransportSocket(sock)}
         try:
             info["sockname"] = sock.getsockname()
         except OSError:
             info["sockname"] = None
-        if "peername" not in info:
+        if not extra or "peername" not in extra:
             try:
                 info["peername"] = sock.getpeername()
             except OSError:
@@ -406,11 +411,53 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             info.update(extra)
         transport = self._new_stream_transport(sock, protocol, info)
         self._transports[sock.fileno()] = transport
+        if server is not None:
+            if _PY313:
+                server._attach(transport)
+                transport._set_lost_hook(functools.partial(server._detach, transport))
+            else:
+                server._attach()
+                transport._set_lost_hook(server._detach)
         self.call_soon(protocol.connection_made, transport)
         self.call_soon(transport._start_reading)
         if waiter is not None:
             self.call_soon(futures._set_result_unless_cancelled, waiter, None)
         return transport
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None,
+                            server=None,
+                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        # TLS through the stdlib's memory-BIO protocol on top of the C
+        # transport (a BufferedProtocol: records are read into its buffer).
+        self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    def _stop_serving(self, sock):
+        # Stop accepting on a listening socket and close it; a Unix socket
+        # created by create_unix_server(cleanup_socket=True) (3.13+) is also
+        # unlinked, unless something else has replaced the file since.
+        path = None
+        if sock in self._unix_server_sockets:
+            path = sock.getsockname()
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is None:
+            return
+        inode = self._unix_server_sockets.pop(sock)
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # ---- signals ------------------------------------------------------------
 
@@ -538,18 +585,38 @@ _BORROWED = {
     ),
     base_events.BaseEventLoop: (
         "getaddrinfo", "getnameinfo", "_getaddrinfo_debug", "_ensure_resolved",
+        "create_connection", "_connect_sock", "_create_connection_transport",
+        "create_server", "_create_server_getaddrinfo", "connect_accepted_socket", "start_tls",
+        "sendfile", "_sendfile_native", "_sendfile_fallback",
+        "sock_sendfile", "_sock_sendfile_native", "_sock_sendfile_fallback",
+        "_check_sendfile_params",
+    ),
+}
+# The Unix loop's versions win where it overrides the generic ones.
+_BORROWED_FIRST = {
+    unix_events._UnixSelectorEventLoop: (
+        "create_unix_connection", "create_unix_server",
+        "_sock_sendfile_native", "_sock_sendfile_native_impl",
+        "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
+    ),
+    selector_events.BaseSelectorEventLoop: (
+        "_start_serving", "_accept_connection", "_accept_connection2",
     ),
 }
 
 
 def _borrow():
-    for owner, names in _BORROWED.items():
+    for owner, names in [*_BORROWED_FIRST.items(), *_BORROWED.items()]:
         for name in names:
             if name in vars(owner) and name not in vars(Loop):
                 setattr(Loop, name, vars(owner)[name])
 
 
 _borrow()
+
+# What the stdlib's sendfile()/start_tls() look for on a transport.
+_core.TCPTransport._sendfile_compatible = constants._SendfileMode.FALLBACK
+_core.TCPTransport._start_tls_compatible = True
 
 
 def _hide_unprovided():
