@@ -186,6 +186,87 @@ SCENARIOS = {
         loop.set_exception_handler(None)
         loop.close()
     """,
+    "transport_wrong_types_and_closed": """
+        import socket
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        a, b = socket.socketpair()
+        t = loop._make_socket_transport(a, asyncio.Protocol())
+        hammer(t, skip={"close", "abort", "_call_connection_lost"})
+        loop.run_until_complete(asyncio.sleep(0.01))
+        t.close(); t.close(); t.abort()
+        loop.run_until_complete(asyncio.sleep(0.01))
+        hammer(t)
+        loop.close()
+        hammer(t)
+        b.close()
+    """,
+    "transport_reentrant_protocol": """
+        import socket
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        class Evil(asyncio.BufferedProtocol):
+            def connection_made(self, t):
+                self.t = t
+                t.write(b"x" * 100000)
+            def get_buffer(self, n):
+                self.t.pause_reading(); self.t.resume_reading()
+                return bytearray(10)
+            def buffer_updated(self, n):
+                self.t.set_protocol(asyncio.Protocol())
+                self.t.abort(); self.t.close(); self.t.write(b"late")
+            def eof_received(self):
+                self.t.close()
+            def connection_lost(self, exc):
+                self.t.close(); self.t.abort(); self.t.write(b"after")
+        class Evil2(asyncio.Protocol):
+            def connection_made(self, t):
+                t.close(); t.write(b"x")
+            def data_received(self, data):
+                raise KeyboardInterrupt
+        for proto in (Evil, Evil2):
+            a, b = socket.socketpair()
+            loop._make_socket_transport(a, proto())
+            b.sendall(b"y" * 1000)
+            try:
+                loop.run_until_complete(asyncio.sleep(0.02))
+            except KeyboardInterrupt:
+                pass
+            b.close()
+            loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+        gc.collect()
+    """,
+    "pollers_chaos": """
+        import os, socket
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        socks = [socket.socketpair() for _ in range(20)]
+        for a, b in socks:
+            loop.add_reader(a, a.close)
+            loop.add_writer(a, lambda: None)
+            b.send(b"x")
+        loop.run_until_complete(asyncio.sleep(0.02))
+        for a, b in socks:
+            for meth in (loop.remove_reader, loop.remove_writer):
+                try:
+                    meth(a)
+                except (ValueError, OSError):
+                    pass
+            b.close()
+        for bad in (-1, 10 ** 10, "x", None, object()):
+            for meth in (loop.add_reader, loop.add_writer):
+                try:
+                    meth(bad, print)
+                except (ValueError, TypeError, OSError, OverflowError):
+                    pass
+        loop.close()
+        for a, b in socks:
+            try:
+                loop.add_reader(a, print)
+            except (RuntimeError, ValueError):
+                pass
+    """,
 }
 
 
