@@ -38,6 +38,7 @@ cpython-suite: build
 bench: build
 	PYLOOP_NEED_VALGRIND=1 tools/sysdeps.sh
 	$(MAIN_VENV)/bin/python benchmarks/run.py $${BENCH_ARGS:---callgrind}
+	$(MAIN_VENV)/bin/python benchmarks/run_net.py $${BENCH_NET_ARGS:-}
 
 # A wheel builds from the tree (what `pip wheel .` does).
 wheel-check: build
