@@ -21,6 +21,7 @@ Exit status 3: the loop patch did not take; nothing was run.
 import argparse
 import asyncio
 import faulthandler
+import fnmatch
 import json
 import os
 import sys
@@ -300,17 +301,36 @@ class Recorder(unittest.TextTestResult):
                                    + self._tb(test, err))
 
 
-def without(suite, exclude):
+def rebind(module, spec):
+    """CLASS.METHOD: a test class whose METHOD builds its loop itself (the
+    test_events style create_event_loop() returning asyncio.SelectorEventLoop())
+    gets the loop under test instead: asyncio.new_event_loop(), through the
+    patched default policy. A name that is not there is an error: a module
+    list that no longer matches the tests must not pass quietly."""
+    cls_name, _, method = spec.partition(".")
+    cls = getattr(module, cls_name)
+    if not callable(getattr(cls, method)):
+        raise AttributeError(f"{spec} is not a method")
+
+    def loop_under_test(self):
+        return asyncio.new_event_loop()
+    setattr(cls, method, loop_under_test)
+
+
+def without(suite, exclude, drop_patterns):
     """The suite flattened, less the tests whose ids are in exclude (a module
-    resumed after a crash). TestSuite.run still runs the class and module
-    fixtures, at each change of class and module."""
+    resumed after a crash) or match one of drop_patterns. TestSuite.run still
+    runs the class and module fixtures, at each change of class and module."""
     kept = unittest.TestSuite()
 
     def walk(s):
         for t in s:
             if isinstance(t, unittest.TestSuite):
                 walk(t)
-            elif short_id(t) not in exclude:
+                continue
+            tid = short_id(t)
+            if tid not in exclude and not any(fnmatch.fnmatchcase(tid, p)
+                                              for p in drop_patterns):
                 kept.addTest(t)
     walk(suite)
     return kept
@@ -327,6 +347,11 @@ def main():
     ap.add_argument("--test-timeout", type=float, default=0,
                     help="dump every thread's stack and exit when a test runs this long")
     ap.add_argument("--exclude", help="a JSON list of test ids not to run (already run)")
+    ap.add_argument("--rebind", action="append", default=[], metavar="CLASS.METHOD",
+                    help="make this loop-making method of a test class return "
+                         "asyncio.new_event_loop(), the loop under test")
+    ap.add_argument("--drop", action="append", default=[], metavar="PATTERN",
+                    help="leave out tests whose id (less the module) matches")
     ap.add_argument("-k", dest="patterns", action="append", default=[])
     ap.add_argument("--log", help="unittest's own output goes here (default stderr)")
     args = ap.parse_args()
@@ -344,9 +369,14 @@ def main():
     if args.patterns:
         loader.testNamePatterns = [p if "*" in p else f"*{p}*" for p in args.patterns]
     suite = loader.loadTestsFromName(PREFIX + args.module)
+    for spec in args.rebind:
+        rebind(sys.modules[PREFIX + args.module], spec)
+    exclude = set()
     if args.exclude:
         with open(args.exclude) as f:
-            suite = without(suite, set(json.load(f)))
+            exclude = set(json.load(f))
+    if exclude or args.drop:
+        suite = without(suite, exclude, [f"{args.module}.{p}" for p in args.drop])
 
     Recorder.journal = journal
     stream = open(args.log, "w") if args.log else sys.stderr

@@ -175,3 +175,27 @@ def test_real_module_runs_on_pyloop(tmp_path):
     assert run["status"] == "ok", proc.stdout
     assert run["on_loop"] == len(run["tests"]) > 0
     assert "pyloop" in run["patch"]
+
+
+def test_rebind_and_drop(tmp_path):
+    # OwnLoop builds asyncio.SelectorEventLoop() itself; rebound, it runs on
+    # the loop under test, so its check of the loop's kind fails on pyloop
+    # only. Its twin class is dropped.
+    out = tmp_path / "out.json"
+    proc = run_suite("--only", "rebind", "--rebind", "OwnLoop.create_event_loop",
+                     "--drop", "OwnLoopTwin.*", "--json", str(out))
+    with open(out) as f:
+        doc = json.load(f)
+    assert doc["unexpected"] == ["rebind.OwnLoop.test_loop_kind"]
+    for loop in ("asyncio", "pyloop"):
+        assert list(doc["modules"]["rebind"][loop]["tests"]) == ["rebind.OwnLoop.test_loop_kind"]
+    assert "'pyloop' != 'asyncio'" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "0 passed, 1 failed, 0 skipped"
+
+
+def test_rebind_of_a_missing_class_is_an_error():
+    proc = run_suite("--only", "rebind", "--rebind", "Gone.create_event_loop",
+                     "--loop", "pyloop")
+    assert proc.returncode == 1
+    assert "has no attribute 'Gone'" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "0 passed, 1 failed, 0 skipped"
