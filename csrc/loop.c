@@ -201,6 +201,13 @@ pl_loop_read_signals(PLLoop *self)
     return 0;
 }
 
+static inline void
+pl_loop_uv_pass(PLLoop *self)
+{
+    self->uv_dirty = 0;
+    uv_run(&self->uv, UV_RUN_NOWAIT);
+}
+
 /* Wait for I/O, a wake-up or the next deadline, then dispatch libuv. */
 static int
 pl_loop_poll(PLLoop *self, int busy)
@@ -209,7 +216,7 @@ pl_loop_poll(PLLoop *self, int busy)
 
     if (busy) {
         if (alive) {
-            uv_run(&self->uv, UV_RUN_NOWAIT);
+            pl_loop_uv_pass(self);
             if (pl_loop_raise_pending(self) < 0)
                 return -1;
         }
@@ -220,11 +227,11 @@ pl_loop_poll(PLLoop *self, int busy)
         return 0;
     }
 
-    if (alive) {
+    if (alive && self->uv_dirty) {
         /* Watchers started outside uv_run reach epoll only inside uv_run:
          * flush them (and dispatch anything already due) before sleeping,
          * or a wait on the backend fd could miss them forever. */
-        uv_run(&self->uv, UV_RUN_NOWAIT);
+        pl_loop_uv_pass(self);
         if (pl_loop_raise_pending(self) < 0)
             return -1;
         if (self->ready_len > 0 || self->stopping)
@@ -247,10 +254,13 @@ pl_loop_poll(PLLoop *self, int busy)
     fds[nfds++] = (struct pollfd){.fd = self->wake_fd, .events = POLLIN};
     fds[nfds++] = (struct pollfd){.fd = self->sig_rfd, .events = POLLIN};
     fds[nfds++] = (struct pollfd){.fd = pl_poll_active(self) ? self->epfd : -1, .events = POLLIN};
+    int uv_limited = 0;
     if (alive) {
         int uvms = uv_backend_timeout(&self->uv);
-        if (uvms >= 0 && (timeout < 0 || uvms / 1000.0 < timeout))
+        if (uvms >= 0 && (timeout < 0 || uvms / 1000.0 < timeout)) {
             timeout = uvms / 1000.0;
+            uv_limited = 1;
+        }
         fds[nfds++] = (struct pollfd){.fd = uv_backend_fd(&self->uv), .events = POLLIN};
     }
     struct timespec ts, *tsp = NULL;
@@ -288,11 +298,11 @@ pl_loop_poll(PLLoop *self, int busy)
         if (fds[2].revents && pl_poll_dispatch(self) < 0)
             return -1;
         if (alive && nfds > 3 && fds[3].revents)
-            uv_run(&self->uv, UV_RUN_NOWAIT);
+            pl_loop_uv_pass(self);
     }
-    else if (alive) {
-        /* libuv's own timers may be due. */
-        uv_run(&self->uv, UV_RUN_NOWAIT);
+    else if (alive && (uv_limited || self->uv_dirty)) {
+        /* libuv's own timers (or pending closes) may be due. */
+        pl_loop_uv_pass(self);
     }
     return pl_loop_raise_pending(self);
 }

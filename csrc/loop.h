@@ -21,6 +21,7 @@ typedef struct PLLoop {
     char debug;
     char has_signal_handlers; /* set from Python: drain signal bytes each pass */
     char wake_pending;        /* an eventfd write is outstanding (GIL-protected) */
+    char uv_dirty;            /* libuv watchers may have changed since the last uv_run */
     unsigned long thread_id;  /* valid while running */
     unsigned long fork_gen;   /* pl_fork_generation when created */
     double slow_callback_duration;
@@ -71,6 +72,11 @@ int pl_loop_check_callback_debug(PLLoop *loop, PyObject *callback, const char *m
 extern volatile unsigned long pl_fork_generation;
 
 double pl_loop_now(void);
+
+/* Every libuv call that can start or stop a watcher outside uv_run marks the
+ * loop: such changes reach epoll only inside uv_run, so the loop must run a
+ * non-blocking pass before it sleeps on the backend fd (and only then). */
+#define PL_UV_TOUCH(loop) ((loop)->uv_dirty = 1)
 
 /* Called with KeyboardInterrupt/SystemExit set inside a libuv callback: keep
  * it for run_forever to raise and stop libuv's pass. Clears the error. */

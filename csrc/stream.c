@@ -55,6 +55,7 @@ pl_stream_force_close(PLStream *self, PyObject *exc)
         self->closing = 1;
     if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
         uv_read_stop(self->uvh);
+        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     self->conn_lost++;
@@ -214,6 +215,7 @@ pl_stream_on_eof(PLStream *self)
 {
     if (self->reading) {
         uv_read_stop(self->uvh);
+        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     PyObject *r = PyObject_CallMethod(self->protocol, "eof_received", NULL);
@@ -296,6 +298,7 @@ pl_stream_start_reading(PLStream *self)
 {
     if (self->reading || self->paused || self->closing || self->state != PL_STREAM_OPEN)
         return 0;
+    PL_UV_TOUCH(self->loop);
     int err = uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb);
     if (err < 0) {
         pl_error_set_uv(err);
@@ -326,6 +329,7 @@ pl_stream_shutdown(PLStream *self)
         return -1;
     }
     req->data = self;
+    PL_UV_TOUCH(self->loop);
     int err = uv_shutdown(req, self->uvh, pl__stream_shutdown_cb);
     if (err < 0) {
         PyMem_Free(req);
@@ -384,6 +388,7 @@ pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
         return -1;
     }
     uv_buf_t b = uv_buf_init(base, (unsigned int)len);
+    PL_UV_TOUCH(self->loop);
     int err = uv_write(&req->req, self->uvh, &b, 1, pl__stream_write_cb);
     if (err < 0) {
         PyMem_Free(req);
@@ -555,6 +560,7 @@ pl_stream_close_handle(PLStream *self)
             PyErr_Clear();
         Py_XDECREF(r);
     }
+    PL_UV_TOUCH(self->loop);
     uv_close((uv_handle_t *)self->uvh, pl__stream_close_cb);
     return 0;
 }
@@ -628,6 +634,7 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
     self->closing = 1;
     if (self->reading) {
         uv_read_stop(self->uvh);
+        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     if (self->write_size == 0)
@@ -664,6 +671,7 @@ Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     self->paused = 1;
     if (self->reading) {
         uv_read_stop(self->uvh);
+        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     Py_RETURN_NONE;
@@ -994,6 +1002,7 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_NoMemory();
         goto error;
     }
+    PL_UV_TOUCH(self);
     int err = uv_tcp_init(&self->uv, uvh);
     if (err < 0) {
         PyMem_Free(uvh);
