@@ -333,3 +333,22 @@ def test_keyboard_interrupt_in_protocol_propagates(pyloop_loop, pair):
 def test_transport_type_not_constructible():
     with pytest.raises(TypeError):
         pyloop._core.TCPTransport()
+
+
+def test_read_started_from_a_callback_wakes_a_sleeping_loop(pyloop_loop, pair):
+    # The libuv trap: a watcher started outside uv_run (here uv_read_start,
+    # scheduled as a ready-queue callback) reaches epoll only inside uv_run.
+    # The loop must flush it before sleeping, or this read never arrives.
+    import threading
+    loop = pyloop_loop
+    a, b = pair
+    proto = Collect(loop, 5)
+    loop._make_socket_transport(a, proto)
+    timer = threading.Timer(0.05, b.sendall, (b"later",))
+    timer.start()
+    try:
+        exc = loop.run_until_complete(asyncio.wait_for(proto.lost, 30))
+    finally:
+        timer.join()
+        b.close()
+    assert exc is None and bytes(proto.buf) == b"later"
