@@ -960,7 +960,10 @@ PyObject *
 Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PLStream *t = NULL;
-    uv_tcp_t *uvh = NULL;
+    union pl_stream_uvh {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } *uvh = NULL;
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "_new_stream_transport(sock, protocol, extra)");
         return NULL;
@@ -997,28 +1000,37 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
     if (pl_stream_set_protocol(t, protocol) < 0)
         goto error;
 
+    /* AF_UNIX sockets become libuv pipes, everything else TCP handles. */
+    int domain = AF_INET;
+    socklen_t dlen = sizeof(domain);
+    if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0) {
+        pl_error_set_errno();
+        goto error;
+    }
     uvh = PyMem_Malloc(sizeof(*uvh));
     if (uvh == NULL) {
         PyErr_NoMemory();
         goto error;
     }
     PL_UV_TOUCH(self);
-    int err = uv_tcp_init(&self->uv, uvh);
+    int err = domain == AF_UNIX ? uv_pipe_init(&self->uv, &uvh->pipe, 0)
+                                : uv_tcp_init(&self->uv, &uvh->tcp);
     if (err < 0) {
         PyMem_Free(uvh);
         pl_error_set_uv(err);
         goto error;
     }
     pl_counters.handles_created++;
-    uvh->data = NULL; /* the close callback then frees only the memory */
-    err = uv_tcp_open(uvh, (uv_os_sock_t)fd);
+    uvh->tcp.data = NULL; /* the close callback then frees only the memory */
+    err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
+                            : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
     if (err < 0) {
         /* libuv did not take the fd: it stays with the caller's socket. */
         uv_close((uv_handle_t *)uvh, pl__stream_close_cb);
         pl_error_set_uv(err);
         goto error;
     }
-    uvh->data = t;
+    uvh->tcp.data = t;
     t->uvh = (uv_stream_t *)uvh;
     t->sock = Py_NewRef(sock);
     t->state = PL_STREAM_OPEN;

@@ -105,7 +105,10 @@ def test_ten_thousand_concurrent_connections(loop):
         fds0, fds1, rss0, rss1 = loop.run_until_complete(asyncio.wait_for(main(), 600))
         assert fds1 <= fds0
         # Memory comes back to where it was, give or take allocator slack.
-        assert rss1 - rss0 < 64 * 1024, (rss0, rss1)
+        # Not under AddressSanitizer (make asan): its quarantine holds freed
+        # memory on purpose, so RSS there says nothing about leaks.
+        if not os.environ.get("PYLOOP_UNDER_ASAN"):
+            assert rss1 - rss0 < 64 * 1024, (rss0, rss1)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
