@@ -118,6 +118,8 @@ pl_stream_fatal_uv(PLStream *self, int err, const char *message)
 static void
 pl_stream_protocol_hook(PLStream *self, const char *meth, const char *message)
 {
+    if (self->protocol == NULL)
+        return;
     PyObject *r = PyObject_CallMethod(self->protocol, meth, NULL);
     if (r != NULL) {
         Py_DECREF(r);
@@ -167,6 +169,8 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     PLStream *self = (PLStream *)handle->data;
     buf->base = NULL;
     buf->len = 0;
+    if (self->protocol == NULL || self->conn_lost)
+        return; /* libuv reports UV_ENOBUFS; the read callback ignores it */
     if (self->buffered) {
         /* BufferedProtocol: read straight into the protocol's memory. */
         PyObject *mem = PyObject_CallMethod(self->protocol, "get_buffer", "n", (Py_ssize_t)-1);

@@ -237,6 +237,30 @@ SCENARIOS = {
         loop.close()
         gc.collect()
     """,
+    "transport_private_calls_out_of_order": """
+        import socket
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        for proto in (asyncio.Protocol(), asyncio.BufferedProtocol()):
+            a, b = socket.socketpair()
+            t = loop._make_socket_transport(a, proto)
+            loop.run_until_complete(asyncio.sleep(0))
+            t._call_connection_lost(None)
+            t._call_connection_lost(None)
+            t._start_reading()
+            try:
+                b.sendall(b"x" * 1000)
+            except OSError:
+                pass  # the transport closed its end
+            t.write(b"y"); t.resume_reading(); t.pause_reading()
+            try:
+                t.set_protocol(None)
+            except AttributeError:
+                pass
+            loop.run_until_complete(asyncio.sleep(0.01))
+            b.close()
+        loop.close()
+    """,
     "pollers_chaos": """
         import os, socket
         loop = pyloop.new_event_loop()
