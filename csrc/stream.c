@@ -113,6 +113,45 @@ pl_stream_fatal_uv(PLStream *self, int err, const char *message)
     pl_stream_fatal_error(self, message);
 }
 
+/* ---- empty waiter (loop.sendfile) ------------------------------------------- */
+
+/* Settle the empty waiter, if any and still pending: with None once the write
+ * queue is empty, or with `exc` when the connection is gone. */
+static void
+pl_stream_settle_empty_waiter(PLStream *self, PyObject *exc)
+{
+    if (self->empty_waiter == NULL)
+        return;
+    PyObject *fut = Py_NewRef(self->empty_waiter);
+    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+    Py_XDECREF(done);
+    PyObject *r = NULL;
+    if (is_done == 0) {
+        r = exc ? PyObject_CallMethod(fut, "set_exception", "O", exc)
+                : PyObject_CallMethod(fut, "set_result", "O", Py_None);
+    }
+    if (is_done < 0 || (is_done == 0 && r == NULL))
+        PyErr_WriteUnraisable((PyObject *)self);
+    Py_XDECREF(r);
+    Py_DECREF(fut);
+}
+
+static void
+pl_stream_fail_empty_waiter(PLStream *self)
+{
+    if (self->empty_waiter == NULL)
+        return;
+    PyObject *exc = PyObject_CallFunction(PyExc_ConnectionError, "s",
+                                          "Connection is closed by peer");
+    if (exc == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+        return;
+    }
+    pl_stream_settle_empty_waiter(self, exc);
+    Py_DECREF(exc);
+}
+
 /* ---- flow control -------------------------------------------------------- */
 
 static void
@@ -376,8 +415,10 @@ pl__stream_write_cb(uv_write_t *ureq, int status)
     }
     else if (status == 0) {
         pl_stream_maybe_resume(self);
-        if (self->write_size == 0)
+        if (self->write_size == 0) {
+            pl_stream_settle_empty_waiter(self, NULL);
             pl_stream_on_drained(self);
+        }
     }
     Py_DECREF(self);
 }
@@ -414,6 +455,10 @@ pl_stream_check_write(PLStream *self, int *drop)
     *drop = 0;
     if (self->eof_sent) {
         PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return -1;
+    }
+    if (self->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
         return -1;
     }
     if (self->conn_lost || self->state != PL_STREAM_OPEN) {
@@ -596,6 +641,7 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
     }
     pl_stream_close_handle(self);
     Py_CLEAR(self->protocol);
+    pl_stream_fail_empty_waiter(self);
     if (self->lost_hook != NULL) {
         /* Whatever connection_lost did, the server learns the client left. */
         PyObject *hook = self->lost_hook;
@@ -617,6 +663,67 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
         return NULL;
     Py_DECREF(r);
     Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream__make_empty_waiter(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    PyObject *fut = PyObject_CallMethod((PyObject *)self->loop, "create_future", NULL);
+    if (fut == NULL)
+        return NULL;
+    self->empty_waiter = fut;
+    if (self->write_size == 0) {
+        PyObject *r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        if (r == NULL) {
+            Py_CLEAR(self->empty_waiter);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    return Py_NewRef(fut);
+}
+
+static PyObject *
+Stream__reset_empty_waiter(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(self->empty_waiter);
+    Py_RETURN_NONE;
+}
+
+/* The socket object whose fd the handle uses (for loop.sendfile, which hands
+ * it to sock_sendfile while the transport's own reads and writes are held). */
+static PyObject *
+Stream_get_sock(PLStream *self, void *Py_UNUSED(closure))
+{
+    if (self->sock == NULL || self->state != PL_STREAM_OPEN)
+        Py_RETURN_NONE;
+    return Py_NewRef(self->sock);
+}
+
+static PyObject *
+Stream_get_sock_fd(PLStream *self, void *Py_UNUSED(closure))
+{
+    uv_os_fd_t fd;
+    if (self->uvh == NULL || self->state != PL_STREAM_OPEN ||
+        uv_fileno((uv_handle_t *)self->uvh, &fd) < 0)
+        return PyLong_FromLong(-1);
+    return PyLong_FromLong((long)fd);
+}
+
+static PyObject *
+Stream_get_loop(PLStream *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef((PyObject *)self->loop);
+}
+
+static PyObject *
+Stream_get_protocol_paused(PLStream *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->protocol_paused);
 }
 
 static PyObject *
@@ -643,6 +750,15 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
     }
     if (self->write_size == 0)
         pl_stream_force_close(self, NULL);
+    Py_RETURN_NONE;
+}
+
+/* _force_close(exc): what asyncio's own transports offer to sslproto, which
+ * drops the connection through it on TLS errors and timeouts. */
+static PyObject *
+Stream__force_close(PLStream *self, PyObject *exc)
+{
+    pl_stream_force_close(self, exc == Py_None ? NULL : exc);
     Py_RETURN_NONE;
 }
 
@@ -831,6 +947,7 @@ Stream_traverse(PLStream *self, visitproc visit, void *arg)
     Py_VISIT(self->data_received_meth);
     Py_VISIT(self->sock);
     Py_VISIT(self->lost_hook);
+    Py_VISIT(self->empty_waiter);
     return 0;
 }
 
@@ -841,6 +958,7 @@ Stream_clear(PLStream *self)
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->data_received_meth);
     Py_CLEAR(self->lost_hook);
+    Py_CLEAR(self->empty_waiter);
     /* loop and sock stay until dealloc: an open handle still needs them. */
     return 0;
 }
@@ -899,6 +1017,17 @@ static PyMethodDef Stream_methods[] = {
     {"_call_connection_lost", (PyCFunction)Stream__call_connection_lost, METH_O, NULL},
     {"_start_reading", (PyCFunction)Stream__start_reading, METH_NOARGS, NULL},
     {"_set_lost_hook", (PyCFunction)Stream__set_lost_hook, METH_O, NULL},
+    {"_force_close", (PyCFunction)Stream__force_close, METH_O, NULL},
+    {"_make_empty_waiter", (PyCFunction)Stream__make_empty_waiter, METH_NOARGS, NULL},
+    {"_reset_empty_waiter", (PyCFunction)Stream__reset_empty_waiter, METH_NOARGS, NULL},
+    {NULL}
+};
+
+static PyGetSetDef Stream_getset[] = {
+    {"_sock", (getter)Stream_get_sock, NULL, NULL, NULL},
+    {"_sock_fd", (getter)Stream_get_sock_fd, NULL, NULL, NULL},
+    {"_loop", (getter)Stream_get_loop, NULL, NULL, NULL},
+    {"_protocol_paused", (getter)Stream_get_protocol_paused, NULL, NULL, NULL},
     {NULL}
 };
 
@@ -916,6 +1045,7 @@ static PyType_Slot Stream_slots[] = {
     {Py_tp_repr, Stream_repr},
     {Py_tp_methods, Stream_methods},
     {Py_tp_members, Stream_members},
+    {Py_tp_getset, Stream_getset},
     {0, NULL}
 };
 

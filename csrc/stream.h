@@ -23,6 +23,7 @@ typedef struct PLStream {
     PyObject *data_received_meth; /* bound protocol.data_received (Protocol only) */
     PyObject *sock;         /* the Python socket whose fd libuv now owns */
     PyObject *lost_hook;    /* called once after connection_lost (Server._detach) */
+    PyObject *empty_waiter; /* future set once nothing is queued (loop.sendfile) */
     PyObject *weakreflist;
     pl_stream_state state;
     char closing;           /* close()/abort() called or connection lost */

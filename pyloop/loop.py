@@ -18,7 +18,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import (base_events, constants, coroutines, events, futures, selector_events,
-                     sslproto, tasks, trsock, unix_events)
+                     sslproto, tasks, transports, trsock, unix_events)
 from asyncio.log import logger
 
 from . import _core
@@ -439,6 +439,35 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
+    async def _sendfile_fallback(self, transp, file, offset, count):
+        # Read the file in an executor and write it through the transport,
+        # pausing on its flow control. TLS transports are the stdlib's own
+        # (_FlowControlMixin) and take the stdlib's path as they are.
+        if isinstance(transp, transports._FlowControlMixin):
+            return await base_events.BaseEventLoop._sendfile_fallback(
+                self, transp, file, offset, count)
+        if offset:
+            file.seek(offset)
+        chunk = min(count, 16384) if count else 16384
+        buf = bytearray(chunk)
+        sent = 0
+        proto = _SendfileFallbackProtocol(transp)
+        try:
+            while not count or sent < count:
+                size = min(chunk, count - sent) if count else chunk
+                view = memoryview(buf)[:size]
+                n = await self.run_in_executor(None, file.readinto, view)
+                if not n:
+                    break
+                await proto.drain()
+                transp.write(bytes(view[:n]))
+                sent += n
+            return sent
+        finally:
+            if sent > 0 and hasattr(file, "seek"):
+                file.seek(offset + sent)
+            await proto.restore()
+
     def _stop_serving(self, sock):
         # Stop accepting on a listening socket and close it; a Unix socket
         # created by create_unix_server(cleanup_socket=True) (3.13+) is also
@@ -555,6 +584,22 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self.call_soon(handle._run)
 
 
+class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
+    """The stdlib's stand-in protocol for loop.sendfile()'s fallback, for
+    pyloop's C stream transport: the stdlib's class insists on its own
+    transport base class, whose flow-control state the C transport exposes
+    under the same names (_protocol_paused, _loop)."""
+
+    def __init__(self, transp):
+        self._transport = transp
+        self._proto = transp.get_protocol()
+        self._should_resume_reading = transp.is_reading()
+        self._should_resume_writing = transp._protocol_paused
+        transp.pause_reading()
+        transp.set_protocol(self)
+        self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
+
+
 class _NotProvided:
     """Stands in for an AbstractEventLoop method pyloop does not provide yet,
     so that the method is absent (hasattr() is False, AttributeError on use)
@@ -587,7 +632,7 @@ _BORROWED = {
         "getaddrinfo", "getnameinfo", "_getaddrinfo_debug", "_ensure_resolved",
         "create_connection", "_connect_sock", "_create_connection_transport",
         "create_server", "_create_server_getaddrinfo", "connect_accepted_socket", "start_tls",
-        "sendfile", "_sendfile_native", "_sendfile_fallback",
+        "sendfile",
         "sock_sendfile", "_sock_sendfile_native", "_sock_sendfile_fallback",
         "_check_sendfile_params",
     ),
@@ -601,6 +646,9 @@ _BORROWED_FIRST = {
     ),
     selector_events.BaseSelectorEventLoop: (
         "_start_serving", "_accept_connection", "_accept_connection2",
+        # Native sendfile: hold the transport's reads, wait for its write
+        # queue to empty, then sock_sendfile() on its socket.
+        "_sendfile_native",
     ),
 }
 
@@ -614,9 +662,9 @@ def _borrow():
 
 _borrow()
 
-# What the stdlib's sendfile()/start_tls() look for on a transport.
-_core.TCPTransport._sendfile_compatible = constants._SendfileMode.FALLBACK
+# What the stdlib's start_tls() and sendfile() look for on a transport.
 _core.TCPTransport._start_tls_compatible = True
+_core.TCPTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
 
 def _hide_unprovided():
