@@ -325,27 +325,63 @@ pl_loop_run_handle_debug(PLLoop *self, PLHandle *h)
     return rc;
 }
 
-/* One iteration, with the stdlib's ordering: poll I/O, move due timers to the
- * ready queue, then run exactly the callbacks that were ready when the pass
- * began (anything they schedule runs in the next pass). */
+int
+pl_loop_run_handle(PLLoop *self, PLHandle *h)
+{
+    if (h->cancelled)
+        return 0;
+    return self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);
+}
+
+/* Run the timers due now, earliest first. On an error (KeyboardInterrupt
+ * from a callback, say) the ones not run yet go to the ready queue, so the
+ * next run_forever still runs them. */
+static int
+pl_loop_run_due_timers(PLLoop *self)
+{
+    Py_ssize_t n = pl_timer_take_due(self, pl_loop_now());
+    if (n < 0)
+        return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PLHandle *h = self->due[i];
+        self->due[i] = NULL;
+        if (rc == 0)
+            rc = pl_loop_run_handle(self, h);
+        else if (pl_loop_ready_push(self, h) < 0)
+            PyErr_WriteUnraisable((PyObject *)h);
+        Py_DECREF(h);
+    }
+    return rc;
+}
+
+/* One iteration, in the stdlib's order: the callbacks that were ready when
+ * it began, then the I/O callbacks, then the timers due; whatever these
+ * schedule runs in the next iteration. The stdlib polls first and queues
+ * its I/O callbacks behind the ready ones; libuv runs I/O callbacks inside
+ * the poll, so the ready ones run before it to keep the same order. */
 static int
 pl_loop_run_once(PLLoop *self)
 {
-    if (pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
-        return -1;
-    if (self->heap_len > 0 && pl_timer_collect(self, pl_loop_now()) < 0)
-        return -1;
-
+    char stop_requested_before = self->stopping;
     size_t ntodo = self->ready_len;
+    self->iteration++;
     for (size_t i = 0; i < ntodo && self->ready_len > 0; i++) {
         PLHandle *h = pl_loop_ready_pop(self);
-        int rc = 0;
-        if (!h->cancelled)
-            rc = self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);
+        int rc = pl_loop_run_handle(self, h);
         Py_DECREF(h);
         if (rc < 0)
             return -1;
     }
+    /* The stdlib's poll happens before the ready callbacks, so a stop()
+     * from one of them cannot let I/O that arrived meanwhile in: skip the
+     * poll then, as if it had found nothing. (stop() before the iteration
+     * began still gets its one non-blocking poll.) */
+    if ((!self->stopping || stop_requested_before) &&
+        pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
+        return -1;
+    if (self->heap_len > 0 && pl_loop_run_due_timers(self) < 0)
+        return -1;
     return 0;
 }
 
@@ -740,6 +776,8 @@ Loop_dealloc(PLLoop *self)
     }
     PyMem_Free(self->read_buf);
     self->read_buf = NULL;
+    PyMem_Free(self->due);
+    self->due = NULL;
     pl_poll_close(self);
     Py_CLEAR(self->pending_exc);
     if (self->wake_fd >= 0)

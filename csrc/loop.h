@@ -25,6 +25,7 @@ typedef struct PLLoop {
     unsigned long thread_id;  /* valid while running */
     unsigned long fork_gen;   /* pl_fork_generation when created */
     double slow_callback_duration;
+    unsigned long long iteration; /* run_once passes so far */
 
     /* ready queue: ring buffer of PLHandle*, capacity a power of two */
     PLHandle **ready;
@@ -37,6 +38,8 @@ typedef struct PLLoop {
     Py_ssize_t heap_len;
     Py_ssize_t heap_cap;
     unsigned long long timer_seq;
+    PLHandle **due;           /* scratch: the timers one pass runs */
+    Py_ssize_t due_cap;
 
     PLHandle *current_handle; /* borrowed; debug mode only */
     PyObject *task_factory;   /* NULL: the stdlib Task */
@@ -57,6 +60,10 @@ extern PyTypeObject PLLoop_Type;
 
 /* Append a handle to the ready queue (steals nothing; takes a reference). */
 int pl_loop_ready_push(PLLoop *loop, PLHandle *h);
+
+/* Run one handle now (skipped when cancelled; timed in debug mode).
+ * -1 only for what must stop the loop (KeyboardInterrupt, SystemExit). */
+int pl_loop_run_handle(PLLoop *loop, PLHandle *h);
 
 /* Raise RuntimeError('Event loop is closed') and return -1 when closed. */
 int pl_loop_check_closed(PLLoop *loop);

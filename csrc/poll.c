@@ -284,14 +284,23 @@ pl_poll_dispatch(PLLoop *loop)
         uint32_t ev = events[i].events;
         /* As selectors.EpollSelector: anything but "writable" counts as
          * readable and anything but "readable" as writable, so errors and
-         * hang-ups wake both sides. */
-        PyObject *reader = PyList_GET_ITEM(entry, PL_POLL_READER);
-        PyObject *writer = PyList_GET_ITEM(entry, PL_POLL_WRITER);
-        if ((ev & ~(uint32_t)EPOLLOUT) && reader != Py_None && !((PLHandle *)reader)->cancelled &&
-            pl_loop_ready_push(loop, (PLHandle *)reader) < 0)
-            return -1;
-        if ((ev & ~(uint32_t)EPOLLIN) && writer != Py_None && !((PLHandle *)writer)->cancelled &&
-            pl_loop_ready_push(loop, (PLHandle *)writer) < 0)
+         * hang-ups wake both sides. Both run now, as libuv runs its I/O
+         * callbacks: this iteration's I/O comes after the callbacks that
+         * were ready when it began. The reader may remove the entry or the
+         * writer: hold them, and run the writer only if still registered. */
+        Py_INCREF(entry);
+        PyObject *reader = Py_NewRef(PyList_GET_ITEM(entry, PL_POLL_READER));
+        PyObject *writer = Py_NewRef(PyList_GET_ITEM(entry, PL_POLL_WRITER));
+        int rc = 0;
+        if ((ev & ~(uint32_t)EPOLLOUT) && reader != Py_None)
+            rc = pl_loop_run_handle(loop, (PLHandle *)reader);
+        if (rc == 0 && (ev & ~(uint32_t)EPOLLIN) && writer != Py_None &&
+            PyList_GET_ITEM(entry, PL_POLL_WRITER) == writer)
+            rc = pl_loop_run_handle(loop, (PLHandle *)writer);
+        Py_DECREF(reader);
+        Py_DECREF(writer);
+        Py_DECREF(entry);
+        if (rc < 0)
             return -1;
     }
     return 0;

@@ -117,17 +117,30 @@ pl_timer_peek(PLLoop *loop)
     return loop->heap_len ? loop->heap[0] : NULL;
 }
 
-int
-pl_timer_collect(PLLoop *loop, double now)
+Py_ssize_t
+pl_timer_take_due(PLLoop *loop, double now)
 {
+    Py_ssize_t n = 0;
     while (loop->heap_len > 0 && !(loop->heap[0]->when > now)) { /* NaN is due */
-        PLHandle *t = pl_timer_detach(loop, 0);
-        int rc = pl_loop_ready_push(loop, t);
-        Py_DECREF(t);
-        if (rc < 0)
-            return -1;
+        if (n == loop->due_cap) {
+            Py_ssize_t cap = loop->due_cap ? loop->due_cap * 2 : 64;
+            PLHandle **due = PyMem_Realloc(loop->due, (size_t)cap * sizeof(*due));
+            if (due == NULL) {
+                /* What was taken goes to the ready queue instead. */
+                for (Py_ssize_t i = 0; i < n; i++) {
+                    if (pl_loop_ready_push(loop, loop->due[i]) < 0)
+                        PyErr_Clear();
+                    Py_DECREF(loop->due[i]);
+                }
+                PyErr_NoMemory();
+                return -1;
+            }
+            loop->due = due;
+            loop->due_cap = cap;
+        }
+        loop->due[n++] = pl_timer_detach(loop, 0);
     }
-    return 0;
+    return n;
 }
 
 void

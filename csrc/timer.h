@@ -8,8 +8,9 @@ int pl_timer_push(PLLoop *loop, PLHandle *timer);
 void pl_timer_remove(PLLoop *loop, PLHandle *timer);
 /* Earliest deadline, or NULL when no timer is scheduled (borrowed). */
 PLHandle *pl_timer_peek(PLLoop *loop);
-/* Move every timer due at `now` to the ready queue. */
-int pl_timer_collect(PLLoop *loop, double now);
+/* Take every timer due at `now` off the heap, earliest first, into
+ * loop->due (owned references). Returns how many, or -1 (MemoryError). */
+Py_ssize_t pl_timer_take_due(PLLoop *loop, double now);
 /* Empty the heap (loop close); drops the heap's references. */
 void pl_timer_clear(PLLoop *loop);
 

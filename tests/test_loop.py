@@ -1,6 +1,7 @@
 """Loop lifecycle: run/stop/close, running-loop registration, runners, policies."""
 import asyncio
 import gc
+import socket
 import sys
 import threading
 import time
@@ -291,3 +292,31 @@ def test_time_is_monotonic_clock(loop):
 def test_loop_can_run_again_after_stop(loop):
     for i in range(3):
         assert loop.run_until_complete(asyncio.sleep(0, i)) == i
+
+
+def test_iteration_order_ready_then_io_then_timers(loop):
+    # One iteration runs, in this order, the callbacks ready when it began,
+    # the I/O callbacks, then the timers due; what they schedule runs next.
+    a, b = socket.socketpair()
+    order = []
+
+    def first():
+        order.append("ready")
+        loop.call_soon(order.append, "next")
+
+    def on_read():
+        order.append("io")
+        loop.remove_reader(a.fileno())
+
+    try:
+        b.send(b"x")
+        loop.add_reader(a.fileno(), on_read)
+        loop.call_at(loop.time() - 1, order.append, "timer")
+        loop.call_soon(first)
+        loop.call_soon(lambda: loop.call_soon(loop.stop))
+        loop.run_forever()
+    finally:
+        loop.remove_reader(a.fileno())
+        a.close()
+        b.close()
+    assert order == ["ready", "io", "timer", "next"]
