@@ -254,13 +254,19 @@ pl_stream_release_rbuf(PLStream *self)
 }
 
 static void
-pl_stream_on_eof(PLStream *self)
+pl_stream_stop_reading(PLStream *self)
 {
     if (self->reading) {
         uv_read_stop(self->uvh);
         PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
+}
+
+static void
+pl_stream_on_eof(PLStream *self)
+{
+    pl_stream_stop_reading(self);
     PyObject *r = PyObject_CallMethod(self->protocol, "eof_received", NULL);
     if (r == NULL) {
         pl_stream_handle_callback_error(self, "Fatal error: protocol.eof_received() call failed.");
@@ -280,6 +286,42 @@ pl_stream_on_eof(PLStream *self)
     }
 }
 
+/* libuv reports EOF in the same dispatch as the last data when the peer had
+ * already hung up; the stdlib's transports see it one iteration later (the
+ * next recv() returning b""). Deliver it then, as they do, so that what the
+ * data's callbacks scheduled runs before eof_received() and connection_lost. */
+static void
+pl_stream_defer_eof(PLStream *self)
+{
+    pl_stream_stop_reading(self);
+    self->eof_pending = 1;
+    PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_deliver_eof");
+    PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth)
+                       : NULL;
+    Py_XDECREF(meth);
+    if (h == NULL)
+        pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
+    Py_XDECREF(h);
+}
+
+static PyObject *
+Stream__deliver_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
+{
+    /* Paused meanwhile: resume_reading() delivers it. */
+    if (!self->eof_pending || self->paused)
+        Py_RETURN_NONE;
+    self->eof_pending = 0;
+    if (self->conn_lost || self->closing || self->protocol == NULL ||
+        self->state != PL_STREAM_OPEN)
+        Py_RETURN_NONE;
+    Py_INCREF(self);
+    pl_stream_on_eof(self);
+    Py_DECREF(self);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -295,6 +337,7 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         goto done;
     }
     if (nread > 0) {
+        self->read_iteration = self->loop->iteration;
         if (self->buffered) {
             pl_stream_release_rbuf(self);
             r = PyObject_CallMethod(self->protocol, "buffer_updated", "n", (Py_ssize_t)nread);
@@ -320,7 +363,10 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     pl_stream_release_rbuf(self);
     if (nread == UV_EOF) {
-        pl_stream_on_eof(self);
+        if (self->read_iteration == self->loop->iteration)
+            pl_stream_defer_eof(self);
+        else
+            pl_stream_on_eof(self);
     }
     else if (nread == UV_ENOBUFS) {
         /* The allocation callback failed; it reported why. */
@@ -545,10 +591,11 @@ done:
     return ret;
 }
 
+/* writelines() by joining, which also raises the stdlib's TypeError for an
+ * item that is not bytes-like. */
 static PyObject *
-Stream_writelines(PLStream *self, PyObject *lines)
+pl_stream_writelines_joined(PLStream *self, PyObject *lines)
 {
-    /* One buffer, one write: the stdlib joins the chunks too. */
     PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
     if (empty == NULL)
         return NULL;
@@ -559,6 +606,100 @@ Stream_writelines(PLStream *self, PyObject *lines)
     PyObject *r = Stream_write(self, joined);
     Py_DECREF(joined);
     return r;
+}
+
+#define PL_WRITEV_MAX 64
+
+/* writelines(): when nothing is queued, one writev of every chunk as it is
+ * (no join copy); whatever the socket did not take is copied into one
+ * buffer and queued. */
+static PyObject *
+Stream_writelines(PLStream *self, PyObject *lines)
+{
+    PyObject *seq = PySequence_Fast(lines, "writelines() argument must be an iterable");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_buffer views[PL_WRITEV_MAX];
+    uv_buf_t bufs[PL_WRITEV_MAX];
+    Py_ssize_t nviews = 0;
+    PyObject *ret = NULL;
+    if (n > PL_WRITEV_MAX || self->write_size > 0 || self->eof_sent ||
+        self->empty_waiter != NULL || self->conn_lost || self->state != PL_STREAM_OPEN) {
+        ret = pl_stream_writelines_joined(self, seq);
+        goto done;
+    }
+    size_t total = 0;
+    for (; nviews < n; nviews++) {
+        PyObject *it = items[nviews];
+        if (!PyBytes_Check(it) && !PyByteArray_Check(it) && !PyMemoryView_Check(it))
+            break;
+        if (PyObject_GetBuffer(it, &views[nviews], PyBUF_SIMPLE) < 0)
+            break;
+        if ((size_t)views[nviews].len > UINT_MAX) {
+            PyBuffer_Release(&views[nviews]);
+            break;
+        }
+        bufs[nviews] = uv_buf_init(views[nviews].buf, (unsigned int)views[nviews].len);
+        total += (size_t)views[nviews].len;
+    }
+    if (nviews < n) {
+        /* Not every item is a plain buffer: the join path raises or copes. */
+        PyErr_Clear();
+        ret = pl_stream_writelines_joined(self, seq);
+        goto done;
+    }
+    if (total == 0) {
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    int w = uv_try_write(self->uvh, bufs, (unsigned int)nviews);
+    size_t sent = 0;
+    if (w >= 0) {
+        sent = (size_t)w;
+    }
+    else if (w != UV_EAGAIN && w != UV_ENOSYS) {
+        pl_error_set_uv(w);
+        pl_stream_fatal_error(self, "Fatal write error on socket transport");
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (sent == total) {
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    /* Copy the unsent tail into one bytes object and queue it. */
+    PyObject *rest = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total - sent));
+    if (rest == NULL)
+        goto done;
+    char *dst = PyBytes_AS_STRING(rest);
+    size_t skip = sent;
+    for (Py_ssize_t i = 0; i < nviews; i++) {
+        size_t len = bufs[i].len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(dst, bufs[i].base + skip, len - skip);
+        dst += len - skip;
+        skip = 0;
+    }
+    if (pl_stream_queue_write(self, rest, PyBytes_AS_STRING(rest), total - sent) < 0) {
+        Py_DECREF(rest);
+        pl_stream_fatal_error(self, "Fatal write error on socket transport");
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    Py_DECREF(rest);
+    pl_stream_maybe_pause(self);
+    if (!PyErr_Occurred())
+        ret = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; i < nviews && i < n; i++)
+        PyBuffer_Release(&views[i]);
+    Py_DECREF(seq);
+    return ret;
 }
 
 static PyObject *
@@ -803,6 +944,17 @@ Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     if (self->closing || !self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->paused = 0;
+    if (self->eof_pending) {
+        /* The EOF already read waits for us: hand it over, not a read. */
+        PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_deliver_eof");
+        PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth)
+                           : NULL;
+        Py_XDECREF(meth);
+        if (h == NULL)
+            return NULL;
+        Py_DECREF(h);
+        Py_RETURN_NONE;
+    }
     if (pl_stream_start_reading(self) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -1018,6 +1170,7 @@ static PyMethodDef Stream_methods[] = {
     {"_start_reading", (PyCFunction)Stream__start_reading, METH_NOARGS, NULL},
     {"_set_lost_hook", (PyCFunction)Stream__set_lost_hook, METH_O, NULL},
     {"_force_close", (PyCFunction)Stream__force_close, METH_O, NULL},
+    {"_deliver_eof", (PyCFunction)Stream__deliver_eof, METH_NOARGS, NULL},
     {"_make_empty_waiter", (PyCFunction)Stream__make_empty_waiter, METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream__reset_empty_waiter, METH_NOARGS, NULL},
     {NULL}

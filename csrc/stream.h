@@ -34,7 +34,9 @@ typedef struct PLStream {
     char protocol_connected;
     char protocol_paused;   /* pause_writing() was called */
     char rbuf_held;         /* rbuf holds a get_buffer() view */
+    char eof_pending;       /* EOF seen, eof_received() not called yet */
     int conn_lost;          /* as asyncio: > 0 once the connection is lost */
+    unsigned long long read_iteration; /* loop iteration of the last data read */
     size_t write_size;      /* bytes queued in pending uv_write requests */
     size_t high_water;
     size_t low_water;

@@ -352,3 +352,100 @@ def test_read_started_from_a_callback_wakes_a_sleeping_loop(pyloop_loop, pair):
         timer.join()
         b.close()
     assert exc is None and bytes(proto.buf) == b"later"
+
+
+@pytest.mark.parametrize("sizes", [(1, 100, 70000), (3_000_000, 5, 1), (0, 0)])
+def test_writelines_intact_in_order(loop, pair, sizes):
+    a, b = pair
+    a.setblocking(False)  # the stdlib's transport expects it of its caller
+    b.setblocking(False)
+    loop._make_socket_transport(a, Echo())
+    chunks = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    want = sum(sizes) + 2
+    client = Collect(loop, want)
+    tc = loop._make_socket_transport(b, client)
+
+    def send():
+        # bytes, bytearray and memoryview chunks in one call, then a generator
+        kinds = (bytes, bytearray, memoryview)
+        tc.writelines(kinds[i % 3](c) for i, c in enumerate(chunks))
+        tc.writelines([b"x", b"y"])
+
+    loop.call_soon(send)
+    assert loop.run_until_complete(asyncio.wait_for(client.lost, 60)) is None
+    assert bytes(client.buf) == b"".join(chunks) + b"xy"
+
+
+def test_writelines_wrong_item_type(loop, pair):
+    a, b = pair
+    a.setblocking(False)
+    t = loop._make_socket_transport(a, asyncio.Protocol())
+    try:
+        with pytest.raises(TypeError):
+            t.writelines([b"ok", "not bytes"])
+        with pytest.raises(TypeError):
+            t.writelines(5)
+    finally:
+        t.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        b.close()
+
+
+def test_eof_after_data_comes_one_iteration_later(loop, pair):
+    # The peer sent its last data and closed before the loop looked: what
+    # data_received scheduled runs before eof_received, as with the stdlib's
+    # transports (whose next recv() returns b"" one iteration later).
+    a, b = pair
+    a.setblocking(False)
+    order = []
+    done = loop.create_future()
+
+    class P(asyncio.Protocol):
+        def data_received(self, data):
+            order.append("data")
+            loop.call_soon(order.append, "scheduled by data_received")
+
+        def eof_received(self):
+            order.append("eof")
+
+        def connection_lost(self, exc):
+            order.append("lost")
+            done.set_result(None)
+
+    b.sendall(b"last words")
+    b.close()
+    loop._make_socket_transport(a, P())
+    loop.run_until_complete(asyncio.wait_for(done, 30))
+    assert order == ["data", "scheduled by data_received", "eof", "lost"]
+
+
+def test_eof_held_while_paused(pyloop_loop, pair):
+    loop = pyloop_loop
+    a, b = pair
+    order = []
+    done = loop.create_future()
+
+    class P(asyncio.Protocol):
+        def connection_made(self, t):
+            self.t = t
+
+        def data_received(self, data):
+            order.append("data")
+            self.t.pause_reading()
+            loop.call_later(0.01, self.resume)
+
+        def resume(self):
+            order.append("resume")
+            self.t.resume_reading()
+
+        def eof_received(self):
+            order.append("eof")
+
+        def connection_lost(self, exc):
+            done.set_result(exc)
+
+    b.sendall(b"x")
+    b.close()
+    loop._make_socket_transport(a, P())
+    assert loop.run_until_complete(asyncio.wait_for(done, 30)) is None
+    assert order == ["data", "resume", "eof"]
