@@ -64,6 +64,16 @@ class Module:
 
 
 # The modules run by default.
+_SELECTOR_TWINS = ("EPollEventLoopTests.*", "PollEventLoopTests.*", "KqueueEventLoopTests.*")
+# Tests of loop features that belong to the OS-surface issue (UDP, pipes,
+# PTYs, subprocesses) and are not built yet: left out here, not counted as
+# passes, until that issue lands (then these patterns go).
+_OS_SURFACE = (
+    "*.test_subprocess_*", "*.test_create_datagram_endpoint*", "*.test_read_pipe",
+    "*.test_write_pipe*", "*.test_read_pty_output", "*.test_write_pty",
+    "*.test_bidirectional_pty", "*.test_unclosed_pipe_transport",
+    "*.test_read_all_from_pipe_reader", "*.test_sendfile_not_supported",
+)
 MODULES = [
     Module("test_locks"),
     Module("test_queues"),
@@ -77,25 +87,26 @@ MODULES = [
     Module("test_runners"),
     Module("test_threads"),
     Module("test_pep492"),
-]
-
-# Prepared for later, run only when named with --only: the networking,
-# pipe and subprocess modules, whose tests need loop features pyloop is still
-# growing. Move an entry to MODULES when it passes (or its failures are known).
-_SELECTOR_TWINS = ("EPollEventLoopTests.*", "PollEventLoopTests.*", "KqueueEventLoopTests.*")
-LATER = [
-    Module("test_streams"),
+    # Networking: the loop-agnostic mixins of test_events, test_sock_lowlevel
+    # and test_sendfile with the loop under test as their create_event_loop.
+    Module("test_streams", drop=_OS_SURFACE),
     Module("test_server", rebind=("SelectorStartServerTests.new_loop",)),
     Module("test_events", rebind=("SelectEventLoopTests.create_event_loop",),
-           drop=_SELECTOR_TWINS),
+           drop=_SELECTOR_TWINS + _OS_SURFACE),
     Module("test_sock_lowlevel", rebind=("SelectEventLoopTests.create_event_loop",),
            drop=_SELECTOR_TWINS),
     Module("test_sendfile", rebind=("SelectEventLoopTests.create_event_loop",),
-           drop=_SELECTOR_TWINS),
+           drop=_SELECTOR_TWINS + _OS_SURFACE),
     Module("test_buffered_proto", rebind=("BufferedProtocolSelectorTests.new_loop",)),
+    Module("test_unix_events"),
+]
+
+# Prepared for later, run only when named with --only: the TLS, pipe and
+# subprocess modules, whose tests need loop features pyloop is still growing.
+# Move an entry to MODULES when it passes (or its failures are known).
+LATER = [
     Module("test_sslproto", rebind=("SelectorStartTLSTests.new_loop",)),
     Module("test_subprocess"),
-    Module("test_unix_events"),
 ]
 
 LOOPS = ("asyncio", "pyloop")
