@@ -290,18 +290,26 @@ pl_stream_on_eof(PLStream *self)
  * already hung up; the stdlib's transports see it one iteration later (the
  * next recv() returning b""). Deliver it then, as they do, so that what the
  * data's callbacks scheduled runs before eof_received() and connection_lost. */
-static void
-pl_stream_defer_eof(PLStream *self)
+static int
+pl_stream_schedule_eof(PLStream *self)
 {
-    pl_stream_stop_reading(self);
-    self->eof_pending = 1;
     PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_deliver_eof");
     PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth)
                        : NULL;
     Py_XDECREF(meth);
     if (h == NULL)
+        return -1;
+    Py_DECREF(h);
+    return 0;
+}
+
+static void
+pl_stream_defer_eof(PLStream *self)
+{
+    pl_stream_stop_reading(self);
+    self->eof_pending = 1;
+    if (pl_stream_schedule_eof(self) < 0)
         pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
-    Py_XDECREF(h);
 }
 
 static PyObject *
@@ -946,13 +954,8 @@ Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     self->paused = 0;
     if (self->eof_pending) {
         /* The EOF already read waits for us: hand it over, not a read. */
-        PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_deliver_eof");
-        PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth)
-                           : NULL;
-        Py_XDECREF(meth);
-        if (h == NULL)
+        if (pl_stream_schedule_eof(self) < 0)
             return NULL;
-        Py_DECREF(h);
         Py_RETURN_NONE;
     }
     if (pl_stream_start_reading(self) < 0)
