@@ -36,7 +36,7 @@ cpython-suite: build
 	$(MAIN_VENV)/bin/python tests/cpython/run_suite.py
 
 bench: build
-	PYLOOP_NEED_VALGRIND=1 tools/sysdeps.sh
+	PYLOOP_BENCH=1 tools/sysdeps.sh
 	$(MAIN_VENV)/bin/python benchmarks/run.py $${BENCH_ARGS:---callgrind}
 	$(MAIN_VENV)/bin/python benchmarks/run_net.py $${BENCH_NET_ARGS:-}
 

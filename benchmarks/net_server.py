@@ -1,7 +1,8 @@
-"""An echo server on one loop, for the network benchmarks:
+"""An echo server (or an HTTP hello-world server) on one loop, for the network
+benchmarks:
     python benchmarks/net_server.py LOOP KIND PORT|unix:PATH
-KIND: protocol | buffered | streams | sock. Prints "ready" once listening,
-serves until terminated."""
+KIND: protocol | buffered | streams | sock (echo) | http (HTTP/1.1 hello world
+parsed with httptools). Prints "ready" once listening, serves until terminated."""
 import asyncio
 import os
 import signal
@@ -10,6 +11,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loops import new_loop  # noqa: E402
+
+try:
+    import httptools
+except ImportError:  # only the http kind needs it
+    httptools = None
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -35,6 +41,46 @@ class EchoBuffered(asyncio.BufferedProtocol):
         self.transport.write(self.view[:n])
 
 
+HELLO = b"Hello, World!"
+HTTP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n" % len(HELLO)
+HTTP_KEEP = HTTP_HEAD + b"Connection: keep-alive\r\n\r\n" + HELLO
+HTTP_CLOSE = HTTP_HEAD + b"Connection: close\r\n\r\n" + HELLO
+
+
+class HttpHello(asyncio.Protocol):
+    """Answers every request with the same small 200 response. Keep-alive as
+    the request asks (HTTP/1.1 default on, `Connection: close` or HTTP/1.0
+    without keep-alive ends the connection after the answer); a request that
+    does not parse (or asks for an upgrade) closes the connection."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.parser = httptools.HttpRequestParser(self)
+        self.done = False
+
+    def data_received(self, data):
+        if self.done:
+            return
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.finish()
+
+    def on_message_complete(self):
+        if self.done:
+            return
+        if self.parser.should_keep_alive():
+            self.transport.write(HTTP_KEEP)
+        else:
+            self.transport.write(HTTP_CLOSE)
+            self.finish()
+
+    def finish(self):
+        # Pipelined requests after the last answer are ignored.
+        self.done = True
+        self.transport.close()
+
+
 async def echo_streams(reader, writer):
     while data := await reader.read(256 * 1024):
         writer.write(data)
@@ -53,8 +99,11 @@ async def serve(loop, kind, where):
     unix = where.startswith("unix:")
     path = where[5:] if unix else None
     port = None if unix else int(where)
-    if kind == "protocol" or kind == "buffered":
-        factory = EchoProtocol if kind == "protocol" else EchoBuffered
+    if kind == "http" and httptools is None:
+        raise SystemExit("httptools is not installed (pip install -e '.[bench]')")
+    factories = {"protocol": EchoProtocol, "buffered": EchoBuffered, "http": HttpHello}
+    if kind in factories:
+        factory = factories[kind]
         if unix:
             srv = await loop.create_unix_server(factory, path)
         else:

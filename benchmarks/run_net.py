@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
 """Network benchmarks: echo servers on pyloop, asyncio, uvloop and a plain C
 libuv server, driven by one C client (benchmarks/tools/echo_client.c) pinned
-to the other core. Reports round trips per second and the server's CPU time
-per round trip (user+sys of the server process / round trips), interleaved
-across servers, medians over repetitions.
+to the other core, and an httptools HTTP/1.1 hello-world server on the three
+Python loops driven by wrk (keep-alive, 100 connections). Reports round trips
+(or requests) per second and the server's CPU time per round trip (or request):
+user+sys of the server process divided by what it served. Servers are
+interleaved within each repetition, medians over repetitions.
 
     python benchmarks/run_net.py [--reps N] [--seconds S] [--conns C]
                                  [--only KIND,...] [--sizes 1024,...] [--json PATH]
 """
 import argparse
 import datetime
+import importlib.util
 import json
 import os
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(HERE, "tools")
 RESULTS = os.path.join(HERE, "results")
 SERVERS = ("asyncio", "uvloop", "pyloop", "c-libuv")
-KINDS = ("protocol", "buffered", "streams", "sock")
+KINDS = ("protocol", "buffered", "streams", "sock", "http")
+HTTP_CONNS = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -49,20 +55,79 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def start_server(server, kind, where, c_server):
+def last_line(path, default=""):
+    with open(path) as f:
+        return (f.read().strip().splitlines() or [default])[-1]
+
+
+def start_server(server, kind, where, c_server, log):
+    """The server's stderr goes to the file `log` (a pipe nobody reads could
+    fill up and stall a server that logs per connection)."""
     if server == "c-libuv":
         cmd = [c_server, where]
     else:
         cmd = [sys.executable, os.path.join(HERE, "net_server.py"), server, kind, where]
-    proc = subprocess.Popen(pin(0) + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    with open(log, "w") as err:
+        proc = subprocess.Popen(pin(0) + cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     line = proc.stdout.readline().strip()
     if line != "ready":
-        err = proc.stderr.read()
         proc.kill()
         proc.wait()
-        return None, (err.strip().splitlines() or ["did not start"])[-1]
+        return None, last_line(log, "did not start")
     return proc, None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_check(port):
+    """Before a wrk run: two pipelined keep-alive requests and a third with
+    `Connection: close` on one connection must get exactly the three fixed
+    answers and then end of stream; a request that does not parse must get the
+    connection closed. Returns what went wrong, or None."""
+    from net_server import HTTP_CLOSE, HTTP_KEEP
+    get = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    cases = (("keep-alive/close", (get + b"\r\n") * 2 + get + b"Connection: close\r\n\r\n",
+              HTTP_KEEP * 2 + HTTP_CLOSE),
+             ("parse error", b"NOT HTTP\r\n\r\n", b""))
+    for what, request, want in cases:
+        got = b""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(request)
+                while chunk := c.recv(65536):
+                    got += chunk
+        except OSError as exc:
+            return f"http check ({what}): {exc!r} after {got[:80]!r}"
+        if got != want:
+            return f"http check ({what}): got {got[:120]!r}"
+    return None
+
+
+def run_wrk(port, seconds):
+    """wrk on CPU 1; returns (requests, requests/s, error, warnings, latency)."""
+    secs = max(1, round(seconds))  # wrk takes whole seconds
+    out = subprocess.run(pin(1) + ["wrk", "-t1", f"-c{HTTP_CONNS}", f"-d{secs}s", "--latency",
+                                   f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, timeout=secs + 60)
+    text = out.stdout
+    total = re.search(r"^\s*(\d+) requests in ", text, re.M)
+    rate = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
+    if out.returncode != 0 or not total or not rate:
+        return None, None, (out.stderr.strip() or text.strip())[-200:] or "wrk failed", [], {}
+    warnings = ["wrk: " + m.group(0).strip() for m in
+                re.finditer(r"^\s*Socket errors:.*$", text, re.M)]
+    error = None
+    bad = re.search(r"^\s*Non-2xx or 3xx responses: (\d+)", text, re.M)
+    if bad:
+        error = bad.group(0).strip()
+    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M))
+    return int(total.group(1)), float(rate.group(1)), error, warnings, latency
 
 
 def one_run(server, kind, size, unix, args, tools, tmp):
@@ -71,58 +136,101 @@ def one_run(server, kind, size, unix, args, tools, tmp):
         path = os.path.join(tmp, f"s-{server}-{time.monotonic_ns()}")
         where, host, port = "unix:" + path, "unix:" + path, "-"
     else:
-        import socket
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-        s.close()
+        port = str(free_port())
         where, host = port, "127.0.0.1"
-    proc, err = start_server(server, kind, where, c_server)
+    log = os.path.join(tmp, f"stderr-{server}-{kind}")
+    proc, err = start_server(server, kind, where, c_server, log)
     if proc is None:
         return {"error": err}
+    result = {"warnings": []}
     try:
-        cpu0 = cpu_seconds(proc.pid)
-        out = subprocess.run(pin(1) + [client, host, port, str(args.conns), str(size),
-                                       str(args.seconds)],
-                             capture_output=True, text=True, timeout=args.seconds + 60)
-        cpu1 = cpu_seconds(proc.pid)
+        if kind == "http":
+            err = http_check(int(port))
+            if err:
+                return {"error": err}
+            cpu0 = cpu_seconds(proc.pid)
+            served, rps, err, warnings, latency = run_wrk(port, args.seconds)
+            cpu1 = cpu_seconds(proc.pid)
+            if err:
+                return {"error": err}
+            result.update(warnings=warnings, latency=latency)
+        else:
+            cpu0 = cpu_seconds(proc.pid)
+            out = subprocess.run(pin(1) + [client, host, port, str(args.conns), str(size),
+                                           str(args.seconds)],
+                                 capture_output=True, text=True, timeout=args.seconds + 60)
+            cpu1 = cpu_seconds(proc.pid)
+            if out.returncode != 0:
+                return {"error": out.stderr.strip()[-200:]}
+            served, secs = out.stdout.split()
+            served, secs = int(served), float(secs)
+            rps = served / secs if served else 0
+        if proc.poll() is not None:
+            return {"error": f"server exited with {proc.returncode}: {last_line(log)}"}
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
+            result["warnings"].append("server still running 10 s after SIGTERM, killed")
             proc.kill()
             proc.wait()
-    if out.returncode != 0:
-        return {"error": out.stderr.strip()[-200:]}
-    trips, secs = out.stdout.split()
-    trips, secs = int(trips), float(secs)
-    if trips == 0:
-        return {"error": "no round trips"}
-    return {"rps": trips / secs, "cpu_us": (cpu1 - cpu0) / trips * 1e6}
+    if os.path.getsize(log):
+        result["warnings"].append(f"server stderr: {last_line(log)}")
+    if served == 0:
+        return {"error": "nothing served"}
+    result.update(rps=rps, cpu_us=(cpu1 - cpu0) / served * 1e6)
+    return result
+
+
+def skip_reason(kind):
+    """Why a kind cannot run on this machine, or None."""
+    if kind == "http":
+        if not shutil.which("wrk"):
+            return "wrk not found (PYLOOP_BENCH=1 tools/sysdeps.sh installs it)"
+        if importlib.util.find_spec("httptools") is None:
+            return "httptools not installed (pip install -e '.[bench]')"
+    return None
+
+
+def row_name(row):
+    kind, size, unix = row
+    if kind == "http":
+        return f"http-tcp-wrk-c{HTTP_CONNS}"
+    return f"{kind}-{'unix' if unix else 'tcp'}-{size // 1024}k"
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--conns", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=2.0,
+                    help="per run (wrk, for the http row, rounds to whole seconds)")
+    ap.add_argument("--conns", type=int, default=10, help="echo connections (http: 100)")
     ap.add_argument("--only", help="kinds: " + ",".join(KINDS))
-    ap.add_argument("--sizes", default="1024,10240,102400")
+    ap.add_argument("--sizes", default="1024,10240,102400", help="echo message sizes")
     ap.add_argument("--no-unix", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
     kinds = args.only.split(",") if args.only else list(KINDS)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        ap.error(f"unknown kind(s) {','.join(unknown)}; choose from {','.join(KINDS)}")
     sizes = [int(x) for x in args.sizes.split(",")]
-    rows = [(k, s, False) for k in kinds for s in sizes]
+    rows = [(k, s, False) for k in kinds if k != "http" for s in sizes]
     if not args.no_unix and "protocol" in kinds:
         rows.append(("protocol", 1024, True))
+    if "http" in kinds:
+        rows.append(("http", None, False))
+    skipped = {row: skip_reason(row[0]) for row in rows if skip_reason(row[0])}
     os.makedirs(RESULTS, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tools = build_tools(tmp)
-        res = {r: {s: {"rps": [], "cpu_us": [], "errors": []} for s in SERVERS} for r in rows}
+        res = {r: {s: {"rps": [], "cpu_us": [], "errors": [], "warnings": [], "latency": []}
+                   for s in SERVERS} for r in rows}
         for rep in range(args.reps):
             for row in rows:
+                if row in skipped:
+                    continue
                 kind, size, unix = row
                 for server in SERVERS:
                     if server == "c-libuv" and kind != "protocol":
@@ -134,21 +242,32 @@ def main():
                     else:
                         cell["rps"].append(r["rps"])
                         cell["cpu_us"].append(r["cpu_us"])
+                        cell["warnings"] += r.get("warnings", [])
+                        if "latency" in r:
+                            cell["latency"].append(r["latency"])
             print(f"  repetition {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
 
     def med(xs):
         return statistics.median(xs) if xs else None
 
-    print(f"\nTCP/Unix echo, {args.conns} connections, {args.seconds}s per run, "
-          f"{args.reps} interleaved repetitions, medians; client pinned to CPU 1, server to CPU 0")
+    print(f"\nNetwork servers, {args.seconds}s per run, {args.reps} interleaved repetitions, "
+          f"medians; client pinned to CPU 1, server to CPU 0")
+    if any(row[0] != "http" for row in rows):
+        print(f"echo rows: C echo client, {args.conns} connections, one message in flight each")
+    if "http" in kinds:
+        print(f"http row: wrk -t1 -c{HTTP_CONNS} keep-alive against an httptools hello world; "
+              f"requests/s as wrk reports it")
     hdr = (f"{'workload':24} {'asyncio':>16} {'uvloop':>16} {'pyloop':>16} {'c-libuv':>16}"
            f" {'rps p/uv':>9} {'cpu p/uv':>9} {'cpu p/C':>8}")
     print(hdr)
-    print(" " * 24 + " (round trips/s | server CPU us per round trip)")
+    print(" " * 24 + " (round trips or requests/s | server CPU us per round trip or request)")
     report = []
     for row in rows:
-        kind, size, unix = row
-        name = f"{kind}-{'unix' if unix else 'tcp'}-{size // 1024}k"
+        name = row_name(row)
+        if row in skipped:
+            print(f"{name:24} skipped: {skipped[row]}")
+            report.append({"workload": name, "skipped": skipped[row]})
+            continue
         cells = {s: (med(res[row][s]["rps"]), med(res[row][s]["cpu_us"])) for s in SERVERS}
         def show(s):
             rps, cpu = cells[s]
@@ -162,11 +281,18 @@ def main():
         cc = f"{p[1] / c[1]:.2f}" if p[1] and c[1] else "-"
         print(f"{name:24} " + " ".join(f"{show(s):>16}" for s in SERVERS) + f" {rr:>9} {cr:>9} {cc:>8}")
         for s in SERVERS:
-            for e in res[row][s]["errors"][:1]:
-                print(f"    {s}: {e}")
-        report.append({"workload": name, "cells": {s: {"rps": cells[s][0], "cpu_us": cells[s][1],
-                                                       "errors": res[row][s]["errors"]}
-                                                   for s in SERVERS}})
+            errs, warns = res[row][s]["errors"], res[row][s]["warnings"]
+            if errs:
+                print(f"    {s}: {len(errs)} of {args.reps} runs failed, first: {errs[0]}")
+            if warns:
+                more = f" (+{len(warns) - 1} more)" if len(warns) > 1 else ""
+                print(f"    {s}: {warns[0]}{more}")
+        report.append({"workload": name,
+                       "cells": {s: {"rps": cells[s][0], "cpu_us": cells[s][1],
+                                     "errors": res[row][s]["errors"],
+                                     "warnings": res[row][s]["warnings"],
+                                     "latency": res[row][s]["latency"]}
+                                 for s in SERVERS}})
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = args.json or os.path.join(RESULTS, f"net-{stamp}.json")
     with open(path, "w") as f:

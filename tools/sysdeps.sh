@@ -9,8 +9,11 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ! pkg-config --exists libuv 2>/dev/null; then need+=(libuv1-dev); fi
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
-if [ "${PYLOOP_NEED_VALGRIND:-0}" = 1 ] && ! command -v valgrind >/dev/null 2>&1; then
-    need+=(valgrind)
+# Benchmark-only tools (`make bench` sets PYLOOP_BENCH=1): valgrind for the
+# instruction counts, wrk for the HTTP row of the network benchmarks.
+if [ "${PYLOOP_BENCH:-0}" = 1 ]; then
+    command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+    command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then
