@@ -1,5 +1,6 @@
 """create_connection / create_server / Unix variants / streams on each loop."""
 import asyncio
+import gc
 import os
 import socket
 import sys
@@ -15,6 +16,17 @@ async def _echo(reader, writer):
     writer.close()
 
 
+async def _say_and_hear(r, w, data):
+    """Send `data` and EOF, read the answer to EOF, close."""
+    w.write(data)
+    await w.drain()
+    w.write_eof()
+    got = await r.read()
+    w.close()
+    await w.wait_closed()
+    return got
+
+
 @pytest.mark.parametrize("size", [1, 10 * 1024, 2 * 1024 * 1024])
 def test_streams_echo_tcp(loop, size):
     async def main():
@@ -23,13 +35,7 @@ def test_streams_echo_tcp(loop, size):
             port = srv.sockets[0].getsockname()[1]
             r, w = await asyncio.open_connection("127.0.0.1", port)
             payload = os.urandom(size)
-            w.write(payload)
-            await w.drain()
-            w.write_eof()
-            got = await r.read()
-            w.close()
-            await w.wait_closed()
-            return got == payload
+            return await _say_and_hear(r, w, payload) == payload
 
     assert loop.run_until_complete(asyncio.wait_for(main(), 60))
 
@@ -40,12 +46,7 @@ def test_streams_echo_unix(loop):
         srv = await asyncio.start_unix_server(_echo, path)
         async with srv:
             r, w = await asyncio.open_unix_connection(path)
-            w.write(b"over unix")
-            w.write_eof()
-            got = await r.read()
-            w.close()
-            await w.wait_closed()
-            return got
+            return await _say_and_hear(r, w, b"over unix")
 
     assert loop.run_until_complete(asyncio.wait_for(main(), 30)) == b"over unix"
 
@@ -98,12 +99,7 @@ def test_create_connection_with_sock(loop):
         async with srv:
             s = socket.create_connection(srv.sockets[0].getsockname())
             r, w = await asyncio.open_connection(sock=s)
-            w.write(b"sock=")
-            w.write_eof()
-            got = await r.read()
-            w.close()
-            await w.wait_closed()
-            return got
+            return await _say_and_hear(r, w, b"sock=")
 
     assert loop.run_until_complete(asyncio.wait_for(main(), 30)) == b"sock="
 
@@ -177,3 +173,316 @@ def test_many_connections(loop):
             return all(results)
 
     assert loop.run_until_complete(asyncio.wait_for(main(), 60))
+
+
+# ---- faults -------------------------------------------------------------------
+
+def _run(loop, coro, timeout=30):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+class _Recorder(asyncio.Protocol):
+    """Records what the transport reports; `lost` resolves with connection_lost's
+    argument. `on_made`, `on_data` and `on_eof` hook the scenario in."""
+
+    def __init__(self, loop, on_made=None, on_data=None, on_eof=None):
+        self.events = []
+        self.data = b""
+        self.made = loop.create_future()
+        self.got_eof = loop.create_future()
+        self.lost = loop.create_future()
+        self._hooks = on_made, on_data, on_eof
+
+    def connection_made(self, t):
+        self.t = t
+        self.events.append("made")
+        self.made.set_result(t)
+        if self._hooks[0]:
+            self._hooks[0](self)
+
+    def data_received(self, data):
+        if self.events[-1] != "data":
+            self.events.append("data")
+        self.data += data
+        if self._hooks[1]:
+            self._hooks[1](self)
+
+    def eof_received(self):
+        self.events.append("eof")
+        self.got_eof.set_result(self.data)
+        if self._hooks[2]:
+            self._hooks[2](self)
+        return True  # keep the write side open: a half-close
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+class _Flood(asyncio.Protocol):
+    """Writes whenever it may, so that data is always queued in the transport."""
+
+    CHUNK = b"f" * (256 * 1024)
+
+    def __init__(self, loop):
+        self.paused = loop.create_future()
+        self.lost = loop.create_future()
+
+    def connection_made(self, t):
+        self.t = t
+        self.resume_writing()
+
+    def pause_writing(self):
+        if not self.paused.done():
+            self.paused.set_result(self.t.get_write_buffer_size())
+        self._writing = False
+
+    def resume_writing(self):
+        self._writing = True
+        while self._writing and not self.t.is_closing():
+            self.t.write(self.CHUNK)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_peer_reset_mid_write(loop):
+    async def main():
+        floods = []
+
+        def factory():
+            floods.append(_Flood(loop))
+            return floods[-1]
+
+        srv = await loop.create_server(factory, "127.0.0.1", 0)
+        async with srv:
+            client = socket.create_connection(srv.sockets[0].getsockname())
+            try:
+                while not floods:
+                    await asyncio.sleep(0)
+                flood = floods[0]
+                # The peer's buffers are full and the rest is queued in the
+                # transport: the writer is mid-write when the reset arrives.
+                assert await flood.paused > 0
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                  b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            finally:
+                client.close()
+            exc = await flood.lost
+            return exc, flood.t
+
+    exc, t = _run(loop, main())
+    assert isinstance(exc, (ConnectionResetError, BrokenPipeError)), repr(exc)
+    assert t.is_closing()
+    assert t.get_extra_info("socket").fileno() == -1
+    assert t.get_write_buffer_size() == 0
+    t.write(b"after the reset")  # dropped, never raises
+
+
+FAMILIES = ["tcp", "unix"]
+
+
+async def _start(loop, kind, factory, streams=False):
+    """A server of `kind` ("tcp" or "unix") for `factory` (a protocol factory,
+    or a streams client_connected_cb when `streams`); returns the server and a
+    coroutine function connecting a client to it (protocol factory argument
+    unless `streams`)."""
+    if kind == "tcp":
+        start = asyncio.start_server if streams else loop.create_server
+        srv = await start(factory, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        if streams:
+            return srv, lambda: asyncio.open_connection(*addr)
+        return srv, lambda f: loop.create_connection(f, *addr)
+    path = os.path.join(tempfile.mkdtemp(), "sock")
+    start = asyncio.start_unix_server if streams else loop.create_unix_server
+    srv = await start(factory, path)
+    if streams:
+        return srv, lambda: asyncio.open_unix_connection(path)
+    return srv, lambda f: loop.create_unix_connection(f, path)
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_half_close_client_write_eof_protocols(loop, kind):
+    async def main():
+        servers = []
+
+        def server_factory():
+            # Answers only once the client's EOF is in: writing after it.
+            servers.append(_Recorder(loop, on_eof=lambda p: (p.t.write(p.data.upper()),
+                                                              p.t.close())))
+            return servers[-1]
+
+        srv, connect = await _start(loop, kind, server_factory)
+        async with srv:
+            t, client = await connect(
+                lambda: _Recorder(loop, on_eof=lambda p: p.t.close()))
+            t.write(b"ping")
+            t.write_eof()
+            exc = await client.lost
+            await servers[0].lost
+            return servers[0], client, exc
+
+    server, client, exc = _run(loop, main())
+    assert exc is None
+    assert server.data == b"ping"
+    assert server.events == ["made", "data", "eof", "lost"]
+    assert client.data == b"PING"
+    assert client.events == ["made", "data", "eof", "lost"]
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_half_close_server_write_eof_protocols(loop, kind):
+    async def main():
+        servers = []
+
+        def server_factory():
+            def greet(p):
+                p.t.write(b"hello")
+                p.t.write_eof()
+            servers.append(_Recorder(loop, on_made=greet, on_eof=lambda p: p.t.close()))
+            return servers[-1]
+
+        srv, connect = await _start(loop, kind, server_factory)
+        async with srv:
+            t, client = await connect(lambda: _Recorder(loop))
+            assert await client.got_eof == b"hello"
+            assert not t.is_closing()
+            # The server's side is shut; ours still carries data to it.
+            t.write(b"still talking")
+            t.write_eof()
+            exc = await servers[0].lost
+            t.close()
+            await client.lost
+            return servers[0], client, exc
+
+    server, client, exc = _run(loop, main())
+    assert exc is None
+    assert server.data == b"still talking"
+    assert server.events == ["made", "data", "eof", "lost"]
+    assert client.events == ["made", "data", "eof", "lost"]
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_half_close_client_write_eof_streams(loop, kind):
+    async def main():
+        async def handler(r, w):
+            data = await r.read()  # to EOF
+            assert r.at_eof()
+            w.write(data.upper())
+            await w.drain()
+            w.close()
+
+        srv, connect = await _start(loop, kind, handler, streams=True)
+        async with srv:
+            r, w = await connect()
+            return await _say_and_hear(r, w, b"ping")
+
+    assert _run(loop, main()) == b"PING"
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_half_close_server_write_eof_streams(loop, kind):
+    async def main():
+        heard = loop.create_future()
+
+        async def handler(r, w):
+            w.write(b"hello")
+            w.write_eof()
+            heard.set_result(await r.read())
+            w.close()
+
+        srv, connect = await _start(loop, kind, handler, streams=True)
+        async with srv:
+            r, w = await connect()
+            got = await r.read()
+            assert r.at_eof()
+            w.write(b"still talking")
+            await w.drain()
+            w.write_eof()
+            said = await heard
+            assert await r.read() == b""
+            w.close()
+            await w.wait_closed()
+            return got, said
+
+    assert _run(loop, main()) == (b"hello", b"still talking")
+
+
+def test_unix_connection_to_missing_path(loop):
+    path = os.path.join(tempfile.mkdtemp(), "nobody-here")
+    with pytest.raises(FileNotFoundError):
+        _run(loop, loop.create_unix_connection(asyncio.Protocol, path))
+
+
+def test_unix_connection_refused(loop):
+    path = os.path.join(tempfile.mkdtemp(), "sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)  # the file exists, nobody listens
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            _run(loop, loop.create_unix_connection(asyncio.Protocol, path))
+    finally:
+        s.close()
+
+
+
+@pytest.mark.parametrize("when", ["before_start", "awaiting_waiter"])
+def test_cancel_create_connection_with_sock(loop, when):
+    """Cancelled before it ran, create_connection(sock=...) leaves the socket
+    alone. Cancelled while it awaits the waiter, the stdlib closes the
+    transport it made, which owns the socket by then: the socket is closed
+    once, the peer sees EOF, and the fd number, reused afterwards, is not
+    closed again by anyone."""
+    async def main():
+        events = []
+
+        class P(asyncio.Protocol):
+            def connection_made(self, t):
+                events.append("made")
+
+            def connection_lost(self, exc):
+                events.append(("lost", exc))
+
+        with socket.socket() as lst:
+            lst.bind(("127.0.0.1", 0))
+            lst.listen(1)
+            s = socket.create_connection(lst.getsockname())
+            peer, _ = lst.accept()
+        fd = s.fileno()
+        task = asyncio.ensure_future(loop.create_connection(P, sock=s))
+        if when == "awaiting_waiter":
+            await asyncio.sleep(0)  # the task now awaits the transport's waiter
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(5):
+            await asyncio.sleep(0)
+        with peer:
+            peer.settimeout(10)
+            if when == "before_start":
+                os.fstat(fd)  # still open, still the user's
+                assert s.fileno() == fd
+                s.sendall(b"mine")
+                assert peer.recv(10) == b"mine"
+                s.close()
+                return events
+            assert s.fileno() == -1
+            with pytest.raises(OSError):
+                os.fstat(fd)
+            assert peer.recv(10) == b""
+            reused = os.open(os.devnull, os.O_RDONLY)
+            try:
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                gc.collect()
+                os.fstat(reused)
+            finally:
+                os.close(reused)
+        return events
+
+    events = _run(loop, main())
+    if when == "before_start":
+        assert events == []
+    else:
+        assert events == ["made", ("lost", None)]
