@@ -1,10 +1,14 @@
 """create_connection / create_server / Unix variants / streams on each loop."""
 import asyncio
+import errno
 import gc
+import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+import textwrap
 
 import pytest
 
@@ -486,3 +490,86 @@ def test_cancel_create_connection_with_sock(loop, when):
         assert events == []
     else:
         assert events == ["made", ("lost", None)]
+
+
+# Runs in a child process: lowering RLIMIT_NOFILE must not touch pytest's own.
+# argv: loop kind, the checkout to import pyloop from.
+EMFILE_CHILD = """
+    import asyncio, errno, json, os, resource, socket, sys
+    sys.path.insert(0, sys.argv[2])
+    import pyloop
+
+    loop = pyloop.new_event_loop() if sys.argv[1] == "pyloop" else asyncio.new_event_loop()
+    errors = []
+    accept_failed = loop.create_future()
+
+    def handler(lp, ctx):
+        errors.append((ctx.get("message"), getattr(ctx.get("exception"), "errno", None)))
+        if not accept_failed.done():
+            accept_failed.set_result(None)
+
+    loop.set_exception_handler(handler)
+
+    async def echo(r, w):
+        w.write(await r.read(100))
+        await w.drain()
+        w.close()
+
+    async def talk(sock, msg):
+        await loop.sock_sendall(sock, msg)
+        got = await loop.sock_recv(sock, 100)
+        sock.close()
+        return got
+
+    async def main():
+        srv = await asyncio.start_server(echo, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        # The client sockets take their fds now, before the limit goes down:
+        # connect() needs no new fd, only the server's accept() does.
+        clients = [socket.socket() for _ in range(3)]
+        for c in clients:
+            c.setblocking(False)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (max(map(int, os.listdir("/proc/self/fd"))) + 4, hard))
+        pads = []
+        while True:  # every fd below the limit is taken
+            try:
+                pads.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE, exc
+                break
+        for c in clients:
+            await loop.sock_connect(c, addr)  # completes from the backlog
+        await asyncio.wait_for(accept_failed, 20)
+        assert srv.is_serving()
+        for fd in pads:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        late = socket.socket()
+        late.setblocking(False)
+        await loop.sock_connect(late, addr)
+        got = await asyncio.wait_for(
+            asyncio.gather(*(talk(c, b"hi %d" % i) for i, c in enumerate(clients + [late]))), 20)
+        srv.close()
+        await srv.wait_closed()
+        return got
+
+    got = loop.run_until_complete(main())
+    loop.close()
+    print(json.dumps({"echoed": [g.decode() for g in got], "errors": sorted(set(errors))}))
+"""
+
+
+def test_accept_under_emfile_recovers(loop_name):
+    """accept() failing with EMFILE is logged, the server keeps serving, and
+    the connections left in the backlog meanwhile, like new ones, are
+    accepted and echoed once fds are free again."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = textwrap.dedent(EMFILE_CHILD)
+    out = subprocess.run([sys.executable, "-c", code, loop_name, root],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == [["socket.accept() out of system resource", errno.EMFILE]]
+    assert result["echoed"] == ["hi 0", "hi 1", "hi 2", "hi 3"]
