@@ -155,8 +155,9 @@ def test_transport_calls_after_close(loop):
             with pytest.raises(ValueError):
                 t.set_write_buffer_limits(high=1, low=2)
             # Dropped or ignored on a closed transport, as in the stdlib.
+            # (Not writelines(): the stdlib's fails on a closed transport
+            # from 3.12 on, calling a _write_ready it has dropped.)
             t.write(b"dropped")
-            t.writelines([b"dropped"])
             t.write_eof()
             t.pause_reading()
             t.resume_reading()
