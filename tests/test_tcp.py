@@ -11,6 +11,7 @@ import tempfile
 import textwrap
 
 import pytest
+from test_stream import PAIRS
 
 
 async def _echo(reader, writer):
@@ -250,40 +251,12 @@ class _Flood(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
-def test_peer_reset_mid_write(loop):
-    async def main():
-        floods = []
-
-        def factory():
-            floods.append(_Flood(loop))
-            return floods[-1]
-
-        srv = await loop.create_server(factory, "127.0.0.1", 0)
-        async with srv:
-            client = socket.create_connection(srv.sockets[0].getsockname())
-            try:
-                while not floods:
-                    await asyncio.sleep(0)
-                flood = floods[0]
-                # The peer's buffers are full and the rest is queued in the
-                # transport: the writer is mid-write when the reset arrives.
-                assert await flood.paused > 0
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                  b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            finally:
-                client.close()
-            exc = await flood.lost
-            return exc, flood.t
-
-    exc, t = _run(loop, main())
-    assert isinstance(exc, (ConnectionResetError, BrokenPipeError)), repr(exc)
-    assert t.is_closing()
-    assert t.get_extra_info("socket").fileno() == -1
-    assert t.get_write_buffer_size() == 0
-    t.write(b"after the reset")  # dropped, never raises
-
-
 FAMILIES = ["tcp", "unix"]
+# Half-close payloads: large enough to be still queued when write_eof() is
+# called, so the EOF must wait for them.
+PING = b"ping" * (256 * 1024)
+HELLO = b"hello" * (200 * 1024)
+TALK = b"still talking" * (80 * 1024)
 
 
 async def _start(loop, kind, factory, streams=False):
@@ -307,6 +280,45 @@ async def _start(loop, kind, factory, streams=False):
 
 
 @pytest.mark.parametrize("kind", FAMILIES)
+def test_peer_reset_mid_write(loop, kind):
+    """The peer goes away (TCP: a reset, SO_LINGER 0) while the server has data
+    queued: connection_lost gets the error, the transport ends up closed."""
+    async def main():
+        first = loop.create_future()
+
+        def factory():
+            flood = _Flood(loop)
+            if not first.done():
+                first.set_result(flood)
+            return flood
+
+        srv, _ = await _start(loop, kind, factory)
+        async with srv:
+            lsock = srv.sockets[0]
+            client = socket.socket(lsock.family)
+            try:
+                client.connect(lsock.getsockname())
+                flood = await first
+                # The peer's buffers are full and the rest is queued in the
+                # transport: the writer is mid-write when the reset arrives.
+                assert await flood.paused > 0
+                if kind == "tcp":
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            finally:
+                client.close()
+            exc = await flood.lost
+            return exc, flood.t
+
+    exc, t = _run(loop, main())
+    assert isinstance(exc, (ConnectionResetError, BrokenPipeError)), repr(exc)
+    assert t.is_closing()
+    assert t.get_extra_info("socket").fileno() == -1
+    assert t.get_write_buffer_size() == 0
+    t.write(b"after the reset")  # dropped, never raises
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
 def test_half_close_client_write_eof_protocols(loop, kind):
     async def main():
         servers = []
@@ -321,7 +333,7 @@ def test_half_close_client_write_eof_protocols(loop, kind):
         async with srv:
             t, client = await connect(
                 lambda: _Recorder(loop, on_eof=lambda p: p.t.close()))
-            t.write(b"ping")
+            t.write(PING)
             t.write_eof()
             exc = await client.lost
             await servers[0].lost
@@ -329,9 +341,9 @@ def test_half_close_client_write_eof_protocols(loop, kind):
 
     server, client, exc = _run(loop, main())
     assert exc is None
-    assert server.data == b"ping"
+    assert server.data == PING
     assert server.events == ["made", "data", "eof", "lost"]
-    assert client.data == b"PING"
+    assert client.data == PING.upper()
     assert client.events == ["made", "data", "eof", "lost"]
 
 
@@ -342,7 +354,7 @@ def test_half_close_server_write_eof_protocols(loop, kind):
 
         def server_factory():
             def greet(p):
-                p.t.write(b"hello")
+                p.t.write(HELLO)
                 p.t.write_eof()
             servers.append(_Recorder(loop, on_made=greet, on_eof=lambda p: p.t.close()))
             return servers[-1]
@@ -350,10 +362,10 @@ def test_half_close_server_write_eof_protocols(loop, kind):
         srv, connect = await _start(loop, kind, server_factory)
         async with srv:
             t, client = await connect(lambda: _Recorder(loop))
-            assert await client.got_eof == b"hello"
+            assert await client.got_eof == HELLO
             assert not t.is_closing()
             # The server's side is shut; ours still carries data to it.
-            t.write(b"still talking")
+            t.write(TALK)
             t.write_eof()
             exc = await servers[0].lost
             t.close()
@@ -362,7 +374,7 @@ def test_half_close_server_write_eof_protocols(loop, kind):
 
     server, client, exc = _run(loop, main())
     assert exc is None
-    assert server.data == b"still talking"
+    assert server.data == TALK
     assert server.events == ["made", "data", "eof", "lost"]
     assert client.events == ["made", "data", "eof", "lost"]
 
@@ -380,9 +392,9 @@ def test_half_close_client_write_eof_streams(loop, kind):
         srv, connect = await _start(loop, kind, handler, streams=True)
         async with srv:
             r, w = await connect()
-            return await _say_and_hear(r, w, b"ping")
+            return await _say_and_hear(r, w, PING)
 
-    assert _run(loop, main()) == b"PING"
+    assert _run(loop, main()) == PING.upper()
 
 
 @pytest.mark.parametrize("kind", FAMILIES)
@@ -391,7 +403,7 @@ def test_half_close_server_write_eof_streams(loop, kind):
         heard = loop.create_future()
 
         async def handler(r, w):
-            w.write(b"hello")
+            w.write(HELLO)
             w.write_eof()
             heard.set_result(await r.read())
             w.close()
@@ -401,7 +413,7 @@ def test_half_close_server_write_eof_streams(loop, kind):
             r, w = await connect()
             got = await r.read()
             assert r.at_eof()
-            w.write(b"still talking")
+            w.write(TALK)
             await w.drain()
             w.write_eof()
             said = await heard
@@ -410,7 +422,7 @@ def test_half_close_server_write_eof_streams(loop, kind):
             await w.wait_closed()
             return got, said
 
-    assert _run(loop, main()) == (b"hello", b"still talking")
+    assert _run(loop, main()) == (HELLO, TALK)
 
 
 def test_unix_connection_to_missing_path(loop):
@@ -431,8 +443,9 @@ def test_unix_connection_refused(loop):
 
 
 
+@pytest.mark.parametrize("kind", FAMILIES)
 @pytest.mark.parametrize("when", ["before_start", "awaiting_waiter"])
-def test_cancel_create_connection_with_sock(loop, when):
+def test_cancel_create_connection_with_sock(loop, when, kind):
     """Cancelled before it ran, create_connection(sock=...) leaves the socket
     alone. Cancelled while it awaits the waiter, the stdlib closes the
     transport it made, which owns the socket by then: the socket is closed
@@ -448,11 +461,7 @@ def test_cancel_create_connection_with_sock(loop, when):
             def connection_lost(self, exc):
                 events.append(("lost", exc))
 
-        with socket.socket() as lst:
-            lst.bind(("127.0.0.1", 0))
-            lst.listen(1)
-            s = socket.create_connection(lst.getsockname())
-            peer, _ = lst.accept()
+        s, peer = PAIRS[kind]()  # two connected stream sockets
         fd = s.fileno()
         task = asyncio.ensure_future(loop.create_connection(P, sock=s))
         if when == "awaiting_waiter":
