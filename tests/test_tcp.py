@@ -582,3 +582,25 @@ def test_accept_under_emfile_recovers(loop_name):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == [["socket.accept() out of system resource", errno.EMFILE]]
     assert result["echoed"] == ["hi 0", "hi 1", "hi 2", "hi 3"]
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_create_connection_with_sock_of_another_transport(loop, loop_name, kind):
+    if loop_name == "asyncio" and sys.version_info < (3, 12):
+        pytest.skip("3.11's stdlib loop puts a second transport on the same fd")
+
+    async def main():
+        ours, peer = PAIRS[kind]()
+        with peer:
+            first = _Recorder(loop)
+            t, _ = await loop.create_connection(lambda: first, sock=ours)
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                await loop.create_connection(asyncio.Protocol, sock=ours)
+            # The first transport still owns the socket and works.
+            peer.sendall(b"still mine")
+            peer.shutdown(socket.SHUT_WR)
+            assert await first.got_eof == b"still mine"
+            t.close()
+            return await first.lost
+
+    assert _run(loop, main()) is None
