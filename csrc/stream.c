@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "module.h"
 
+#include <errno.h>
 #include <structmember.h>
 #include <sys/socket.h>
 
@@ -241,6 +242,28 @@ pl_stream_on_eof(PLStream *self)
     }
 }
 
+/* What the stdlib's next recv() would report after libuv's EOF: an errno,
+ * or 0 for a true EOF. libuv reports EOF without reading again when the
+ * peer hung up in the same wakeup as its last data (POLLHUP after a partial
+ * read), so a reset that came with the data (ECONNRESET) is still pending on
+ * the socket. A peeking read raises it as the kernel orders it: EOF first
+ * once a FIN came, the error otherwise. */
+static int
+pl_stream_error_at_eof(PLStream *self)
+{
+    uv_os_fd_t fd;
+    char c;
+    ssize_t n;
+    if (uv_fileno((uv_handle_t *)self->uvh, &fd) < 0)
+        return 0;
+    do {
+        n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return errno;
+    return 0;
+}
+
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -281,7 +304,11 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     pl_stream_release_rbuf(self);
     if (nread == UV_EOF) {
-        pl_stream_on_eof(self);
+        int soerr = pl_stream_error_at_eof(self);
+        if (soerr != 0)
+            pl_stream_fatal_uv(self, -soerr, "Fatal read error on socket transport");
+        else
+            pl_stream_on_eof(self);
     }
     else if (nread == UV_ENOBUFS) {
         /* The allocation callback failed; it reported why. */
