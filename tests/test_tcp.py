@@ -279,6 +279,10 @@ async def _start(loop, kind, factory, streams=False):
     return srv, lambda f: loop.create_unix_connection(f, path)
 
 
+# SO_LINGER on, 0 s: close() sends a reset.
+LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+
+
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_peer_reset_mid_write(loop, kind):
     """The peer goes away (TCP: a reset, SO_LINGER 0) while the server has data
@@ -303,8 +307,7 @@ def test_peer_reset_mid_write(loop, kind):
                 # transport: the writer is mid-write when the reset arrives.
                 assert await flood.paused > 0
                 if kind == "tcp":
-                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                      b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
             finally:
                 client.close()
             exc = await flood.lost
@@ -316,6 +319,46 @@ def test_peer_reset_mid_write(loop, kind):
     assert t.get_extra_info("socket").fileno() == -1
     assert t.get_write_buffer_size() == 0
     t.write(b"after the reset")  # dropped, never raises
+
+
+def test_peer_reset_right_after_data(loop):
+    """Data and a reset arrive together: the data is delivered, then
+    connection_lost gets the ConnectionResetError; it is no EOF."""
+    async def main():
+        ours, peer = PAIRS["tcp"]()
+        proto = _Recorder(loop, on_eof=lambda p: p.t.close())
+        await loop.create_connection(lambda: proto, sock=ours)
+        with peer:
+            peer.sendall(b"last words")
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+        return proto, await proto.lost
+
+    proto, exc = _run(loop, main())
+    assert isinstance(exc, ConnectionResetError), repr(exc)
+    assert proto.data == b"last words"
+    assert proto.events == ["made", "data", "lost"]
+
+
+def test_write_after_peer_closed(loop):
+    """The peer closed (a FIN, no reset): eof_received first; then writes
+    draw a reset from it and the next one fails: connection_lost gets the
+    error, after the EOF (the reset must not hide the EOF)."""
+    async def main():
+        ours, peer = PAIRS["tcp"]()
+        proto = _Recorder(loop)
+        t, _ = await loop.create_connection(lambda: proto, sock=ours)
+        peer.close()
+        await proto.got_eof
+        for _ in range(1000):  # until a write meets the peer's reset
+            t.write(b"x" * 1000)
+            await asyncio.sleep(0.005)
+            if proto.lost.done():
+                break
+        return proto, await proto.lost
+
+    proto, exc = _run(loop, main())
+    assert isinstance(exc, (BrokenPipeError, ConnectionResetError)), repr(exc)
+    assert proto.events == ["made", "eof", "lost"]
 
 
 @pytest.mark.parametrize("kind", FAMILIES)
