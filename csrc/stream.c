@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "module.h"
 
+#include <errno.h>
 #include <structmember.h>
 #include <sys/socket.h>
 
@@ -330,6 +331,29 @@ Stream__deliver_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+
+/* What the stdlib's next recv() would report after libuv's EOF: an errno,
+ * or 0 for a true EOF. libuv reports EOF without reading again when the
+ * peer hung up in the same wakeup as its last data (POLLHUP after a partial
+ * read), so a reset that came with the data (ECONNRESET) is still pending on
+ * the socket. A peeking read raises it as the kernel orders it: EOF first
+ * once a FIN came, the error otherwise. */
+static int
+pl_stream_error_at_eof(PLStream *self)
+{
+    uv_os_fd_t fd;
+    char c;
+    ssize_t n;
+    if (uv_fileno((uv_handle_t *)self->uvh, &fd) < 0)
+        return 0;
+    do {
+        n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return errno;
+    return 0;
+}
+
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -371,7 +395,10 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     pl_stream_release_rbuf(self);
     if (nread == UV_EOF) {
-        if (self->read_iteration == self->loop->iteration)
+        int soerr = pl_stream_error_at_eof(self);
+        if (soerr != 0)
+            pl_stream_fatal_uv(self, -soerr, "Fatal read error on socket transport");
+        else if (self->read_iteration == self->loop->iteration)
             pl_stream_defer_eof(self);
         else
             pl_stream_on_eof(self);

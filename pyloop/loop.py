@@ -395,6 +395,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                                server=None):
         """Wrap a connected stream socket in pyloop's C transport, scheduling
         connection_made, reading and the waiter as the stdlib does."""
+        # A socket another open transport owns: RuntimeError, as from the
+        # stdlib (3.12+), not the FileExistsError libuv gives for its fd.
+        self._ensure_fd_no_transport(sock)
         sock.setblocking(False)
         base_events._set_nodelay(sock)
         info = {"socket": trsock.TransportSocket(sock)}
