@@ -172,3 +172,25 @@ def test_pipe_reader(loop):
     finally:
         os.close(rfd)
         os.close(wfd)
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_fd_flags_left_as_the_user_set_them(loop, blocking):
+    r, w = os.pipe()
+    try:
+        os.set_blocking(r, blocking)
+        os.set_blocking(w, blocking)
+        got = []
+        loop.add_reader(r, lambda: got.append(os.read(r, 10)) or loop.stop())
+        loop.add_writer(w, lambda: (os.write(w, b"ping"), loop.remove_writer(w)))
+        loop.run_forever()
+        assert got == [b"ping"]
+        assert os.get_blocking(r) is blocking
+        assert os.get_blocking(w) is blocking
+        assert loop.remove_reader(r)
+        assert os.get_blocking(r) is blocking
+    finally:
+        loop.remove_reader(r)
+        loop.remove_writer(w)
+        os.close(r)
+        os.close(w)
