@@ -635,7 +635,7 @@ _BORROWED = {
         "getaddrinfo", "getnameinfo", "_getaddrinfo_debug", "_ensure_resolved",
         "create_connection", "_connect_sock", "_create_connection_transport",
         "create_server", "_create_server_getaddrinfo", "connect_accepted_socket", "start_tls",
-        "sendfile",
+        "sendfile", "connect_read_pipe", "connect_write_pipe",
         "sock_sendfile", "_sock_sendfile_native", "_sock_sendfile_fallback",
         "_check_sendfile_params",
     ),
@@ -646,6 +646,8 @@ _BORROWED_FIRST = {
         "create_unix_connection", "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
+        # Pipe transports: the stdlib's own, on the loop's poller.
+        "_make_read_pipe_transport", "_make_write_pipe_transport",
     ),
     selector_events.BaseSelectorEventLoop: (
         "_start_serving", "_accept_connection", "_accept_connection2",
