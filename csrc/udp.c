@@ -80,39 +80,29 @@ pl_udp_route_error(PLUdp *self, const char *message)
     Py_XDECREF(exc);
 }
 
-/* The current exception is not the peer's doing (not an OSError from the
- * socket): the stdlib's _fatal_error reports it and drops the transport.
- * -1 when that itself raised (the exception is set). */
+/* obj.meth(current exception[, message]), clearing it: the stdlib's
+ * _fatal_error (report it unless it is the peer's OSError, drop the
+ * transport) or protocol.error_received. -1 with the callee's exception set
+ * when the call raised. */
 static int
-pl_udp_fatal(PLUdp *self, const char *message)
+pl_udp_pass_exception(PyObject *obj, const char *meth, const char *message)
 {
     PyObject *exc = pl_err_fetch();
-    if (exc == NULL)
-        return 0;
-    PyObject *r = PyObject_CallMethod((PyObject *)self, "_fatal_error", "Os", exc, message);
-    Py_DECREF(exc);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-/* protocol.error_received(exc) for the current OSError. -1 with the
- * protocol's exception set when it raised. */
-static int
-pl_udp_error_received(PLUdp *self)
-{
-    PyObject *exc = pl_err_fetch();
-    if (exc == NULL || self->protocol == NULL) {
+    if (exc == NULL || obj == NULL) {
         Py_XDECREF(exc);
         return 0;
     }
-    PyObject *r = PyObject_CallMethod(self->protocol, "error_received", "O", exc);
+    PyObject *r = message ? PyObject_CallMethod(obj, meth, "Os", exc, message)
+                          : PyObject_CallMethod(obj, meth, "O", exc);
     Py_DECREF(exc);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static int
+pl_udp_fatal(PLUdp *self, const char *message)
+{
+    return pl_udp_pass_exception((PyObject *)self, "_fatal_error", message);
 }
 
 /* The current exception came from a socket call made by sendto() or a
@@ -125,7 +115,7 @@ pl_udp_sort_exception(PLUdp *self, const char *fatal_message)
         PyErr_ExceptionMatches(PyExc_SystemExit))
         return -1;
     if (PyErr_ExceptionMatches(PyExc_OSError))
-        return pl_udp_error_received(self);
+        return pl_udp_pass_exception(self->protocol, "error_received", NULL);
     return pl_udp_fatal(self, fatal_message);
 }
 
