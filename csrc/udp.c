@@ -372,7 +372,9 @@ pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const stru
     }
     else {
         PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
-        PyObject *pyaddr = data ? pl_udp_addr_to_py(addr) : NULL;
+        PyObject *pyaddr = data == NULL ? NULL
+                           : addr ? pl_udp_addr_to_py(addr)
+                                  : Py_NewRef(Py_None); /* libuv always gives one; be safe */
         rc = pyaddr ? pl_udp_deliver(self, data, pyaddr)
                     : pl_udp_fatal(self, "Fatal read error on datagram transport");
         Py_XDECREF(data);
