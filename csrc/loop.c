@@ -11,6 +11,7 @@
 #include "stream.h"
 #include "task.h"
 #include "timer.h"
+#include "udp.h"
 
 #include <errno.h>
 #include <math.h>
@@ -569,6 +570,9 @@ pl__loop_walk_close_cb(uv_handle_t *handle, void *arg)
     case UV_TCP:
     case UV_NAMED_PIPE:
         pl_stream_close_for_loop(handle);
+        break;
+    case UV_UDP:
+        pl_udp_close_for_loop(handle);
         break;
     default:
         uv_close(handle, NULL);

@@ -5,6 +5,7 @@
 #include "loop.h"
 #include "module.h"
 #include "stream.h"
+#include "udp.h"
 
 #include <uv.h>
 
@@ -101,7 +102,8 @@ PyInit__core(void)
     pl_state.kwnames_loop = PyTuple_Pack(1, pl_state.str_loop);
     if (pl_state.kwnames_loop == NULL)
         goto error;
-    if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0)
+    if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0 ||
+        pl_udp_init_types(m) < 0)
         goto error;
     if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0)
         goto error;

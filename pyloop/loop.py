@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
@@ -427,6 +428,60 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self.call_soon(futures._set_result_unless_cancelled, waiter, None)
         return transport
 
+    # ---- datagram transports --------------------------------------------------
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None,
+                                 extra=None):
+        """Wrap a datagram socket in pyloop's C transport, scheduling
+        connection_made, reading and the waiter as the stdlib does."""
+        self._ensure_fd_no_transport(sock)
+        # The stdlib's _SelectorTransport fills in the caller's dict itself.
+        info = {} if extra is None else extra
+        info["socket"] = trsock.TransportSocket(sock)
+        try:
+            info["sockname"] = sock.getsockname()
+        except OSError:
+            info["sockname"] = None
+        if "peername" not in info:
+            try:
+                info["peername"] = sock.getpeername()
+            except OSError:
+                info["peername"] = None
+        transport = _core.UDPTransport._new(self, sock, protocol, address, info)
+        self._transports[sock.fileno()] = transport
+        self.call_soon(protocol.connection_made, transport)
+        # Only start reading when connection_made() has been called.
+        self.call_soon(transport._start_reading)
+        if waiter is not None:
+            self.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        return transport
+
+    def _udp_address(self, family, addr):
+        """An address for UDPTransport.sendto() that is not a numeric
+        (host, port) tuple: resolved as sock.sendto() would resolve it (host
+        names, '' and '<broadcast>'), or the socket module's error."""
+        name = "AF_INET6" if family == socket.AF_INET6 else "AF_INET"
+        if not isinstance(addr, tuple):
+            raise TypeError(f"{name} address must be tuple, not {type(addr).__name__}")
+        if len(addr) != 2 and not (family == socket.AF_INET6 and 2 <= len(addr) <= 4):
+            raise TypeError(f"{name} address must be a pair (host, port)")
+        host, port, *rest = addr
+        if not isinstance(host, (str, bytes, bytearray)):
+            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+        if host in ("", b""):
+            host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        elif host in ("<broadcast>", b"<broadcast>") and family == socket.AF_INET:
+            host = "255.255.255.255"
+        port = port.__index__()
+        if not 0 <= port <= 65535:
+            raise OverflowError("sendto(): port must be 0-65535.")
+        resolved = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4]
+        if family != socket.AF_INET6:
+            return (resolved[0], port)
+        flowinfo = rest[0] if rest else resolved[2]
+        scope_id = rest[1] if len(rest) > 1 else resolved[3]
+        return (resolved[0].partition("%")[0], port, flowinfo, scope_id)
+
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
                             server=None,
@@ -635,6 +690,7 @@ _BORROWED = {
         "getaddrinfo", "getnameinfo", "_getaddrinfo_debug", "_ensure_resolved",
         "create_connection", "_connect_sock", "_create_connection_transport",
         "create_server", "_create_server_getaddrinfo", "connect_accepted_socket", "start_tls",
+        "create_datagram_endpoint",
         "sendfile", "connect_read_pipe", "connect_write_pipe",
         "sock_sendfile", "_sock_sendfile_native", "_sock_sendfile_fallback",
         "_check_sendfile_params",
@@ -670,6 +726,14 @@ _borrow()
 # What the stdlib's start_tls() and sendfile() look for on a transport.
 _core.TCPTransport._start_tls_compatible = True
 _core.TCPTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+# The C datagram transport's cold paths are the stdlib's own methods: the
+# write-buffer limits and flow-control hooks, and the _fatal_error policy.
+for _name in ("set_write_buffer_limits", "get_write_buffer_limits", "_set_write_buffer_limits",
+              "_maybe_pause_protocol", "_maybe_resume_protocol"):
+    setattr(_core.UDPTransport, _name, vars(transports._FlowControlMixin)[_name])
+_core.UDPTransport._fatal_error = selector_events._SelectorTransport._fatal_error
+del _name
 
 
 def _hide_unprovided():

@@ -261,6 +261,72 @@ SCENARIOS = {
             b.close()
         loop.close()
     """,
+    "udp_misuse": """
+        import os, socket, tempfile
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        d = tempfile.mkdtemp()
+        class Evil(asyncio.DatagramProtocol):
+            def connection_made(self, t):
+                self.t = t
+                t.sendto(b"x" * 70000); t.sendto(b"y", ("127.0.0.1", 9))
+            def datagram_received(self, data, addr):
+                self.t.pause_reading(); self.t.resume_reading()
+                self.t.set_protocol(asyncio.DatagramProtocol())
+                self.t.abort(); self.t.close(); self.t.sendto(b"late", addr)
+                raise KeyboardInterrupt
+            def error_received(self, exc):
+                self.t.close()
+                raise ValueError
+            def connection_lost(self, exc):
+                self.t.close(); self.t.abort(); self.t.sendto(b"after")
+        def endpoints():
+            out = []
+            for kw in ({"local_addr": ("127.0.0.1", 0)},
+                       {"remote_addr": ("127.0.0.1", 9)},
+                       {"local_addr": os.path.join(d, "u%d" % len(os.listdir(d))),
+                        "family": socket.AF_UNIX}):
+                out.append(loop.run_until_complete(
+                    loop.create_datagram_endpoint(Evil, **kw)))
+            return out
+        for t, p in endpoints():
+            name = t.get_extra_info("sockname")
+            with socket.socket(t.get_extra_info("socket").family, socket.SOCK_DGRAM) as peer:
+                try:
+                    peer.sendto(b"z", name)
+                except OSError:
+                    pass
+            try:
+                loop.run_until_complete(asyncio.sleep(0.02))
+            except KeyboardInterrupt:
+                pass
+        for t, p in endpoints():
+            hammer(t, skip={"close", "abort", "_call_connection_lost", "_close_for_loop"})
+            for call in (lambda: t._call_connection_lost(None), lambda: t._call_connection_lost(None),
+                         t._start_reading, t._read_ready, t._sendto_ready, t.resume_reading,
+                         lambda: t.sendto(b"x"), t._close_for_loop, t.close):
+                try:
+                    call()
+                except Exception:
+                    pass
+            hammer(t)
+        loop.run_until_complete(asyncio.sleep(0.01))
+        kept = endpoints()
+        loop.close()
+        for t, p in kept:
+            hammer(t)
+            for call in (t.close, t.abort, lambda: t.sendto(b"closed loop")):
+                try:
+                    call()
+                except Exception:
+                    pass
+        for args in ((loop, None, None, None, {}), (1, 2, 3, 4, 5)):
+            try:
+                pyloop._core.UDPTransport._new(*args)
+            except (TypeError, ValueError, RuntimeError, AttributeError):
+                pass
+        gc.collect()
+    """,
     "pollers_chaos": """
         import os, socket
         loop = pyloop.new_event_loop()

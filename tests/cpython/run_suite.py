@@ -69,8 +69,7 @@ _SELECTOR_TWINS = ("EPollEventLoopTests.*", "PollEventLoopTests.*", "KqueueEvent
 # subprocesses) and are not built yet: left out here, not counted as
 # passes, until that issue lands (then these patterns go).
 _OS_SURFACE = (
-    "*.test_subprocess_*", "*.test_create_datagram_endpoint*", "*.test_read_all_from_pipe_reader",
-    "*.test_sendfile_not_supported", "*.test_datagram_send_to_non_listening_address",
+    "*.test_subprocess_*", "*.test_read_all_from_pipe_reader",
     "*.test_fork_asyncio_subprocess",
 )
 MODULES = [

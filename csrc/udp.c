@@ -1,0 +1,1196 @@
+/* Datagram transports: asyncio.DatagramTransport implemented in C.
+ *
+ * Two backends behind one Python-visible type, with the semantics of the
+ * stdlib's selector_events._SelectorDatagramTransport:
+ * - AF_INET/AF_INET6: a uv_udp_t opened on the socket's fd. sendto() tries
+ *   uv_udp_try_send first and queues the rest with uv_udp_send; each pending
+ *   request owns references to its data and to the transport. The transport
+ *   holds a reference to itself from the moment the handle is open until
+ *   libuv's close callback ran, so libuv never points at freed memory.
+ * - AF_UNIX: libuv's uv_udp_t refuses these sockets, so the transport reads
+ *   and writes with the socket object's own methods, woken by the loop's own
+ *   poller (_add_reader/_add_writer, as add_reader does). Registered Handles
+ *   keep the transport alive while it waits.
+ * No exception leaves a libuv callback: ordinary ones reach the loop's
+ * exception handler, KeyboardInterrupt/SystemExit are stashed on the loop and
+ * re-raised by run_forever. The cold parts (the _fatal_error policy, the
+ * write-buffer limits) are the stdlib's own Python methods, borrowed by
+ * pyloop/loop.py, which work on the attributes this type exposes. */
+#include "udp.h"
+#include "errors.h"
+#include "module.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <structmember.h>
+#include <sys/socket.h>
+
+#define PL_UDP_MAX_SIZE (256 * 1024) /* as _SelectorTransport.max_size */
+#define PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+
+/* 3.13 counts 8 bytes of header per queued datagram and sends empty ones. */
+#if PY_VERSION_HEX >= 0x030D0000
+#define PL_UDP_HEADER_SIZE 8
+#define PL_UDP_SEND_EMPTY 1
+#else
+#define PL_UDP_HEADER_SIZE 0
+#define PL_UDP_SEND_EMPTY 0
+#endif
+
+PyObject *pl_udp_type;
+
+typedef struct {
+    uv_udp_send_t req;
+    PLUdp *udp;       /* strong */
+    PyObject *owner;  /* strong: the bytes object the buffer points into */
+    Py_ssize_t size;  /* what it added to buffer_size */
+} pl_udp_send_req;
+
+/* ---- error routing --------------------------------------------------------- */
+
+/* The current exception came out of protocol code run from a libuv or poller
+ * callback: the stdlib lets it reach the loop's exception handler (the
+ * transport stays open); KeyboardInterrupt/SystemExit stop the loop. */
+static void
+pl_udp_route_error(PLUdp *self, const char *message)
+{
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        pl_loop_stash_exception(self->loop);
+        return;
+    }
+    PyObject *exc = pl_err_fetch();
+    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
+                                  "transport", (PyObject *)self, "protocol",
+                                  self->protocol ? self->protocol : Py_None);
+    PyObject *r = ctx ? PyObject_CallMethod((PyObject *)self->loop, "call_exception_handler",
+                                            "O", ctx)
+                      : NULL;
+    if (r == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+            PyErr_ExceptionMatches(PyExc_SystemExit))
+            pl_loop_stash_exception(self->loop);
+        else
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(ctx);
+    Py_XDECREF(exc);
+}
+
+/* obj.meth(current exception[, message]), clearing it: the stdlib's
+ * _fatal_error (report it unless it is the peer's OSError, drop the
+ * transport) or protocol.error_received. -1 with the callee's exception set
+ * when the call raised. */
+static int
+pl_udp_pass_exception(PyObject *obj, const char *meth, const char *message)
+{
+    PyObject *exc = pl_err_fetch();
+    if (exc == NULL || obj == NULL) {
+        Py_XDECREF(exc);
+        return 0;
+    }
+    PyObject *r = message ? PyObject_CallMethod(obj, meth, "Os", exc, message)
+                          : PyObject_CallMethod(obj, meth, "O", exc);
+    Py_DECREF(exc);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static int
+pl_udp_fatal(PLUdp *self, const char *message)
+{
+    return pl_udp_pass_exception((PyObject *)self, "_fatal_error", message);
+}
+
+/* The current exception came from a socket call made by sendto() or a
+ * send/read callback: sort it as the stdlib's handlers do. Returns -1 with an
+ * exception set when the caller must propagate it. */
+static int
+pl_udp_sort_exception(PLUdp *self, const char *fatal_message)
+{
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit))
+        return -1;
+    if (PyErr_ExceptionMatches(PyExc_OSError))
+        return pl_udp_pass_exception(self->protocol, "error_received", NULL);
+    return pl_udp_fatal(self, fatal_message);
+}
+
+/* ---- flow control (the stdlib's _FlowControlMixin methods) --------------- */
+
+static int
+pl_udp_maybe_pause(PLUdp *self)
+{
+    if (self->buffer_size <= self->high_water || self->protocol_paused)
+        return 0;
+    PyObject *r = PyObject_CallMethod((PyObject *)self, "_maybe_pause_protocol", NULL);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static int
+pl_udp_maybe_resume(PLUdp *self)
+{
+    if (!self->protocol_paused || self->buffer_size > self->low_water)
+        return 0;
+    PyObject *r = PyObject_CallMethod((PyObject *)self, "_maybe_resume_protocol", NULL);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* ---- addresses ------------------------------------------------------------- */
+
+/* A received address as the socket module gives it: (host, port) for
+ * AF_INET, (host, port, flowinfo, scope_id) for AF_INET6. */
+static PyObject *
+pl_udp_addr_to_py(const struct sockaddr *sa)
+{
+    char host[NI_MAXHOST];
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    int rc = getnameinfo(sa, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+    if (rc != 0) {
+        PyErr_Format(PyExc_OSError, "getnameinfo() failed: %s", gai_strerror(rc));
+        return NULL;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        return Py_BuildValue("(siII)", host, (int)ntohs(s6->sin6_port),
+                             (unsigned int)ntohl(s6->sin6_flowinfo),
+                             (unsigned int)s6->sin6_scope_id);
+    }
+    return Py_BuildValue("(si)", host, (int)ntohs(((const struct sockaddr_in *)sa)->sin_port));
+}
+
+/* A numeric (host, port[, flowinfo, scope_id]) tuple into `ss`. 1 when
+ * done, 0 when `addr` is not of that shape (the caller resolves it), -1 on
+ * error. */
+static int
+pl_udp_addr_numeric(int family, PyObject *addr, struct sockaddr_storage *ss)
+{
+    if (!PyTuple_Check(addr))
+        return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(addr);
+    if (n < 2 || n > (family == AF_INET6 ? 4 : 2))
+        return 0;
+    PyObject *host = PyTuple_GET_ITEM(addr, 0), *port = PyTuple_GET_ITEM(addr, 1);
+    if (!PyUnicode_Check(host) || !PyLong_Check(port))
+        return 0;
+    for (Py_ssize_t i = 2; i < n; i++)
+        if (!PyLong_Check(PyTuple_GET_ITEM(addr, i)))
+            return 0;
+    const char *h = PyUnicode_AsUTF8(host);
+    if (h == NULL)
+        return -1;
+    long p = PyLong_AsLong(port);
+    if (p == -1 && PyErr_Occurred())
+        return -1;
+    if (p < 0 || p > 65535) {
+        PyErr_SetString(PyExc_OverflowError, "sendto(): port must be 0-65535.");
+        return -1;
+    }
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET6, h, &s6->sin6_addr) != 1)
+            return 0;
+        unsigned long flow = n > 2 ? PyLong_AsUnsignedLong(PyTuple_GET_ITEM(addr, 2)) : 0;
+        if (flow == (unsigned long)-1 && PyErr_Occurred())
+            return -1;
+        unsigned long scope = n > 3 ? PyLong_AsUnsignedLong(PyTuple_GET_ITEM(addr, 3)) : 0;
+        if (scope == (unsigned long)-1 && PyErr_Occurred())
+            return -1;
+        if (flow > 0xfffff) {
+            PyErr_SetString(PyExc_OverflowError, "sendto(): flowinfo must be 0-1048575.");
+            return -1;
+        }
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)p);
+        s6->sin6_flowinfo = htonl((uint32_t)flow);
+        s6->sin6_scope_id = (uint32_t)scope;
+        return 1;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, h, &s4->sin_addr) != 1)
+        return 0;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)p);
+    return 1;
+}
+
+/* Any address sock.sendto() accepts: numeric ones here, the rest (host
+ * names, '', '<broadcast>', wrong types) through loop._udp_address, which
+ * resolves them or raises what the socket module raises. */
+static int
+pl_udp_addr_from_py(PLUdp *self, PyObject *addr, struct sockaddr_storage *ss)
+{
+    int rc = pl_udp_addr_numeric(self->family, addr, ss);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    PyObject *resolved = PyObject_CallMethod((PyObject *)self->loop, "_udp_address", "iO",
+                                             self->family, addr);
+    if (resolved == NULL)
+        return -1;
+    rc = pl_udp_addr_numeric(self->family, resolved, ss);
+    Py_DECREF(resolved);
+    if (rc == 0)
+        PyErr_Format(PyExc_OSError, "cannot send to address %R", addr);
+    return rc < 0 || rc == 0 ? -1 : 0;
+}
+
+/* ---- the socket ------------------------------------------------------------- */
+
+static int
+pl_udp_uv_usable(PLUdp *self)
+{
+    /* The loop's own close walk may have closed the handle behind us. */
+    return self->state == PL_UDP_OPEN && self->uvh != NULL &&
+           !uv_is_closing((uv_handle_t *)self->uvh);
+}
+
+static PyObject *
+pl_udp_loop_call(PLUdp *self, const char *meth, const char *attr)
+{
+    PyObject *cb = attr ? PyObject_GetAttrString((PyObject *)self, attr) : NULL;
+    if (attr && cb == NULL)
+        return NULL;
+    PyObject *fd = PyLong_FromLong(self->fd);
+    PyObject *r = fd == NULL ? NULL
+                  : cb       ? PyObject_CallMethod((PyObject *)self->loop, meth, "OO", fd, cb)
+                             : PyObject_CallMethod((PyObject *)self->loop, meth, "O", fd);
+    Py_XDECREF(fd);
+    Py_XDECREF(cb);
+    return r;
+}
+
+static int
+pl_udp_loop_do(PLUdp *self, const char *meth, const char *attr)
+{
+    PyObject *r = pl_udp_loop_call(self, meth, attr);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static void
+pl__udp_close_cb(uv_handle_t *handle)
+{
+    PLUdp *self = (PLUdp *)handle->data;
+    PyMem_Free(handle);
+    pl_counters.handles_freed++;
+    if (self != NULL) {
+        self->uvh = NULL;
+        self->state = PL_UDP_CLOSED;
+        Py_DECREF(self); /* the reference held while the handle was open */
+    }
+}
+
+/* Release the socket: libuv closes its fd (the socket object is detached
+ * first so it does not close the number again); an AF_UNIX socket is closed
+ * by its object once the poller forgot it. */
+static void
+pl_udp_release_socket(PLUdp *self)
+{
+    if (self->state != PL_UDP_OPEN)
+        return;
+    self->reading = 0;
+    if (self->uvh == NULL) {
+        self->state = PL_UDP_CLOSED;
+        if (pl_udp_loop_do(self, "_remove_reader", NULL) < 0 ||
+            pl_udp_loop_do(self, "_remove_writer", NULL) < 0)
+            PyErr_Clear();
+        self->writing = 0;
+        PyObject *r = PyObject_CallMethod(self->sock, "close", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)self);
+        Py_XDECREF(r);
+        return;
+    }
+    self->state = PL_UDP_CLOSING;
+    PyObject *r = PyObject_CallMethod(self->sock, "detach", NULL);
+    if (r == NULL)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    if (uv_is_closing((uv_handle_t *)self->uvh)) {
+        /* Closed by the loop's walk without our callback: the memory and
+         * our self-reference are lost, but uv_close must not run twice. */
+        self->state = PL_UDP_CLOSED;
+        return;
+    }
+    PL_UV_TOUCH(self->loop);
+    uv_close((uv_handle_t *)self->uvh, pl__udp_close_cb);
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static void
+pl__udp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    PLUdp *self = (PLUdp *)handle->data;
+    (void)suggested;
+    buf->base = NULL;
+    buf->len = 0;
+    /* The shared read buffer: the data is copied out before Python runs. */
+    if (self->loop->read_buf == NULL)
+        self->loop->read_buf = PyMem_Malloc(PL_UDP_MAX_SIZE);
+    if (self->loop->read_buf == NULL)
+        return; /* libuv reports UV_ENOBUFS */
+    buf->base = self->loop->read_buf;
+    buf->len = PL_UDP_MAX_SIZE;
+}
+
+static int
+pl_udp_deliver(PLUdp *self, PyObject *data, PyObject *addr)
+{
+    PyObject *r = PyObject_CallMethod(self->protocol, "datagram_received", "OO", data, addr);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static void
+pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                unsigned flags)
+{
+    PLUdp *self = (PLUdp *)handle->data;
+    (void)flags; /* UV_UDP_PARTIAL: truncated to max_size, as recvfrom() does */
+    if (self->conn_lost || self->closing || self->protocol == NULL)
+        return;
+    if (nread == 0 && addr == NULL)
+        return; /* nothing more to read */
+    Py_INCREF(self); /* protocol code may drop the last other reference */
+    int rc = 0;
+    if (nread < 0) {
+        if (nread == UV_ENOBUFS)
+            PyErr_NoMemory();
+        else
+            pl_error_set_uv((int)nread);
+        /* recvfrom() raising: error_received for an OSError (an ICMP error
+         * queued on the socket, such as ECONNREFUSED), else fatal. */
+        rc = pl_udp_sort_exception(self, "Fatal read error on datagram transport");
+    }
+    else {
+        PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
+        PyObject *pyaddr = data == NULL ? NULL
+                           : addr ? pl_udp_addr_to_py(addr)
+                                  : Py_NewRef(Py_None); /* libuv always gives one; be safe */
+        rc = pyaddr ? pl_udp_deliver(self, data, pyaddr)
+                    : pl_udp_fatal(self, "Fatal read error on datagram transport");
+        Py_XDECREF(data);
+        Py_XDECREF(pyaddr);
+    }
+    if (rc < 0)
+        pl_udp_route_error(self, "Exception in datagram transport read callback");
+    Py_DECREF(self);
+}
+
+static int
+pl_udp_start_reading(PLUdp *self)
+{
+    if (self->reading || self->paused || self->closing || self->state != PL_UDP_OPEN)
+        return 0;
+    if (self->uvh == NULL) {
+        if (pl_udp_loop_do(self, "_add_reader", "_read_ready") < 0)
+            return -1;
+    }
+    else {
+        if (!pl_udp_uv_usable(self))
+            return 0;
+        PL_UV_TOUCH(self->loop);
+        int err = uv_udp_recv_start(self->uvh, pl__udp_alloc_cb, pl__udp_recv_cb);
+        if (err < 0) {
+            pl_error_set_uv(err);
+            return -1;
+        }
+    }
+    self->reading = 1;
+    return 0;
+}
+
+static void
+pl_udp_stop_reading(PLUdp *self)
+{
+    if (!self->reading)
+        return;
+    self->reading = 0;
+    if (self->uvh == NULL) {
+        if (pl_udp_loop_do(self, "_remove_reader", NULL) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+    else if (pl_udp_uv_usable(self)) {
+        uv_udp_recv_stop(self->uvh);
+        PL_UV_TOUCH(self->loop);
+    }
+}
+
+/* AF_UNIX: the poller found the socket readable. */
+static PyObject *
+Udp__read_ready(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->conn_lost || self->state != PL_UDP_OPEN || self->protocol == NULL)
+        Py_RETURN_NONE;
+    PyObject *res = PyObject_CallMethod(self->sock, "recvfrom", "i", PL_UDP_MAX_SIZE);
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+            PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        if (pl_udp_sort_exception(self, "Fatal read error on datagram transport") < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(self);
+    int rc = 0;
+    if (PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 2)
+        rc = pl_udp_deliver(self, PyTuple_GET_ITEM(res, 0), PyTuple_GET_ITEM(res, 1));
+    Py_DECREF(res);
+    Py_DECREF(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static int
+pl_udp_schedule_connection_lost(PLUdp *self, PyObject *exc)
+{
+    PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_call_connection_lost");
+    PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "OO", meth,
+                                             exc ? exc : Py_None)
+                       : NULL;
+    Py_XDECREF(meth);
+    Py_XDECREF(h);
+    return h == NULL ? -1 : 0;
+}
+
+/* Drop the transport with `exc` (NULL: none): queued datagrams are
+ * discarded, connection_lost runs on the next loop pass. */
+static int
+pl_udp_force_close(PLUdp *self, PyObject *exc)
+{
+    if (self->conn_lost)
+        return 0;
+    if (self->pending) {
+        /* libuv cancels its requests when the handle closes; they count
+         * for nothing from now on. */
+        self->buffer_size = 0;
+        if (self->queue != NULL && PyList_SetSlice(self->queue, 0, PY_SSIZE_T_MAX, NULL) < 0)
+            return -1;
+        if (self->uvh == NULL)
+            self->pending = 0;
+        if (self->writing) {
+            self->writing = 0;
+            if (pl_udp_loop_do(self, "_remove_writer", NULL) < 0)
+                return -1;
+        }
+    }
+    if (!self->closing) {
+        self->closing = 1;
+        pl_udp_stop_reading(self);
+    }
+    self->conn_lost++;
+    return pl_udp_schedule_connection_lost(self, exc);
+}
+
+static PyObject *
+Udp__call_connection_lost(PLUdp *self, PyObject *exc)
+{
+    PyObject *r = NULL;
+    if (self->protocol_connected && self->protocol != NULL)
+        r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
+    else
+        r = Py_NewRef(Py_None);
+    /* As the stdlib's finally clause: whatever connection_lost did. */
+    PyObject *saved = r == NULL ? pl_err_fetch() : NULL;
+    pl_udp_release_socket(self);
+    Py_CLEAR(self->protocol);
+    if (saved != NULL)
+        pl_err_restore(saved);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+/* Everything queued left (or failed): finish a pending close(). */
+static int
+pl_udp_on_drained(PLUdp *self)
+{
+    if (!self->closing || self->conn_lost || self->state != PL_UDP_OPEN)
+        return 0;
+    self->conn_lost++;
+    PyObject *r = Udp__call_connection_lost(self, Py_None);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+static void
+pl__udp_send_cb(uv_udp_send_t *ureq, int status)
+{
+    pl_udp_send_req *req = (pl_udp_send_req *)ureq;
+    PLUdp *self = req->udp;
+    self->pending--;
+    if (!self->conn_lost)
+        self->buffer_size -= req->size;
+    Py_DECREF(req->owner);
+    PyMem_Free(req);
+    pl_counters.requests_freed++;
+    if (status == UV_ECANCELED || self->conn_lost)
+        goto done;
+    int rc = 0;
+    if (status < 0) {
+        pl_error_set_uv(status);
+        rc = pl_udp_sort_exception(self, "Fatal write error on datagram transport");
+    }
+    if (rc == 0)
+        rc = pl_udp_maybe_resume(self);
+    if (rc == 0 && self->pending == 0)
+        rc = pl_udp_on_drained(self);
+    if (rc < 0)
+        pl_udp_route_error(self, "Exception in datagram transport send callback");
+done:
+    Py_DECREF(self);
+}
+
+/* Queue one datagram with libuv. `owner` is a bytes object. */
+static int
+pl_udp_uv_queue(PLUdp *self, PyObject *owner, const struct sockaddr *sa)
+{
+    pl_udp_send_req *req = PyMem_Malloc(sizeof(*req));
+    if (req == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uv_buf_t b = uv_buf_init(PyBytes_AS_STRING(owner), (unsigned int)PyBytes_GET_SIZE(owner));
+    PL_UV_TOUCH(self->loop);
+    int err = uv_udp_send(&req->req, self->uvh, &b, 1, sa, pl__udp_send_cb);
+    if (err < 0) {
+        PyMem_Free(req);
+        pl_error_set_uv(err);
+        return -1;
+    }
+    /* libuv accepted the request: only now take the references it needs. */
+    pl_counters.requests_created++;
+    req->udp = (PLUdp *)Py_NewRef((PyObject *)self);
+    req->owner = Py_NewRef(owner);
+    req->size = PyBytes_GET_SIZE(owner) + PL_UDP_HEADER_SIZE;
+    self->buffer_size += req->size;
+    self->pending++;
+    return 0;
+}
+
+/* sendto() on an IP socket: 0 when sent or queued, 1 when the socket said
+ * EAGAIN-free "no" and the error is set for the caller to sort, -1 on an
+ * error to propagate. */
+static int
+pl_udp_uv_sendto(PLUdp *self, PyObject *data, Py_buffer *view, PyObject *addr)
+{
+    struct sockaddr_storage ss;
+    const struct sockaddr *sa = NULL;
+    if (!self->connected) {
+        /* None too: the socket module refuses it as sock.sendto() would. */
+        if (pl_udp_addr_from_py(self, addr, &ss) < 0)
+            return 1;
+        sa = (const struct sockaddr *)&ss;
+    }
+    if (!pl_udp_uv_usable(self))
+        return 0;
+    if (self->pending == 0) {
+        uv_buf_t b = uv_buf_init(view->buf, (unsigned int)view->len);
+        int n = uv_udp_try_send(self->uvh, &b, 1, sa);
+        if (n >= 0)
+            return 0;
+        if (n != UV_EAGAIN) {
+            pl_error_set_uv(n);
+            return 1;
+        }
+    }
+    /* Queue an immutable copy, as the stdlib does. */
+    PyObject *owner = PyBytes_CheckExact(data)
+                          ? Py_NewRef(data)
+                          : PyBytes_FromStringAndSize(view->buf, view->len);
+    if (owner == NULL)
+        return 1;
+    int rc = pl_udp_uv_queue(self, owner, sa);
+    Py_DECREF(owner);
+    return rc < 0 ? 1 : 0;
+}
+
+/* One datagram through the socket object (AF_UNIX): the call's result. */
+static PyObject *
+pl_udp_sock_send(PLUdp *self, PyObject *data, PyObject *addr)
+{
+    if (self->connected)
+        return PyObject_CallMethod(self->sock, "send", "O", data);
+    return PyObject_CallMethod(self->sock, "sendto", "OO", data, addr);
+}
+
+static int
+pl_udp_sock_would_block(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_BlockingIOError) &&
+        !PyErr_ExceptionMatches(PyExc_InterruptedError))
+        return 0;
+    PyErr_Clear();
+    return 1;
+}
+
+/* sendto() on an AF_UNIX socket: same contract as pl_udp_uv_sendto. */
+static int
+pl_udp_poll_sendto(PLUdp *self, PyObject *data, Py_buffer *view, PyObject *addr)
+{
+    if (self->pending == 0) {
+        PyObject *r = pl_udp_sock_send(self, data, addr);
+        if (r != NULL) {
+            Py_DECREF(r);
+            return 0;
+        }
+        if (!pl_udp_sock_would_block())
+            return 1;
+        if (pl_udp_loop_do(self, "_add_writer", "_sendto_ready") < 0)
+            return 1;
+        self->writing = 1;
+    }
+    PyObject *item = Py_BuildValue("(y#O)", view->buf, view->len, addr);
+    if (item == NULL)
+        return 1;
+    int rc = PyList_Append(self->queue, item);
+    Py_DECREF(item);
+    if (rc < 0)
+        return 1;
+    self->buffer_size += view->len + PL_UDP_HEADER_SIZE;
+    self->pending++;
+    return 0;
+}
+
+/* AF_UNIX: the poller found the socket writable. */
+static PyObject *
+Udp__sendto_ready(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_INCREF(self);
+    PyObject *ret = NULL;
+    while (self->queue != NULL && PyList_GET_SIZE(self->queue) > 0) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(self->queue, 0));
+        if (PyList_SetSlice(self->queue, 0, 1, NULL) < 0) {
+            Py_DECREF(item);
+            goto done;
+        }
+        self->pending--;
+        Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 0)) + PL_UDP_HEADER_SIZE;
+        self->buffer_size -= size;
+        PyObject *r = pl_udp_sock_send(self, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+        if (r == NULL && pl_udp_sock_would_block()) {
+            /* Try again later. */
+            int rc = PyList_Insert(self->queue, 0, item);
+            Py_DECREF(item);
+            if (rc < 0)
+                goto done;
+            self->pending++;
+            self->buffer_size += size;
+            break;
+        }
+        Py_DECREF(item);
+        if (r == NULL) {
+            if (pl_udp_sort_exception(self, "Fatal write error on datagram transport") == 0)
+                ret = Py_NewRef(Py_None);
+            goto done;
+        }
+        Py_DECREF(r);
+    }
+    if (pl_udp_maybe_resume(self) < 0) /* may append to the queue */
+        goto done;
+    if (self->pending == 0) {
+        if (self->writing) {
+            self->writing = 0;
+            if (pl_udp_loop_do(self, "_remove_writer", NULL) < 0)
+                goto done;
+        }
+        if (pl_udp_on_drained(self) < 0)
+            goto done;
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    Py_DECREF(self);
+    return ret;
+}
+
+static PyObject *
+Udp_sendto(PLUdp *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"data", "addr", NULL};
+    PyObject *data, *addr = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:sendto", kwlist, &data, &addr))
+        return NULL;
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+        PyObject *name = PyType_GetName(Py_TYPE(data));
+        if (name != NULL) {
+            PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not %R",
+                         name);
+            Py_DECREF(name);
+        }
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *ret = NULL;
+    if (view.len == 0 && !PL_UDP_SEND_EMPTY)
+        goto sent;
+    if (view.len > UINT_MAX) {
+        errno = EMSGSIZE;
+        pl_error_set_errno();
+        goto sort;
+    }
+    if (self->address != NULL) {
+        int same = addr == Py_None ? 1 : PyObject_RichCompareBool(addr, self->address, Py_EQ);
+        if (same < 0)
+            goto done;
+        if (!same) {
+            PyErr_Format(PyExc_ValueError, "Invalid address: must be None or %S", self->address);
+            goto done;
+        }
+        addr = self->address;
+    }
+    if (self->conn_lost || self->state != PL_UDP_OPEN) {
+        /* As the stdlib: sending on a closed transport is not an error, but
+         * it is logged once it keeps happening. */
+        if (self->conn_lost >= PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s",
+                                              "socket.send() raised exception.");
+            if (r == NULL)
+                goto done;
+            Py_DECREF(r);
+        }
+        self->conn_lost++;
+        goto sent;
+    }
+    int rc = self->uvh != NULL ? pl_udp_uv_sendto(self, data, &view, addr)
+                               : pl_udp_poll_sendto(self, data, &view, addr);
+    if (rc > 0)
+        goto sort;
+    if (rc < 0 || pl_udp_maybe_pause(self) < 0)
+        goto done;
+    goto sent;
+sort:
+    /* The socket (or the address) refused: error_received() for an
+     * OSError, the stdlib's _fatal_error for anything else. */
+    if (pl_udp_sort_exception(self, "Fatal write error on datagram transport") < 0)
+        goto done;
+sent:
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&view);
+    return ret;
+}
+
+/* ---- methods ---------------------------------------------------------------- */
+
+static PyObject *
+Udp_close(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || self->state != PL_UDP_OPEN)
+        Py_RETURN_NONE;
+    self->closing = 1;
+    pl_udp_stop_reading(self);
+    if (self->pending == 0) {
+        self->conn_lost++;
+        if (pl_udp_schedule_connection_lost(self, NULL) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Udp_abort(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_udp_force_close(self, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Udp__force_close(PLUdp *self, PyObject *exc)
+{
+    if (pl_udp_force_close(self, exc == Py_None ? NULL : exc) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* loop.close() with this transport still open: no protocol callbacks any
+ * more, just release the socket (and the handle's self-reference). */
+static PyObject *
+Udp__close_for_loop(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->uvh == NULL)
+        Py_RETURN_NONE; /* AF_UNIX: nothing of libuv's; the socket stays as the stdlib's */
+    self->closing = 1;
+    if (!self->conn_lost)
+        self->conn_lost = 1;
+    pl_udp_release_socket(self);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+void
+pl_udp_close_for_loop(uv_handle_t *handle)
+{
+    PLUdp *self = (PLUdp *)handle->data;
+    if (self == NULL) {
+        /* Never attached to a transport: only the memory to free. */
+        uv_close(handle, pl__udp_close_cb);
+        return;
+    }
+    PyObject *r = Udp__close_for_loop(self, NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)self);
+    Py_XDECREF(r);
+}
+
+static PyObject *
+Udp_is_closing(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closing || self->state != PL_UDP_OPEN);
+}
+
+static PyObject *
+Udp_is_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(!self->closing && self->state == PL_UDP_OPEN && !self->paused);
+}
+
+static PyObject *
+Udp_pause_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || self->paused || self->state != PL_UDP_OPEN)
+        Py_RETURN_NONE;
+    self->paused = 1;
+    pl_udp_stop_reading(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Udp_resume_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || !self->paused)
+        Py_RETURN_NONE;
+    self->paused = 0;
+    if (pl_udp_start_reading(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Udp__start_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_udp_start_reading(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Udp_set_protocol(PLUdp *self, PyObject *protocol)
+{
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    self->protocol_connected = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Udp_get_protocol(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->protocol ? self->protocol : Py_None);
+}
+
+static PyObject *
+Udp_get_write_buffer_size(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(self->buffer_size);
+}
+
+static PyObject *
+Udp_get_sock(PLUdp *self, void *Py_UNUSED(closure))
+{
+    if (self->sock == NULL || self->state != PL_UDP_OPEN)
+        Py_RETURN_NONE;
+    return Py_NewRef(self->sock);
+}
+
+static PyObject *
+Udp_repr(PLUdp *self)
+{
+    const char *st = self->state == PL_UDP_OPEN ? (self->closing ? "closing" : "open")
+                                                : "closed";
+    return PyUnicode_FromFormat("<%s %s fd=%d write_buffer=%zd>", Py_TYPE(self)->tp_name, st,
+                                self->fd, self->buffer_size);
+}
+
+/* ---- type ------------------------------------------------------------------- */
+
+static int
+Udp_traverse(PLUdp *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->extra);
+    Py_VISIT((PyObject *)self->loop);
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->address);
+    Py_VISIT(self->queue);
+    return 0;
+}
+
+static int
+Udp_clear(PLUdp *self)
+{
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->address);
+    Py_CLEAR(self->queue);
+    /* loop and sock stay until dealloc: an open socket still needs them. */
+    return 0;
+}
+
+static void
+Udp_dealloc(PLUdp *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    Udp_clear(self);
+    /* A socket libuv never took (or an AF_UNIX one never closed) closes
+     * itself, with the socket module's ResourceWarning. */
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->loop);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+Udp_tp_new(PyTypeObject *type, PyObject *Py_UNUSED(a), PyObject *Py_UNUSED(k))
+{
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly", type->tp_name);
+    return NULL;
+}
+
+/* Open a uv_udp_t on `fd`. uv_udp_open sets SO_REUSEADDR on the socket;
+ * the user's setting is put back, since the stdlib leaves it alone. */
+static int
+pl_udp_open_uv(PLUdp *t, int fd)
+{
+    int reuse = 0;
+    socklen_t rlen = sizeof(reuse);
+    if (getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &rlen) < 0) {
+        pl_error_set_errno();
+        return -1;
+    }
+    uv_udp_t *uvh = PyMem_Malloc(sizeof(*uvh));
+    if (uvh == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PL_UV_TOUCH(t->loop);
+    int err = uv_udp_init(&t->loop->uv, uvh);
+    if (err < 0) {
+        PyMem_Free(uvh);
+        pl_error_set_uv(err);
+        return -1;
+    }
+    pl_counters.handles_created++;
+    uvh->data = NULL; /* the close callback then frees only the memory */
+    err = uv_udp_open(uvh, (uv_os_sock_t)fd);
+    if (err < 0) {
+        /* libuv did not take the fd: it stays with the socket object. */
+        uv_close((uv_handle_t *)uvh, pl__udp_close_cb);
+        pl_error_set_uv(err);
+        return -1;
+    }
+    if (!reuse)
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
+    uvh->data = t;
+    t->uvh = uvh;
+    Py_INCREF(t); /* held by the open handle until its close callback */
+    return 0;
+}
+
+/* UDPTransport._new(loop, sock, protocol, address, extra): wrap a datagram
+ * socket. pyloop/loop.py's _make_datagram_transport schedules
+ * connection_made, reading and the waiter, in the stdlib's order. */
+static PyObject *
+Udp__new(PyObject *Py_UNUSED(cls), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "_new(loop, sock, protocol, address, extra)");
+        return NULL;
+    }
+    PyObject *loop = args[0], *sock = args[1], *protocol = args[2], *address = args[3],
+             *extra = args[4];
+    if (!PyObject_TypeCheck(loop, &PLLoop_Type)) {
+        PyErr_SetString(PyExc_TypeError, "loop must be a pyloop loop");
+        return NULL;
+    }
+    if (pl_loop_check_closed((PLLoop *)loop) < 0)
+        return NULL;
+    if (!PyDict_Check(extra)) {
+        PyErr_SetString(PyExc_TypeError, "extra must be a dict");
+        return NULL;
+    }
+    PyObject *fdobj = PyObject_CallMethod(sock, "fileno", NULL);
+    if (fdobj == NULL)
+        return NULL;
+    long fd = PyLong_AsLong(fdobj);
+    Py_DECREF(fdobj);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "the socket is closed");
+        return NULL;
+    }
+    int family = AF_INET, type = 0;
+    socklen_t len = sizeof(family);
+    if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0)
+        return pl_error_set_errno();
+    len = sizeof(type);
+    if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return pl_error_set_errno();
+    if (type != SOCK_DGRAM ||
+        (family != AF_INET && family != AF_INET6 && family != AF_UNIX)) {
+        PyErr_SetString(PyExc_ValueError, "a datagram socket (AF_INET, AF_INET6 or AF_UNIX) "
+                                          "is required");
+        return NULL;
+    }
+    PyObject *peer = PyDict_GetItemString(extra, "peername");
+    int connected = peer != NULL ? PyObject_IsTrue(peer) : 0;
+    if (connected < 0)
+        return NULL;
+
+    PyTypeObject *tp = (PyTypeObject *)pl_udp_type;
+    PLUdp *t = (PLUdp *)tp->tp_alloc(tp, 0);
+    if (t == NULL)
+        return NULL;
+    t->loop = (PLLoop *)Py_NewRef(loop);
+    t->extra = Py_NewRef(extra);
+    t->protocol = Py_NewRef(protocol);
+    t->protocol_connected = 1;
+    t->fd = (int)fd;
+    t->family = family;
+    t->connected = (char)connected;
+    t->high_water = 64 * 1024;
+    t->low_water = 16 * 1024;
+    int truthy = PyObject_IsTrue(address); /* the stdlib tests `if self._address` */
+    if (truthy < 0)
+        goto error;
+    t->address = truthy ? Py_NewRef(address) : NULL;
+    if (family == AF_UNIX) {
+        t->queue = PyList_New(0);
+        if (t->queue == NULL)
+            goto error;
+    }
+    else if (pl_udp_open_uv(t, (int)fd) < 0) {
+        goto error;
+    }
+    t->sock = Py_NewRef(sock);
+    t->state = PL_UDP_OPEN;
+    return (PyObject *)t;
+
+error:
+    Py_DECREF(t);
+    return NULL;
+}
+
+static PyMethodDef Udp_methods[] = {
+    {"sendto", PL_METH(Udp_sendto), METH_VARARGS | METH_KEYWORDS, NULL},
+    {"close", (PyCFunction)Udp_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)Udp_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)Udp_is_closing, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)Udp_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)Udp_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", (PyCFunction)Udp_resume_reading, METH_NOARGS, NULL},
+    {"set_protocol", (PyCFunction)Udp_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)Udp_get_protocol, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)Udp_get_write_buffer_size, METH_NOARGS, NULL},
+    {"_force_close", (PyCFunction)Udp__force_close, METH_O, NULL},
+    {"_call_connection_lost", (PyCFunction)Udp__call_connection_lost, METH_O, NULL},
+    {"_start_reading", (PyCFunction)Udp__start_reading, METH_NOARGS, NULL},
+    {"_read_ready", (PyCFunction)Udp__read_ready, METH_NOARGS, NULL},
+    {"_sendto_ready", (PyCFunction)Udp__sendto_ready, METH_NOARGS, NULL},
+    {"_close_for_loop", (PyCFunction)Udp__close_for_loop, METH_NOARGS, NULL},
+    {"_new", PL_METH(Udp__new), METH_FASTCALL | METH_STATIC, NULL},
+    {NULL}
+};
+
+static PyGetSetDef Udp_getset[] = {
+    {"_sock", (getter)Udp_get_sock, NULL, NULL, NULL},
+    {NULL}
+};
+
+/* What the stdlib's borrowed _FlowControlMixin and _fatal_error methods read
+ * and write. */
+static PyMemberDef Udp_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(PLUdp, weakreflist), READONLY, NULL},
+    {"_high_water", T_PYSSIZET, offsetof(PLUdp, high_water), 0, NULL},
+    {"_low_water", T_PYSSIZET, offsetof(PLUdp, low_water), 0, NULL},
+    {"_protocol_paused", T_BOOL, offsetof(PLUdp, protocol_paused), 0, NULL},
+    {"_protocol", T_OBJECT, offsetof(PLUdp, protocol), READONLY, NULL},
+    {"_loop", T_OBJECT, offsetof(PLUdp, loop), READONLY, NULL},
+    {"_address", T_OBJECT, offsetof(PLUdp, address), READONLY, NULL},
+    {"_closing", T_BOOL, offsetof(PLUdp, closing), READONLY, NULL},
+    {"_conn_lost", T_INT, offsetof(PLUdp, conn_lost), READONLY, NULL},
+    {"_sock_fd", T_INT, offsetof(PLUdp, fd), READONLY, NULL},
+    {NULL}
+};
+
+static PyType_Slot Udp_slots[] = {
+    {Py_tp_new, Udp_tp_new},
+    {Py_tp_dealloc, Udp_dealloc},
+    {Py_tp_traverse, Udp_traverse},
+    {Py_tp_clear, Udp_clear},
+    {Py_tp_repr, Udp_repr},
+    {Py_tp_methods, Udp_methods},
+    {Py_tp_members, Udp_members},
+    {Py_tp_getset, Udp_getset},
+    {0, NULL}
+};
+
+static PyType_Spec Udp_spec = {
+    .name = "pyloop._core.UDPTransport",
+    .basicsize = sizeof(PLUdp),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = Udp_slots,
+};
+
+int
+pl_udp_init_types(PyObject *module)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    /* asyncio.Transport too, as the stdlib's datagram transport is one (and
+     * CPython's tests check it). */
+    PyObject *bases = Py_BuildValue("(NN)", PyObject_GetAttrString(asyncio, "Transport"),
+                                    PyObject_GetAttrString(asyncio, "DatagramTransport"));
+    Py_DECREF(asyncio);
+    if (bases == NULL)
+        return -1;
+    /* Our `extra` must sit exactly where BaseTransport keeps `_extra`. */
+    for (Py_ssize_t i = 0; i < 2; i++) {
+        if (((PyTypeObject *)PyTuple_GET_ITEM(bases, i))->tp_basicsize !=
+            (Py_ssize_t)offsetof(PLUdp, loop)) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "asyncio.DatagramTransport layout is not the one pyloop was built for");
+            Py_DECREF(bases);
+            return -1;
+        }
+    }
+    pl_udp_type = PyType_FromSpecWithBases(&Udp_spec, bases);
+    Py_DECREF(bases);
+    if (pl_udp_type == NULL)
+        return -1;
+    return PyModule_AddObjectRef(module, "UDPTransport", pl_udp_type);
+}
