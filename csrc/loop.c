@@ -338,9 +338,9 @@ pl_loop_run_handle(PLLoop *self, PLHandle *h)
  * from a callback, say) the ones not run yet go to the ready queue, so the
  * next run_forever still runs them. */
 static int
-pl_loop_run_due_timers(PLLoop *self)
+pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
 {
-    Py_ssize_t n = pl_timer_take_due(self, pl_loop_now());
+    Py_ssize_t n = pl_timer_take_due(self, pl_loop_now(), seq_limit);
     if (n < 0)
         return -1;
     int rc = 0;
@@ -357,14 +357,16 @@ pl_loop_run_due_timers(PLLoop *self)
 }
 
 /* One iteration, in the stdlib's order: the callbacks that were ready when
- * it began, then the I/O callbacks, then the timers due; whatever these
- * schedule runs in the next iteration. The stdlib polls first and queues
+ * it began, then the I/O callbacks, then the timers due (those scheduled
+ * before the iteration began); whatever these schedule runs in the next
+ * iteration. The stdlib polls first and queues
  * its I/O callbacks behind the ready ones; libuv runs I/O callbacks inside
  * the poll, so the ready ones run before it to keep the same order. */
 static int
 pl_loop_run_once(PLLoop *self)
 {
     char stop_requested_before = self->stopping;
+    unsigned long long timer_seq_before = self->timer_seq;
     size_t ntodo = self->ready_len;
     self->iteration++;
     for (size_t i = 0; i < ntodo && self->ready_len > 0; i++) {
@@ -381,7 +383,7 @@ pl_loop_run_once(PLLoop *self)
     if ((!self->stopping || stop_requested_before) &&
         pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
         return -1;
-    if (self->heap_len > 0 && pl_loop_run_due_timers(self) < 0)
+    if (self->heap_len > 0 && pl_loop_run_due_timers(self, timer_seq_before) < 0)
         return -1;
     return 0;
 }

@@ -59,8 +59,9 @@ pl_timer_sift_down(PLLoop *loop, Py_ssize_t i)
     pl_timer_place(loop, i, t);
 }
 
-int
-pl_timer_push(PLLoop *loop, PLHandle *t)
+/* Put `t` in the heap with the heap's own reference, keeping its seq. */
+static int
+pl_timer_insert(PLLoop *loop, PLHandle *t)
 {
     if (loop->heap_len == loop->heap_cap) {
         Py_ssize_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
@@ -72,7 +73,6 @@ pl_timer_push(PLLoop *loop, PLHandle *t)
         loop->heap = nh;
         loop->heap_cap = cap;
     }
-    t->seq = loop->timer_seq++;
     t->scheduled = 1;
     Py_INCREF(t);
     loop->heap[loop->heap_len] = t;
@@ -80,6 +80,14 @@ pl_timer_push(PLLoop *loop, PLHandle *t)
     loop->heap_len++;
     pl_timer_sift_up(loop, t->heap_index);
     return 0;
+}
+
+int
+pl_timer_push(PLLoop *loop, PLHandle *t)
+{
+    unsigned long long seq = loop->timer_seq++;
+    t->seq = seq;
+    return pl_timer_insert(loop, t);
 }
 
 /* Take the timer out of the heap without dropping the heap's reference;
@@ -118,27 +126,50 @@ pl_timer_peek(PLLoop *loop)
 }
 
 Py_ssize_t
-pl_timer_take_due(PLLoop *loop, double now)
+pl_timer_take_due(PLLoop *loop, double now, unsigned long long seq_limit)
 {
-    Py_ssize_t n = 0;
+    Py_ssize_t n = 0, young = 0;
+    int rc = 0;
     while (loop->heap_len > 0 && !(loop->heap[0]->when > now)) { /* NaN is due */
-        if (n == loop->due_cap) {
+        if (n + young == loop->due_cap) {
             Py_ssize_t cap = loop->due_cap ? loop->due_cap * 2 : 64;
             PLHandle **due = PyMem_Realloc(loop->due, (size_t)cap * sizeof(*due));
             if (due == NULL) {
-                /* What was taken goes to the ready queue instead. */
-                for (Py_ssize_t i = 0; i < n; i++) {
-                    if (pl_loop_ready_push(loop, loop->due[i]) < 0)
-                        PyErr_Clear();
-                    Py_DECREF(loop->due[i]);
-                }
                 PyErr_NoMemory();
-                return -1;
+                rc = -1;
+                break;
             }
+            /* The young ones sit at the far end: move them to the new end. */
+            memmove(due + cap - young, due + loop->due_cap - young, (size_t)young * sizeof(*due));
             loop->due = due;
             loop->due_cap = cap;
         }
-        loop->due[n++] = pl_timer_detach(loop, 0);
+        PLHandle *t = pl_timer_detach(loop, 0);
+        if (t->seq >= seq_limit)
+            loop->due[loop->due_cap - ++young] = t;
+        else
+            loop->due[n++] = t;
+    }
+    /* Timers scheduled during this pass wait for the next one, as in the
+     * stdlib, which collects due timers before it runs a pass's callbacks. */
+    for (Py_ssize_t i = 0; i < young; i++) {
+        PLHandle *t = loop->due[loop->due_cap - 1 - i];
+        if (pl_timer_insert(loop, t) < 0) {
+            PyErr_Clear();
+            if (pl_loop_ready_push(loop, t) < 0)
+                PyErr_Clear();
+        }
+        Py_DECREF(t);
+    }
+    if (rc < 0) {
+        /* What was taken goes to the ready queue instead. */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (pl_loop_ready_push(loop, loop->due[i]) < 0)
+                PyErr_Clear();
+            Py_DECREF(loop->due[i]);
+        }
+        PyErr_NoMemory();
+        return -1;
     }
     return n;
 }

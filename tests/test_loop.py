@@ -320,3 +320,20 @@ def test_iteration_order_ready_then_io_then_timers(loop):
         a.close()
         b.close()
     assert order == ["ready", "io", "timer", "next"]
+
+
+def test_timer_scheduled_in_an_iteration_fires_in_the_next(loop):
+    # Even when already due, a timer scheduled by a callback runs after the
+    # callbacks that callback scheduled with call_soon: the stdlib collects
+    # due timers before it runs an iteration's callbacks.
+    order = []
+
+    def first():
+        order.append("first")
+        loop.call_at(loop.time() - 1, order.append, "timer")
+        loop.call_soon(order.append, "soon")
+        loop.call_later(0, lambda: loop.call_soon(loop.stop))
+
+    loop.call_soon(first)
+    loop.run_forever()
+    assert order == ["first", "soon", "timer"]

@@ -96,7 +96,7 @@ MODULES = [
     Module("test_sendfile", rebind=("SelectEventLoopTests.create_event_loop",),
            drop=_SELECTOR_TWINS + _OS_SURFACE),
     Module("test_buffered_proto", rebind=("BufferedProtocolSelectorTests.new_loop",)),
-    Module("test_unix_events"),
+    Module("test_unix_events", drop=_OS_SURFACE),
 ]
 
 # Prepared for later, run only when named with --only: the TLS, pipe and
