@@ -44,6 +44,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from asyncio import base_subprocess
 from asyncio.log import logger
@@ -77,9 +78,11 @@ _RESTORED = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP}
 
 class _Child:
     """The Popen-like object BaseSubprocessTransport drives (pid, returncode,
-    stdin/stdout/stderr, poll, send_signal, terminate, kill) for a child
-    started with uv_spawn. The pid stays valid until the reaper collects it,
-    so signalling it never hits another process."""
+    stdin/stdout/stderr, poll, wait, send_signal, terminate, kill) for a
+    child started with uv_spawn, what get_extra_info('subprocess') returns.
+    As with Popen, poll() and wait() reap the child themselves (the reaper
+    then takes returncode from here), and a child known to be gone is never
+    signalled, so a reused pid is never hit."""
 
     def __init__(self, args, pid, stdin, stdout, stderr):
         self.args = args
@@ -92,7 +95,33 @@ class _Child:
     def __repr__(self):
         return f"<{self.__class__.__name__}: returncode: {self.returncode} args: {self.args!r}>"
 
+    def _try_wait(self, flags):
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:
+            return  # the reaper got it: it sets returncode
+        if pid == self.pid and self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(status)
+
     def poll(self):
+        if self.returncode is None:
+            self._try_wait(os.WNOHANG)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if timeout is None:
+            if self.returncode is None:
+                self._try_wait(0)
+            return self.returncode
+        # As Popen: poll with growing sleeps until the deadline.
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while self.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            delay = min(delay * 2, remaining, 0.05)
+            time.sleep(delay)
         return self.returncode
 
     def send_signal(self, sig):

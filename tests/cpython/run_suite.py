@@ -69,9 +69,8 @@ _SELECTOR_TWINS = ("EPollEventLoopTests.*", "PollEventLoopTests.*", "KqueueEvent
 # subprocesses) and are not built yet: left out here, not counted as
 # passes, until that issue lands (then these patterns go).
 _OS_SURFACE = (
-    "*.test_subprocess_*", "*.test_create_datagram_endpoint*", "*.test_read_all_from_pipe_reader",
+    "*.test_create_datagram_endpoint*",
     "*.test_sendfile_not_supported", "*.test_datagram_send_to_non_listening_address",
-    "*.test_fork_asyncio_subprocess",
 )
 MODULES = [
     Module("test_locks"),
@@ -98,6 +97,7 @@ MODULES = [
            drop=_SELECTOR_TWINS + _OS_SURFACE),
     Module("test_buffered_proto", rebind=("BufferedProtocolSelectorTests.new_loop",)),
     Module("test_unix_events"),
+    Module("test_subprocess"),
 ]
 
 # Prepared for later, run only when named with --only: the TLS, pipe and
@@ -105,7 +105,6 @@ MODULES = [
 # Move an entry to MODULES when it passes (or its failures are known).
 LATER = [
     Module("test_sslproto", rebind=("SelectorStartTLSTests.new_loop",)),
-    Module("test_subprocess"),
 ]
 
 LOOPS = ("asyncio", "pyloop")
