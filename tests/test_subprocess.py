@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -338,7 +339,6 @@ def test_sigchld_handler_kept(loop):
     try:
         assert run(loop, py("pass")) == (b"", 0)
         run(loop, asyncio.sleep(0.05))
-        signal.getsignal(signal.SIGCHLD)
     finally:
         signal.signal(signal.SIGCHLD, old)
     assert seen
@@ -415,6 +415,22 @@ def test_spawn_paths(pyloop_loop, spawns):
                    {"user": os.getuid()}, {"restore_signals": False}):
         run(pyloop_loop, py("pass", **kwargs))
     assert len(spawns) == 3
+
+
+@pytest.mark.parametrize("stdin", [None, PIPE])
+def test_spawn_raising_closes_everything(pyloop_loop, monkeypatch, stdin):
+    # What CPython's test_popen_error checks by patching subprocess.Popen.
+    def boom(*args):
+        raise ZeroDivisionError
+    monkeypatch.setattr(pyloop._core, "_spawn", boom)
+    before = open_fds()
+    with warnings.catch_warnings(record=True) as warns:
+        warnings.simplefilter("always")
+        with pytest.raises(ZeroDivisionError):
+            run(pyloop_loop, asyncio.create_subprocess_exec(PY, "-c", "pass", stdin=stdin))
+        gc.collect()
+    assert warns == []
+    assert open_fds() == before
 
 
 def test_counters_balanced_after_close():
