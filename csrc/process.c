@@ -28,6 +28,16 @@ pl__process_close_cb(uv_handle_t *handle)
     pl_counters.handles_freed++;
 }
 
+static PyObject *
+pl_process_tuple(PyObject *seq, const char *what)
+{
+    if (PyUnicode_Check(seq) || PyBytes_Check(seq) || !PySequence_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, what);
+        return NULL;
+    }
+    return PySequence_Tuple(seq);
+}
+
 /* Convert a sequence of str/bytes/path-like objects to a NULL-terminated
  * char* array. The bytes objects the pointers refer to are appended to
  * `keep`; the array is PyMem-allocated. */
@@ -35,10 +45,11 @@ static char **
 pl_process_fs_array(PyObject *seq, const char *what, PyObject *keep)
 {
     char **out = NULL;
-    PyObject *fast = PySequence_Fast(seq, what);
-    if (fast == NULL)
+    /* A tuple copy: __fspath__ may run Python code that mutates a list. */
+    PyObject *items = pl_process_tuple(seq, what);
+    if (items == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
     out = PyMem_Calloc((size_t)n + 1, sizeof(char *));
     if (out == NULL) {
         PyErr_NoMemory();
@@ -46,7 +57,7 @@ pl_process_fs_array(PyObject *seq, const char *what, PyObject *keep)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *b = NULL;
-        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(fast, i), &b) ||
+        if (!PyUnicode_FSConverter(PyTuple_GET_ITEM(items, i), &b) ||
             PyList_Append(keep, b) < 0) {
             Py_XDECREF(b);
             PyMem_Free(out);
@@ -57,7 +68,7 @@ pl_process_fs_array(PyObject *seq, const char *what, PyObject *keep)
         Py_DECREF(b); /* `keep` holds it */
     }
 cleanup:
-    Py_DECREF(fast);
+    Py_DECREF(items);
     return out;
 }
 
@@ -80,10 +91,10 @@ static uv_stdio_container_t *
 pl_process_stdio(PyObject *seq, int *count)
 {
     uv_stdio_container_t *out = NULL;
-    PyObject *fast = PySequence_Fast(seq, "stdio must be a sequence of ints");
-    if (fast == NULL)
+    PyObject *items = pl_process_tuple(seq, "stdio must be a sequence of ints");
+    if (items == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
     if (n < 3 || n > 65536) {
         PyErr_SetString(PyExc_ValueError, "stdio needs 3 to 65536 entries");
         goto cleanup;
@@ -94,7 +105,7 @@ pl_process_stdio(PyObject *seq, int *count)
         goto cleanup;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        long fd = PyLong_AsLong(PyTuple_GET_ITEM(items, i));
         if (!(fd == -1 && PyErr_Occurred()) && (fd > INT_MAX || fd < INT_MIN))
             PyErr_SetString(PyExc_OverflowError, "fd out of range");
         if (PyErr_Occurred()) {
@@ -112,7 +123,7 @@ pl_process_stdio(PyObject *seq, int *count)
     }
     *count = (int)n;
 cleanup:
-    Py_DECREF(fast);
+    Py_DECREF(items);
     return out;
 }
 

@@ -417,6 +417,21 @@ def test_spawn_paths(pyloop_loop, spawns):
     assert len(spawns) == 3
 
 
+def test_debug_mode(loop):
+    loop.set_debug(True)
+    assert run(loop, py("print('dbg')", stdin=PIPE)) == (b"dbg\n", 0)
+
+
+def test_reaped_by_thread_without_pidfd(pyloop_loop, monkeypatch):
+    def no_pidfd(pid):
+        raise OSError(38, "Function not implemented")
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+
+    async def main():
+        return await asyncio.gather(py("print(1)"), py("import sys; sys.exit(4)"))
+    assert run(pyloop_loop, main()) == [(b"1\n", 0), (b"", 4)]
+
+
 @pytest.mark.parametrize("stdin", [None, PIPE])
 def test_spawn_raising_closes_everything(pyloop_loop, monkeypatch, stdin):
     # What CPython's test_popen_error checks by patching subprocess.Popen.
