@@ -4,6 +4,7 @@
 #include "handle.h"
 #include "loop.h"
 #include "module.h"
+#include "process.h"
 #include "stream.h"
 #include "udp.h"
 
@@ -53,6 +54,7 @@ pl_module_counters(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef pl_module_methods[] = {
     {"_set_hooks", pl_module_set_hooks, METH_O, NULL},
+    {"_spawn", PL_METH(pl_process_spawn), METH_FASTCALL, NULL},
     {"_counters", pl_module_counters, METH_NOARGS,
      "_counters()\n--\n\nlibuv handles and requests created and freed so far."},
     {NULL}

@@ -22,7 +22,7 @@ from asyncio import (base_events, constants, coroutines, events, futures, select
                      sslproto, tasks, transports, trsock, unix_events)
 from asyncio.log import logger
 
-from . import _core
+from . import _core, _subprocess
 
 __all__ = ("Loop",)
 
@@ -127,6 +127,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        _subprocess.loop_closing(self)
         self._close()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -367,6 +368,8 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 logger.error("Exception in default exception handler while "
                              "handling an unexpected error in custom exception "
                              "handler", exc_info=True)
+
+    _make_subprocess_transport = _subprocess.make_subprocess_transport
 
     # ---- fd readiness callbacks -----------------------------------------------
 
@@ -694,6 +697,7 @@ _BORROWED = {
         "sendfile", "connect_read_pipe", "connect_write_pipe",
         "sock_sendfile", "_sock_sendfile_native", "_sock_sendfile_fallback",
         "_check_sendfile_params",
+        "subprocess_exec", "subprocess_shell", "_log_subprocess",
     ),
 }
 # The Unix loop's versions win where it overrides the generic ones.

@@ -357,6 +357,50 @@ SCENARIOS = {
             except (RuntimeError, ValueError):
                 pass
     """,
+    "subprocess_misuse": """
+        import os, signal
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        spawn = pyloop._core._spawn
+        ok = (loop, "true", ["true"], None, None, [0, 1, 2], False, True)
+        for i in range(len(ok)):
+            for bad in (None, 1, -1, "x", b"\\0", [], [None], ["a\\0"], object(), 10 ** 100,
+                        [0, 1], [0, 1, 2, 10 ** 10], [-5, -5, -5], [99999] * 3):
+                args = list(ok)
+                args[i] = bad
+                try:
+                    pid = spawn(*args)
+                    os.waitpid(pid, 0)
+                except BaseException:
+                    pass
+        for args in [(), ok[:3], ok + (1,)]:
+            try:
+                spawn(*args)
+            except TypeError:
+                pass
+        async def main():
+            t, p = await loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30")
+            t.close(); t.close(); t.kill(); t.send_signal(signal.SIGTERM)
+            t.get_pipe_transport(99); t.get_pid(); t.get_returncode()
+            await t._wait()
+            for meth in (t.kill, t.terminate):
+                try:
+                    meth()
+                except ProcessLookupError:
+                    pass
+            t2, p2 = await loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30")
+            return t2
+        t2 = loop.run_until_complete(main())
+        loop.close()  # with a child still running
+        try:
+            t2.close()
+        except RuntimeError:
+            pass  # its stdin pipe transport needs the loop, as on the stdlib's
+        try:
+            spawn(*ok)
+        except RuntimeError:
+            pass
+    """,
 }
 
 

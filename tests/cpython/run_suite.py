@@ -65,13 +65,6 @@ class Module:
 
 # The modules run by default.
 _SELECTOR_TWINS = ("EPollEventLoopTests.*", "PollEventLoopTests.*", "KqueueEventLoopTests.*")
-# Tests of loop features that belong to the OS-surface issue (UDP and
-# subprocesses) and are not built yet: left out here, not counted as
-# passes, until that issue lands (then these patterns go).
-_OS_SURFACE = (
-    "*.test_subprocess_*", "*.test_read_all_from_pipe_reader",
-    "*.test_fork_asyncio_subprocess",
-)
 MODULES = [
     Module("test_locks"),
     Module("test_queues"),
@@ -87,16 +80,17 @@ MODULES = [
     Module("test_pep492"),
     # Networking: the loop-agnostic mixins of test_events, test_sock_lowlevel
     # and test_sendfile with the loop under test as their create_event_loop.
-    Module("test_streams", drop=_OS_SURFACE),
+    Module("test_streams"),
     Module("test_server", rebind=("SelectorStartServerTests.new_loop",)),
     Module("test_events", rebind=("SelectEventLoopTests.create_event_loop",),
-           drop=_SELECTOR_TWINS + _OS_SURFACE),
+           drop=_SELECTOR_TWINS),
     Module("test_sock_lowlevel", rebind=("SelectEventLoopTests.create_event_loop",),
            drop=_SELECTOR_TWINS),
     Module("test_sendfile", rebind=("SelectEventLoopTests.create_event_loop",),
-           drop=_SELECTOR_TWINS + _OS_SURFACE),
+           drop=_SELECTOR_TWINS),
     Module("test_buffered_proto", rebind=("BufferedProtocolSelectorTests.new_loop",)),
-    Module("test_unix_events", drop=_OS_SURFACE),
+    Module("test_unix_events"),
+    Module("test_subprocess"),
 ]
 
 # Prepared for later, run only when named with --only: the TLS, pipe and
@@ -104,7 +98,6 @@ MODULES = [
 # Move an entry to MODULES when it passes (or its failures are known).
 LATER = [
     Module("test_sslproto", rebind=("SelectorStartTLSTests.new_loop",)),
-    Module("test_subprocess"),
 ]
 
 LOOPS = ("asyncio", "pyloop")
