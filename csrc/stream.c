@@ -55,7 +55,6 @@ pl_stream_force_close(PLStream *self, PyObject *exc)
         self->closing = 1;
     if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     self->conn_lost++;
@@ -166,6 +165,7 @@ pl_stream_maybe_resume(PLStream *self)
 static void
 pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
+    pl_loop_gil_ensure(handle->loop);
     PLStream *self = (PLStream *)handle->data;
     buf->base = NULL;
     buf->len = 0;
@@ -219,7 +219,6 @@ pl_stream_on_eof(PLStream *self)
 {
     if (self->reading) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     PyObject *r = PyObject_CallMethod(self->protocol, "eof_received", NULL);
@@ -244,6 +243,7 @@ pl_stream_on_eof(PLStream *self)
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
+    pl_loop_gil_ensure(stream->loop);
     PLStream *self = (PLStream *)stream->data;
     PyObject *r;
     Py_INCREF(self); /* protocol code may drop the last other reference */
@@ -302,7 +302,6 @@ pl_stream_start_reading(PLStream *self)
 {
     if (self->reading || self->paused || self->closing || self->state != PL_STREAM_OPEN)
         return 0;
-    PL_UV_TOUCH(self->loop);
     int err = uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb);
     if (err < 0) {
         pl_error_set_uv(err);
@@ -317,6 +316,7 @@ pl_stream_start_reading(PLStream *self)
 static void
 pl__stream_shutdown_cb(uv_shutdown_t *req, int status)
 {
+    pl_loop_gil_ensure(req->handle->loop);
     PLStream *self = (PLStream *)req->data;
     (void)status; /* an error here surfaces on the read side */
     PyMem_Free(req);
@@ -333,7 +333,6 @@ pl_stream_shutdown(PLStream *self)
         return -1;
     }
     req->data = self;
-    PL_UV_TOUCH(self->loop);
     int err = uv_shutdown(req, self->uvh, pl__stream_shutdown_cb);
     if (err < 0) {
         PyMem_Free(req);
@@ -362,6 +361,7 @@ pl_stream_on_drained(PLStream *self)
 static void
 pl__stream_write_cb(uv_write_t *ureq, int status)
 {
+    pl_loop_gil_ensure(ureq->handle->loop);
     pl_write_req *req = (pl_write_req *)ureq;
     PLStream *self = req->stream;
     self->write_size -= req->len;
@@ -392,7 +392,6 @@ pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
         return -1;
     }
     uv_buf_t b = uv_buf_init(base, (unsigned int)len);
-    PL_UV_TOUCH(self->loop);
     int err = uv_write(&req->req, self->uvh, &b, 1, pl__stream_write_cb);
     if (err < 0) {
         PyMem_Free(req);
@@ -540,6 +539,7 @@ Stream_can_write_eof(PLStream *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static void
 pl__stream_close_cb(uv_handle_t *handle)
 {
+    pl_loop_gil_ensure(handle->loop);
     PLStream *self = (PLStream *)handle->data;
     PyMem_Free(handle);
     pl_counters.handles_freed++;
@@ -564,7 +564,6 @@ pl_stream_close_handle(PLStream *self)
             PyErr_Clear();
         Py_XDECREF(r);
     }
-    PL_UV_TOUCH(self->loop);
     uv_close((uv_handle_t *)self->uvh, pl__stream_close_cb);
     return 0;
 }
@@ -638,7 +637,6 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
     self->closing = 1;
     if (self->reading) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     if (self->write_size == 0)
@@ -675,7 +673,6 @@ Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     self->paused = 1;
     if (self->reading) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     Py_RETURN_NONE;
@@ -1016,7 +1013,6 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_NoMemory();
         goto error;
     }
-    PL_UV_TOUCH(self);
     int err = domain == AF_UNIX ? uv_pipe_init(&self->uv, &uvh->pipe, 0)
                                 : uv_tcp_init(&self->uv, &uvh->tcp);
     if (err < 0) {

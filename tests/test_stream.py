@@ -352,3 +352,46 @@ def test_read_started_from_a_callback_wakes_a_sleeping_loop(pyloop_loop, pair):
         timer.join()
         b.close()
     assert exc is None and bytes(proto.buf) == b"later"
+
+
+def test_sleep_inside_libuv_releases_gil_and_keeps_deadlines(pyloop_loop, pair):
+    # The loop sleeps in libuv's own epoll_wait (uv_run once) with the GIL
+    # released around the wait only: with a transport reading, another
+    # Python thread must run while the loop sleeps, and a timer must still
+    # never fire before its deadline.
+    import threading
+    import time
+    loop = pyloop_loop
+    a, b = pair
+    proto = Collect(loop, 1)
+    loop._make_socket_transport(a, proto)
+    spins = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            spins.append(None)
+            time.sleep(0.001)
+
+    late = []
+
+    def check(box):
+        late.append(loop.time() >= box[0].when())
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        for delay in (0.0003, 0.002, 0.015, 0.04):
+            box = []
+            box.append(loop.call_later(delay, check, box))
+        before = len(spins)
+        loop.run_until_complete(asyncio.sleep(0.1))
+        during = len(spins) - before
+    finally:
+        stop.set()
+        th.join()
+    assert late == [True] * 4
+    assert during >= 10
+    b.sendall(b"x")
+    assert loop.run_until_complete(asyncio.wait_for(proto.lost, 30)) is None
+    b.close()
