@@ -832,6 +832,7 @@ Loop_dealloc(PLLoop *self)
     }
     PyMem_Free(self->read_buf);
     self->read_buf = NULL;
+    Py_CLEAR(self->spare_bytes);
     pl_poll_close(self);
     Py_CLEAR(self->pending_exc);
     if (self->wake_fd >= 0)

@@ -51,6 +51,7 @@ typedef struct PLLoop {
     int epfd;                 /* add_reader/add_writer epoll set */
     PyObject *pollers;        /* fd -> [mask, reader, writer] */
     char *read_buf;           /* shared by stream reads (one read at a time) */
+    PyObject *spare_bytes;    /* a data_received bytes nobody kept, reused for the next read */
     PyObject *pending_exc;    /* KeyboardInterrupt/SystemExit from a libuv callback */
 
     /* Non-NULL while the GIL is released inside a blocking uv_run pass. */

@@ -395,3 +395,39 @@ def test_sleep_inside_libuv_releases_gil_and_keeps_deadlines(pyloop_loop, pair):
     b.sendall(b"x")
     assert loop.run_until_complete(asyncio.wait_for(proto.lost, 30)) is None
     b.close()
+
+
+def test_data_received_bytes_dropped_by_the_protocol(pyloop_loop, pair):
+    # A bytes object the protocol did not keep is refilled for the next read
+    # of the same size: its cached hash must be forgotten, and bytes the
+    # protocol did keep must never change.
+    loop = pyloop_loop
+    a, b = pair
+    seen, kept = [], []
+
+    class P(asyncio.Protocol):
+        def connection_made(self, t):
+            self.t = t
+
+        def data_received(self, data):
+            seen.append((bytes(bytearray(data)), hash(data)))
+            if data.startswith(b"k"):
+                kept.append(data)
+            self.t.write(b"!")
+
+    loop._make_socket_transport(a, P())
+    chunks = [b"aaaa", b"bbbb", b"kkkk", b"cccc", b"kk11", b"dddd"]
+
+    async def main():
+        for c in chunks:
+            b.sendall(c)
+            while len(seen) < chunks.index(c) + 1:
+                await asyncio.sleep(0.001)
+            assert b.recv(1) == b"!"
+
+    b.setblocking(True)
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+    assert [s for s, _ in seen] == chunks
+    assert all(hash(s) == h for s, h in seen)
+    assert kept == [b"kkkk", b"kk11"]
+    b.close()
