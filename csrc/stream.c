@@ -471,8 +471,17 @@ Stream_write(PLStream *self, PyObject *data)
     if (pl_stream_check_write(self, &drop) < 0)
         return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+    if (PyBytes_CheckExact(data)) {
+        /* The common case, without the buffer protocol's round trip: the
+         * caller's reference keeps the bytes alive for this call, and
+         * PyBuffer_Release ignores a view with no object. */
+        view.obj = NULL;
+        view.buf = PyBytes_AS_STRING(data);
+        view.len = PyBytes_GET_SIZE(data);
+    }
+    else if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
+    }
     PyObject *ret = NULL;
     if (view.len == 0 || drop) {
         ret = Py_NewRef(Py_None);
