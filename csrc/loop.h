@@ -109,4 +109,21 @@ pl_loop_gil_ensure(uv_loop_t *uv)
  * it for run_forever to raise and stop libuv's pass. Clears the error. */
 void pl_loop_stash_exception(PLLoop *loop);
 
+/* A caller holding the GIL while the loop thread is inside a blocking uv_run
+ * pass without it (between the prepare callback and the first callback) is
+ * another thread, and libuv is not thread-safe: touching a handle now would
+ * race with libuv's own bookkeeping, which the GIL no longer serialises.
+ * Every method that calls libuv checks this first (one load). */
+static inline int
+pl_loop_check_uv_thread(PLLoop *loop)
+{
+    if (loop->gil_tstate != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop other "
+                        "than the current one");
+        return -1;
+    }
+    return 0;
+}
+
 #endif

@@ -462,6 +462,8 @@ pl_stream_check_write(PLStream *self, int *drop)
 static PyObject *
 Stream_write(PLStream *self, PyObject *data)
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
         PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.100s'",
                      Py_TYPE(data)->tp_name);
@@ -555,6 +557,8 @@ Stream_writelines(PLStream *self, PyObject *lines)
 static PyObject *
 Stream_write_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->eof_sent)
         Py_RETURN_NONE;
     self->eof_sent = 1;
@@ -623,6 +627,8 @@ pl_stream_close_for_loop(uv_handle_t *handle)
 static PyObject *
 Stream__call_connection_lost(PLStream *self, PyObject *exc)
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     PyObject *r = NULL;
     if (self->protocol_connected && self->protocol != NULL) {
         r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
@@ -669,6 +675,8 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
 static PyObject *
 Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->closing = 1;
@@ -684,6 +692,8 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream_abort(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     pl_stream_force_close(self, NULL);
     Py_RETURN_NONE;
 }
@@ -705,6 +715,8 @@ Stream_is_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->paused = 1;
@@ -718,6 +730,8 @@ Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || !self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->paused = 0;
@@ -729,6 +743,8 @@ Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream__start_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (pl_stream_start_reading(self) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -1007,7 +1023,7 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     PyObject *sock = args[0], *protocol = args[1], *extra = args[2];
-    if (pl_loop_check_closed(self) < 0)
+    if (pl_loop_check_closed(self) < 0 || pl_loop_check_uv_thread(self) < 0)
         return NULL;
     if (extra != Py_None && !PyDict_Check(extra)) {
         PyErr_SetString(PyExc_TypeError, "extra must be a dict or None");

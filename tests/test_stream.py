@@ -431,3 +431,35 @@ def test_data_received_bytes_dropped_by_the_protocol(pyloop_loop, pair):
     assert all(hash(s) == h for s, h in seen)
     assert kept == [b"kkkk", b"kk11"]
     b.close()
+
+
+def test_transport_refuses_another_thread_while_the_loop_sleeps(pyloop_loop, pair):
+    # While the loop thread waits inside libuv without the GIL, a thread
+    # holding the GIL would race with libuv's own bookkeeping: the
+    # transport refuses instead of corrupting the loop.
+    import threading
+    loop = pyloop_loop
+    a, b = pair
+    proto = Collect(loop, 1)
+    t = loop._make_socket_transport(a, proto)
+    errors = []
+
+    def other_thread():
+        for call in (lambda: t.write(b"x"), t.pause_reading, t.close):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+    timer = threading.Timer(0.05, other_thread)
+    timer.start()
+    try:
+        loop.run_until_complete(asyncio.sleep(0.3))
+    finally:
+        timer.join()
+    assert len(errors) == 3 and all("Non-thread-safe" in e for e in errors)
+    # The transport is untouched and still works from the loop's thread.
+    b.sendall(b"y")
+    assert loop.run_until_complete(asyncio.wait_for(proto.lost, 30)) is None
+    assert bytes(proto.buf) == b"y"
+    b.close()
