@@ -173,7 +173,9 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
         return; /* libuv reports UV_ENOBUFS; the read callback ignores it */
     if (self->buffered) {
         /* BufferedProtocol: read straight into the protocol's memory. */
-        PyObject *mem = PyObject_CallMethod(self->protocol, "get_buffer", "n", (Py_ssize_t)-1);
+        PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
+        PyObject *mem = hint ? PyObject_CallOneArg(self->get_buffer_meth, hint) : NULL;
+        Py_XDECREF(hint);
         if (mem == NULL) {
             pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
             return;
@@ -286,7 +288,9 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         if (self->buffered) {
             pl_stream_release_rbuf(self);
-            r = PyObject_CallMethod(self->protocol, "buffer_updated", "n", (Py_ssize_t)nread);
+            PyObject *n = PyLong_FromSsize_t(nread);
+            r = n ? PyObject_CallOneArg(self->buffer_updated_meth, n) : NULL;
+            Py_XDECREF(n);
             if (r == NULL)
                 pl_stream_handle_callback_error(
                     self, "Fatal error: protocol.buffer_updated() call failed.");
@@ -757,16 +761,28 @@ pl_stream_set_protocol(PLStream *self, PyObject *protocol)
     int is_buffered = PyObject_IsInstance(protocol, buffered_type);
     if (is_buffered < 0)
         return -1;
-    PyObject *dr = NULL;
+    /* Bound once here, as uvloop does, instead of an attribute lookup (and
+     * a method object) per read. */
+    PyObject *dr = NULL, *gb = NULL, *bu = NULL;
     if (!is_buffered) {
         dr = PyObject_GetAttrString(protocol, "data_received");
         if (dr == NULL)
             return -1;
     }
+    else {
+        gb = PyObject_GetAttrString(protocol, "get_buffer");
+        bu = gb ? PyObject_GetAttrString(protocol, "buffer_updated") : NULL;
+        if (bu == NULL) {
+            Py_XDECREF(gb);
+            return -1;
+        }
+    }
     if (self->rbuf_held)
         pl_stream_release_rbuf(self);
     Py_XSETREF(self->protocol, Py_NewRef(protocol));
     Py_XSETREF(self->data_received_meth, dr);
+    Py_XSETREF(self->get_buffer_meth, gb);
+    Py_XSETREF(self->buffer_updated_meth, bu);
     self->buffered = (char)is_buffered;
     self->protocol_connected = 1;
     return 0;
@@ -879,6 +895,8 @@ Stream_traverse(PLStream *self, visitproc visit, void *arg)
     Py_VISIT((PyObject *)self->loop);
     Py_VISIT(self->protocol);
     Py_VISIT(self->data_received_meth);
+    Py_VISIT(self->get_buffer_meth);
+    Py_VISIT(self->buffer_updated_meth);
     Py_VISIT(self->sock);
     Py_VISIT(self->lost_hook);
     return 0;
@@ -890,6 +908,8 @@ Stream_clear(PLStream *self)
     Py_CLEAR(self->extra);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->data_received_meth);
+    Py_CLEAR(self->get_buffer_meth);
+    Py_CLEAR(self->buffer_updated_meth);
     Py_CLEAR(self->lost_hook);
     /* loop and sock stay until dealloc: an open handle still needs them. */
     return 0;
