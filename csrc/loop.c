@@ -324,12 +324,17 @@ pl_loop_sleep(PLLoop *self, PLHandle *first)
 {
     int armed = 0;
     if (first != NULL) {
-        /* libuv's clock is whole milliseconds at or behind ours (the same
-         * monotonic clock, truncated): measured from it and rounded up, the
-         * uv_timer cannot end the wait before the deadline. */
+        /* The timer only bounds the wait (uv_run(UV_RUN_ONCE) polls once
+         * whether or not it fires): libuv waits `ms` from the moment it
+         * polls, so the remaining time measured on our clock and rounded up
+         * to whole milliseconds ends the wait at the deadline or just after.
+         * Measured from libuv's truncated clock instead it would oversleep
+         * by another millisecond on average. A wait that ends early (libuv's
+         * clock ticked between here and its poll) is only a wasted pass:
+         * the timer heap decides what is due. */
         uv_update_time(&self->uv);
-        double ms = ceil(first->when * 1000.0 - (double)uv_now(&self->uv));
-        if (ms < 1)
+        double ms = ceil((first->when - pl_loop_now()) * 1000.0);
+        if (!(ms >= 1))
             ms = 1;
         if (ms > PL_MAX_SLEEP * 1000.0)
             ms = PL_MAX_SLEEP * 1000.0;
