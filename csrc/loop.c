@@ -235,8 +235,13 @@ pl__loop_check_cb(uv_check_t *handle)
 static void
 pl__loop_deadline_cb(uv_timer_t *handle)
 {
-    /* Only ends the wait: the timer heap decides what is due. */
+    /* Only ends the wait: the timer heap decides what is due. uv_run runs
+     * due timers before it polls too, and libuv's clock can tick between
+     * arming and that run: fired there, this timer no longer bounds the
+     * poll, which would then wait with no deadline at all. uv_stop makes
+     * that poll non-blocking (uv_run clears the flag when it returns). */
     pl_loop_gil_ensure(handle->loop);
+    uv_stop(handle->loop);
 }
 
 static void
