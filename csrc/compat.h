@@ -37,6 +37,18 @@ pl_err_restore(PyObject *exc)
 #endif
 }
 
+/* Forget a bytes object's cached hash: pyloop refills a bytes object only
+ * it references (stream.c). The field is deprecated for readers (3.11+)
+ * but still the cache bytes_hash() fills. */
+static inline void
+pl_bytes_reset_hash(PyObject *b)
+{
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    ((PyBytesObject *)b)->ob_shash = -1;
+#pragma GCC diagnostic pop
+}
+
 /* Cast a method implementation to PyCFunction without -Wcast-function-type. */
 #define PL_METH(f) ((PyCFunction)(void (*)(void))(f))
 

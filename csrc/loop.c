@@ -1,9 +1,21 @@
 /* The loop: one pass of run_forever, the ready queue, and the wake-ups.
  *
- * libuv is driven as an embedded loop: the GIL is released only while we
- * block in ppoll() on libuv's backend fd (plus our own wake-up fds), and
- * libuv's callbacks are dispatched by uv_run(UV_RUN_NOWAIT) with the GIL held,
- * so no callback pays for re-acquiring the GIL. */
+ * The loop sleeps in libuv's own epoll_wait: our wake-up eventfd, the signal
+ * wakeup socket and the add_reader epoll set are uv_poll watchers in libuv's
+ * epoll set, and the next timer-heap deadline is a uv_timer. When the ready
+ * queue is empty, one uv_run(UV_RUN_ONCE) pass waits and dispatches: one
+ * system call per wake-up, as a plain libuv program makes. The GIL is
+ * released only around the wait: a prepare callback (run just before libuv
+ * polls) releases it and the first pyloop callback after the wake-up takes it
+ * back (pl_loop_gil_ensure, at the top of every libuv callback), so no
+ * callback pays for its own GIL round trip. With callbacks ready, a
+ * uv_run(UV_RUN_NOWAIT) pass runs with the GIL held throughout, and only when
+ * a libuv handle is active: a busy iteration without one makes no system
+ * call.
+ *
+ * Watchers started outside uv_run (say uv_read_start from a ready-queue
+ * callback) reach epoll only inside uv_run; as the wait now happens inside
+ * uv_run, after libuv applied them, no flush pass is needed before it. */
 #include "loop.h"
 #include "errors.h"
 #include "module.h"
@@ -15,7 +27,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
 #include <pthread.h>
 #include <structmember.h>
 #include <sys/eventfd.h>
@@ -202,110 +213,190 @@ pl_loop_read_signals(PLLoop *self)
     return 0;
 }
 
-static inline void
-pl_loop_uv_pass(PLLoop *self)
+/* ---- libuv passes --------------------------------------------------------- */
+
+static void
+pl__loop_prepare_cb(uv_prepare_t *handle)
 {
-    self->uv_dirty = 0;
-    uv_run(&self->uv, UV_RUN_NOWAIT);
+    PLLoop *self = (PLLoop *)handle->loop->data;
+    /* libuv polls right after the prepare callbacks: release the GIL only
+     * for a pass that may block. */
+    if (self->sleeping && self->gil_tstate == NULL)
+        self->gil_tstate = PyEval_SaveThread();
+}
+
+static void
+pl__loop_check_cb(uv_check_t *handle)
+{
+    /* The poll woke up for a reason none of our callbacks saw (libuv's own
+     * watchers, a timeout): take the GIL back before close callbacks. */
+    pl_loop_gil_ensure(handle->loop);
+}
+
+static void
+pl__loop_deadline_cb(uv_timer_t *handle)
+{
+    /* Only ends the wait: the timer heap decides what is due. uv_run runs
+     * due timers before it polls too, and libuv's clock can tick between
+     * arming and that run: fired there, this timer no longer bounds the
+     * poll, which would then wait with no deadline at all. uv_stop makes
+     * that poll non-blocking (uv_run clears the flag when it returns). */
+    pl_loop_gil_ensure(handle->loop);
+    uv_stop(handle->loop);
+}
+
+static void
+pl__loop_fd_poll_cb(uv_poll_t *handle, int status, int events)
+{
+    (void)status;
+    (void)events;
+    pl_loop_gil_ensure(handle->loop);
+    PLLoop *self = (PLLoop *)handle->loop->data;
+    /* Only noted here; pl_loop_after_pass does the work once libuv's pass
+     * is over, so these fds run no Python code inside uv_run. An error
+     * status still counts as readable: the read reports it. */
+    if (handle == &self->wake_poll)
+        self->wake_fired = 1;
+    else if (handle == &self->sig_poll)
+        self->sig_fired = 1;
+    else
+        self->poll_fired = 1;
+}
+
+static int
+pl_loop_poll_start(PLLoop *self, uv_poll_t *p, int fd)
+{
+    int err = uv_poll_init(&self->uv, p, fd);
+    if (err < 0)
+        return err;
+    err = uv_poll_start(p, UV_READABLE, pl__loop_fd_poll_cb);
+    uv_unref((uv_handle_t *)p);
+    return err;
+}
+
+/* The internal handles of PLLoop, unreferenced so that uv_loop_alive()
+ * still means "a user handle or request is active". */
+static int
+pl_loop_uv_init_internal(PLLoop *self)
+{
+    int err = uv_prepare_init(&self->uv, &self->gil_prepare);
+    if (err < 0)
+        return err;
+    uv_unref((uv_handle_t *)&self->gil_prepare);
+    if ((err = uv_prepare_start(&self->gil_prepare, pl__loop_prepare_cb)) < 0)
+        return err;
+    if ((err = uv_check_init(&self->uv, &self->gil_check)) < 0)
+        return err;
+    uv_unref((uv_handle_t *)&self->gil_check);
+    if ((err = uv_check_start(&self->gil_check, pl__loop_check_cb)) < 0)
+        return err;
+    if ((err = uv_timer_init(&self->uv, &self->deadline_timer)) < 0)
+        return err;
+    uv_unref((uv_handle_t *)&self->deadline_timer);
+    if ((err = pl_loop_poll_start(self, &self->wake_poll, self->wake_fd)) < 0)
+        return err;
+    if ((err = pl_loop_poll_start(self, &self->sig_poll, self->sig_rfd)) < 0)
+        return err;
+    return pl_loop_poll_start(self, &self->epfd_poll, self->epfd);
+}
+
+/* Work noted by the internal watchers during a libuv pass. */
+static int
+pl_loop_after_pass(PLLoop *self)
+{
+    if (self->wake_fired) {
+        self->wake_fired = 0;
+        self->wake_pending = 0;
+        pl_loop_drain_fd(self->wake_fd);
+    }
+    if (self->sig_fired) {
+        self->sig_fired = 0;
+        if (pl_loop_read_signals(self) < 0)
+            return -1;
+    }
+    if (self->poll_fired) {
+        self->poll_fired = 0;
+        if (pl_poll_active(self) && pl_poll_dispatch(self) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Nothing is ready: wait in libuv's epoll_wait for I/O, a wake-up or the
+ * deadline of `first` (the earliest timer, not yet due; NULL: none), and
+ * dispatch what woke us. */
+static int
+pl_loop_sleep(PLLoop *self, PLHandle *first)
+{
+    int armed = 0;
+    if (first != NULL) {
+        /* The timer only bounds the wait (uv_run(UV_RUN_ONCE) polls once
+         * whether or not it fires): libuv waits `ms` from the moment it
+         * polls, so the remaining time measured on our clock and rounded up
+         * to whole milliseconds ends the wait at the deadline or just after.
+         * Measured from libuv's truncated clock instead it would oversleep
+         * by another millisecond on average. A wait that ends early (libuv's
+         * clock ticked between here and its poll) is only a wasted pass:
+         * the timer heap decides what is due. */
+        uv_update_time(&self->uv);
+        double ms = ceil((first->when - pl_loop_now()) * 1000.0);
+        if (!(ms >= 1))
+            ms = 1;
+        if (ms > PL_MAX_SLEEP * 1000.0)
+            ms = PL_MAX_SLEEP * 1000.0;
+        uv_timer_start(&self->deadline_timer, pl__loop_deadline_cb, (uint64_t)ms, 0);
+        armed = 1;
+    }
+    /* Referenced for the pass so that libuv waits even with no user handle
+     * active (a wake-up or a signal then ends the wait). */
+    uv_ref((uv_handle_t *)&self->wake_poll);
+    self->sleeping = 1;
+    uv_run(&self->uv, UV_RUN_ONCE);
+    self->sleeping = 0;
+    pl_loop_gil_ensure(&self->uv); /* nothing may have run after the prepare callback */
+    uv_unref((uv_handle_t *)&self->wake_poll);
+    if (armed)
+        uv_timer_stop(&self->deadline_timer);
+
+    if (pl_loop_raise_pending(self) < 0)
+        return -1;
+    /* Python-level signal handlers (SIGINT's KeyboardInterrupt among them)
+     * run here when a signal woke us: the C-level handler writes to the
+     * wakeup socket, which libuv watches (libuv itself retries an
+     * interrupted epoll_wait). */
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    return pl_loop_after_pass(self);
 }
 
 /* Wait for I/O, a wake-up or the next deadline, then dispatch libuv. */
 static int
 pl_loop_poll(PLLoop *self, int busy)
 {
-    int alive = uv_loop_alive(&self->uv);
-
-    if (busy) {
-        if (alive) {
-            pl_loop_uv_pass(self);
-            if (pl_loop_raise_pending(self) < 0)
-                return -1;
-        }
-        if (pl_poll_active(self) && pl_poll_dispatch(self) < 0)
-            return -1;
-        if (self->has_signal_handlers && pl_loop_read_signals(self) < 0)
-            return -1;
-        return 0;
+    PLHandle *first = NULL;
+    if (!busy) {
+        first = pl_timer_peek(self);
+        /* Past, or a NaN deadline: due now, no sleep. */
+        if (first != NULL && !(first->when > pl_loop_now()))
+            busy = 1;
     }
+    if (!busy)
+        return pl_loop_sleep(self, first);
 
-    if (alive && self->uv_dirty) {
-        /* Watchers started outside uv_run reach epoll only inside uv_run:
-         * flush them (and dispatch anything already due) before sleeping,
-         * or a wait on the backend fd could miss them forever. */
-        pl_loop_uv_pass(self);
+    if (uv_loop_alive(&self->uv)) {
+        /* The GIL stays held: `sleeping` is not set. */
+        uv_run(&self->uv, UV_RUN_NOWAIT);
         if (pl_loop_raise_pending(self) < 0)
             return -1;
-        if (self->ready_len > 0 || self->stopping)
-            return 0;
-        alive = uv_loop_alive(&self->uv);
+        return pl_loop_after_pass(self);
     }
-
-    /* Seconds to sleep; negative means no deadline. */
-    double timeout = -1.0;
-    PLHandle *first = pl_timer_peek(self);
-    if (first != NULL) {
-        timeout = first->when - pl_loop_now();
-        if (!(timeout >= 0)) /* past, or a NaN deadline: due now */
-            timeout = 0;
-        if (timeout > PL_MAX_SLEEP)
-            timeout = PL_MAX_SLEEP;
-    }
-    struct pollfd fds[4];
-    int nfds = 0;
-    fds[nfds++] = (struct pollfd){.fd = self->wake_fd, .events = POLLIN};
-    fds[nfds++] = (struct pollfd){.fd = self->sig_rfd, .events = POLLIN};
-    fds[nfds++] = (struct pollfd){.fd = pl_poll_active(self) ? self->epfd : -1, .events = POLLIN};
-    int uv_limited = 0;
-    if (alive) {
-        int uvms = uv_backend_timeout(&self->uv);
-        if (uvms >= 0 && (timeout < 0 || uvms / 1000.0 < timeout)) {
-            timeout = uvms / 1000.0;
-            uv_limited = 1;
-        }
-        fds[nfds++] = (struct pollfd){.fd = uv_backend_fd(&self->uv), .events = POLLIN};
-    }
-    struct timespec ts, *tsp = NULL;
-    if (timeout >= 0) {
-        ts.tv_sec = (time_t)timeout;
-        /* Round up: waking a hair late is harmless, early is a wasted pass. */
-        ts.tv_nsec = (long)ceil((timeout - (double)ts.tv_sec) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        tsp = &ts;
-    }
-
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = ppoll(fds, (nfds_t)nfds, tsp, NULL);
-    Py_END_ALLOW_THREADS
-
-    if (rc < 0 && errno != EINTR) {
-        pl_error_set_errno();
+    /* No libuv handle active: no uv_run and, without add_reader fds or
+     * signal handlers, no system call at all. */
+    if (pl_poll_active(self) && pl_poll_dispatch(self) < 0)
         return -1;
-    }
-    /* Python-level signal handlers (SIGINT's KeyboardInterrupt among them)
-     * run here when a signal woke us. */
-    if (PyErr_CheckSignals() < 0)
+    if (self->has_signal_handlers && pl_loop_read_signals(self) < 0)
         return -1;
-    if (rc > 0) {
-        if (fds[0].revents) {
-            self->wake_pending = 0;
-            pl_loop_drain_fd(self->wake_fd);
-        }
-        if (fds[1].revents && pl_loop_read_signals(self) < 0)
-            return -1;
-        if (fds[2].revents && pl_poll_dispatch(self) < 0)
-            return -1;
-        if (alive && nfds > 3 && fds[3].revents)
-            pl_loop_uv_pass(self);
-    }
-    else if (alive && (uv_limited || self->uv_dirty)) {
-        /* libuv's own timers (or pending closes) may be due. */
-        pl_loop_uv_pass(self);
-    }
-    return pl_loop_raise_pending(self);
+    return 0;
 }
 
 static int
@@ -582,6 +673,16 @@ pl__loop_walk_close_cb(uv_handle_t *handle, void *arg)
     }
 }
 
+/* Close every handle (ours included), run their close callbacks, close
+ * libuv. Before our fds are closed: libuv must not watch a closed fd. */
+static int
+pl_loop_uv_teardown(PLLoop *self)
+{
+    uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
+    uv_run(&self->uv, UV_RUN_DEFAULT);
+    return uv_loop_close(&self->uv);
+}
+
 /* The C half of close(): drop queued work, close libuv, release the fds. */
 static PyObject *
 Loop__close(PLLoop *self, PyObject *Py_UNUSED(ignored))
@@ -595,17 +696,14 @@ Loop__close(PLLoop *self, PyObject *Py_UNUSED(ignored))
     self->state = PL_LOOP_CLOSED;
     pl_loop_ready_clear(self);
     pl_timer_clear(self);
-    pl_poll_close(self);
 
     int err = 0;
-    if (self->fork_gen == pl_fork_generation) {
-        uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
-        uv_run(&self->uv, UV_RUN_DEFAULT);
-        err = uv_loop_close(&self->uv);
-    }
+    if (self->fork_gen == pl_fork_generation)
+        err = pl_loop_uv_teardown(self);
     /* else: a forked child's copy. Its epoll set is shared with the parent,
      * so closing libuv handles here would unregister the parent's fds; the
      * child leaves libuv alone and only drops its own fd copies. */
+    pl_poll_close(self);
     close(self->wake_fd);
     close(self->sig_rfd);
     close(self->sig_wfd);
@@ -713,6 +811,12 @@ Loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw))
         goto error;
     }
     self->uv.data = self;
+    err = pl_loop_uv_init_internal(self);
+    if (err < 0) {
+        pl_loop_uv_teardown(self);
+        pl_error_set_uv(err);
+        goto error;
+    }
     self->state = PL_LOOP_OPEN;
     return (PyObject *)self;
 
@@ -776,14 +880,13 @@ Loop_dealloc(PLLoop *self)
     Loop_clear(self);
     if (self->state == PL_LOOP_OPEN && self->fork_gen == pl_fork_generation) {
         /* close() failed or was impossible; release what we can. */
-        uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
-        uv_run(&self->uv, UV_RUN_DEFAULT);
-        uv_loop_close(&self->uv);
+        pl_loop_uv_teardown(self);
     }
     PyMem_Free(self->read_buf);
     self->read_buf = NULL;
     PyMem_Free(self->due);
     self->due = NULL;
+    Py_CLEAR(self->spare_bytes);
     pl_poll_close(self);
     Py_CLEAR(self->pending_exc);
     if (self->wake_fd >= 0)

@@ -21,7 +21,10 @@ typedef struct PLLoop {
     char debug;
     char has_signal_handlers; /* set from Python: drain signal bytes each pass */
     char wake_pending;        /* an eventfd write is outstanding (GIL-protected) */
-    char uv_dirty;            /* libuv watchers may have changed since the last uv_run */
+    char sleeping;            /* this uv_run pass may block: release the GIL before polling */
+    char wake_fired;          /* set during a pass by the internal watchers below */
+    char sig_fired;
+    char poll_fired;
     unsigned long thread_id;  /* valid while running */
     unsigned long fork_gen;   /* pl_fork_generation when created */
     double slow_callback_duration;
@@ -51,9 +54,22 @@ typedef struct PLLoop {
     int epfd;                 /* add_reader/add_writer epoll set */
     PyObject *pollers;        /* fd -> [mask, reader, writer] */
     char *read_buf;           /* shared by stream reads (one read at a time) */
+    PyObject *spare_bytes;    /* a data_received bytes nobody kept, reused for the next read */
     PyObject *pending_exc;    /* KeyboardInterrupt/SystemExit from a libuv callback */
 
+    /* Non-NULL while the GIL is released inside a blocking uv_run pass. */
+    PyThreadState *gil_tstate;
+
     uv_loop_t uv;
+    /* Internal handles, all unreferenced (they never keep libuv alive on
+     * their own): the GIL release/re-take around libuv's poll, our own fds
+     * watched from libuv's epoll set, and the timer-heap deadline. */
+    uv_prepare_t gil_prepare;
+    uv_check_t gil_check;
+    uv_poll_t wake_poll;
+    uv_poll_t sig_poll;
+    uv_poll_t epfd_poll;
+    uv_timer_t deadline_timer;
 } PLLoop;
 
 extern PyTypeObject PLLoop_Type;
@@ -80,13 +96,41 @@ extern volatile unsigned long pl_fork_generation;
 
 double pl_loop_now(void);
 
-/* Every libuv call that can start or stop a watcher outside uv_run marks the
- * loop: such changes reach epoll only inside uv_run, so the loop must run a
- * non-blocking pass before it sleeps on the backend fd (and only then). */
-#define PL_UV_TOUCH(loop) ((loop)->uv_dirty = 1)
+/* Every pyloop libuv callback begins with this. A pass of uv_run that may
+ * block releases the GIL just before libuv polls (the prepare callback in
+ * loop.c); whichever of our callbacks runs first after the wake-up takes it
+ * back, so the GIL is never re-taken per callback and no Python API runs
+ * without it. */
+static inline void
+pl_loop_gil_ensure(uv_loop_t *uv)
+{
+    PLLoop *loop = (PLLoop *)uv->data;
+    if (loop->gil_tstate != NULL) {
+        PyThreadState *ts = loop->gil_tstate;
+        loop->gil_tstate = NULL;
+        PyEval_RestoreThread(ts);
+    }
+}
 
 /* Called with KeyboardInterrupt/SystemExit set inside a libuv callback: keep
  * it for run_forever to raise and stop libuv's pass. Clears the error. */
 void pl_loop_stash_exception(PLLoop *loop);
+
+/* A caller holding the GIL while the loop thread is inside a blocking uv_run
+ * pass without it (between the prepare callback and the first callback) is
+ * another thread, and libuv is not thread-safe: touching a handle now would
+ * race with libuv's own bookkeeping, which the GIL no longer serialises.
+ * Every method that calls libuv checks this first (one load). */
+static inline int
+pl_loop_check_uv_thread(PLLoop *loop)
+{
+    if (loop->gil_tstate != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop other "
+                        "than the current one");
+        return -1;
+    }
+    return 0;
+}
 
 #endif

@@ -4,7 +4,8 @@
  * fd is closed and its number reused behind its back, which Python code can
  * do at will. Our own epoll set is updated at once (errors reach the caller,
  * as with the stdlib's selector) and a stale registration is simply re-added.
- * The epoll fd sits beside libuv's backend fd in the loop's ppoll(). */
+ * The epoll fd itself is a uv_poll watcher in libuv's epoll set (loop.c):
+ * when it is readable, pl_poll_dispatch collects the ready fds. */
 #include "poll.h"
 #include "errors.h"
 #include "module.h"

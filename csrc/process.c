@@ -24,6 +24,7 @@
 static void
 pl__process_close_cb(uv_handle_t *handle)
 {
+    pl_loop_gil_ensure(handle->loop);
     PyMem_Free(handle);
     pl_counters.handles_freed++;
 }
@@ -211,7 +212,7 @@ pl_process_spawn(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     PLLoop *loop = (PLLoop *)args[0];
-    if (pl_loop_check_closed(loop) < 0)
+    if (pl_loop_check_closed(loop) < 0 || pl_loop_check_uv_thread(loop) < 0)
         return NULL;
     int detached = PyObject_IsTrue(args[6]);
     if (detached < 0)
@@ -272,7 +273,6 @@ pl_process_spawn(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t 
     /* Closing takes the handle off libuv's child list and stops libuv's
      * SIGCHLD watcher now; the memory is freed in the close callback. */
     uv_close((uv_handle_t *)uvh, pl__process_close_cb);
-    PL_UV_TOUCH(loop);
     sigaction(SIGCHLD, &old_chld, NULL);
     if ((old_chld.sa_flags & SA_SIGINFO) ||
         (old_chld.sa_handler != SIG_DFL && old_chld.sa_handler != SIG_IGN)) {

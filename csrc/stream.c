@@ -56,7 +56,6 @@ pl_stream_force_close(PLStream *self, PyObject *exc)
         self->closing = 1;
     if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     self->conn_lost++;
@@ -206,6 +205,7 @@ pl_stream_maybe_resume(PLStream *self)
 static void
 pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
+    pl_loop_gil_ensure(handle->loop);
     PLStream *self = (PLStream *)handle->data;
     buf->base = NULL;
     buf->len = 0;
@@ -213,7 +213,9 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
         return; /* libuv reports UV_ENOBUFS; the read callback ignores it */
     if (self->buffered) {
         /* BufferedProtocol: read straight into the protocol's memory. */
-        PyObject *mem = PyObject_CallMethod(self->protocol, "get_buffer", "n", (Py_ssize_t)-1);
+        PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
+        PyObject *mem = hint ? PyObject_CallOneArg(self->get_buffer_meth, hint) : NULL;
+        Py_XDECREF(hint);
         if (mem == NULL) {
             pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
             return;
@@ -259,7 +261,6 @@ pl_stream_stop_reading(PLStream *self)
 {
     if (self->reading) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
 }
@@ -354,9 +355,38 @@ pl_stream_error_at_eof(PLStream *self)
     return 0;
 }
 
+/* The bytes for data_received. Protocols often drop it before returning
+ * (an echo writes it out at once, a parser copies it into its buffer): a
+ * bytes object nobody else references is then refilled for the next read
+ * of the same size instead of being freed and allocated again. Nobody can
+ * tell: with a reference count of one it is unreachable from Python. */
+static PyObject *
+pl_stream_bytes_take(PLLoop *loop, const char *base, Py_ssize_t n)
+{
+    PyObject *b = loop->spare_bytes;
+    if (b != NULL && PyBytes_GET_SIZE(b) == n) {
+        loop->spare_bytes = NULL;
+        memcpy(PyBytes_AS_STRING(b), base, (size_t)n);
+        pl_bytes_reset_hash(b);
+        return b;
+    }
+    return PyBytes_FromStringAndSize(base, n);
+}
+
+/* Steals `b`. Sizes 0 and 1 are shared singletons, never refilled. */
+static void
+pl_stream_bytes_give_back(PLLoop *loop, PyObject *b)
+{
+    if (Py_REFCNT(b) == 1 && PyBytes_CheckExact(b) && PyBytes_GET_SIZE(b) > 1)
+        Py_XSETREF(loop->spare_bytes, b);
+    else
+        Py_DECREF(b);
+}
+
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
+    pl_loop_gil_ensure(stream->loop);
     PLStream *self = (PLStream *)stream->data;
     PyObject *r;
     Py_INCREF(self); /* protocol code may drop the last other reference */
@@ -372,20 +402,22 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         self->read_iteration = self->loop->iteration;
         if (self->buffered) {
             pl_stream_release_rbuf(self);
-            r = PyObject_CallMethod(self->protocol, "buffer_updated", "n", (Py_ssize_t)nread);
+            PyObject *n = PyLong_FromSsize_t(nread);
+            r = n ? PyObject_CallOneArg(self->buffer_updated_meth, n) : NULL;
+            Py_XDECREF(n);
             if (r == NULL)
                 pl_stream_handle_callback_error(
                     self, "Fatal error: protocol.buffer_updated() call failed.");
             Py_XDECREF(r);
         }
         else {
-            PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
+            PyObject *data = pl_stream_bytes_take(self->loop, buf->base, nread);
             if (data == NULL) {
                 pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
                 goto done;
             }
             r = PyObject_CallOneArg(self->data_received_meth, data);
-            Py_DECREF(data);
+            pl_stream_bytes_give_back(self->loop, data);
             if (r == NULL)
                 pl_stream_handle_callback_error(
                     self, "Fatal error: protocol.data_received() call failed.");
@@ -422,7 +454,6 @@ pl_stream_start_reading(PLStream *self)
 {
     if (self->reading || self->paused || self->closing || self->state != PL_STREAM_OPEN)
         return 0;
-    PL_UV_TOUCH(self->loop);
     int err = uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb);
     if (err < 0) {
         pl_error_set_uv(err);
@@ -437,6 +468,7 @@ pl_stream_start_reading(PLStream *self)
 static void
 pl__stream_shutdown_cb(uv_shutdown_t *req, int status)
 {
+    pl_loop_gil_ensure(req->handle->loop);
     PLStream *self = (PLStream *)req->data;
     (void)status; /* an error here surfaces on the read side */
     PyMem_Free(req);
@@ -453,7 +485,6 @@ pl_stream_shutdown(PLStream *self)
         return -1;
     }
     req->data = self;
-    PL_UV_TOUCH(self->loop);
     int err = uv_shutdown(req, self->uvh, pl__stream_shutdown_cb);
     if (err < 0) {
         PyMem_Free(req);
@@ -482,6 +513,7 @@ pl_stream_on_drained(PLStream *self)
 static void
 pl__stream_write_cb(uv_write_t *ureq, int status)
 {
+    pl_loop_gil_ensure(ureq->handle->loop);
     pl_write_req *req = (pl_write_req *)ureq;
     PLStream *self = req->stream;
     self->write_size -= req->len;
@@ -514,7 +546,6 @@ pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
         return -1;
     }
     uv_buf_t b = uv_buf_init(base, (unsigned int)len);
-    PL_UV_TOUCH(self->loop);
     int err = uv_write(&req->req, self->uvh, &b, 1, pl__stream_write_cb);
     if (err < 0) {
         PyMem_Free(req);
@@ -561,6 +592,8 @@ pl_stream_check_write(PLStream *self, int *drop)
 static PyObject *
 Stream_write(PLStream *self, PyObject *data)
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
         PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.100s'",
                      Py_TYPE(data)->tp_name);
@@ -570,8 +603,17 @@ Stream_write(PLStream *self, PyObject *data)
     if (pl_stream_check_write(self, &drop) < 0)
         return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+    if (PyBytes_CheckExact(data)) {
+        /* The common case, without the buffer protocol's round trip: the
+         * caller's reference keeps the bytes alive for this call, and
+         * PyBuffer_Release ignores a view with no object. */
+        view.obj = NULL;
+        view.buf = PyBytes_AS_STRING(data);
+        view.len = PyBytes_GET_SIZE(data);
+    }
+    else if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
+    }
     PyObject *ret = NULL;
     if (view.len == 0 || drop) {
         ret = Py_NewRef(Py_None);
@@ -740,6 +782,8 @@ done:
 static PyObject *
 Stream_write_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->eof_sent)
         Py_RETURN_NONE;
     self->eof_sent = 1;
@@ -761,6 +805,7 @@ Stream_can_write_eof(PLStream *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static void
 pl__stream_close_cb(uv_handle_t *handle)
 {
+    pl_loop_gil_ensure(handle->loop);
     PLStream *self = (PLStream *)handle->data;
     PyMem_Free(handle);
     pl_counters.handles_freed++;
@@ -785,7 +830,6 @@ pl_stream_close_handle(PLStream *self)
             PyErr_Clear();
         Py_XDECREF(r);
     }
-    PL_UV_TOUCH(self->loop);
     uv_close((uv_handle_t *)self->uvh, pl__stream_close_cb);
     return 0;
 }
@@ -808,6 +852,8 @@ pl_stream_close_for_loop(uv_handle_t *handle)
 static PyObject *
 Stream__call_connection_lost(PLStream *self, PyObject *exc)
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     PyObject *r = NULL;
     if (self->protocol_connected && self->protocol != NULL) {
         r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
@@ -916,12 +962,13 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
 static PyObject *
 Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->closing = 1;
     if (self->reading) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     if (self->write_size == 0)
@@ -941,6 +988,8 @@ Stream__force_close(PLStream *self, PyObject *exc)
 static PyObject *
 Stream_abort(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     pl_stream_force_close(self, NULL);
     Py_RETURN_NONE;
 }
@@ -962,12 +1011,13 @@ Stream_is_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->paused = 1;
     if (self->reading) {
         uv_read_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
         self->reading = 0;
     }
     Py_RETURN_NONE;
@@ -976,6 +1026,8 @@ Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || !self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->paused = 0;
@@ -993,6 +1045,8 @@ Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Stream__start_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (pl_stream_start_reading(self) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -1005,16 +1059,28 @@ pl_stream_set_protocol(PLStream *self, PyObject *protocol)
     int is_buffered = PyObject_IsInstance(protocol, buffered_type);
     if (is_buffered < 0)
         return -1;
-    PyObject *dr = NULL;
+    /* Bound once here, as uvloop does, instead of an attribute lookup (and
+     * a method object) per read. */
+    PyObject *dr = NULL, *gb = NULL, *bu = NULL;
     if (!is_buffered) {
         dr = PyObject_GetAttrString(protocol, "data_received");
         if (dr == NULL)
             return -1;
     }
+    else {
+        gb = PyObject_GetAttrString(protocol, "get_buffer");
+        bu = gb ? PyObject_GetAttrString(protocol, "buffer_updated") : NULL;
+        if (bu == NULL) {
+            Py_XDECREF(gb);
+            return -1;
+        }
+    }
     if (self->rbuf_held)
         pl_stream_release_rbuf(self);
     Py_XSETREF(self->protocol, Py_NewRef(protocol));
     Py_XSETREF(self->data_received_meth, dr);
+    Py_XSETREF(self->get_buffer_meth, gb);
+    Py_XSETREF(self->buffer_updated_meth, bu);
     self->buffered = (char)is_buffered;
     self->protocol_connected = 1;
     return 0;
@@ -1127,6 +1193,8 @@ Stream_traverse(PLStream *self, visitproc visit, void *arg)
     Py_VISIT((PyObject *)self->loop);
     Py_VISIT(self->protocol);
     Py_VISIT(self->data_received_meth);
+    Py_VISIT(self->get_buffer_meth);
+    Py_VISIT(self->buffer_updated_meth);
     Py_VISIT(self->sock);
     Py_VISIT(self->lost_hook);
     Py_VISIT(self->empty_waiter);
@@ -1139,6 +1207,8 @@ Stream_clear(PLStream *self)
     Py_CLEAR(self->extra);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->data_received_meth);
+    Py_CLEAR(self->get_buffer_meth);
+    Py_CLEAR(self->buffer_updated_meth);
     Py_CLEAR(self->lost_hook);
     Py_CLEAR(self->empty_waiter);
     /* loop and sock stay until dealloc: an open handle still needs them. */
@@ -1286,7 +1356,7 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     PyObject *sock = args[0], *protocol = args[1], *extra = args[2];
-    if (pl_loop_check_closed(self) < 0)
+    if (pl_loop_check_closed(self) < 0 || pl_loop_check_uv_thread(self) < 0)
         return NULL;
     if (extra != Py_None && !PyDict_Check(extra)) {
         PyErr_SetString(PyExc_TypeError, "extra must be a dict or None");
@@ -1329,7 +1399,6 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_NoMemory();
         goto error;
     }
-    PL_UV_TOUCH(self);
     int err = domain == AF_UNIX ? uv_pipe_init(&self->uv, &uvh->pipe, 0)
                                 : uv_tcp_init(&self->uv, &uvh->tcp);
     if (err < 0) {

@@ -21,6 +21,8 @@ typedef struct PLStream {
     uv_stream_t *uvh;       /* PyMem-allocated, freed in the close callback */
     PyObject *protocol;
     PyObject *data_received_meth; /* bound protocol.data_received (Protocol only) */
+    PyObject *get_buffer_meth;    /* bound get_buffer / buffer_updated (BufferedProtocol only) */
+    PyObject *buffer_updated_meth;
     PyObject *sock;         /* the Python socket whose fd libuv now owns */
     PyObject *lost_hook;    /* called once after connection_lost (Server._detach) */
     PyObject *empty_waiter; /* future set once nothing is queued (loop.sendfile) */

@@ -277,6 +277,7 @@ pl_udp_loop_do(PLUdp *self, const char *meth, const char *attr)
 static void
 pl__udp_close_cb(uv_handle_t *handle)
 {
+    pl_loop_gil_ensure(handle->loop);
     PLUdp *self = (PLUdp *)handle->data;
     PyMem_Free(handle);
     pl_counters.handles_freed++;
@@ -319,7 +320,6 @@ pl_udp_release_socket(PLUdp *self)
         self->state = PL_UDP_CLOSED;
         return;
     }
-    PL_UV_TOUCH(self->loop);
     uv_close((uv_handle_t *)self->uvh, pl__udp_close_cb);
 }
 
@@ -328,6 +328,7 @@ pl_udp_release_socket(PLUdp *self)
 static void
 pl__udp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
+    pl_loop_gil_ensure(handle->loop);
     PLUdp *self = (PLUdp *)handle->data;
     (void)suggested;
     buf->base = NULL;
@@ -353,6 +354,7 @@ static void
 pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                 unsigned flags)
 {
+    pl_loop_gil_ensure(handle->loop);
     PLUdp *self = (PLUdp *)handle->data;
     (void)flags; /* UV_UDP_PARTIAL: truncated to max_size, as recvfrom() does */
     if (self->conn_lost || self->closing || self->protocol == NULL)
@@ -397,7 +399,6 @@ pl_udp_start_reading(PLUdp *self)
     else {
         if (!pl_udp_uv_usable(self))
             return 0;
-        PL_UV_TOUCH(self->loop);
         int err = uv_udp_recv_start(self->uvh, pl__udp_alloc_cb, pl__udp_recv_cb);
         if (err < 0) {
             pl_error_set_uv(err);
@@ -420,7 +421,6 @@ pl_udp_stop_reading(PLUdp *self)
     }
     else if (pl_udp_uv_usable(self)) {
         uv_udp_recv_stop(self->uvh);
-        PL_UV_TOUCH(self->loop);
     }
 }
 
@@ -428,6 +428,8 @@ pl_udp_stop_reading(PLUdp *self)
 static PyObject *
 Udp__read_ready(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->conn_lost || self->state != PL_UDP_OPEN || self->protocol == NULL)
         Py_RETURN_NONE;
     PyObject *res = PyObject_CallMethod(self->sock, "recvfrom", "i", PL_UDP_MAX_SIZE);
@@ -532,6 +534,7 @@ pl_udp_on_drained(PLUdp *self)
 static void
 pl__udp_send_cb(uv_udp_send_t *ureq, int status)
 {
+    pl_loop_gil_ensure(ureq->handle->loop);
     pl_udp_send_req *req = (pl_udp_send_req *)ureq;
     PLUdp *self = req->udp;
     self->pending--;
@@ -567,7 +570,6 @@ pl_udp_uv_queue(PLUdp *self, PyObject *owner, const struct sockaddr *sa)
         return -1;
     }
     uv_buf_t b = uv_buf_init(PyBytes_AS_STRING(owner), (unsigned int)PyBytes_GET_SIZE(owner));
-    PL_UV_TOUCH(self->loop);
     int err = uv_udp_send(&req->req, self->uvh, &b, 1, sa, pl__udp_send_cb);
     if (err < 0) {
         PyMem_Free(req);
@@ -672,6 +674,8 @@ pl_udp_poll_sendto(PLUdp *self, PyObject *data, Py_buffer *view, PyObject *addr)
 static PyObject *
 Udp__sendto_ready(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     Py_INCREF(self);
     PyObject *ret = NULL;
     while (self->queue != NULL && PyList_GET_SIZE(self->queue) > 0) {
@@ -722,6 +726,8 @@ done:
 static PyObject *
 Udp_sendto(PLUdp *self, PyObject *args, PyObject *kwds)
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     static char *kwlist[] = {"data", "addr", NULL};
     PyObject *data, *addr = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:sendto", kwlist, &data, &addr))
@@ -793,6 +799,8 @@ done:
 static PyObject *
 Udp_close(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->state != PL_UDP_OPEN)
         Py_RETURN_NONE;
     self->closing = 1;
@@ -808,6 +816,8 @@ Udp_close(PLUdp *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Udp_abort(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (pl_udp_force_close(self, NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -816,6 +826,8 @@ Udp_abort(PLUdp *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Udp__force_close(PLUdp *self, PyObject *exc)
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (pl_udp_force_close(self, exc == Py_None ? NULL : exc) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -867,6 +879,8 @@ Udp_is_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Udp_pause_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || self->paused || self->state != PL_UDP_OPEN)
         Py_RETURN_NONE;
     self->paused = 1;
@@ -877,6 +891,8 @@ Udp_pause_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Udp_resume_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (self->closing || !self->paused)
         Py_RETURN_NONE;
     self->paused = 0;
@@ -888,6 +904,8 @@ Udp_resume_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Udp__start_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     if (pl_udp_start_reading(self) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -995,7 +1013,6 @@ pl_udp_open_uv(PLUdp *t, int fd)
         PyErr_NoMemory();
         return -1;
     }
-    PL_UV_TOUCH(t->loop);
     int err = uv_udp_init(&t->loop->uv, uvh);
     if (err < 0) {
         PyMem_Free(uvh);
@@ -1035,6 +1052,8 @@ Udp__new(PyObject *Py_UNUSED(cls), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "loop must be a pyloop loop");
         return NULL;
     }
+    if (pl_loop_check_uv_thread((PLLoop *)loop) < 0)
+        return NULL;
     if (pl_loop_check_closed((PLLoop *)loop) < 0)
         return NULL;
     if (!PyDict_Check(extra)) {

@@ -337,3 +337,21 @@ def test_timer_scheduled_in_an_iteration_fires_in_the_next(loop):
     loop.call_soon(first)
     loop.run_forever()
     assert order == ["first", "soon", "timer"]
+
+
+
+def test_sub_millisecond_sleeps_never_stall_the_loop(pyloop_loop):
+    # The timer-heap deadline is a uv_timer that only bounds libuv's wait.
+    # uv_run runs due timers before it polls: when libuv's millisecond clock
+    # ticks between arming that timer and that run, it fires there and no
+    # longer bounds the poll, which must then not wait with no deadline.
+    # A sleep shorter than a millisecond, repeated, hits that window.
+    import threading
+    loop = pyloop_loop
+    watchdog = threading.Timer(60, loop.call_soon_threadsafe, (loop.stop,))
+    watchdog.start()
+    try:
+        for _ in range(3000):
+            loop.run_until_complete(asyncio.sleep(0.0002))
+    finally:
+        watchdog.cancel()

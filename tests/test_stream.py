@@ -449,3 +449,114 @@ def test_eof_held_while_paused(pyloop_loop, pair):
     loop._make_socket_transport(a, P())
     assert loop.run_until_complete(asyncio.wait_for(done, 30)) is None
     assert order == ["data", "resume", "eof"]
+
+
+def test_sleep_inside_libuv_releases_gil_and_keeps_deadlines(pyloop_loop, pair):
+    # The loop sleeps in libuv's own epoll_wait (uv_run once) with the GIL
+    # released around the wait only: with a transport reading, another
+    # Python thread must run while the loop sleeps, and a timer must still
+    # never fire before its deadline.
+    import threading
+    import time
+    loop = pyloop_loop
+    a, b = pair
+    proto = Collect(loop, 1)
+    loop._make_socket_transport(a, proto)
+    spins = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            spins.append(None)
+            time.sleep(0.001)
+
+    late = []
+
+    def check(box):
+        late.append(loop.time() >= box[0].when())
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        for delay in (0.0003, 0.002, 0.015, 0.04):
+            box = []
+            box.append(loop.call_later(delay, check, box))
+        before = len(spins)
+        loop.run_until_complete(asyncio.sleep(0.1))
+        during = len(spins) - before
+    finally:
+        stop.set()
+        th.join()
+    assert late == [True] * 4
+    assert during >= 10
+    b.sendall(b"x")
+    assert loop.run_until_complete(asyncio.wait_for(proto.lost, 30)) is None
+    b.close()
+
+
+def test_data_received_bytes_dropped_by_the_protocol(pyloop_loop, pair):
+    # A bytes object the protocol did not keep is refilled for the next read
+    # of the same size: its cached hash must be forgotten, and bytes the
+    # protocol did keep must never change.
+    loop = pyloop_loop
+    a, b = pair
+    seen, kept = [], []
+
+    class P(asyncio.Protocol):
+        def connection_made(self, t):
+            self.t = t
+
+        def data_received(self, data):
+            seen.append((bytes(bytearray(data)), hash(data)))
+            if data.startswith(b"k"):
+                kept.append(data)
+            self.t.write(b"!")
+
+    loop._make_socket_transport(a, P())
+    chunks = [b"aaaa", b"bbbb", b"kkkk", b"cccc", b"kk11", b"dddd"]
+
+    async def main():
+        for c in chunks:
+            b.sendall(c)
+            while len(seen) < chunks.index(c) + 1:
+                await asyncio.sleep(0.001)
+            assert b.recv(1) == b"!"
+
+    b.setblocking(True)
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+    assert [s for s, _ in seen] == chunks
+    assert all(hash(s) == h for s, h in seen)
+    assert kept == [b"kkkk", b"kk11"]
+    b.close()
+
+
+def test_transport_refuses_another_thread_while_the_loop_sleeps(pyloop_loop, pair):
+    # While the loop thread waits inside libuv without the GIL, a thread
+    # holding the GIL would race with libuv's own bookkeeping: the
+    # transport refuses instead of corrupting the loop.
+    import threading
+    loop = pyloop_loop
+    a, b = pair
+    proto = Collect(loop, 1)
+    t = loop._make_socket_transport(a, proto)
+    errors = []
+
+    def other_thread():
+        for call in (lambda: t.write(b"x"), t.pause_reading, t.close):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+    timer = threading.Timer(0.05, other_thread)
+    timer.start()
+    try:
+        loop.run_until_complete(asyncio.sleep(0.3))
+    finally:
+        timer.join()
+    assert len(errors) == 3 and all("Non-thread-safe" in e for e in errors)
+    # The transport is untouched and still works from the loop's thread.
+    b.sendall(b"y")
+    assert loop.run_until_complete(asyncio.wait_for(proto.lost, 30)) is None
+    assert bytes(proto.buf) == b"y"
+    b.close()
