@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loops import LoopMissing, new_loop  # noqa: E402
 import workloads_core  # noqa: E402,F401  (registers the core workloads)
+import workloads_os  # noqa: E402,F401  (and the OS-surface ones)
 from workloads_core import REGISTRY  # noqa: E402
 
 

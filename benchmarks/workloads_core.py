@@ -9,10 +9,11 @@ import threading
 REGISTRY = {}
 
 
-def workload(name, n, doc):
-    """Register a workload with its default operation count."""
+def workload(name, n, doc, group="core"):
+    """Register a workload with its default operation count. `group` names the
+    table (and the targets) it is reported under."""
     def deco(fn):
-        REGISTRY[name] = {"fn": fn, "n": n, "doc": doc}
+        REGISTRY[name] = {"fn": fn, "n": n, "doc": doc, "group": group}
         return fn
     return deco
 
