@@ -165,6 +165,29 @@ pl_udp_addr_to_py(const struct sockaddr *sa)
     return Py_BuildValue("(si)", host, (int)ntohs(((const struct sockaddr_in *)sa)->sin_port));
 }
 
+static socklen_t
+pl_udp_sa_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* The Python address of a received datagram, from the cache when the peer is
+ * the previous one. New reference. */
+static PyObject *
+pl_udp_rx_addr(PLUdp *self, const struct sockaddr *sa)
+{
+    socklen_t len = pl_udp_sa_len(sa);
+    if (self->rx_addr != NULL && memcmp(&self->rx_sa, sa, len) == 0)
+        return Py_NewRef(self->rx_addr);
+    PyObject *a = pl_udp_addr_to_py(sa);
+    if (a != NULL) {
+        Py_XSETREF(self->rx_addr, Py_NewRef(a));
+        memset(&self->rx_sa, 0, sizeof(self->rx_sa));
+        memcpy(&self->rx_sa, sa, len);
+    }
+    return a;
+}
+
 /* A numeric (host, port[, flowinfo, scope_id]) tuple into `ss`. 1 when
  * done, 0 when `addr` is not of that shape (the caller resolves it), -1 on
  * error. */
@@ -227,7 +250,15 @@ pl_udp_addr_numeric(int family, PyObject *addr, struct sockaddr_storage *ss)
 static int
 pl_udp_addr_from_py(PLUdp *self, PyObject *addr, struct sockaddr_storage *ss)
 {
+    if (addr == self->tx_addr) {
+        *ss = self->tx_sa;
+        return 0;
+    }
     int rc = pl_udp_addr_numeric(self->family, addr, ss);
+    if (rc > 0 && PyTuple_CheckExact(addr)) {
+        Py_XSETREF(self->tx_addr, Py_NewRef(addr));
+        self->tx_sa = *ss;
+    }
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     PyObject *resolved = PyObject_CallMethod((PyObject *)self->loop, "_udp_address", "iO",
@@ -375,7 +406,7 @@ pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const stru
     else {
         PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
         PyObject *pyaddr = data == NULL ? NULL
-                           : addr ? pl_udp_addr_to_py(addr)
+                           : addr ? pl_udp_rx_addr(self, addr)
                                   : Py_NewRef(Py_None); /* libuv always gives one; be safe */
         rc = pyaddr ? pl_udp_deliver(self, data, pyaddr)
                     : pl_udp_fatal(self, "Fatal read error on datagram transport");
@@ -959,6 +990,8 @@ Udp_traverse(PLUdp *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol);
     Py_VISIT(self->sock);
     Py_VISIT(self->address);
+    Py_VISIT(self->rx_addr);
+    Py_VISIT(self->tx_addr);
     Py_VISIT(self->queue);
     return 0;
 }
@@ -969,6 +1002,8 @@ Udp_clear(PLUdp *self)
     Py_CLEAR(self->extra);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->address);
+    Py_CLEAR(self->rx_addr);
+    Py_CLEAR(self->tx_addr);
     Py_CLEAR(self->queue);
     /* loop and sock stay until dealloc: an open socket still needs them. */
     return 0;

@@ -24,6 +24,14 @@ typedef struct PLUdp {
     PyObject *sock;         /* the Python socket the transport owns */
     PyObject *address;      /* remote address the endpoint was made for, or NULL */
     PyObject *queue;        /* AF_UNIX: list of (bytes, addr) not sent yet */
+    /* The last peer address seen each way, kept so that a steady peer costs
+     * no address conversion per datagram (getnameinfo formats with
+     * sprintf; parsing a tuple back runs inet_pton). Tuples are immutable,
+     * so the sent one is matched by identity. */
+    PyObject *rx_addr;
+    struct sockaddr_storage rx_sa;
+    PyObject *tx_addr;
+    struct sockaddr_storage tx_sa;
     PyObject *weakreflist;
     pl_udp_state state;
     int fd;

@@ -521,3 +521,41 @@ def test_counters_balance_after_close():
             == after["handles_freed"] - before["handles_freed"])
     assert (after["requests_created"] - before["requests_created"]
             == after["requests_freed"] - before["requests_freed"])
+
+
+def test_alternating_peers_keep_their_addresses(loop):
+    # Peers taking turns: each datagram reports its own sender, and replies
+    # sent to each address (the same tuple objects or equal new ones) reach
+    # the right peer.
+    async def main():
+        server, sproto = await loop.create_datagram_endpoint(
+            Proto, local_addr=("127.0.0.1", 0))
+        addr = server.get_extra_info("sockname")
+        peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        for p in peers:
+            p.bind(("127.0.0.1", 0))
+            p.settimeout(10)
+        seen = []
+        try:
+            for i in range(6):
+                p = peers[i % 2]
+                p.sendto(b"%d" % i, addr)
+                while len(sproto.data) <= i:
+                    sproto.arrived.clear()
+                    await asyncio.wait_for(sproto.arrived.wait(), 10)
+                data, src = sproto.data[i]
+                seen.append((data, src))
+                reply_to = src if i < 4 else tuple(src)  # the same object, then an equal copy
+                server.sendto(b"re:" + data, reply_to)
+                got, _ = await loop.run_in_executor(None, p.recvfrom, 100)
+                assert got == b"re:" + data
+        finally:
+            for p in peers:
+                p.close()
+            server.close()
+        return seen
+
+    seen = loop.run_until_complete(main())
+    assert [d for d, _ in seen] == [b"%d" % i for i in range(6)]
+    assert seen[0][1] != seen[1][1]
+    assert all(seen[i][1] == seen[i % 2][1] for i in range(6))
