@@ -10,7 +10,7 @@ top=$(pwd)
 "$venv/bin/python" -m pip install -q --upgrade pytest pytest-timeout setuptools wheel
 src=build/asan-src
 rm -rf "$src"; mkdir -p "$src"
-cp -r csrc pyloop tests setup.py pyproject.toml README.md "$src"/
+cp -r csrc pyloop tests benchmarks setup.py pyproject.toml README.md "$src"/
 rm -f "$src"/pyloop/*.so
 (cd "$src" && PYLOOP_SANITIZE=1 PYLOOP_WERROR=1 "$top/$venv/bin/python" setup.py -q build_ext --inplace >/dev/null)
 libs="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
