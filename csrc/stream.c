@@ -48,30 +48,43 @@ pl_stream_handle_callback_error(PLStream *self, const char *message)
 }
 
 static void
+pl_stream_stop_reading(PLStream *self)
+{
+    if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
+        uv_read_stop(self->uvh);
+        self->reading = 0;
+    }
+}
+
+/* loop.call_soon(self.<name>[, arg]): what the transport does on the next
+ * loop pass, as the stdlib's transports do. -1 with the error set. */
+static int
+pl_stream_call_soon(PLStream *self, const char *name, PyObject *arg)
+{
+    PyObject *meth = PyObject_GetAttrString((PyObject *)self, name);
+    if (meth == NULL)
+        return -1;
+    PyObject *h = arg ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "OO", meth, arg)
+                      : PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth);
+    Py_DECREF(meth);
+    if (h == NULL)
+        return -1;
+    Py_DECREF(h);
+    return 0;
+}
+
+static void
 pl_stream_force_close(PLStream *self, PyObject *exc)
 {
     if (self->conn_lost)
         return;
     if (!self->closing)
         self->closing = 1;
-    if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
-        uv_read_stop(self->uvh);
-        self->reading = 0;
-    }
+    pl_stream_stop_reading(self);
     self->conn_lost++;
     /* connection_lost runs on the next loop pass, as in the stdlib. */
-    PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_call_connection_lost");
-    if (meth == NULL) {
+    if (pl_stream_call_soon(self, "_call_connection_lost", exc ? exc : Py_None) < 0)
         PyErr_WriteUnraisable((PyObject *)self);
-        return;
-    }
-    PyObject *h = PyObject_CallMethod((PyObject *)self->loop, "call_soon", "OO", meth,
-                                      exc ? exc : Py_None);
-    Py_DECREF(meth);
-    if (h == NULL)
-        PyErr_WriteUnraisable((PyObject *)self);
-    else
-        Py_DECREF(h);
 }
 
 /* Report the current exception (not an OSError: those are the peer's doing
@@ -257,15 +270,6 @@ pl_stream_release_rbuf(PLStream *self)
 }
 
 static void
-pl_stream_stop_reading(PLStream *self)
-{
-    if (self->reading) {
-        uv_read_stop(self->uvh);
-        self->reading = 0;
-    }
-}
-
-static void
 pl_stream_on_eof(PLStream *self)
 {
     pl_stream_stop_reading(self);
@@ -292,25 +296,12 @@ pl_stream_on_eof(PLStream *self)
  * already hung up; the stdlib's transports see it one iteration later (the
  * next recv() returning b""). Deliver it then, as they do, so that what the
  * data's callbacks scheduled runs before eof_received() and connection_lost. */
-static int
-pl_stream_schedule_eof(PLStream *self)
-{
-    PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_deliver_eof");
-    PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth)
-                       : NULL;
-    Py_XDECREF(meth);
-    if (h == NULL)
-        return -1;
-    Py_DECREF(h);
-    return 0;
-}
-
 static void
 pl_stream_defer_eof(PLStream *self)
 {
     pl_stream_stop_reading(self);
     self->eof_pending = 1;
-    if (pl_stream_schedule_eof(self) < 0)
+    if (pl_stream_call_soon(self, "_deliver_eof", NULL) < 0)
         pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
 }
 
@@ -589,6 +580,69 @@ pl_stream_check_write(PLStream *self, int *drop)
     return 0;
 }
 
+/* Send `total` bytes in `nbufs` buffers: to the socket at once when nothing
+ * is queued, the rest queued with a reference to what holds it. `keep` is an
+ * exact bytes object holding the only buffer, referenced (it is immutable);
+ * anything else is copied, since the caller may reuse its buffers. 0 when
+ * sent, queued or the connection dropped on an error; -1 with an exception
+ * for the caller to raise. */
+static int
+pl_stream_send(PLStream *self, const uv_buf_t *bufs, unsigned int nbufs, size_t total,
+               PyObject *keep)
+{
+    size_t sent = 0;
+    if (self->write_size == 0) {
+        int n = uv_try_write(self->uvh, bufs, nbufs);
+        if (n >= 0) {
+            sent = (size_t)n;
+        }
+        else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            pl_error_set_uv(n);
+            pl_stream_fatal_error(self, "Fatal write error on socket transport");
+            return 0;
+        }
+        if (sent == total)
+            return 0;
+    }
+    PyObject *owner;
+    char *base;
+    if (keep != NULL) {
+        owner = Py_NewRef(keep);
+        base = bufs[0].base + sent;
+    }
+    else {
+        owner = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total - sent));
+        if (owner == NULL)
+            return -1;
+        base = PyBytes_AS_STRING(owner);
+        if (nbufs == 1) {
+            memcpy(base, bufs[0].base + sent, total - sent);
+        }
+        else {
+            char *dst = base;
+            size_t skip = sent;
+            for (unsigned int i = 0; i < nbufs; i++) {
+                size_t blen = bufs[i].len;
+                if (skip >= blen) {
+                    skip -= blen;
+                    continue;
+                }
+                memcpy(dst, bufs[i].base + skip, blen - skip);
+                dst += blen - skip;
+                skip = 0;
+            }
+        }
+    }
+    if (pl_stream_queue_write(self, owner, base, total - sent) < 0) {
+        Py_DECREF(owner);
+        pl_stream_fatal_error(self, "Fatal write error on socket transport");
+        return 0;
+    }
+    Py_DECREF(owner);
+    pl_stream_maybe_pause(self);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *
 Stream_write(PLStream *self, PyObject *data)
 {
@@ -619,50 +673,10 @@ Stream_write(PLStream *self, PyObject *data)
         ret = Py_NewRef(Py_None);
         goto done;
     }
-    size_t off = 0, len = (size_t)view.len;
-    if (self->write_size == 0) {
-        /* Nothing queued: try the socket at once. */
-        uv_buf_t b = uv_buf_init(view.buf, (unsigned int)(len > UINT_MAX ? UINT_MAX : len));
-        int n = uv_try_write(self->uvh, &b, 1);
-        if (n >= 0) {
-            off = (size_t)n;
-        }
-        else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            pl_error_set_uv(n);
-            pl_stream_fatal_error(self, "Fatal write error on socket transport");
-            ret = Py_NewRef(Py_None);
-            goto done;
-        }
-        if (off == len) {
-            ret = Py_NewRef(Py_None);
-            goto done;
-        }
-    }
-    /* Queue the rest. A bytes object is immutable and can be referenced;
-     * anything else is copied, since the caller may reuse its buffer. */
-    PyObject *owner;
-    char *base;
-    if (PyBytes_CheckExact(data)) {
-        owner = Py_NewRef(data);
-        base = (char *)view.buf + off;
-    }
-    else {
-        owner = PyBytes_FromStringAndSize((char *)view.buf + off, (Py_ssize_t)(len - off));
-        if (owner == NULL)
-            goto done;
-        base = PyBytes_AS_STRING(owner);
-    }
-    if (pl_stream_queue_write(self, owner, base, len - off) < 0) {
-        Py_DECREF(owner);
-        pl_stream_fatal_error(self, "Fatal write error on socket transport");
+    size_t len = (size_t)view.len;
+    uv_buf_t b = uv_buf_init(view.buf, (unsigned int)(len > UINT_MAX ? UINT_MAX : len));
+    if (pl_stream_send(self, &b, 1, len, PyBytes_CheckExact(data) ? data : NULL) == 0)
         ret = Py_NewRef(Py_None);
-        goto done;
-    }
-    Py_DECREF(owner);
-    pl_stream_maybe_pause(self);
-    if (PyErr_Occurred())
-        goto done;
-    ret = Py_NewRef(Py_None);
 done:
     PyBuffer_Release(&view);
     return ret;
@@ -731,46 +745,7 @@ Stream_writelines(PLStream *self, PyObject *lines)
         ret = Py_NewRef(Py_None);
         goto done;
     }
-    int w = uv_try_write(self->uvh, bufs, (unsigned int)nviews);
-    size_t sent = 0;
-    if (w >= 0) {
-        sent = (size_t)w;
-    }
-    else if (w != UV_EAGAIN && w != UV_ENOSYS) {
-        pl_error_set_uv(w);
-        pl_stream_fatal_error(self, "Fatal write error on socket transport");
-        ret = Py_NewRef(Py_None);
-        goto done;
-    }
-    if (sent == total) {
-        ret = Py_NewRef(Py_None);
-        goto done;
-    }
-    /* Copy the unsent tail into one bytes object and queue it. */
-    PyObject *rest = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total - sent));
-    if (rest == NULL)
-        goto done;
-    char *dst = PyBytes_AS_STRING(rest);
-    size_t skip = sent;
-    for (Py_ssize_t i = 0; i < nviews; i++) {
-        size_t len = bufs[i].len;
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        memcpy(dst, bufs[i].base + skip, len - skip);
-        dst += len - skip;
-        skip = 0;
-    }
-    if (pl_stream_queue_write(self, rest, PyBytes_AS_STRING(rest), total - sent) < 0) {
-        Py_DECREF(rest);
-        pl_stream_fatal_error(self, "Fatal write error on socket transport");
-        ret = Py_NewRef(Py_None);
-        goto done;
-    }
-    Py_DECREF(rest);
-    pl_stream_maybe_pause(self);
-    if (!PyErr_Occurred())
+    if (pl_stream_send(self, bufs, (unsigned int)nviews, total, NULL) == 0)
         ret = Py_NewRef(Py_None);
 done:
     for (Py_ssize_t i = 0; i < nviews && i < n; i++)
@@ -967,10 +942,7 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
     if (self->closing || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->closing = 1;
-    if (self->reading) {
-        uv_read_stop(self->uvh);
-        self->reading = 0;
-    }
+    pl_stream_stop_reading(self);
     if (self->write_size == 0)
         pl_stream_force_close(self, NULL);
     Py_RETURN_NONE;
@@ -1016,10 +988,7 @@ Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     if (self->closing || self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
     self->paused = 1;
-    if (self->reading) {
-        uv_read_stop(self->uvh);
-        self->reading = 0;
-    }
+    pl_stream_stop_reading(self);
     Py_RETURN_NONE;
 }
 
@@ -1033,7 +1002,7 @@ Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     self->paused = 0;
     if (self->eof_pending) {
         /* The EOF already read waits for us: hand it over, not a read. */
-        if (pl_stream_schedule_eof(self) < 0)
+        if (pl_stream_call_soon(self, "_deliver_eof", NULL) < 0)
             return NULL;
         Py_RETURN_NONE;
     }
