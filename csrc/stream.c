@@ -707,6 +707,8 @@ pl_stream_writelines_joined(PLStream *self, PyObject *lines)
 static PyObject *
 Stream_writelines(PLStream *self, PyObject *lines)
 {
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
     PyObject *seq = PySequence_Fast(lines, "writelines() argument must be an iterable");
     if (seq == NULL)
         return NULL;
