@@ -1,4 +1,4 @@
-/* Child processes started with libuv's uv_spawn. */
+/* Child processes started with posix_spawn (see process.c for why not uv_spawn). */
 #ifndef PL_PROCESS_H
 #define PL_PROCESS_H
 

@@ -6,34 +6,22 @@ BaseEventLoop.subprocess_exec/subprocess_shell and the transport here is an
 asyncio.base_subprocess.BaseSubprocessTransport. What differs is how the child
 is started and reaped:
 
-* Spawn path 1, libuv: `_core._spawn` (uv_spawn) with real pipes (os.pipe)
-  for PIPE, /dev/null for DEVNULL, the child's stdout for STDOUT, and ints or
-  file objects as given. Taken when libuv does exactly what subprocess.Popen
-  would do with the call's arguments: cwd, env, executable, pass_fds,
-  close_fds (with close_fds=True the parent's inheritable fds are marked
-  close-on-exec while uv_spawn runs), start_new_session, pipesize, and every
-  other keyword at its default.
+* Spawn path 1, `_core._spawn` (posix_spawn; csrc/process.c says why not
+  libuv's uv_spawn) with real pipes (os.pipe) for PIPE, /dev/null for
+  DEVNULL, the child's stdout for STDOUT, and ints or file objects as given.
+  Taken when posix_spawn does exactly what subprocess.Popen would do with the
+  call's arguments: cwd, env, executable, pass_fds, close_fds,
+  start_new_session, pipesize, and every other keyword at its default.
 * Spawn path 2, subprocess.Popen (the stdlib's _posixsubprocess, so only a
   user preexec_fn runs Python code in the child, as with the stdlib loop) for
-  what uv_spawn cannot express exactly:
-    - preexec_fn, process_group, umask, user, group, extra_groups (libuv
-      always drops the supplementary groups when it changes ids, Popen keeps
-      them unless extra_groups is given), restore_signals=False, pass_fds
-      with close_fds=False (Popen's warning), pass_fds entries below 3,
-      startupinfo/creationflags and unknown keywords (Popen raises what it
-      raises);
-    - a parent state that uv_spawn's child would not reproduce: a signal other
-      than SIGPIPE/SIGXFSZ ignored, or signals blocked, in the caller (libuv
-      resets every disposition and the mask; Popen keeps them), a stdio fd
-      of the parent that is closed or non-blocking (libuv makes the child's
-      fds 0-2 blocking, which the parent shares);
-    - a program that is neither an ELF file nor a #! script (glibc's execvp,
-      which libuv uses, runs such a file with /bin/sh; Popen raises
-      ENOEXEC), or one that cannot be read to tell.
+  what path 1 does not express: preexec_fn, process_group, umask, user,
+  group, extra_groups, restore_signals=False, pass_fds with close_fds=False
+  (Popen's warning), pass_fds entries below 3, startupinfo/creationflags and
+  unknown keywords (Popen raises what it raises), and a stdio fd of the
+  parent that is closed (Popen leaves it closed in the child).
 * Reaping, both paths: a pidfd (os.pidfd_open) watched with the loop's
   _add_reader, then os.waitpid; a waiting thread where pidfds are missing. No
-  stdlib child watcher is involved, and libuv's SIGCHLD handler is gone again
-  when uv_spawn returns (see csrc/process.c).
+  stdlib child watcher and no SIGCHLD handler is involved.
 """
 
 import errno
@@ -51,9 +39,9 @@ from asyncio.log import logger
 
 from . import _core
 
-# Keywords the libuv path can honour, with the predicate each value must meet
-# for libuv to behave as Popen would.
-_UV_KWARGS = {
+# Keywords path 1 can honour, with the predicate each value must meet for it
+# to behave as Popen would.
+_SPAWN_KWARGS = {
     "cwd": lambda v: True,
     "env": lambda v: True,
     "executable": lambda v: True,
@@ -72,14 +60,11 @@ _UV_KWARGS = {
     "creationflags": lambda v: type(v) is int and v == 0,
 }
 
-# Signals Popen(restore_signals=True) resets in the child; libuv resets all.
-_RESTORED = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP}
-
 
 class _Child:
     """The Popen-like object BaseSubprocessTransport drives (pid, returncode,
     stdin/stdout/stderr, poll, wait, send_signal, terminate, kill) for a
-    child started with uv_spawn, what get_extra_info('subprocess') returns.
+    child started by _core._spawn, what get_extra_info('subprocess') returns.
     As with Popen, poll() and wait() reap the child themselves (the reaper
     then takes returncode from here), and a child known to be gone is never
     signalled, so a reused pid is never hit."""
@@ -226,7 +211,7 @@ def loop_closing(loop):
         reaper._detach()
 
 
-# ---- the libuv spawn path ------------------------------------------------------
+# ---- spawn path 1 ------------------------------------------------------
 
 
 def _popen_args(args, shell, executable):
@@ -249,44 +234,26 @@ def _popen_args(args, shell, executable):
 
 
 def _program(executable, env, cwd):
-    """The file exec will run, found as Popen finds it, or None when only
-    Popen can run it exactly (not ELF, not #!, or unreadable). Where nothing
-    is found the name is returned as is: the spawn then fails as Popen's."""
+    """The file exec will run, found on the child's PATH as Popen finds it;
+    the name as given where nothing is found (the spawn then fails as
+    Popen's does)."""
     executable = os.fsencode(executable)
     if os.path.dirname(executable):
-        candidates = [executable]
-    else:
-        candidates = [os.path.join(os.fsencode(d), executable) for d in os.get_exec_path(env)]
-    for cand in candidates:
+        return executable
+    for d in os.get_exec_path(env):
+        cand = os.path.join(os.fsencode(d), executable)
         path = cand if cwd is None else os.path.join(os.fsencode(cwd), cand)
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            continue
-        try:
-            with open(path, "rb", buffering=0) as f:
-                head = f.read(4)
-        except OSError:
-            return None
-        return cand if head[:2] == b"#!" or head == b"\x7fELF" else None
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return cand
     return executable
 
 
-def _signals_differ():
-    # libuv's child resets dispositions 1-31 and the mask; Popen only SIGPIPE
-    # and SIGXFSZ, and an ignored signal stays ignored across exec.
-    if signal.pthread_sigmask(signal.SIG_BLOCK, ()):
-        return True
-    for sig in range(1, 32):
-        if sig not in _RESTORED and signal.getsignal(sig) is signal.SIG_IGN:
-            return True
-    return False
-
-
-def _fd_unsuitable(fd):
-    # A closed fd, or one whose O_NONBLOCK libuv would clear for the parent too.
+def _fd_closed(fd):
     try:
-        return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+        fcntl.fcntl(fd, fcntl.F_GETFD)
     except OSError:
         return True
+    return False
 
 
 def _given_fd(spec, stream):
@@ -303,9 +270,9 @@ def _given_fd(spec, stream):
 
 
 def _plan(args, shell, stdin, stdout, stderr, kwargs):
-    """Everything uv_spawn needs, or None to use subprocess.Popen."""
+    """Everything _core._spawn needs, or None to use subprocess.Popen."""
     for name, value in kwargs.items():
-        check = _UV_KWARGS.get(name)
+        check = _SPAWN_KWARGS.get(name)
         if check is None or not check(value):
             return None
     pass_fds = sorted(set(map(int, kwargs.get("pass_fds", ()))))
@@ -321,14 +288,12 @@ def _plan(args, shell, stdin, stdout, stderr, kwargs):
         specs.append(_given_fd(stderr, 2))
     if None in specs:
         return None
-    if any(kind == "fd" and _fd_unsuitable(fd) for kind, fd in specs):
+    if any(kind == "fd" and _fd_closed(fd) for kind, fd in specs):
         return None
     cwd = kwargs.get("cwd")
     env = kwargs.get("env")
     args, executable = _popen_args(args, shell, kwargs.get("executable"))
     program = _program(executable, env, cwd)
-    if program is None or _signals_differ():
-        return None
     return args, executable, program, cwd, env, pass_fds, specs
 
 

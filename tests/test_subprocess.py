@@ -40,18 +40,9 @@ def open_fds():
     return sorted(os.listdir("/proc/self/fd"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def libuv_signal_globals():
-    """libuv opens a process-wide pipe the first time it handles a signal
-    (uv_spawn starts its SIGCHLD watcher): open it before fds are counted."""
-    loop = pyloop.new_event_loop()
-    run(loop, py("pass"))
-    loop.close()
-
-
 @pytest.fixture
 def spawns(monkeypatch):
-    """The programs started through uv_spawn (the libuv path)."""
+    """The programs started through _core._spawn (posix_spawn, path 1)."""
     seen = []
     real = pyloop._core._spawn
 
@@ -205,11 +196,15 @@ def test_preexec_fn(loop):
     assert out == b"ran\n"
 
 
-def sig_ignored(status_text, sig):
+def sig_in(status_text, field, sig):
     for line in status_text.splitlines():
-        if line.startswith(b"SigIgn:"):
+        if line.startswith(field + b":"):
             return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
     raise AssertionError(status_text)
+
+
+def sig_ignored(status_text, sig):
+    return sig_in(status_text, b"SigIgn", sig)
 
 
 def test_restore_signals(loop):
@@ -227,6 +222,28 @@ def test_ignored_signal_is_inherited(loop):
     finally:
         signal.signal(signal.SIGUSR2, old)
     assert sig_ignored(out, signal.SIGUSR2)
+
+
+def test_blocked_signal_is_inherited(loop):
+    # As Popen: the child starts with the caller's signal mask.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        out, _ = run(loop, output("cat", "/proc/self/status"))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    assert sig_in(out, b"SigBlk", signal.SIGUSR2)
+    assert not sig_in(out, b"SigBlk", signal.SIGUSR1)
+
+
+def test_bare_name_is_not_run_from_cwd(loop, tmp_path):
+    # A name without a slash is looked up on PATH only, never in cwd.
+    script = tmp_path / "pyloop-not-on-path"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(0o755)
+    with pytest.raises(FileNotFoundError):
+        subprocess.Popen([script.name], cwd=tmp_path)
+    with pytest.raises(FileNotFoundError):
+        run(loop, output(script.name, cwd=tmp_path))
 
 
 def test_script_without_shebang_fails_as_popen(loop, tmp_path):
@@ -410,11 +427,16 @@ def test_spawn_paths(pyloop_loop, spawns):
     run(pyloop_loop, py("pass"))
     run(pyloop_loop, py("pass", cwd="/", env={}, start_new_session=True, close_fds=False))
     run(pyloop_loop, output("true", pass_fds=()))
-    assert len(spawns) == 3
+    old = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        run(pyloop_loop, output("true"))  # posix_spawn keeps it ignored, as Popen
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert len(spawns) == 4
     for kwargs in ({"preexec_fn": lambda: None}, {"umask": 0o22}, {"process_group": 0},
                    {"user": os.getuid()}, {"restore_signals": False}):
         run(pyloop_loop, py("pass", **kwargs))
-    assert len(spawns) == 3
+    assert len(spawns) == 4
 
 
 def test_debug_mode(loop):
@@ -448,8 +470,9 @@ def test_spawn_raising_closes_everything(pyloop_loop, monkeypatch, stdin):
     assert open_fds() == before
 
 
-def test_counters_balanced_after_close():
+def test_counters_and_fds_balanced_after_close():
     gc.collect()
+    fds = open_fds()
     before = pyloop._core._counters()
     loop = pyloop.new_event_loop()
     async def main():
@@ -461,9 +484,9 @@ def test_counters_balanced_after_close():
     del loop
     gc.collect()
     after = pyloop._core._counters()
-    assert after["handles_created"] - before["handles_created"] >= 3
     assert (after["handles_created"] - before["handles_created"]
             == after["handles_freed"] - before["handles_freed"])
+    assert open_fds() == fds
 
 
 def test_loop_closed_with_child_running():
