@@ -884,6 +884,8 @@ Loop_dealloc(PLLoop *self)
     }
     PyMem_Free(self->read_buf);
     self->read_buf = NULL;
+    PyMem_Free(self->udp_buf);
+    self->udp_buf = NULL;
     PyMem_Free(self->due);
     self->due = NULL;
     Py_CLEAR(self->spare_bytes);
@@ -994,4 +996,33 @@ pl_loop_init_type(PyObject *module)
         atfork_done = 1;
     }
     return PyModule_AddObjectRef(module, "Loop", (PyObject *)&PLLoop_Type);
+}
+
+/* The bytes for data_received and datagram_received. Protocols often drop
+ * it before returning (an echo writes it out at once, a parser copies it
+ * into its buffer): a
+ * bytes object nobody else references is then refilled for the next read
+ * of the same size instead of being freed and allocated again. Nobody can
+ * tell: with a reference count of one it is unreachable from Python. */
+PyObject *
+pl_loop_bytes_take(PLLoop *loop, const char *base, Py_ssize_t n)
+{
+    PyObject *b = loop->spare_bytes;
+    if (b != NULL && PyBytes_GET_SIZE(b) == n) {
+        loop->spare_bytes = NULL;
+        memcpy(PyBytes_AS_STRING(b), base, (size_t)n);
+        pl_bytes_reset_hash(b);
+        return b;
+    }
+    return PyBytes_FromStringAndSize(base, n);
+}
+
+/* Steals `b`. Sizes 0 and 1 are shared singletons, never refilled. */
+void
+pl_loop_bytes_give_back(PLLoop *loop, PyObject *b)
+{
+    if (Py_REFCNT(b) == 1 && PyBytes_CheckExact(b) && PyBytes_GET_SIZE(b) > 1)
+        Py_XSETREF(loop->spare_bytes, b);
+    else
+        Py_DECREF(b);
 }

@@ -54,6 +54,7 @@ typedef struct PLLoop {
     int epfd;                 /* add_reader/add_writer epoll set */
     PyObject *pollers;        /* fd -> [mask, reader, writer] */
     char *read_buf;           /* shared by stream reads (one read at a time) */
+    char *udp_buf;            /* shared by UDP reads: recvmmsg chunks (udp.c) */
     PyObject *spare_bytes;    /* a data_received bytes nobody kept, reused for the next read */
     PyObject *pending_exc;    /* KeyboardInterrupt/SystemExit from a libuv callback */
 
@@ -132,5 +133,11 @@ pl_loop_check_uv_thread(PLLoop *loop)
     }
     return 0;
 }
+
+/* A bytes object of `n` bytes copied from `base`, refilled from the loop's
+ * spare one when it has that size; give_back (stealing `b`) keeps `b` as the
+ * spare when nothing else references it. See loop.c. */
+PyObject *pl_loop_bytes_take(PLLoop *loop, const char *base, Py_ssize_t n);
+void pl_loop_bytes_give_back(PLLoop *loop, PyObject *b);
 
 #endif

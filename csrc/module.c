@@ -99,7 +99,9 @@ PyInit__core(void)
     pl_state.str_loop = PyUnicode_InternFromString("loop");
     pl_state.str_context = PyUnicode_InternFromString("context");
     pl_state.str_callback = PyUnicode_InternFromString("callback");
-    if (!pl_state.str_loop || !pl_state.str_context || !pl_state.str_callback)
+    pl_state.str_datagram_received = PyUnicode_InternFromString("datagram_received");
+    if (!pl_state.str_loop || !pl_state.str_context || !pl_state.str_callback ||
+        !pl_state.str_datagram_received)
         goto error;
     pl_state.kwnames_loop = PyTuple_Pack(1, pl_state.str_loop);
     if (pl_state.kwnames_loop == NULL)

@@ -17,6 +17,7 @@ typedef struct {
     PyObject *str_loop;       /* "loop" */
     PyObject *str_context;    /* "context" */
     PyObject *str_callback;   /* "callback" */
+    PyObject *str_datagram_received; /* "datagram_received" */
     PyObject *kwnames_loop;   /* ("loop",) */
 } pl_module_state;
 

@@ -346,34 +346,6 @@ pl_stream_error_at_eof(PLStream *self)
     return 0;
 }
 
-/* The bytes for data_received. Protocols often drop it before returning
- * (an echo writes it out at once, a parser copies it into its buffer): a
- * bytes object nobody else references is then refilled for the next read
- * of the same size instead of being freed and allocated again. Nobody can
- * tell: with a reference count of one it is unreachable from Python. */
-static PyObject *
-pl_stream_bytes_take(PLLoop *loop, const char *base, Py_ssize_t n)
-{
-    PyObject *b = loop->spare_bytes;
-    if (b != NULL && PyBytes_GET_SIZE(b) == n) {
-        loop->spare_bytes = NULL;
-        memcpy(PyBytes_AS_STRING(b), base, (size_t)n);
-        pl_bytes_reset_hash(b);
-        return b;
-    }
-    return PyBytes_FromStringAndSize(base, n);
-}
-
-/* Steals `b`. Sizes 0 and 1 are shared singletons, never refilled. */
-static void
-pl_stream_bytes_give_back(PLLoop *loop, PyObject *b)
-{
-    if (Py_REFCNT(b) == 1 && PyBytes_CheckExact(b) && PyBytes_GET_SIZE(b) > 1)
-        Py_XSETREF(loop->spare_bytes, b);
-    else
-        Py_DECREF(b);
-}
-
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -402,13 +374,13 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             Py_XDECREF(r);
         }
         else {
-            PyObject *data = pl_stream_bytes_take(self->loop, buf->base, nread);
+            PyObject *data = pl_loop_bytes_take(self->loop, buf->base, nread);
             if (data == NULL) {
                 pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
                 goto done;
             }
             r = PyObject_CallOneArg(self->data_received_meth, data);
-            pl_stream_bytes_give_back(self->loop, data);
+            pl_loop_bytes_give_back(self->loop, data);
             if (r == NULL)
                 pl_stream_handle_callback_error(
                     self, "Fatal error: protocol.data_received() call failed.");

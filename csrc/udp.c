@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 
 #define PL_UDP_MAX_SIZE (256 * 1024) /* as _SelectorTransport.max_size */
+#define PL_UDP_MMSG_BUF (16 * 64 * 1024)
 #define PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
 /* 3.13 counts 8 bytes of header per queued datagram and sends empty ones. */
@@ -328,6 +329,7 @@ pl_udp_release_socket(PLUdp *self)
     if (self->state != PL_UDP_OPEN)
         return;
     self->reading = 0;
+    Py_CLEAR(self->backlog); /* unread once closed, as the stdlib leaves them */
     if (self->uvh == NULL) {
         self->state = PL_UDP_CLOSED;
         if (pl_udp_loop_do(self, "_remove_reader", NULL) < 0 ||
@@ -356,6 +358,8 @@ pl_udp_release_socket(PLUdp *self)
 
 /* ---- reading ------------------------------------------------------------------ */
 
+static void pl_udp_stop_reading(PLUdp *self);
+
 static void
 pl__udp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
@@ -364,21 +368,51 @@ pl__udp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     buf->base = NULL;
     buf->len = 0;
-    /* The shared read buffer: the data is copied out before Python runs. */
-    if (self->loop->read_buf == NULL)
-        self->loop->read_buf = PyMem_Malloc(PL_UDP_MAX_SIZE);
-    if (self->loop->read_buf == NULL)
+    if (self->loop->udp_buf == NULL)
+        self->loop->udp_buf = PyMem_Malloc(PL_UDP_MMSG_BUF);
+    if (self->loop->udp_buf == NULL)
         return; /* libuv reports UV_ENOBUFS */
-    buf->base = self->loop->read_buf;
-    buf->len = PL_UDP_MAX_SIZE;
+    buf->base = self->loop->udp_buf;
+    buf->len = PL_UDP_MMSG_BUF;
 }
 
 static int
 pl_udp_deliver(PLUdp *self, PyObject *data, PyObject *addr)
 {
-    PyObject *r = PyObject_CallMethod(self->protocol, "datagram_received", "OO", data, addr);
+    PyObject *stack[3] = {self->protocol, data, addr};
+    PyObject *r = PyObject_VectorcallMethod(pl_state.str_datagram_received, stack,
+                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
+}
+
+/* One received datagram, copied out of the shared buffer: delivered now, or
+ * kept in the backlog while reading is paused (or older ones wait there). */
+static int
+pl_udp_receive(PLUdp *self, const char *base, ssize_t nread, const struct sockaddr *addr)
+{
+    PyObject *data = pl_loop_bytes_take(self->loop, base, nread);
+    PyObject *pyaddr = data == NULL ? NULL
+                       : addr ? pl_udp_rx_addr(self, addr)
+                              : Py_NewRef(Py_None); /* libuv always gives one; be safe */
+    int rc;
+    if (pyaddr == NULL) {
+        rc = pl_udp_fatal(self, "Fatal read error on datagram transport");
+    }
+    else if (self->paused || self->backlog != NULL) {
+        if (self->backlog == NULL)
+            self->backlog = PyList_New(0);
+        PyObject *item = self->backlog ? PyTuple_Pack(2, data, pyaddr) : NULL;
+        rc = item != NULL && PyList_Append(self->backlog, item) == 0 ? 0 : -1;
+        Py_XDECREF(item);
+    }
+    else {
+        rc = pl_udp_deliver(self, data, pyaddr);
+    }
+    if (data != NULL)
+        pl_loop_bytes_give_back(self->loop, data);
+    Py_XDECREF(pyaddr);
+    return rc;
 }
 
 static void
@@ -387,7 +421,22 @@ pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const stru
 {
     pl_loop_gil_ensure(handle->loop);
     PLUdp *self = (PLUdp *)handle->data;
-    (void)flags; /* UV_UDP_PARTIAL: truncated to max_size, as recvfrom() does */
+    /* The handle reads with recvmmsg: each datagram of a batch comes as a
+     * UV_UDP_MMSG_CHUNK call, then one UV_UDP_MMSG_FREE call ends the batch.
+     * libuv drops the rest of a batch once receiving stops, so a pause asked
+     * for inside a batch stops receiving only here, at its end, and the
+     * datagrams read meanwhile wait in the backlog. UV_UDP_PARTIAL: truncated
+     * to the chunk size (64 KiB, more than any IP datagram). */
+    if (flags & UV_UDP_MMSG_FREE) {
+        self->in_batch = 0;
+        if (self->stop_deferred) {
+            self->stop_deferred = 0;
+            pl_udp_stop_reading(self);
+        }
+        return;
+    }
+    if (flags & UV_UDP_MMSG_CHUNK)
+        self->in_batch = 1;
     if (self->conn_lost || self->closing || self->protocol == NULL)
         return;
     if (nread == 0 && addr == NULL)
@@ -404,18 +453,34 @@ pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const stru
         rc = pl_udp_sort_exception(self, "Fatal read error on datagram transport");
     }
     else {
-        PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
-        PyObject *pyaddr = data == NULL ? NULL
-                           : addr ? pl_udp_rx_addr(self, addr)
-                                  : Py_NewRef(Py_None); /* libuv always gives one; be safe */
-        rc = pyaddr ? pl_udp_deliver(self, data, pyaddr)
-                    : pl_udp_fatal(self, "Fatal read error on datagram transport");
-        Py_XDECREF(data);
-        Py_XDECREF(pyaddr);
+        rc = pl_udp_receive(self, buf->base, nread, addr);
     }
     if (rc < 0)
         pl_udp_route_error(self, "Exception in datagram transport read callback");
     Py_DECREF(self);
+}
+
+/* loop.call_soon(self._deliver_backlog) after resume_reading(): the
+ * datagrams kept while paused, oldest first, until one pauses again. */
+static PyObject *
+Udp__deliver_backlog(PLUdp *self, PyObject *Py_UNUSED(ignored))
+{
+    while (self->backlog != NULL && !self->paused && !self->conn_lost && !self->closing &&
+           self->protocol != NULL) {
+        PyObject *item = PyList_GET_ITEM(self->backlog, 0);
+        Py_INCREF(item);
+        if (PyList_SetSlice(self->backlog, 0, 1, NULL) < 0) {
+            Py_DECREF(item);
+            return NULL;
+        }
+        if (PyList_GET_SIZE(self->backlog) == 0)
+            Py_CLEAR(self->backlog);
+        int rc = pl_udp_deliver(self, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+        Py_DECREF(item);
+        if (rc < 0)
+            pl_udp_route_error(self, "Exception in datagram transport read callback");
+    }
+    Py_RETURN_NONE;
 }
 
 static int
@@ -754,14 +819,47 @@ done:
     return ret;
 }
 
+/* sendto(data, addr=None)'s arguments: positional ones directly (the hot
+ * case), anything else through PyArg_ParseTupleAndKeywords for its errors.
+ * Borrowed references. */
+static int
+pl_udp_sendto_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                   PyObject **data, PyObject **addr)
+{
+    static char *kwlist[] = {"data", "addr", NULL};
+    if (kwnames == NULL && nargs >= 1 && nargs <= 2) {
+        *data = args[0];
+        *addr = nargs == 2 ? args[1] : Py_None;
+        return 0;
+    }
+    int rc = -1;
+    Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *tuple = PyTuple_New(nargs), *kwds = nk ? PyDict_New() : NULL;
+    if (tuple == NULL || (nk && kwds == NULL))
+        goto cleanup;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    for (Py_ssize_t i = 0; i < nk; i++) {
+        if (PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+            goto cleanup;
+    }
+    *addr = Py_None;
+    if (PyArg_ParseTupleAndKeywords(tuple, kwds, "O|O:sendto", kwlist, data, addr))
+        rc = 0;
+cleanup:
+    /* The parsed objects stay alive: the caller's args and kwnames hold them. */
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwds);
+    return rc;
+}
+
 static PyObject *
-Udp_sendto(PLUdp *self, PyObject *args, PyObject *kwds)
+Udp_sendto(PLUdp *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
-    static char *kwlist[] = {"data", "addr", NULL};
-    PyObject *data, *addr = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:sendto", kwlist, &data, &addr))
+    PyObject *data, *addr;
+    if (pl_udp_sendto_args(args, nargs, kwnames, &data, &addr) < 0)
         return NULL;
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
         PyObject *name = PyType_GetName(Py_TYPE(data));
@@ -915,7 +1013,10 @@ Udp_pause_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
     if (self->closing || self->paused || self->state != PL_UDP_OPEN)
         Py_RETURN_NONE;
     self->paused = 1;
-    pl_udp_stop_reading(self);
+    if (self->in_batch)
+        self->stop_deferred = 1; /* see pl__udp_recv_cb */
+    else
+        pl_udp_stop_reading(self);
     Py_RETURN_NONE;
 }
 
@@ -927,6 +1028,16 @@ Udp_resume_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
     if (self->closing || !self->paused)
         Py_RETURN_NONE;
     self->paused = 0;
+    self->stop_deferred = 0;
+    if (self->backlog != NULL) {
+        PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_deliver_backlog");
+        PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth)
+                           : NULL;
+        Py_XDECREF(meth);
+        if (h == NULL)
+            return NULL;
+        Py_DECREF(h);
+    }
     if (pl_udp_start_reading(self) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -991,6 +1102,7 @@ Udp_traverse(PLUdp *self, visitproc visit, void *arg)
     Py_VISIT(self->sock);
     Py_VISIT(self->address);
     Py_VISIT(self->rx_addr);
+    Py_VISIT(self->backlog);
     Py_VISIT(self->tx_addr);
     Py_VISIT(self->queue);
     return 0;
@@ -1003,6 +1115,7 @@ Udp_clear(PLUdp *self)
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->address);
     Py_CLEAR(self->rx_addr);
+    Py_CLEAR(self->backlog);
     Py_CLEAR(self->tx_addr);
     Py_CLEAR(self->queue);
     /* loop and sock stay until dealloc: an open socket still needs them. */
@@ -1048,7 +1161,7 @@ pl_udp_open_uv(PLUdp *t, int fd)
         PyErr_NoMemory();
         return -1;
     }
-    int err = uv_udp_init(&t->loop->uv, uvh);
+    int err = uv_udp_init_ex(&t->loop->uv, uvh, AF_UNSPEC | UV_UDP_RECVMMSG);
     if (err < 0) {
         PyMem_Free(uvh);
         pl_error_set_uv(err);
@@ -1159,7 +1272,7 @@ error:
 }
 
 static PyMethodDef Udp_methods[] = {
-    {"sendto", PL_METH(Udp_sendto), METH_VARARGS | METH_KEYWORDS, NULL},
+    {"sendto", PL_METH(Udp_sendto), METH_FASTCALL | METH_KEYWORDS, NULL},
     {"close", (PyCFunction)Udp_close, METH_NOARGS, NULL},
     {"abort", (PyCFunction)Udp_abort, METH_NOARGS, NULL},
     {"is_closing", (PyCFunction)Udp_is_closing, METH_NOARGS, NULL},
@@ -1173,6 +1286,7 @@ static PyMethodDef Udp_methods[] = {
     {"_call_connection_lost", (PyCFunction)Udp__call_connection_lost, METH_O, NULL},
     {"_start_reading", (PyCFunction)Udp__start_reading, METH_NOARGS, NULL},
     {"_read_ready", (PyCFunction)Udp__read_ready, METH_NOARGS, NULL},
+    {"_deliver_backlog", (PyCFunction)Udp__deliver_backlog, METH_NOARGS, NULL},
     {"_sendto_ready", (PyCFunction)Udp__sendto_ready, METH_NOARGS, NULL},
     {"_close_for_loop", (PyCFunction)Udp__close_for_loop, METH_NOARGS, NULL},
     {"_new", PL_METH(Udp__new), METH_FASTCALL | METH_STATIC, NULL},

@@ -24,6 +24,10 @@ typedef struct PLUdp {
     PyObject *sock;         /* the Python socket the transport owns */
     PyObject *address;      /* remote address the endpoint was made for, or NULL */
     PyObject *queue;        /* AF_UNIX: list of (bytes, addr) not sent yet */
+    /* Datagrams read by one recvmmsg after pause_reading() was called for an
+     * earlier one of the same batch: (bytes, addr) tuples, delivered in order
+     * once reading resumes. NULL when none. */
+    PyObject *backlog;
     /* The last peer address seen each way, kept so that a steady peer costs
      * no address conversion per datagram (getnameinfo formats with
      * sprintf; parsing a tuple back runs inet_pton). Tuples are immutable,
@@ -40,6 +44,8 @@ typedef struct PLUdp {
     char closing;           /* close()/abort() called */
     char paused;            /* pause_reading() in effect */
     char reading;           /* receiving (uv_udp_recv_start or reader registered) */
+    char in_batch;          /* inside libuv's callbacks for one recvmmsg */
+    char stop_deferred;     /* paused during a batch: stop receiving when it ends */
     char writing;           /* AF_UNIX: writer registered */
     char protocol_connected;
     char protocol_paused;   /* pause_writing() was called */

@@ -426,11 +426,13 @@ def test_close_in_datagram_received(loop):
 
     async def main():
         t, p = await loop.create_datagram_endpoint(Closer, local_addr=("127.0.0.1", 0))
+        t.pause_reading()  # queued while paused: they then arrive as one burst
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
             for i in range(5):
                 peer.sendto(b"%d" % i, t.get_extra_info("sockname"))
-            await p.lost
-        assert len(p.data) == 1
+            t.resume_reading()
+            assert await p.lost is None
+        assert [d for d, _ in p.data] == [b"0"]
 
     run(loop, main())
 
@@ -472,6 +474,37 @@ def test_pause_resume_reading(loop):
             t.resume_reading()
             await p.wait()
         assert p.data[0][0] == b"later"
+        t.close()
+        await p.lost
+
+    run(loop, main())
+
+
+def test_pause_inside_a_burst_loses_nothing(loop):
+    # Datagrams already queued on the socket arrive together (pyloop reads
+    # them with one recvmmsg); pausing on one of them holds back the rest,
+    # which all arrive, in order, after resume_reading().
+    class Pausing(Proto):
+        violations = 0
+
+        def datagram_received(self, data, addr):
+            if not self.transport.is_reading():
+                self.violations += 1
+            super().datagram_received(data, addr)
+            if len(self.data) % 3 == 0:
+                self.transport.pause_reading()
+                asyncio.get_running_loop().call_later(0.01, self.transport.resume_reading)
+
+    async def main():
+        t, p = await loop.create_datagram_endpoint(Pausing, local_addr=("127.0.0.1", 0))
+        t.pause_reading()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            for i in range(10):
+                peer.sendto(b"%d" % i, t.get_extra_info("sockname"))
+            t.resume_reading()
+            await p.wait(10)
+        assert [d for d, _ in p.data] == [b"%d" % i for i in range(10)]
+        assert p.violations == 0
         t.close()
         await p.lost
 
