@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "errors.h"
 #include "module.h"
+#include "pipe.h"
 #include "poll.h"
 #include "stream.h"
 #include "task.h"
@@ -939,6 +940,7 @@ static PyMethodDef Loop_methods[] = {
     {"_remove_reader", PL_METH(Loop__remove_reader), METH_O, NULL},
     {"_remove_writer", PL_METH(Loop__remove_writer), METH_O, NULL},
     {"_new_stream_transport", PL_METH(Loop__new_stream_transport), METH_FASTCALL, NULL},
+    {"_pipe_read", PL_METH(Loop__pipe_read), METH_O, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
     /* pyloop.Loop overrides close(); this one serves the bare C type. */
     {"close", PL_METH(Loop__close), METH_NOARGS, "close($self)\n--\n\nClose the loop."},
@@ -1025,4 +1027,12 @@ pl_loop_bytes_give_back(PLLoop *loop, PyObject *b)
         Py_XSETREF(loop->spare_bytes, b);
     else
         Py_DECREF(b);
+}
+
+char *
+pl_loop_read_buf(PLLoop *loop)
+{
+    if (loop->read_buf == NULL)
+        loop->read_buf = PyMem_Malloc(PL_LOOP_READ_BUF_SIZE);
+    return loop->read_buf;
 }

@@ -134,6 +134,12 @@ pl_loop_check_uv_thread(PLLoop *loop)
     return 0;
 }
 
+/* The loop's read buffer (PL_LOOP_READ_BUF_SIZE bytes, allocated on first
+ * use, NULL when that fails), shared by every read that copies its data out
+ * before Python code runs: stream read callbacks and _pipe_read. */
+#define PL_LOOP_READ_BUF_SIZE (256 * 1024) /* as the stdlib's max_size */
+char *pl_loop_read_buf(PLLoop *loop);
+
 /* A bytes object of `n` bytes copied from `base`, refilled from the loop's
  * spare one when it has that size; give_back (stealing `b`) keeps `b` as the
  * spare when nothing else references it. See loop.c. */

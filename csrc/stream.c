@@ -15,7 +15,6 @@
 #include <structmember.h>
 #include <sys/socket.h>
 
-#define PL_READ_BUF_SIZE (256 * 1024)
 #define PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
 PyObject *pl_stream_tcp_type;
@@ -251,13 +250,10 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
         return;
     }
     (void)suggested;
-    if (self->loop->read_buf == NULL) {
-        self->loop->read_buf = PyMem_Malloc(PL_READ_BUF_SIZE);
-        if (self->loop->read_buf == NULL)
-            return; /* libuv reports UV_ENOBUFS */
-    }
-    buf->base = self->loop->read_buf;
-    buf->len = PL_READ_BUF_SIZE;
+    buf->base = pl_loop_read_buf(self->loop);
+    if (buf->base == NULL)
+        return; /* libuv reports UV_ENOBUFS */
+    buf->len = PL_LOOP_READ_BUF_SIZE;
 }
 
 static void

@@ -485,6 +485,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         scope_id = rest[1] if len(rest) > 1 else resolved[3]
         return (resolved[0].partition("%")[0], port, flowinfo, scope_id)
 
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
                             server=None,
@@ -661,6 +664,30 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
         self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
 
 
+class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
+    """The stdlib's read pipe transport (its checks, blocking flag, EOF and
+    close order are the stdlib's), reading through the loop's buffer
+    (loop._pipe_read, csrc/pipe.c) instead of os.read(fd, max_size)."""
+
+    def _read_ready(self):
+        try:
+            data = self._loop._pipe_read(self._fileno)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal_error(exc, 'Fatal read error on pipe transport')
+            return
+        if data:
+            self._protocol.data_received(data)
+            return
+        if self._loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        self._closing = True
+        self._loop._remove_reader(self._fileno)
+        self._loop.call_soon(self._protocol.eof_received)
+        self._loop.call_soon(self._call_connection_lost, None)
+
+
 class _NotProvided:
     """Stands in for an AbstractEventLoop method pyloop does not provide yet,
     so that the method is absent (hasattr() is False, AttributeError on use)
@@ -706,8 +733,9 @@ _BORROWED_FIRST = {
         "create_unix_connection", "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
-        # Pipe transports: the stdlib's own, on the loop's poller.
-        "_make_read_pipe_transport", "_make_write_pipe_transport",
+        # Pipe transports: the stdlib's own, on the loop's poller (the read
+        # one with its read path in C: _ReadPipeTransport).
+        "_make_write_pipe_transport",
     ),
     selector_events.BaseSelectorEventLoop: (
         "_start_serving", "_accept_connection", "_accept_connection2",

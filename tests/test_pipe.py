@@ -1,6 +1,7 @@
 """connect_read_pipe / connect_write_pipe on each loop: pipes, FIFOs, sockets,
 PTYs; regular files refused; the write side notices its reader going away."""
 import asyncio
+import errno
 import os
 import pty
 import socket
@@ -167,3 +168,68 @@ def test_regular_file_refused(loop, method):
             loop.run_until_complete(getattr(loop, method)(asyncio.Protocol, f))
         # The file is the caller's and stays usable.
         f.write(b"still open")
+
+
+def test_read_pipe_large_stream_in_order(loop):
+    # Far more than one read's worth (a pipe holds 64 KiB): every byte, in order.
+    r, w = os.pipe()
+    payload = bytes(range(256)) * 4096  # 1 MiB
+
+    async def main():
+        tr, proto = await loop.connect_read_pipe(lambda: ReadProto(loop), os.fdopen(r, "rb", 0))
+        wtr, wproto = await loop.connect_write_pipe(lambda: WriteProto(loop), os.fdopen(w, "wb", 0))
+        wtr.write(payload)
+        wtr.close()
+        assert await asyncio.wait_for(wproto.lost, 30) is None
+        return await asyncio.wait_for(proto.lost, 30), proto
+
+    exc, proto = loop.run_until_complete(main())
+    assert exc is None
+    assert bytes(proto.data) == payload
+    assert proto.events == ["made", "eof", "lost"]
+
+
+def test_pty_hangup_is_a_quiet_eio(loop):
+    # The other side of a pty going away reads as EIO: the stdlib ends the
+    # transport with that error and does not call the exception handler.
+    master, slave = pty.openpty()
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+
+    async def main():
+        tr, proto = await loop.connect_read_pipe(lambda: ReadProto(loop), os.fdopen(master, "rb", 0))
+        os.write(slave, b"line\n")
+        os.close(slave)
+        return await asyncio.wait_for(proto.lost, 30), proto
+
+    exc, proto = loop.run_until_complete(main())
+    assert isinstance(exc, OSError) and exc.errno == errno.EIO
+    assert bytes(proto.data).replace(b"\r", b"") == b"line\n"
+    assert proto.events == ["made", "lost"]
+    assert seen == []
+
+
+def test_read_pipe_protocol_error_reaches_handler_and_keeps_reading(loop):
+    r, w = os.pipe()
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+
+    class Bad(ReadProto):
+        def data_received(self, data):
+            super().data_received(data)
+            if len(self.data) == 1:
+                raise ZeroDivisionError
+
+    async def main():
+        tr, proto = await loop.connect_read_pipe(lambda: Bad(loop), os.fdopen(r, "rb", 0))
+        os.write(w, b"a")
+        while not seen:
+            await asyncio.sleep(0.01)
+        os.write(w, b"b")
+        os.close(w)
+        return await asyncio.wait_for(proto.lost, 30), proto
+
+    exc, proto = loop.run_until_complete(main())
+    assert exc is None
+    assert bytes(proto.data) == b"ab"
+    assert len(seen) == 1 and isinstance(seen[0]["exception"], ZeroDivisionError)
