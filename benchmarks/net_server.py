@@ -1,12 +1,14 @@
 """An echo server (or an HTTP hello-world server) on one loop, for the network
 benchmarks:
-    python benchmarks/net_server.py LOOP KIND PORT|unix:PATH
+    python benchmarks/net_server.py LOOP KIND PORT|unix:PATH [CERTFILE KEYFILE]
 KIND: protocol | buffered | streams | sock (echo) | http (HTTP/1.1 hello world
-parsed with httptools). Prints "ready" once listening, serves until terminated."""
+parsed with httptools) | tls, https (protocol, http with ssl= from CERTFILE and
+KEYFILE). Prints "ready" once listening, serves until terminated."""
 import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -95,19 +97,24 @@ async def echo_sock(loop, conn):
             await loop.sock_sendall(conn, data)
 
 
-async def serve(loop, kind, where):
+async def serve(loop, kind, where, cert=None):
     unix = where.startswith("unix:")
     path = where[5:] if unix else None
     port = None if unix else int(where)
-    if kind == "http" and httptools is None:
+    if kind in ("http", "https") and httptools is None:
         raise SystemExit("httptools is not installed (pip install -e '.[bench]')")
-    factories = {"protocol": EchoProtocol, "buffered": EchoBuffered, "http": HttpHello}
+    ctx = None
+    if kind in ("tls", "https"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+    factories = {"protocol": EchoProtocol, "buffered": EchoBuffered, "http": HttpHello,
+                 "tls": EchoProtocol, "https": HttpHello}
     if kind in factories:
         factory = factories[kind]
         if unix:
-            srv = await loop.create_unix_server(factory, path)
+            srv = await loop.create_unix_server(factory, path, ssl=ctx)
         else:
-            srv = await loop.create_server(factory, "127.0.0.1", port)
+            srv = await loop.create_server(factory, "127.0.0.1", port, ssl=ctx)
     elif kind == "streams":
         if unix:
             srv = await asyncio.start_unix_server(echo_streams, path)
@@ -131,10 +138,11 @@ async def serve(loop, kind, where):
 
 def main():
     loop_name, kind, where = sys.argv[1:4]
+    cert = sys.argv[4:6] or None
     loop = new_loop(loop_name)
     asyncio.set_event_loop(loop)
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
-    loop.run_until_complete(serve(loop, kind, where))
+    loop.run_until_complete(serve(loop, kind, where, cert))
 
 
 if __name__ == "__main__":

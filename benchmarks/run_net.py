@@ -2,7 +2,11 @@
 """Network benchmarks: echo servers on pyloop, asyncio, uvloop and a plain C
 libuv server, driven by one C client (benchmarks/tools/echo_client.c) pinned
 to the other core, and an httptools HTTP/1.1 hello-world server on the three
-Python loops driven by wrk (keep-alive, 100 connections). Reports round trips
+Python loops driven by wrk (keep-alive, 100 connections). The tls rows are
+the Protocol echo server with ssl= (TLS 1.3, a self-signed certificate made
+for the run with the openssl command), driven by a C OpenSSL client
+(benchmarks/tools/tls_echo_client.c); the https row is the hello world with
+ssl= under wrk's https. Reports round trips
 (or requests) per second and the server's CPU time per round trip (or request):
 user+sys of the server process divided by what it served. Servers are
 interleaved within each repetition, medians over repetitions.
@@ -28,13 +32,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(HERE, "tools")
 RESULTS = os.path.join(HERE, "results")
 SERVERS = ("asyncio", "uvloop", "pyloop", "c-libuv")
-KINDS = ("protocol", "buffered", "streams", "sock", "http")
+KINDS = ("protocol", "buffered", "streams", "sock", "http", "tls", "https")
+TLS_SIZES = (1024, 102400)
 HTTP_CONNS = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def build_tools(outdir):
-    """Compile the C client and the C reference server (gcc + libuv)."""
+def build_tools(outdir, tls):
+    """Compile the C clients and the C reference server (gcc + libuv, and
+    OpenSSL for the TLS client when a TLS row runs)."""
     libuv = subprocess.run(["pkg-config", "--cflags", "--libs", "libuv"], check=True,
                            capture_output=True, text=True).stdout.split()
     client = os.path.join(outdir, "echo_client")
@@ -42,7 +48,17 @@ def build_tools(outdir):
     subprocess.run(["gcc", "-O2", "-o", client, os.path.join(TOOLS, "echo_client.c")], check=True)
     subprocess.run(["gcc", "-O2", "-o", server, os.path.join(TOOLS, "uv_echo_server.c"), *libuv],
                    check=True)
-    return client, server
+    tools = {"client": client, "c_server": server, "tls_client": None, "cert": None}
+    if tls:
+        tools["tls_client"] = os.path.join(outdir, "tls_echo_client")
+        subprocess.run(["gcc", "-O2", "-o", tools["tls_client"],
+                        os.path.join(TOOLS, "tls_echo_client.c"), "-lssl", "-lcrypto"], check=True)
+        cert, key = os.path.join(outdir, "cert.pem"), os.path.join(outdir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        tools["cert"] = (cert, key)
+    return tools
 
 
 def pin(cpu):
@@ -60,13 +76,15 @@ def last_line(path, default=""):
         return (f.read().strip().splitlines() or [default])[-1]
 
 
-def start_server(server, kind, where, c_server, log):
+def start_server(server, kind, where, tools, log):
     """The server's stderr goes to the file `log` (a pipe nobody reads could
     fill up and stall a server that logs per connection)."""
     if server == "c-libuv":
-        cmd = [c_server, where]
+        cmd = [tools["c_server"], where]
     else:
         cmd = [sys.executable, os.path.join(HERE, "net_server.py"), server, kind, where]
+        if kind in ("tls", "https"):
+            cmd += tools["cert"]
     with open(log, "w") as err:
         proc = subprocess.Popen(pin(0) + cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     line = proc.stdout.readline().strip()
@@ -85,11 +103,15 @@ def free_port():
     return port
 
 
-def http_check(port):
+def http_check(port, tls=False):
     """Before a wrk run: two pipelined keep-alive requests and a third with
     `Connection: close` on one connection must get exactly the three fixed
     answers and then end of stream; a request that does not parse must get the
     connection closed. Returns what went wrong, or None."""
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     from net_server import HTTP_CLOSE, HTTP_KEEP
     get = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     cases = (("keep-alive/close", (get + b"\r\n") * 2 + get + b"Connection: close\r\n\r\n",
@@ -98,7 +120,8 @@ def http_check(port):
     for what, request, want in cases:
         got = b""
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    (ctx.wrap_socket(raw) if tls else raw) as c:
                 c.sendall(request)
                 while chunk := c.recv(65536):
                     got += chunk
@@ -109,11 +132,11 @@ def http_check(port):
     return None
 
 
-def run_wrk(port, seconds):
+def run_wrk(port, seconds, scheme="http"):
     """wrk on CPU 1; returns (requests, requests/s, error, warnings, latency)."""
     secs = max(1, round(seconds))  # wrk takes whole seconds
     out = subprocess.run(pin(1) + ["wrk", "-t1", f"-c{HTTP_CONNS}", f"-d{secs}s", "--latency",
-                                   f"http://127.0.0.1:{port}/"],
+                                   f"{scheme}://127.0.0.1:{port}/"],
                          capture_output=True, text=True, timeout=secs + 60)
     text = out.stdout
     total = re.search(r"^\s*(\d+) requests in ", text, re.M)
@@ -131,7 +154,7 @@ def run_wrk(port, seconds):
 
 
 def one_run(server, kind, size, unix, args, tools, tmp):
-    client, c_server = tools
+    client = tools["tls_client"] if kind == "tls" else tools["client"]
     if unix:
         path = os.path.join(tmp, f"s-{server}-{time.monotonic_ns()}")
         where, host, port = "unix:" + path, "unix:" + path, "-"
@@ -139,17 +162,17 @@ def one_run(server, kind, size, unix, args, tools, tmp):
         port = str(free_port())
         where, host = port, "127.0.0.1"
     log = os.path.join(tmp, f"stderr-{server}-{kind}")
-    proc, err = start_server(server, kind, where, c_server, log)
+    proc, err = start_server(server, kind, where, tools, log)
     if proc is None:
         return {"error": err}
     result = {"warnings": []}
     try:
-        if kind == "http":
-            err = http_check(int(port))
+        if kind in ("http", "https"):
+            err = http_check(int(port), tls=kind == "https")
             if err:
                 return {"error": err}
             cpu0 = cpu_seconds(proc.pid)
-            served, rps, err, warnings, latency = run_wrk(port, args.seconds)
+            served, rps, err, warnings, latency = run_wrk(port, args.seconds, kind)
             cpu1 = cpu_seconds(proc.pid)
             if err:
                 return {"error": err}
@@ -185,7 +208,10 @@ def one_run(server, kind, size, unix, args, tools, tmp):
 
 def skip_reason(kind):
     """Why a kind cannot run on this machine, or None."""
-    if kind == "http":
+    if kind in ("tls", "https") and not (shutil.which("openssl")
+                                         and os.path.exists("/usr/include/openssl/ssl.h")):
+        return "openssl or its headers not found (PYLOOP_BENCH=1 tools/sysdeps.sh installs them)"
+    if kind in ("http", "https"):
         if not shutil.which("wrk"):
             return "wrk not found (PYLOOP_BENCH=1 tools/sysdeps.sh installs it)"
         if importlib.util.find_spec("httptools") is None:
@@ -195,8 +221,8 @@ def skip_reason(kind):
 
 def row_name(row):
     kind, size, unix = row
-    if kind == "http":
-        return f"http-tcp-wrk-c{HTTP_CONNS}"
+    if kind in ("http", "https"):
+        return f"{kind}-tcp-wrk-c{HTTP_CONNS}"
     return f"{kind}-{'unix' if unix else 'tcp'}-{size // 1024}k"
 
 
@@ -216,15 +242,20 @@ def main():
     if unknown:
         ap.error(f"unknown kind(s) {','.join(unknown)}; choose from {','.join(KINDS)}")
     sizes = [int(x) for x in args.sizes.split(",")]
-    rows = [(k, s, False) for k in kinds if k != "http" for s in sizes]
+    rows = [(k, s, False) for k in kinds if k not in ("http", "https", "tls") for s in sizes]
     if not args.no_unix and "protocol" in kinds:
         rows.append(("protocol", 1024, True))
     if "http" in kinds:
         rows.append(("http", None, False))
+    if "tls" in kinds:
+        rows += [("tls", s, False) for s in TLS_SIZES]
+    if "https" in kinds:
+        rows.append(("https", None, False))
     skipped = {row: skip_reason(row[0]) for row in rows if skip_reason(row[0])}
     os.makedirs(RESULTS, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        tools = build_tools(tmp)
+        tls = any(row[0] in ("tls", "https") and row not in skipped for row in rows)
+        tools = build_tools(tmp, tls)
         res = {r: {s: {"rps": [], "cpu_us": [], "errors": [], "warnings": [], "latency": []}
                    for s in SERVERS} for r in rows}
         for rep in range(args.reps):
@@ -252,10 +283,11 @@ def main():
 
     print(f"\nNetwork servers, {args.seconds}s per run, {args.reps} interleaved repetitions, "
           f"medians; client pinned to CPU 1, server to CPU 0")
-    if any(row[0] != "http" for row in rows):
-        print(f"echo rows: C echo client, {args.conns} connections, one message in flight each")
-    if "http" in kinds:
-        print(f"http row: wrk -t1 -c{HTTP_CONNS} keep-alive against an httptools hello world; "
+    if any(row[0] not in ("http", "https") for row in rows):
+        print(f"echo rows: C echo client, {args.conns} connections, one message in flight each"
+              f" (tls rows: the same over TLS 1.3, handshakes not timed)")
+    if "http" in kinds or "https" in kinds:
+        print(f"http(s) rows: wrk -t1 -c{HTTP_CONNS} keep-alive against an httptools hello world; "
               f"requests/s as wrk reports it")
     hdr = (f"{'workload':24} {'asyncio':>16} {'uvloop':>16} {'pyloop':>16} {'c-libuv':>16}"
            f" {'rps p/uv':>9} {'cpu p/uv':>9} {'cpu p/C':>8}")

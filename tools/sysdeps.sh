@@ -10,10 +10,13 @@ if ! pkg-config --exists libuv 2>/dev/null; then need+=(libuv1-dev); fi
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
 # Benchmark-only tools (`make bench` sets PYLOOP_BENCH=1): valgrind for the
-# instruction counts, wrk for the HTTP row of the network benchmarks.
+# instruction counts, wrk for the HTTP(S) rows of the network benchmarks,
+# OpenSSL's headers and command for the TLS client and its certificate.
 if [ "${PYLOOP_BENCH:-0}" = 1 ]; then
     command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
     command -v wrk >/dev/null 2>&1 || need+=(wrk)
+    [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then
