@@ -496,7 +496,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         # TLS through the stdlib's memory-BIO protocol on top of the C
         # transport (a BufferedProtocol: records are read into its buffer).
         self._ensure_fd_no_transport(rawsock)
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
@@ -662,6 +662,20 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
         transp.pause_reading()
         transp.set_protocol(self)
         self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
+
+
+class _SSLProtocol(sslproto.SSLProtocol):
+    """The stdlib's TLS protocol, its read step in C (loop._ssl_read,
+    csrc/tls.c): the same data, in the same calls, without an exception and
+    a 256 KiB allocation per record."""
+
+    def _do_read__copied(self):
+        data, eof = self._loop._ssl_read(self._sslobj, self._incoming)
+        if data is not None:
+            self._app_protocol.data_received(data)
+        if eof:  # close_notify
+            self._call_eof_received()
+            self._start_shutdown()
 
 
 class _ReadPipeTransport(unix_events._UnixReadPipeTransport):

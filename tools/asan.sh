@@ -7,10 +7,18 @@ set -euo pipefail
 py=$1 venv=$2; shift 2
 top=$(pwd)
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pytest pytest-timeout setuptools wheel
+"$venv/bin/python" -m pip install -q --upgrade setuptools wheel
+# The test extra's requirements (not the project itself: it is built below
+# with the sanitizers).
+mapfile -t reqs < <("$venv/bin/python" -c '
+import tomllib
+with open("pyproject.toml", "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["test"]))')
+"$venv/bin/python" -m pip install -q "${reqs[@]}"
 src=build/asan-src
 rm -rf "$src"; mkdir -p "$src"
 cp -r csrc pyloop tests benchmarks setup.py pyproject.toml README.md "$src"/
+[ -d examples ] && cp -r examples "$src"/
 rm -f "$src"/pyloop/*.so
 (cd "$src" && PYLOOP_SANITIZE=1 PYLOOP_WERROR=1 "$top/$venv/bin/python" setup.py -q build_ext --inplace >/dev/null)
 libs="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
