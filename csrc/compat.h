@@ -49,6 +49,24 @@ pl_bytes_reset_hash(PyObject *b)
 #pragma GCC diagnostic pop
 }
 
+/* obj.name into *result: 1 found, 0 no such attribute (*result NULL, no
+ * exception), -1 error. PyObject_GetOptionalAttrString is 3.13+. */
+static inline int
+pl_getattr_optional(PyObject *obj, const char *name, PyObject **result)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttrString(obj, name, result);
+#else
+    *result = PyObject_GetAttrString(obj, name);
+    if (*result != NULL)
+        return 1;
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+        return -1;
+    PyErr_Clear();
+    return 0;
+#endif
+}
+
 /* Cast a method implementation to PyCFunction without -Wcast-function-type. */
 #define PL_METH(f) ((PyCFunction)(void (*)(void))(f))
 

@@ -214,6 +214,17 @@ pl_stream_maybe_resume(PLStream *self)
 
 /* ---- reading --------------------------------------------------------------- */
 
+/* protocol.<name>(arg) through the method bound by set_protocol, or looked
+ * up now when the protocol had none then (the stdlib accepts any object,
+ * None included, and fails only when data arrives). */
+static PyObject *
+pl_stream_call_protocol(PLStream *self, PyObject *bound, const char *name, PyObject *arg)
+{
+    if (bound != NULL)
+        return PyObject_CallOneArg(bound, arg);
+    return PyObject_CallMethod(self->protocol, name, "O", arg);
+}
+
 static void
 pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
@@ -226,7 +237,9 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     if (self->buffered) {
         /* BufferedProtocol: read straight into the protocol's memory. */
         PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
-        PyObject *mem = hint ? PyObject_CallOneArg(self->get_buffer_meth, hint) : NULL;
+        PyObject *mem = hint ? pl_stream_call_protocol(self, self->get_buffer_meth, "get_buffer",
+                                                       hint)
+                             : NULL;
         Py_XDECREF(hint);
         if (mem == NULL) {
             pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
@@ -362,7 +375,8 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (self->buffered) {
             pl_stream_release_rbuf(self);
             PyObject *n = PyLong_FromSsize_t(nread);
-            r = n ? PyObject_CallOneArg(self->buffer_updated_meth, n) : NULL;
+            r = n ? pl_stream_call_protocol(self, self->buffer_updated_meth, "buffer_updated", n)
+                  : NULL;
             Py_XDECREF(n);
             if (r == NULL)
                 pl_stream_handle_callback_error(
@@ -375,7 +389,7 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                 pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
                 goto done;
             }
-            r = PyObject_CallOneArg(self->data_received_meth, data);
+            r = pl_stream_call_protocol(self, self->data_received_meth, "data_received", data);
             pl_loop_bytes_give_back(self->loop, data);
             if (r == NULL)
                 pl_stream_handle_callback_error(
@@ -799,12 +813,14 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
 {
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
-    PyObject *r = NULL;
+    /* What connection_lost raised, held while the rest of the teardown runs
+     * (it calls into Python too) and raised last. */
+    PyObject *err = NULL;
     if (self->protocol_connected && self->protocol != NULL) {
-        r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
-    }
-    else {
-        r = Py_NewRef(Py_None);
+        PyObject *r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
+        if (r == NULL)
+            err = pl_err_fetch();
+        Py_XDECREF(r);
     }
     pl_stream_close_handle(self);
     Py_CLEAR(self->protocol);
@@ -813,22 +829,19 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
         /* Whatever connection_lost did, the server learns the client left. */
         PyObject *hook = self->lost_hook;
         self->lost_hook = NULL;
-        PyObject *exc = r == NULL ? pl_err_fetch() : NULL;
         PyObject *hr = PyObject_CallNoArgs(hook);
         Py_DECREF(hook);
         if (hr == NULL) {
-            if (exc != NULL)
-                PyErr_WriteUnraisable((PyObject *)self);
-            else
+            if (err == NULL)
                 return NULL;
+            PyErr_WriteUnraisable((PyObject *)self);
         }
         Py_XDECREF(hr);
-        if (exc != NULL)
-            pl_err_restore(exc);
     }
-    if (r == NULL)
+    if (err != NULL) {
+        pl_err_restore(err);
         return NULL;
-    Py_DECREF(r);
+    }
     Py_RETURN_NONE;
 }
 
@@ -1002,17 +1015,13 @@ pl_stream_set_protocol(PLStream *self, PyObject *protocol)
      * a method object) per read. */
     PyObject *dr = NULL, *gb = NULL, *bu = NULL;
     if (!is_buffered) {
-        dr = PyObject_GetAttrString(protocol, "data_received");
-        if (dr == NULL)
+        if (pl_getattr_optional(protocol, "data_received", &dr) < 0)
             return -1;
     }
-    else {
-        gb = PyObject_GetAttrString(protocol, "get_buffer");
-        bu = gb ? PyObject_GetAttrString(protocol, "buffer_updated") : NULL;
-        if (bu == NULL) {
-            Py_XDECREF(gb);
-            return -1;
-        }
+    else if (pl_getattr_optional(protocol, "get_buffer", &gb) < 0 ||
+             pl_getattr_optional(protocol, "buffer_updated", &bu) < 0) {
+        Py_XDECREF(gb);
+        return -1;
     }
     if (self->rbuf_held)
         pl_stream_release_rbuf(self);

@@ -647,3 +647,30 @@ def test_create_connection_with_sock_of_another_transport(loop, loop_name, kind)
             return await first.lost
 
     assert _run(loop, main()) is None
+
+
+@pytest.mark.parametrize("replacement", [None, object()])
+def test_set_protocol_to_a_non_protocol(loop, replacement):
+    # The stdlib accepts any object; what it lacks fails only when the
+    # transport needs it, through the exception handler, as the stdlib does.
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+
+    async def main():
+        a, b = socket.socketpair()
+        with b:
+            tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+            tr.set_protocol(replacement)
+            assert tr.get_protocol() is replacement
+            b.send(b"x")
+            for _ in range(100):
+                if tr.is_closing() and len(seen) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            return tr
+
+    tr = loop.run_until_complete(main())
+    assert tr.is_closing()
+    assert [c["message"][:28] for c in seen[:1]] == ["Fatal error: protocol.data_r"]
+    assert all(isinstance(c["exception"], AttributeError) for c in seen)
+    assert "connection_lost" in str(seen[-1]["exception"])
