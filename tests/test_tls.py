@@ -534,6 +534,49 @@ def test_close_waits_for_the_peers_close_notify_not_the_timeout(tls_loop, tls_ce
     run(tls_loop, main())
 
 
+def test_close_while_the_peer_keeps_streaming(tls_loop, tls_certs):
+    # uvloop's aiohttp bug (MagicStack/uvloop#471): a client that closed in
+    # the middle of a long download kept the connection, and the server kept
+    # sending, until the shutdown timeout. Here the connection must end
+    # without it: the shutdown timeout is longer than the scenario's bound.
+    class Endless(Recorder):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.chunks = 0
+            self.resume_writing()
+
+        def pause_writing(self):
+            self.paused = True
+
+        def resume_writing(self):
+            self.paused = False
+            while not self.paused and not self.transport.is_closing():
+                self.transport.write(b"z" * 65536)
+                self.chunks += 1
+
+        def eof_received(self):
+            super().eof_received()
+            self.transport.close()
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs, Endless) as srv:
+            transport, proto = await srv.connect(ssl_shutdown_timeout=TIMEOUT * 4)
+            await proto.wait_for_bytes(256 * 1024)
+            transport.close()
+            # OpenSSL 3 refuses the records that were still on their way
+            # after our close_notify: that ends the connection too.
+            exc = await proto.lost
+            assert exc is None or (isinstance(exc, ssl.SSLError)
+                                   and exc.reason == "APPLICATION_DATA_AFTER_CLOSE_NOTIFY")
+            # The server learns it at once too (a reset: our socket closed
+            # with its records unread).
+            server_exc = await srv.protocols[0].lost
+            assert server_exc is None or isinstance(server_exc, ConnectionResetError)
+            assert srv.protocols[0].chunks > 4
+
+    run(tls_loop, main())
+
+
 def test_close_right_after_a_large_write_delivers_everything(tls_loop, tls_certs):
     payload = os.urandom(4 * 1024 * 1024 + 11)
 
@@ -946,9 +989,22 @@ def test_aiohttp_https_client_and_server_leave_nothing_open(tls_loop, tls_certs)
     async def hello(request):
         return web.Response(text=f"hello {request.match_info['n']}")
 
+    streams_ended = []
+
+    async def endless(request):
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        try:
+            while True:
+                await resp.write(b"z" * 65536)
+        except ConnectionError:
+            streams_ended.append(True)
+        return resp
+
     async def main():
         before = open_sockets()
         app = web.Application()
+        app.router.add_get("/endless", endless)
         app.router.add_get("/{n}", hello)
         # The server drops idle keep-alive connections soon.
         runner = web.AppRunner(app, keepalive_timeout=0.2)
@@ -968,6 +1024,13 @@ def test_aiohttp_https_client_and_server_leave_nothing_open(tls_loop, tls_certs)
             # while the session is still open.
             await wait_until(lambda: open_sockets() == listening,
                              "the idle connection the server closed is closed")
+            # A download left in the middle (uvloop#471): the connection ends
+            # on both sides, the server stops sending.
+            async with session.get(f"https://127.0.0.1:{port}/endless",
+                                   ssl=tls_certs.client_context()) as resp:
+                assert len(await resp.content.readexactly(300000)) == 300000
+            await wait_until(lambda: open_sockets() == listening and streams_ended,
+                             "the interrupted download's connection is closed")
         # A fresh connection per request, closed by the client at once.
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
