@@ -915,6 +915,36 @@ def test_client_cancelled_during_handshake(tls_loop, tls_certs):
         run(tls_loop, main(p.addr))
 
 
+@pytest.mark.parametrize("how", ["cancelled", "handshake-timeout"])
+def test_start_tls_that_does_not_complete(tls_loop, tls_certs, how):
+    # A plain connection upgraded with start_tls to a peer that never
+    # answers the ClientHello: the raw transport is closed either way.
+    hello_seen = threading.Event()
+
+    def peer(conn):
+        assert conn.recv(65536).startswith(b"\x16\x03")
+        hello_seen.set()
+        recv_until_eof(conn)  # returns once the client has closed
+
+    async def main(addr):
+        transport, proto = await tls_loop.create_connection(Recorder, *addr)
+        upgrade = asyncio.ensure_future(tls_loop.start_tls(
+            transport, proto, tls_certs.client_context(), server_hostname="localhost",
+            ssl_handshake_timeout=0.2 if how == "handshake-timeout" else None))
+        assert await tls_loop.run_in_executor(None, hello_seen.wait, TIMEOUT)
+        if how == "cancelled":
+            upgrade.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await upgrade
+        else:
+            with pytest.raises(ConnectionAbortedError, match="SSL handshake is taking longer"):
+                await upgrade
+        await wait_until(transport.is_closing, "the raw transport closes")
+
+    with RawPeer(peer) as p:
+        run(tls_loop, main(p.addr))
+
+
 def test_peer_resets_during_server_handshake(tls_loop, tls_certs):
     hello = client_hello(tls_certs.client_context())
 
