@@ -823,7 +823,14 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
         Py_XDECREF(r);
     }
     pl_stream_close_handle(self);
+    /* The protocol's bound methods too: the transport lives on until libuv's
+     * close callback, which may be a loop run away (after run_until_complete
+     * returned), and must not keep the protocol (an SSLProtocol with its
+     * SSLContext) alive until then; the stdlib's transport drops it here. */
     Py_CLEAR(self->protocol);
+    Py_CLEAR(self->data_received_meth);
+    Py_CLEAR(self->get_buffer_meth);
+    Py_CLEAR(self->buffer_updated_meth);
     pl_stream_fail_empty_waiter(self);
     if (self->lost_hook != NULL) {
         /* Whatever connection_lost did, the server learns the client left. */

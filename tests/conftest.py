@@ -1,6 +1,9 @@
 """Shared fixtures: most tests run against both pyloop and the stdlib loop."""
 import asyncio
 import gc
+import os
+import ssl
+import subprocess
 
 import pytest
 
@@ -48,3 +51,78 @@ def pyloop_loop():
         if not lp.is_closed():
             lp.close()
         gc.collect()
+
+
+# ---- TLS certificates -------------------------------------------------------
+
+class TLSCerts:
+    """Certificates made for this test session with the openssl command: a
+    CA, a server certificate it signed for localhost and 127.0.0.1, a client
+    certificate it signed, and a self-signed server certificate for
+    localhost that nothing trusts."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.ca = os.path.join(directory, "ca.pem")
+        self.server_cert = os.path.join(directory, "server.pem")
+        self.server_key = os.path.join(directory, "server.key")
+        self.client_cert = os.path.join(directory, "client.pem")
+        self.client_key = os.path.join(directory, "client.key")
+        self.rogue_cert = os.path.join(directory, "rogue.pem")
+        self.rogue_key = os.path.join(directory, "rogue.key")
+
+    def server_context(self, *, rogue=False, require_client_cert=False):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if rogue:
+            ctx.load_cert_chain(self.rogue_cert, self.rogue_key)
+        else:
+            ctx.load_cert_chain(self.server_cert, self.server_key)
+        if require_client_cert:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.ca)
+        return ctx
+
+    def client_context(self, *, with_cert=False):
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        if with_cert:
+            ctx.load_cert_chain(self.client_cert, self.client_key)
+        return ctx
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _make_key_and_csr(name, cn, cwd):
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
+             cwd=cwd)
+
+
+def _sign(name, extensions, cwd):
+    with open(os.path.join(cwd, f"{name}.ext"), "w") as f:
+        f.write("\n".join(extensions) + "\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-sha256", "-extfile", f"{name}.ext",
+             "-out", f"{name}.pem", cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory):
+    """TLSCerts in a session-wide temporary directory."""
+    d = str(tmp_path_factory.mktemp("tls"))
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=pyloop test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    _make_key_and_csr("server", "localhost", d)
+    _sign("server", ["subjectAltName=DNS:localhost,IP:127.0.0.1", "basicConstraints=CA:FALSE",
+                     "extendedKeyUsage=serverAuth"], d)
+    _make_key_and_csr("client", "pyloop test client", d)
+    _sign("client", ["basicConstraints=CA:FALSE", "extendedKeyUsage=clientAuth"], d)
+    _openssl("req", "-x509", *ec, "-keyout", "rogue.key", "-out", "rogue.pem", "-days", "2",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             cwd=d)
+    return TLSCerts(d)

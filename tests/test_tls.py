@@ -1,30 +1,1087 @@
-"""TLS on pyloop and the stdlib loop."""
+"""TLS on pyloop's stream transports (the stdlib's SSLProtocol over them).
+
+Every test runs on pyloop and on the stdlib loop, with certificates the
+session made (conftest.tls_certs). The `tls_loop` fixture checks after each
+test that the process has the same open fds as before the loop was made and
+that pyloop's libuv handle and request counters balance.
+"""
 import asyncio
+import gc
 import os
+import select
+import socket
+import ssl
+import sys
+import threading
+import weakref
 
 import pytest
+
+import pyloop
+
+TIMEOUT = 30  # a bound for a whole scenario, so that a bug fails instead of hanging
+LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {1, 0}: close() resets
+
+
+def open_fds():
+    """The process's open fds and what each is (listdir's own fd, closed
+    by the time it is read, is left out)."""
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        target = _fd_target(fd)
+        if target is not None:
+            found[fd] = target
+    return found
+
+
+def open_sockets():
+    return {fd: t for fd, t in open_fds().items() if t.startswith("socket:")}
+
+
+def counters_balance(before, after):
+    """pyloop made and freed as many libuv handles and requests."""
+    delta = {k: after[k] - before[k] for k in after}
+    return (delta["handles_created"] == delta["handles_freed"]
+            and delta["requests_created"] == delta["requests_freed"])
+
+
+@pytest.fixture
+def tls_loop(loop_factory):
+    """A fresh loop; after the test it is closed, and the process must have
+    exactly the fds it had before the loop existed, and pyloop's handle and
+    request counters must balance."""
+    # libuv opens a process-wide pipe with the first loop and keeps it: a
+    # loop made and closed first keeps it out of the comparison.
+    pyloop.new_event_loop().close()
+    gc.collect()
+    fds = open_fds()
+    counters = pyloop._core._counters()
+    lp = loop_factory()
+    try:
+        yield lp
+    finally:
+        if lp.is_running():  # pragma: no cover - a test left it running
+            lp.stop()
+        lp.close()
+        asyncio.set_event_loop(None)
+    gc.collect()
+    leaked = set(open_fds().items()) - set(fds.items())
+    assert not leaked, f"fds left open: {sorted(leaked)}"
+    after = pyloop._core._counters()
+    assert counters_balance(counters, after), (counters, after)
+
+
+def _fd_target(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+
+
+async def wait_until(predicate, what):
+    """Poll `predicate` on the loop until it holds (bounded by TIMEOUT)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.01)
+
+
+def describe(exc):
+    """What identifies a TLS error: its class and OpenSSL's reason and
+    verification result."""
+    return (type(exc), getattr(exc, "reason", None), getattr(exc, "verify_code", None),
+            getattr(exc, "verify_message", None))
+
+
+def blocking_handshake_error(ctx, addr, server_hostname):
+    """The exception the stdlib's blocking ssl module raises for a handshake
+    with `addr` (the reference for the loops' errors); None if it succeeds."""
+    with socket.create_connection(addr, timeout=TIMEOUT) as s:
+        try:
+            with ctx.wrap_socket(s, server_hostname=server_hostname):
+                return None
+        except Exception as exc:  # noqa: BLE001 - the exception is the result
+            return exc
+
+
+def client_hello(ctx, server_hostname="localhost"):
+    """The bytes of a real ClientHello from `ctx`."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def recv_until_eof(conn):
+    """Everything the peer sends until it closes (or resets) the connection."""
+    chunks = []
+    while True:
+        try:
+            data = conn.recv(65536)
+        except ConnectionResetError:
+            return b"".join(chunks)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+class RawPeer:
+    """A blocking peer on its own thread: accepts `count` connections on a
+    listening socket of its own and runs handler(conn) for each."""
+
+    def __init__(self, handler, count=1):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.addr = self.sock.getsockname()
+        self.errors = []
+        self.thread = threading.Thread(target=self._serve, args=(handler, count), daemon=True)
+
+    def _serve(self, handler, count):
+        try:
+            self.sock.settimeout(TIMEOUT)
+            for _ in range(count):
+                conn, _ = self.sock.accept()
+                with conn:
+                    conn.settimeout(TIMEOUT)
+                    handler(conn)
+        except Exception as exc:  # noqa: BLE001 - reported by __exit__
+            self.errors.append(exc)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.thread.join(TIMEOUT)
+        self.sock.close()
+        assert not self.thread.is_alive(), "the peer thread did not finish"
+        if exc_info[0] is None and self.errors:
+            raise self.errors[0]
+
+
+class Recorder(asyncio.Protocol):
+    """A client protocol that keeps what it received and how it ended."""
+
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.data = bytearray()
+        self.eof = False
+        self.lost = self.loop.create_future()
+        self.got = None  # (future, size): resolved once `size` bytes arrived
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.data += data
+        if self.got is not None and len(self.data) >= self.got[1] and not self.got[0].done():
+            self.got[0].set_result(bytes(self.data))
+
+    def eof_received(self):
+        self.eof = True
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+    def wait_for_bytes(self, size):
+        self.got = (self.loop.create_future(), size)
+        self.data_received(b"")
+        return self.got[0]
+
+
+class TLSServer:
+    """`async with TLSServer(loop, certs) as srv`: a TLS server on the loop
+    for 127.0.0.1; each connection gets a `protocol()` kept in
+    `srv.protocols`. Closed (and waited for) on the way out."""
+
+    def __init__(self, loop, certs, protocol=None, **server_kw):
+        self.loop = loop
+        self.certs = certs
+        self.protocol = protocol or Recorder
+        self.server_kw = server_kw
+        self.server_kw.setdefault("ssl", certs.server_context())
+        self.protocols = []
+
+    def _factory(self):
+        self.protocols.append(self.protocol())
+        return self.protocols[-1]
+
+    async def __aenter__(self):
+        self.server = await self.loop.create_server(self._factory, "127.0.0.1", 0,
+                                                    **self.server_kw)
+        self.addr = self.server.sockets[0].getsockname()
+        return self
+
+    async def __aexit__(self, *exc_info):
+        self.server.close()
+        await self.server.wait_closed()
+
+    def connect(self, protocol=Recorder, **kw):
+        """create_connection() with the test CA's client context."""
+        kw.setdefault("ssl", self.certs.client_context())
+        kw.setdefault("server_hostname", "localhost")
+        return self.loop.create_connection(protocol, *self.addr, **kw)
+
+
+def collect_exception_handler_calls(loop):
+    """The contexts the loop reports from now on. Debug mode off: in debug
+    mode the stdlib also reports each incoming connection whose handshake
+    failed ("Error on transport creation"), on either loop."""
+    loop.set_debug(False)
+    calls = []
+    loop.set_exception_handler(lambda lp, ctx: calls.append(ctx))
+    return calls
+
+
+# ---- connections that work ------------------------------------------------------
+
+def check_tls_extra(transport, ctx, peer_cn):
+    sslobj = transport.get_extra_info("ssl_object")
+    assert isinstance(sslobj, ssl.SSLObject)
+    assert transport.get_extra_info("sslcontext") is ctx
+    peercert = transport.get_extra_info("peercert")
+    assert peercert == sslobj.getpeercert()
+    if peer_cn is None:
+        assert peercert is None
+    else:
+        assert (("commonName", peer_cn),) in peercert["subject"]
+    cipher = transport.get_extra_info("cipher")
+    assert cipher == sslobj.cipher() and len(cipher) == 3
+    assert transport.get_extra_info("compression") == sslobj.compression()
+    assert transport.get_extra_info("no such thing", "dflt") == "dflt"
+
+
+def test_streams_echo_over_tls_with_client_certificates(tls_loop, tls_certs):
+    server_ctx = tls_certs.server_context(require_client_cert=True)
+    client_ctx = tls_certs.client_context(with_cert=True)
+    payload = os.urandom(3 * 1024 * 1024 + 7)  # past every flow-control mark
+
+    async def main():
+        server_side = {}
+
+        async def handle(reader, writer):
+            # (A failure here is only logged by start_server: it is noted.)
+            check_tls_extra(writer.transport, server_ctx, "pyloop test client")
+            server_side["extra checked"] = True
+            data = await reader.readexactly(len(payload))
+            writer.write(data)
+            await writer.drain()
+            server_side["eof"] = await reader.read()  # the client's close_notify
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
+        transport = writer.transport
+        check_tls_extra(transport, client_ctx, "localhost")
+        assert transport.get_extra_info("ssl_object").server_hostname == "localhost"
+        assert transport.get_extra_info("peername") == ("127.0.0.1", port)
+        assert transport.get_extra_info("socket").fileno() >= 0
+        assert not transport.can_write_eof()
+        writer.write(payload)
+        await writer.drain()
+        assert await reader.readexactly(len(payload)) == payload
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return server_side
+
+    server_side = run(tls_loop, main())
+    assert server_side == {"extra checked": True, "eof": b""}
+
+
+def test_ssl_true_uses_a_default_context(tls_loop, tls_certs, monkeypatch):
+    # ssl=True on the client: ssl.create_default_context(), which trusts what
+    # SSL_CERT_FILE names (read by OpenSSL when the context is made).
+    monkeypatch.setenv("SSL_CERT_FILE", tls_certs.ca)
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            transport, proto = await srv.connect(ssl=True)
+            ctx = transport.get_extra_info("sslcontext")
+            assert isinstance(ctx, ssl.SSLContext)
+            assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+            peercert = transport.get_extra_info("peercert")
+            assert (("commonName", "localhost"),) in peercert["subject"]
+            transport.close()
+            assert await proto.lost is None
+
+    run(tls_loop, main())
+
+
+def test_unix_sockets_over_tls(tls_loop, tls_certs, tmp_path):
+    path = str(tmp_path / "tls.sock")
+    server_ctx = tls_certs.server_context()
+    client_ctx = tls_certs.client_context()
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data.upper())
+
+    async def main():
+        server = await tls_loop.create_unix_server(Echo, path, ssl=server_ctx,
+                                                   ssl_handshake_timeout=10)
+        transport, proto = await tls_loop.create_unix_connection(
+            Recorder, path, ssl=client_ctx, server_hostname="localhost",
+            ssl_handshake_timeout=10, ssl_shutdown_timeout=10)
+        check_tls_extra(transport, client_ctx, "localhost")
+        transport.write(b"over a unix socket")
+        assert await proto.wait_for_bytes(18) == b"OVER A UNIX SOCKET"
+        transport.close()
+        assert await proto.lost is None
+        server.close()
+        await server.wait_closed()
+
+    run(tls_loop, main())
+
+
+def test_unix_connection_with_ssl_needs_server_hostname(tls_loop, tls_certs, tmp_path):
+    async def main():
+        with pytest.raises(ValueError, match="server_hostname"):
+            await tls_loop.create_unix_connection(asyncio.Protocol, str(tmp_path / "x"),
+                                                  ssl=tls_certs.client_context())
+
+    run(tls_loop, main())
+
+
+def test_connect_accepted_socket_server_side(tls_loop, tls_certs):
+    server_ctx = tls_certs.server_context()
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data[::-1])
+
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        with listener:
+            client = asyncio.ensure_future(tls_loop.create_connection(
+                Recorder, *listener.getsockname(), ssl=tls_certs.client_context(),
+                server_hostname="localhost"))
+            conn, _ = await tls_loop.sock_accept(listener)
+            server_transport, _ = await tls_loop.connect_accepted_socket(
+                Echo, conn, ssl=server_ctx, ssl_handshake_timeout=10, ssl_shutdown_timeout=10)
+            check_tls_extra(server_transport, server_ctx, None)
+            transport, proto = await client
+        transport.write(b"abc")
+        assert await proto.wait_for_bytes(3) == b"cba"
+        transport.close()
+        assert await proto.lost is None
+
+    run(tls_loop, main())
+
+
+class LineThenRaw(asyncio.Protocol):
+    """Plain-text side of a STARTTLS exchange: resolves `line` with the
+    first line; after that, start_tls takes the transport over."""
+
+    def __init__(self, loop):
+        self.line = loop.create_future()
+        self.buf = b""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.buf += data
+        if b"\n" in self.buf and not self.line.done():
+            self.line.set_result(self.buf)
+
+
+def socket_readable(transport):
+    fd = transport.get_extra_info("socket").fileno()
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+@pytest.mark.parametrize("client_paused", [False, True])
+def test_start_tls_on_both_sides_while_reading_is_paused(tls_loop, tls_certs, client_paused):
+    # The server answers "GO", stops reading and upgrades only once the
+    # client's ClientHello already waits in its socket.
+    server_ctx = tls_certs.server_context()
+    client_ctx = tls_certs.client_context()
+
+    async def main():
+        accepted = tls_loop.create_future()
+
+        def server_factory():
+            proto = LineThenRaw(tls_loop)
+            accepted.set_result(proto)
+            return proto
+
+        server = await tls_loop.create_server(server_factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ctransport, cproto = await tls_loop.create_connection(
+            lambda: LineThenRaw(tls_loop), "127.0.0.1", port)
+        sproto = await accepted
+        ctransport.write(b"STARTTLS\n")
+        assert await sproto.line == b"STARTTLS\n"
+        sproto.transport.write(b"GO\n")
+        sproto.transport.pause_reading()
+        assert await cproto.line == b"GO\n"
+        if client_paused:
+            ctransport.pause_reading()
+
+        client_app = Recorder()
+        client_tls = asyncio.ensure_future(tls_loop.start_tls(
+            ctransport, client_app, client_ctx, server_hostname="localhost",
+            ssl_handshake_timeout=10))
+        await wait_until(lambda: socket_readable(sproto.transport),
+                         "the ClientHello reaches the paused server")
+        server_app = Recorder()
+        stls = await tls_loop.start_tls(sproto.transport, server_app, server_ctx,
+                                        server_side=True, ssl_handshake_timeout=10)
+        ctls = await client_tls
+        check_tls_extra(ctls, client_ctx, "localhost")
+        check_tls_extra(stls, server_ctx, None)
+        assert ctls.is_reading() and stls.is_reading()
+        ctls.write(b"ping")
+        assert await server_app.wait_for_bytes(4) == b"ping"
+        stls.write(b"pong")
+        assert await client_app.wait_for_bytes(4) == b"pong"
+        ctls.close()
+        assert await client_app.lost is None
+        assert await server_app.lost is None
+        assert server_app.eof
+        server.close()
+        await server.wait_closed()
+
+    run(tls_loop, main())
+
+
+def test_stream_writer_start_tls(tls_loop, tls_certs):
+    server_ctx = tls_certs.server_context()
+
+    async def main():
+        async def handle(reader, writer):
+            assert await reader.readline() == b"STARTTLS\n"
+            writer.write(b"GO\n")
+            await writer.start_tls(server_ctx)
+            line = await reader.readline()
+            writer.write(b"secure " + line)
+            await writer.drain()
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"GO\n"
+        await writer.start_tls(tls_certs.client_context(), server_hostname="localhost")
+        assert writer.get_extra_info("ssl_object") is not None
+        writer.write(b"hello\n")
+        assert await reader.readline() == b"secure hello\n"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(tls_loop, main())
+
+
+def test_app_transport_pause_and_resume_reading(tls_loop, tls_certs):
+    size = 2 * 1024 * 1024
+
+    class Sender(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(b"x" * size)
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs, Sender) as srv:
+            transport, proto = await srv.connect()
+            transport.pause_reading()
+            assert not transport.is_reading()
+            transport.resume_reading()
+            assert transport.is_reading()
+            assert await proto.wait_for_bytes(size) == b"x" * size
+            transport.close()
+            await proto.lost
+
+    run(tls_loop, main())
+
+
+# ---- shutdown -------------------------------------------------------------------
+
+def test_close_waits_for_the_peers_close_notify_not_the_timeout(tls_loop, tls_certs):
+    # A shutdown timeout longer than the scenario's bound: the connection
+    # must end by the TLS close exchange itself.
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            transport, proto = await srv.connect(ssl_shutdown_timeout=TIMEOUT * 4)
+            fd = transport.get_extra_info("socket").fileno()
+            target = _fd_target(fd)
+            transport.close()
+            assert await proto.lost is None
+            assert await srv.protocols[0].lost is None
+            assert srv.protocols[0].eof  # the client's close_notify, as an EOF
+            assert _fd_target(fd) != target
+
+    run(tls_loop, main())
+
+
+def test_close_while_the_peer_keeps_streaming(tls_loop, tls_certs):
+    # uvloop's aiohttp bug (MagicStack/uvloop#471): a client that closed in
+    # the middle of a long download kept the connection, and the server kept
+    # sending, until the shutdown timeout. Here the connection must end
+    # without it: the shutdown timeout is longer than the scenario's bound.
+    class Endless(Recorder):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.chunks = 0
+            self.resume_writing()
+
+        def pause_writing(self):
+            self.paused = True
+
+        def resume_writing(self):
+            self.paused = False
+            while not self.paused and not self.transport.is_closing():
+                self.transport.write(b"z" * 65536)
+                self.chunks += 1
+
+        def eof_received(self):
+            super().eof_received()
+            self.transport.close()
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs, Endless) as srv:
+            transport, proto = await srv.connect(ssl_shutdown_timeout=TIMEOUT * 4)
+            await proto.wait_for_bytes(256 * 1024)
+            transport.close()
+            # OpenSSL 3 refuses the records that were still on their way
+            # after our close_notify: that ends the connection too.
+            exc = await proto.lost
+            assert exc is None or (isinstance(exc, ssl.SSLError)
+                                   and exc.reason == "APPLICATION_DATA_AFTER_CLOSE_NOTIFY")
+            # The server learns it at once too (a reset: our socket closed
+            # with its records unread).
+            server_exc = await srv.protocols[0].lost
+            assert server_exc is None or isinstance(server_exc, ConnectionResetError)
+            assert srv.protocols[0].chunks > 4
+
+    run(tls_loop, main())
+
+
+def test_close_right_after_a_large_write_delivers_everything(tls_loop, tls_certs):
+    payload = os.urandom(4 * 1024 * 1024 + 11)
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            transport, proto = await srv.connect()
+            transport.write(payload)
+            transport.close()
+            assert await proto.lost is None
+            assert await srv.protocols[0].lost is None
+            assert srv.protocols[0].eof
+            return bytes(srv.protocols[0].data)
+
+    assert run(tls_loop, main()) == payload
+
+
+def test_close_notify_while_the_reader_is_paused(tls_loop, tls_certs):
+    # The server sends data and closes at once; the client's application has
+    # paused reading: the connection stays until it resumes, then the data,
+    # the EOF and the end arrive.
+    payload = os.urandom(1024 * 1024)
+
+    closed = []
+
+    class SendAndClose(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(payload)
+            transport.close()
+            closed.append(transport)
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs, SendAndClose) as srv:
+            # (Not paused in connection_made: the stdlib's TLS layer would
+            # then hold back the client's last handshake message, on either
+            # loop.)
+            transport, proto = await srv.connect()
+            transport.pause_reading()
+            await wait_until(lambda: closed, "the server closes its end")
+            assert not proto.lost.done()
+            transport.resume_reading()
+            assert await proto.lost is None
+            assert proto.eof
+            return bytes(proto.data)
+
+    assert run(tls_loop, main()) == payload
+
+
+def test_shutdown_timeout_closes_when_the_peer_never_answers(tls_loop, tls_certs):
+    server_ctx = tls_certs.server_context()
+    release = threading.Event()
+
+    def peer(conn):
+        with server_ctx.wrap_socket(conn, server_side=True) as ssock:
+            ssock.sendall(b"ready")
+            release.wait(TIMEOUT)  # holds the connection, never reads the close_notify
+
+    async def main(addr):
+        transport, proto = await tls_loop.create_connection(
+            Recorder, *addr, ssl=tls_certs.client_context(), server_hostname="localhost",
+            ssl_shutdown_timeout=0.2)
+        await proto.wait_for_bytes(5)
+        fd = transport.get_extra_info("socket").fileno()
+        target = _fd_target(fd)
+        transport.close()
+        exc = await proto.lost
+        assert _fd_target(fd) != target  # closed while the peer still holds its end
+        return exc
+
+    with RawPeer(peer) as p:
+        try:
+            exc = run(tls_loop, main(p.addr))
+        finally:
+            release.set()
+    assert isinstance(exc, TimeoutError) and str(exc) == "SSL shutdown timed out"
+
+
+def test_peer_closes_without_close_notify_after_data(tls_loop, tls_certs):
+    server_ctx = tls_certs.server_context()
+
+    def peer(conn):
+        ssock = server_ctx.wrap_socket(conn, server_side=True)
+        ssock.sendall(b"hello")
+        ssock.shutdown(socket.SHUT_RDWR)  # a TCP FIN, no TLS close_notify
+        recv_until_eof(ssock)
+        ssock.close()
+
+    async def main(addr):
+        reader, writer = await asyncio.open_connection(
+            *addr, ssl=tls_certs.client_context(), server_hostname="localhost")
+        data = await reader.read()
+        assert reader.at_eof()
+        writer.close()
+        await writer.wait_closed()
+        return data
+
+    with RawPeer(peer) as p:
+        assert run(tls_loop, main(p.addr)) == b"hello"
+
+
+def test_abort_after_the_handshake(tls_loop, tls_certs):
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            transport, proto = await srv.connect()
+            transport.write(b"dropped or not")
+            transport.abort()
+            assert transport.is_closing()
+            assert await proto.lost is None
+            # The server sees the TCP connection end without a close_notify.
+            await srv.protocols[0].lost
+
+    run(tls_loop, main())
+
+
+def test_peer_resets_after_the_handshake(tls_loop, tls_certs):
+    server_ctx = tls_certs.server_context()
+
+    def peer(conn):
+        ssock = server_ctx.wrap_socket(conn, server_side=True)
+        ssock.sendall(b"bye")
+        ssock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+        ssock.close()
+
+    async def main(addr):
+        transport, proto = await tls_loop.create_connection(
+            Recorder, *addr, ssl=tls_certs.client_context(), server_hostname="localhost")
+        return await proto.lost, proto
+
+    with RawPeer(peer) as p:
+        exc, proto = run(tls_loop, main(p.addr))
+    # The data that came before the reset may or may not have been read
+    # first; the end is the reset, on both loops.
+    assert isinstance(exc, ConnectionResetError)
+    assert bytes(proto.data) in (b"", b"bye")
+
+
+def test_sendfile_over_tls(tls_loop, tls_certs, tmp_path):
+    path = tmp_path / "payload"
+    payload = os.urandom(512 * 1024 + 3)
+    path.write_bytes(payload)
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            transport, proto = await srv.connect()
+            with open(path, "rb") as f:
+                sent = await tls_loop.sendfile(transport, f, offset=3)
+            assert sent == len(payload) - 3
+            assert await srv.protocols[0].wait_for_bytes(sent) == payload[3:]
+            transport.close()
+            await proto.lost
+
+    run(tls_loop, main())
+
+
+@pytest.mark.parametrize("how", ["closed", "cancelled"])
+def test_nothing_keeps_the_context_alive(tls_loop, tls_certs, how):
+    # Once run_until_complete returns, a connection that is over holds its
+    # SSLContext no more, without a garbage collection (the stdlib's
+    # test_ssl checks this too). Not after a handshake error: its exception
+    # and the frames of its traceback make a cycle, on either loop.
+    listener = socket.create_server(("127.0.0.1", 0))  # never answers
+
+    async def main(ctx):
+        if how == "closed":
+            async with TLSServer(tls_loop, tls_certs) as srv:
+                transport, proto = await srv.connect(ssl=ctx)
+                transport.close()
+                await proto.lost
+        else:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(tls_loop.create_connection(
+                    asyncio.Protocol, *listener.getsockname(), ssl=ctx,
+                    server_hostname="localhost"), 0.1)
+
+    ctx = tls_certs.client_context()
+    ref = weakref.ref(ctx)
+    with listener:
+        tls_loop.run_until_complete(main(ctx))
+        del ctx
+        assert ref() is None
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="Server.close_clients/abort_clients are 3.13+")
+@pytest.mark.parametrize("method", ["close_clients", "abort_clients"])
+def test_server_drops_its_tls_clients(tls_loop, tls_certs, method):
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            clients = [await srv.connect() for _ in range(3)]
+            srv.server.close()
+            getattr(srv.server, method)()
+            for transport, proto in clients:
+                await proto.lost
+
+    run(tls_loop, main())
+
+
+# ---- handshake faults -------------------------------------------------------------
+
+def test_client_handshake_timeout(tls_loop, tls_certs):
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+
+    async def main():
+        with pytest.raises(ConnectionAbortedError, match="SSL handshake is taking longer"):
+            await tls_loop.create_connection(
+                asyncio.Protocol, *listener.getsockname(), ssl=tls_certs.client_context(),
+                server_hostname="localhost", ssl_handshake_timeout=0.2)
+
+    with listener:
+        run(tls_loop, main())
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(TIMEOUT)
+            hello = recv_until_eof(conn)  # the client closed its end
+    assert hello.startswith(b"\x16\x03")  # a TLS handshake record
+
+
+def test_server_handshake_timeout(tls_loop, tls_certs):
+    async def main():
+        calls = collect_exception_handler_calls(tls_loop)
+        async with TLSServer(tls_loop, tls_certs, ssl_handshake_timeout=0.2) as srv:
+            with socket.create_connection(srv.addr, timeout=TIMEOUT) as raw:  # says nothing
+                got = await tls_loop.run_in_executor(None, recv_until_eof, raw)
+        return got, calls
+
+    got, calls = run(tls_loop, main())
+    assert got == b"" and calls == []
+
+
+@pytest.mark.parametrize("garbage", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"\x16\x03\x01\x00\x05junk!"])
+def test_server_sends_garbage(tls_loop, tls_certs, garbage):
+    client_ctx = tls_certs.client_context()
+
+    def peer(conn):
+        recv_until_hello = conn.recv(65536)
+        assert recv_until_hello
+        conn.sendall(garbage * 4)
+        recv_until_eof(conn)
+
+    async def main(addr):
+        with pytest.raises(ssl.SSLError) as info:
+            await tls_loop.create_connection(asyncio.Protocol, *addr, ssl=client_ctx,
+                                             server_hostname="localhost")
+        return info.value
+
+    with RawPeer(peer, count=2) as p:
+        reference = blocking_handshake_error(client_ctx, p.addr, "localhost")
+        exc = run(tls_loop, main(p.addr))
+    assert isinstance(reference, ssl.SSLError)
+    assert describe(exc) == describe(reference)
+
+
+def test_client_sends_garbage(tls_loop, tls_certs):
+    async def main():
+        calls = collect_exception_handler_calls(tls_loop)
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            def talk():
+                with socket.create_connection(srv.addr, timeout=TIMEOUT) as raw:
+                    raw.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    return recv_until_eof(raw)
+
+            answer = await tls_loop.run_in_executor(None, talk)
+        return answer, calls
+
+    answer, calls = run(tls_loop, main())
+    # At most a TLS alert record, then the server hangs up.
+    assert answer == b"" or answer.startswith(b"\x15\x03")
+    assert calls == []
+
+
+def test_server_closes_during_handshake(tls_loop, tls_certs):
+    def peer(conn):
+        assert conn.recv(65536)  # the ClientHello, read so that the close is a FIN
+
+    async def main(addr):
+        with pytest.raises(ConnectionResetError):
+            await tls_loop.create_connection(asyncio.Protocol, *addr,
+                                             ssl=tls_certs.client_context(),
+                                             server_hostname="localhost")
+
+    with RawPeer(peer) as p:
+        run(tls_loop, main(p.addr))
+
+
+@pytest.mark.parametrize("case", ["untrusted", "hostname"])
+def test_certificate_verification_failure(tls_loop, tls_certs, case):
+    server_ctx = tls_certs.server_context(rogue=(case == "untrusted"))
+    client_ctx = tls_certs.client_context()
+    hostname = "localhost" if case == "untrusted" else "wrong.example"
+
+    async def main():
+        calls = collect_exception_handler_calls(tls_loop)
+        async with TLSServer(tls_loop, tls_certs, ssl=server_ctx) as srv:
+            reference = await tls_loop.run_in_executor(
+                None, blocking_handshake_error, client_ctx, srv.addr, hostname)
+            with pytest.raises(ssl.SSLCertVerificationError) as info:
+                await srv.connect(ssl=client_ctx, server_hostname=hostname)
+        return reference, info.value, calls
+
+    reference, exc, calls = run(tls_loop, main())
+    assert isinstance(reference, ssl.SSLCertVerificationError)
+    assert describe(exc) == describe(reference)
+    assert exc.verify_code == (62 if case == "hostname" else 18)
+    assert calls == []
+
+
+def test_ssl_true_rejects_an_untrusted_server(tls_loop, tls_certs, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            with pytest.raises(ssl.SSLCertVerificationError) as info:
+                await srv.connect(ssl=True)
+        return info.value
+
+    exc = run(tls_loop, main())
+    assert exc.verify_code == 20  # unable to get local issuer certificate
+
+
+def test_client_cancelled_during_handshake(tls_loop, tls_certs):
+    hello_seen = threading.Event()
+
+    def peer(conn):
+        assert conn.recv(65536)
+        hello_seen.set()
+        recv_until_eof(conn)  # returns once the client has closed
+
+    async def main(addr):
+        task = asyncio.ensure_future(tls_loop.create_connection(
+            asyncio.Protocol, *addr, ssl=tls_certs.client_context(),
+            server_hostname="localhost"))
+        assert await tls_loop.run_in_executor(None, hello_seen.wait, TIMEOUT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with RawPeer(peer) as p:
+        run(tls_loop, main(p.addr))
+
+
+@pytest.mark.parametrize("how", ["cancelled", "handshake-timeout"])
+def test_start_tls_that_does_not_complete(tls_loop, tls_certs, how):
+    # A plain connection upgraded with start_tls to a peer that never
+    # answers the ClientHello: the raw transport is closed either way.
+    hello_seen = threading.Event()
+
+    def peer(conn):
+        assert conn.recv(65536).startswith(b"\x16\x03")
+        hello_seen.set()
+        recv_until_eof(conn)  # returns once the client has closed
+
+    async def main(addr):
+        transport, proto = await tls_loop.create_connection(Recorder, *addr)
+        upgrade = asyncio.ensure_future(tls_loop.start_tls(
+            transport, proto, tls_certs.client_context(), server_hostname="localhost",
+            ssl_handshake_timeout=0.2 if how == "handshake-timeout" else None))
+        assert await tls_loop.run_in_executor(None, hello_seen.wait, TIMEOUT)
+        if how == "cancelled":
+            upgrade.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await upgrade
+        else:
+            with pytest.raises(ConnectionAbortedError, match="SSL handshake is taking longer"):
+                await upgrade
+        await wait_until(transport.is_closing, "the raw transport closes")
+
+    with RawPeer(peer) as p:
+        run(tls_loop, main(p.addr))
+
+
+def test_peer_resets_during_server_handshake(tls_loop, tls_certs):
+    hello = client_hello(tls_certs.client_context())
+
+    async def main():
+        calls = collect_exception_handler_calls(tls_loop)
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            before = open_sockets()
+            raw = socket.create_connection(srv.addr, timeout=TIMEOUT)
+            raw.sendall(hello[: len(hello) // 2])
+            await wait_until(lambda: len(open_sockets()) == len(before) + 2,
+                             "the server accepts the connection")
+            # SO_LINGER 0: the close sends a reset, mid-handshake.
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+            raw.close()
+            await wait_until(lambda: open_sockets() == before, "the server drops the connection")
+        return calls, srv.protocols
+
+    calls, protocols = run(tls_loop, main())
+    assert calls == []
+    # The application protocol exists from the accept on, but never heard of
+    # a connection that did not get through its handshake.
+    assert len(protocols) == 1 and not hasattr(protocols[0], "transport")
+    assert not protocols[0].lost.done()
+
+
+# ---- argument checks the loops share -------------------------------------------
+
+def test_tls_arguments_are_checked(tls_loop, tls_certs):
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    async def main():
+        errors = []
+        for call in (
+            lambda: tls_loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=True),
+            lambda: tls_loop.create_server(asyncio.Protocol, "127.0.0.1", 0,
+                                           ssl_handshake_timeout=1),
+            lambda: tls_loop.create_connection(asyncio.Protocol, *listener.getsockname(),
+                                               server_hostname="localhost"),
+        ):
+            try:
+                await call()
+            except (TypeError, ValueError) as exc:
+                errors.append((type(exc), str(exc)))
+        return errors
+
+    with listener:
+        errors = run(tls_loop, main())
+    assert [t for t, _ in errors] == [TypeError, ValueError, ValueError]
+    assert "ssl_handshake_timeout is only meaningful with ssl" in errors[1][1]
+    assert "server_hostname is only meaningful with ssl" in errors[2][1]
+
+
+def test_start_tls_refuses_what_it_cannot_upgrade(tls_loop, tls_certs):
+    async def main():
+        async with TLSServer(tls_loop, tls_certs) as srv:
+            transport, proto = await srv.connect()
+            with pytest.raises(TypeError, match="sslcontext is expected"):
+                await tls_loop.start_tls(transport, proto, object())
+            assert transport.is_reading()  # left as it was
+            transport.close()
+            await proto.lost
+
+    run(tls_loop, main())
+
+
+# ---- aiohttp --------------------------------------------------------------------
+
+def test_aiohttp_https_client_and_server_leave_nothing_open(tls_loop, tls_certs):
+    aiohttp = pytest.importorskip("aiohttp", reason="aiohttp is in the test extra")
+    from aiohttp import web
+
+    async def hello(request):
+        return web.Response(text=f"hello {request.match_info['n']}")
+
+    streams_ended = []
+
+    async def endless(request):
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        try:
+            while True:
+                await resp.write(b"z" * 65536)
+        except ConnectionError:
+            streams_ended.append(True)
+        return resp
+
+    async def main():
+        before = open_sockets()
+        app = web.Application()
+        app.router.add_get("/endless", endless)
+        app.router.add_get("/{n}", hello)
+        # The server drops idle keep-alive connections soon.
+        runner = web.AppRunner(app, keepalive_timeout=0.2)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_certs.server_context())
+        await site.start()
+        port = runner.addresses[0][1]
+        listening = open_sockets()
+        bodies = []
+        async with aiohttp.ClientSession() as session:
+            for n in range(5):
+                async with session.get(f"https://127.0.0.1:{port}/{n}",
+                                       ssl=tls_certs.client_context()) as resp:
+                    assert resp.status == 200
+                    bodies.append(await resp.text())
+            # The pooled connection the server closed is gone on both ends
+            # while the session is still open.
+            await wait_until(lambda: open_sockets() == listening,
+                             "the idle connection the server closed is closed")
+            # A download left in the middle (uvloop#471): the connection ends
+            # on both sides, the server stops sending.
+            async with session.get(f"https://127.0.0.1:{port}/endless",
+                                   ssl=tls_certs.client_context()) as resp:
+                assert len(await resp.content.readexactly(300000)) == 300000
+            await wait_until(lambda: open_sockets() == listening and streams_ended,
+                             "the interrupted download's connection is closed")
+        # A fresh connection per request, closed by the client at once.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for n in range(5, 8):
+                async with session.get(f"https://127.0.0.1:{port}/{n}",
+                                       ssl=tls_certs.client_context()) as resp:
+                    bodies.append(await resp.text())
+        await runner.cleanup()
+        await wait_until(lambda: open_sockets() == before,
+                         "every client and server connection is closed")
+        return bodies
+
+    assert run(tls_loop, main()) == [f"hello {n}" for n in range(8)]
 
 
 # ---- the C read step (csrc/tls.c, loop._ssl_read) ---------------------------------
 
 
-def _tls_pair_contexts(tmp_path_factory):
-    import ssl
-    import subprocess
-    d = tmp_path_factory.mktemp("tls-read")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    client = ssl.create_default_context(cafile=cert)
-    return server, client
-
-
-@pytest.fixture(scope="module")
-def read_ctx(tmp_path_factory):
-    return _tls_pair_contexts(tmp_path_factory)
+@pytest.fixture
+def read_ctx(tls_certs):
+    return tls_certs.server_context(), tls_certs.client_context()
 
 
 class _Collect(asyncio.Protocol):

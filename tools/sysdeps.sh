@@ -9,14 +9,15 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ! pkg-config --exists libuv 2>/dev/null; then need+=(libuv1-dev); fi
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
+# The TLS tests make their certificates with the openssl command.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # Benchmark-only tools (`make bench` sets PYLOOP_BENCH=1): valgrind for the
 # instruction counts, wrk for the HTTP(S) rows of the network benchmarks,
-# OpenSSL's headers and command for the TLS client and its certificate.
+# OpenSSL's headers for the TLS client (its command is needed above already).
 if [ "${PYLOOP_BENCH:-0}" = 1 ]; then
     command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
     command -v wrk >/dev/null 2>&1 || need+=(wrk)
     [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
-    command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then
