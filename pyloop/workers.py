@@ -82,9 +82,13 @@ class UvicornWorker(Worker):
 
         self.config.app = self.wsgi
         server = Server(config=self.config)
-        # gunicorn stops a worker gracefully with SIGQUIT, which uvicorn does not handle.
-        asyncio.get_running_loop().add_signal_handler(
-            signal.SIGQUIT, self.handle_exit, signal.SIGQUIT, None)
+        # gunicorn's master sends SIGQUIT to its workers on a quick shutdown
+        # (its own SIGQUIT or SIGINT); uvicorn's server watches SIGINT and SIGTERM
+        # only. gunicorn's handle_exit would only clear self.alive, which uvicorn
+        # never reads: ask the server itself to stop.
+        def stop_server():
+            server.should_exit = True
+        asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, stop_server)
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
