@@ -4,7 +4,7 @@ timeouts, cancellation, and futures completed by callbacks or threads.
     python examples/tasks_and_futures.py [--loop asyncio]
 
 Every ordering printed here follows from the program (timers fire in deadline
-order), not from how fast the machine is.
+order, and the deadlines are far apart), not from how fast the machine is.
 """
 import asyncio
 import threading
@@ -46,8 +46,8 @@ async def waiting():
     done, pending = await asyncio.wait(pending, timeout=0.02)
     print(f"  timeout=0.02: done={len(done)}, still pending={len(pending)}")
     slow.cancel()
-    group = [asyncio.create_task(job(f"j{i}", 0.01 * i, fail=(i == 2)), name=f"j{i}")
-             for i in range(1, 4)]
+    group = [asyncio.create_task(job(f"j{i}", delay, fail=(i == 2)), name=f"j{i}")
+             for i, delay in ((1, 0.01), (2, 0.05), (3, 0.25))]
     done, pending = await asyncio.wait(group, return_when=asyncio.FIRST_EXCEPTION)
     outcome = {t.get_name(): repr(t.exception() or t.result()) for t in done}
     print(f"  FIRST_EXCEPTION: done={dict(sorted(outcome.items()))}, "
@@ -56,7 +56,7 @@ async def waiting():
 
     print("as_completed:")
     order = []
-    for next_done in asyncio.as_completed([job("c", 0.03), job("a", 0.01), job("b", 0.02)]):
+    for next_done in asyncio.as_completed([job("c", 0.2), job("a", 0.01), job("b", 0.08)]):
         order.append(await next_done)
     print(f"  in finishing order: {order}")
 
@@ -114,7 +114,7 @@ async def cancellation():
     except asyncio.CancelledError:
         print(f"  cancelled={task.cancelled()}, cleanup ran={cleaned.is_set()}")
 
-    inner = asyncio.create_task(job("shielded", 0.02))
+    inner = asyncio.create_task(job("shielded", 0.1))
     outer = asyncio.ensure_future(asyncio.shield(inner))
     await asyncio.sleep(0)
     outer.cancel()
