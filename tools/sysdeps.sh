@@ -9,6 +9,9 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ! pkg-config --exists libuv 2>/dev/null; then need+=(libuv1-dev); fi
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
+# PostgreSQL server binaries (initdb, pg_ctl, postgres) for tests/integration,
+# examples/database.py and the asyncpg benchmark, which start their own server.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # Benchmark-only tools (`make bench` sets PYLOOP_BENCH=1): valgrind for the
 # instruction counts, wrk for the HTTP row of the network benchmarks.
 if [ "${PYLOOP_BENCH:-0}" = 1 ]; then
