@@ -47,7 +47,7 @@ def find_bindir():
         "PATH, PYLOOP_PG_BIN unset); tools/sysdeps.sh installs Debian's postgresql package")
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -121,7 +121,7 @@ class TempPostgres:
                 os.chown(self.tmp, *self.account)
             self._run("initdb", "--no-sync", "--auth=trust", f"--username={USER}",
                       "--encoding=UTF8", "--locale=C", "-D", self.datadir)
-            self.port = _free_port()
+            self.port = free_port()
             # postgres takes these as its own command-line options (-c name=value).
             opts = " ".join([
                 f"-p {self.port}", "-c listen_addresses=127.0.0.1",

@@ -10,23 +10,18 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+from _pg import free_port  # examples/_pg.py, loaded by conftest.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOOP_ARGS = {"pyloop": "pyloop:new_event_loop", "asyncio": "asyncio"}
 STARTED = "Application startup complete."
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Uvicorn:
