@@ -115,7 +115,10 @@ class TempPostgres:
         return proc
 
     def start(self):
-        self.tmp = tempfile.mkdtemp(prefix="pyloop-pg-")
+        parent = None
+        if self.account and not os.stat(tempfile.gettempdir()).st_mode & 0o001:
+            parent = "/tmp"  # the server's account could not reach a private TMPDIR
+        self.tmp = tempfile.mkdtemp(prefix="pyloop-pg-", dir=parent)
         try:
             if self.account:
                 os.chown(self.tmp, *self.account)
