@@ -11,7 +11,7 @@ from aiohttp import web
 SLOW_STARTED = web.AppKey("slow_started", asyncio.Event)
 
 
-def build_app(events):
+def build_app(events, static_dir=None):
     routes = web.RouteTableDef()
 
     @routes.get("/")
@@ -79,6 +79,8 @@ def build_app(events):
 
     app = web.Application()
     app.add_routes(routes)
+    if static_dir is not None:
+        app.router.add_static("/static", static_dir)
     app[SLOW_STARTED] = asyncio.Event()
 
     async def on_shutdown(app):
@@ -92,8 +94,8 @@ def build_app(events):
     return app
 
 
-async def start(events, **kw):
-    runner = web.AppRunner(build_app(events), **kw)
+async def start(events, static_dir=None, **kw):
+    runner = web.AppRunner(build_app(events, static_dir), **kw)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -268,3 +270,70 @@ def test_large_json_body(loop):
 
     raw = run(loop, main())
     assert json.loads(raw)["got"] == doc
+
+
+def test_websocket_heartbeat_keeps_idle_connection(loop):
+    """Client pings every 50 ms while nothing else is sent for 300 ms; the
+    server (reading, so it answers pings) keeps the connection, and it still
+    carries messages afterwards."""
+    async def main():
+        runner, base = await start([])
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.ws_connect(base + "/ws", heartbeat=0.05) as ws:
+                    await asyncio.sleep(0.3)
+                    await ws.send_str("still there?")
+                    return await ws.receive_str(), ws.closed
+        finally:
+            await runner.cleanup()
+
+    assert run(loop, main()) == ("STILL THERE?", False)
+
+
+def test_static_files_sendfile_and_ranges(loop, tmp_path):
+    """add_static serves files through loop.sendfile: whole, a Range, and a
+    conditional GET."""
+    data = bytes(range(256)) * 12000  # about 3 MB
+    (tmp_path / "blob.bin").write_bytes(data)
+
+    async def main():
+        runner, base = await start([], static_dir=tmp_path)
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(base + "/static/blob.bin") as r:
+                    whole = (r.status, await r.read(), r.headers["Last-Modified"])
+                async with s.get(base + "/static/blob.bin",
+                                 headers={"Range": "bytes=1000-1999"}) as r:
+                    part = (r.status, await r.read(), r.headers["Content-Range"])
+                async with s.get(base + "/static/blob.bin",
+                                 headers={"If-Modified-Since": whole[2]}) as r:
+                    cached = r.status
+                async with s.get(base + "/static/missing.bin") as r:
+                    missing = r.status
+            return whole, part, cached, missing
+        finally:
+            await runner.cleanup()
+
+    whole, part, cached, missing = run(loop, main())
+    assert whole[:2] == (200, data)
+    assert part == (206, data[1000:2000], f"bytes 1000-1999/{len(data)}")
+    assert cached == 304
+    assert missing == 404
+
+
+def test_client_timeout(loop):
+    """A total timeout shorter than the handler raises TimeoutError on the
+    client; the session goes on working."""
+    async def main():
+        runner, base = await start([])
+        try:
+            async with aiohttp.ClientSession() as s:
+                with pytest.raises(asyncio.TimeoutError):
+                    async with s.get(base + "/slow", timeout=aiohttp.ClientTimeout(total=0.1)):
+                        pass
+                async with s.get(base + "/") as r:
+                    return await r.text()
+        finally:
+            await runner.cleanup()
+
+    assert run(loop, main()) == "hello"
