@@ -39,6 +39,7 @@ bench: build
 	PYLOOP_BENCH=1 tools/sysdeps.sh
 	$(MAIN_VENV)/bin/python benchmarks/run.py $${BENCH_ARGS:---callgrind}
 	$(MAIN_VENV)/bin/python benchmarks/run_net.py $${BENCH_NET_ARGS:-}
+	$(MAIN_VENV)/bin/python benchmarks/run_apps.py $${BENCH_APPS_ARGS:-}
 
 # A wheel builds from the tree (what `pip wheel .` does).
 wheel-check: build

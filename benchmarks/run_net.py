@@ -95,6 +95,65 @@ def start_server(server, kind, where, tools, log):
     return proc, None
 
 
+def stop_server(proc, log, warnings, grace=10):
+    """SIGTERM, SIGKILL if still running after `grace` seconds; that, and the
+    last line the server wrote to its stderr file `log`, go to `warnings`."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        warnings.append(f"server still running {grace} s after SIGTERM, killed")
+        proc.kill()
+        proc.wait()
+    if os.path.getsize(log):
+        warnings.append(f"server stderr: {last_line(log)}")
+
+
+def record(cell, run):
+    """One run's result (or error) into a server's cell of the table."""
+    if "error" in run:
+        cell["errors"].append(run["error"])
+        return
+    cell["rps"].append(run["rps"])
+    cell["cpu_us"].append(run["cpu_us"])
+    cell["warnings"] += run.get("warnings", [])
+    if "latency" in run:
+        cell["latency"].append(run["latency"])
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def cell_text(cell, digits=1):
+    """One server's medians as the tables show them: `12.3k|4.5` (thousands
+    per second | CPU us each), `error` when every run failed, else `-`."""
+    rate, cpu = median(cell["rps"]), median(cell["cpu_us"])
+    if rate is None:
+        return "error" if cell["errors"] else "-"
+    return f"{rate / 1000:.{digits}f}k|{cpu:.{digits}f}"
+
+
+def print_notes(cells, reps):
+    """Under a table row: each server's failed runs and warnings, if any."""
+    for name, cell in cells.items():
+        errs, warns = cell["errors"], cell["warnings"]
+        if errs:
+            print(f"    {name}: {len(errs)} of {reps} runs failed, first: {errs[0]}")
+        if warns:
+            more = f" (+{len(warns) - 1} more)" if len(warns) > 1 else ""
+            print(f"    {name}: {warns[0]}{more}")
+
+
+def write_json(args, report, prefix):
+    """The run's options and rows to --json, or results/PREFIX-<time>.json."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = args.json or os.path.join(RESULTS, f"{prefix}-{stamp}.json")
+    with open(path, "w") as f:
+        json.dump({"args": vars(args), "rows": report}, f, indent=1)
+    print(f"\nJSON: {path}")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -191,15 +250,7 @@ def one_run(server, kind, size, unix, args, tools, tmp):
         if proc.poll() is not None:
             return {"error": f"server exited with {proc.returncode}: {last_line(log)}"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            result["warnings"].append("server still running 10 s after SIGTERM, killed")
-            proc.kill()
-            proc.wait()
-    if os.path.getsize(log):
-        result["warnings"].append(f"server stderr: {last_line(log)}")
+        stop_server(proc, log, result["warnings"])
     if served == 0:
         return {"error": "nothing served"}
     result.update(rps=rps, cpu_us=(cpu1 - cpu0) / served * 1e6)
@@ -267,19 +318,8 @@ def main():
                     if server == "c-libuv" and kind != "protocol":
                         continue
                     r = one_run(server, kind, size, unix, args, tools, tmp)
-                    cell = res[row][server]
-                    if "error" in r:
-                        cell["errors"].append(r["error"])
-                    else:
-                        cell["rps"].append(r["rps"])
-                        cell["cpu_us"].append(r["cpu_us"])
-                        cell["warnings"] += r.get("warnings", [])
-                        if "latency" in r:
-                            cell["latency"].append(r["latency"])
+                    record(res[row][server], r)
             print(f"  repetition {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
-
-    def med(xs):
-        return statistics.median(xs) if xs else None
 
     print(f"\nNetwork servers, {args.seconds}s per run, {args.reps} interleaved repetitions, "
           f"medians; client pinned to CPU 1, server to CPU 0")
@@ -300,36 +340,21 @@ def main():
             print(f"{name:24} skipped: {skipped[row]}")
             report.append({"workload": name, "skipped": skipped[row]})
             continue
-        cells = {s: (med(res[row][s]["rps"]), med(res[row][s]["cpu_us"])) for s in SERVERS}
-        def show(s):
-            rps, cpu = cells[s]
-            if rps is None:
-                errs = res[row][s]["errors"]
-                return "error" if errs else "-"
-            return f"{rps / 1000:.1f}k|{cpu:.1f}"
+        cells = {s: (median(res[row][s]["rps"]), median(res[row][s]["cpu_us"])) for s in SERVERS}
         p, u, c = cells["pyloop"], cells["uvloop"], cells["c-libuv"]
         rr = f"{p[0] / u[0]:.2f}x" if p[0] and u[0] else "-"
         cr = f"{p[1] / u[1]:.2f}" if p[1] and u[1] else "-"
         cc = f"{p[1] / c[1]:.2f}" if p[1] and c[1] else "-"
-        print(f"{name:24} " + " ".join(f"{show(s):>16}" for s in SERVERS) + f" {rr:>9} {cr:>9} {cc:>8}")
-        for s in SERVERS:
-            errs, warns = res[row][s]["errors"], res[row][s]["warnings"]
-            if errs:
-                print(f"    {s}: {len(errs)} of {args.reps} runs failed, first: {errs[0]}")
-            if warns:
-                more = f" (+{len(warns) - 1} more)" if len(warns) > 1 else ""
-                print(f"    {s}: {warns[0]}{more}")
+        print(f"{name:24} " + " ".join(f"{cell_text(res[row][s]):>16}" for s in SERVERS)
+              + f" {rr:>9} {cr:>9} {cc:>8}")
+        print_notes(res[row], args.reps)
         report.append({"workload": name,
                        "cells": {s: {"rps": cells[s][0], "cpu_us": cells[s][1],
                                      "errors": res[row][s]["errors"],
                                      "warnings": res[row][s]["warnings"],
                                      "latency": res[row][s]["latency"]}
                                  for s in SERVERS}})
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = args.json or os.path.join(RESULTS, f"net-{stamp}.json")
-    with open(path, "w") as f:
-        json.dump({"args": vars(args), "rows": report}, f, indent=1)
-    print(f"\nJSON: {path}")
+    write_json(args, report, "net")
 
 
 if __name__ == "__main__":

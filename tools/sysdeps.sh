@@ -11,6 +11,9 @@ command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
 # The TLS tests make their certificates with the openssl command.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# PostgreSQL server binaries (initdb, pg_ctl, postgres) for tests/integration,
+# examples/database.py and the asyncpg benchmark, which start their own server.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # Benchmark-only tools (`make bench` sets PYLOOP_BENCH=1): valgrind for the
 # instruction counts, wrk for the HTTP(S) rows of the network benchmarks,
 # OpenSSL's headers for the TLS client (its command is needed above already).
