@@ -102,9 +102,13 @@ class TempPostgres:
         kw = {}
         if self.account:
             kw.update(user=self.account[0], group=self.account[1], extra_groups=[])
+        # The server is not ours to instrument: `make asan` preloads the
+        # sanitizer runtimes, which PostgreSQL's binaries must not inherit.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")}
         proc = subprocess.run([os.path.join(self.bindir, tool), *args], cwd=self.tmp,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=120, **kw)
+                              timeout=120, env=env, **kw)
         if proc.returncode != 0:
             log = ""
             if os.path.exists(self.logfile):

@@ -31,4 +31,7 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_ma
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export PYTHONMALLOC=malloc
 export PYLOOP_UNDER_ASAN=1
+# Subprocesses the tests start (python -m pyloop, pytester runs) import the
+# sanitized build from this copy, wherever their working directory is.
+export PYTHONPATH="$top/$src"
 exec "$top/$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" tests
