@@ -67,6 +67,18 @@ pl_getattr_optional(PyObject *obj, const char *name, PyObject **result)
 #endif
 }
 
+/* sep.join(iterable) for bytes: PyBytes_Join is public from 3.14; before,
+ * the same function is the exported _PyBytes_Join. */
+static inline PyObject *
+pl_bytes_join(PyObject *sep, PyObject *iterable)
+{
+#if PY_VERSION_HEX >= 0x030E0000
+    return PyBytes_Join(sep, iterable);
+#else
+    return _PyBytes_Join(sep, iterable);
+#endif
+}
+
 /* Cast a method implementation to PyCFunction without -Wcast-function-type. */
 #define PL_METH(f) ((PyCFunction)(void (*)(void))(f))
 

@@ -20,7 +20,6 @@
  * except the pass_fds. */
 #include "process.h"
 #include "errors.h"
-#include "module.h"
 
 #include <dirent.h>
 #include <errno.h>

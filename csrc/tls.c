@@ -12,7 +12,6 @@
  * the TLS echo benchmark (1 KiB, server side): 67,600 instructions per
  * round trip before, see docs/performance.md for after. */
 #include "tls.h"
-#include "module.h"
 
 /* ssl.SSLWantReadError and ssl.SSLSyscallError: asyncio's SSLAgainErrors;
  * and the names called per record, interned once. */
@@ -140,7 +139,7 @@ Loop__ssl_read(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
         if (PyList_Insert(chunks, 0, first) < 0)
             goto cleanup;
         PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-        PyObject *joined = empty ? _PyBytes_Join(empty, chunks) : NULL;
+        PyObject *joined = empty ? pl_bytes_join(empty, chunks) : NULL;
         Py_XDECREF(empty);
         if (joined == NULL)
             goto cleanup;
