@@ -24,7 +24,6 @@
 #include "stream.h"
 #include "task.h"
 #include "timer.h"
-#include "tls.h"
 #include "udp.h"
 
 #include <errno.h>
@@ -942,7 +941,6 @@ static PyMethodDef Loop_methods[] = {
     {"_remove_writer", PL_METH(Loop__remove_writer), METH_O, NULL},
     {"_new_stream_transport", PL_METH(Loop__new_stream_transport), METH_FASTCALL, NULL},
     {"_pipe_read", PL_METH(Loop__pipe_read), METH_O, NULL},
-    {"_ssl_read", PL_METH(Loop__ssl_read), METH_FASTCALL, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
     /* pyloop.Loop overrides close(); this one serves the bare C type. */
     {"close", PL_METH(Loop__close), METH_NOARGS, "close($self)\n--\n\nClose the loop."},

@@ -1,92 +1,517 @@
-/* The read path of TLS connections: asyncio.sslproto.SSLProtocol's
- * _do_read__copied, for pyloop/loop.py's _SSLProtocol.
+/* The data path of TLS connections: a C base class for pyloop/loop.py's
+ * _SSLProtocol, which also derives from asyncio.sslproto.SSLProtocol.
  *
- * TLS runs through the stdlib's memory-BIO protocol (handshake, shutdown,
- * flow control and errors stay its own). Its read step drains the SSL
- * object with read(256 KiB) until SSLWantReadError: every record then costs
- * a 256 KiB bytes object shrunk to the record's size, plus one exception
- * raised and caught to learn that nothing more is buffered. Here the SSL
- * object reads into the loop's read buffer, the data is copied out at its
- * size, and the loop stops when neither the incoming BIO nor the SSL object
- * holds more bytes, so a complete record costs no exception. callgrind on
- * the TLS echo benchmark (1 KiB, server side): 67,600 instructions per
- * round trip before, see docs/performance.md for after. */
+ * The stdlib's memory-BIO protocol stays in charge of everything that is not
+ * per record: the handshake, shutdown, timeouts, errors, the app transport.
+ * What runs for every record moves here: get_buffer/buffer_updated (records
+ * into the incoming BIO), _do_read and its copied read step, _write_appdata
+ * and _do_write (app data through SSLObject.write), _process_outgoing
+ * (records out to the C stream transport) and both flow-control checks. In
+ * Python each HTTPS request walked about a dozen frames of that code;
+ * callgrind put it at about 20,000 of the 50,000 instructions a request cost
+ * pyloop (uvloop: 31,600; see docs/performance.md).
+ *
+ * The attributes those methods read (_state, _sslobj, _incoming, the flow
+ * control flags and water marks...) are data descriptors on this type, so
+ * the Python methods that remain assign them into this struct and the C
+ * methods read them without a dictionary lookup. The semantics are the
+ * stdlib's line by line; where a step is shortened (a write with nothing
+ * queued does not go through the backlog deque, a read loop stops when no
+ * bytes are left instead of raising SSLWantReadError) the result, the calls
+ * made and the state left behind are the same. */
 #include "tls.h"
+#include "module.h"
 
-/* ssl.SSLWantReadError and ssl.SSLSyscallError: asyncio's SSLAgainErrors;
- * and the names called per record, interned once. */
+#include <structmember.h>
+
+typedef enum {
+    PL_TLS_OTHER = 0, /* unset or not an SSLProtocolState member */
+    PL_TLS_UNWRAPPED,
+    PL_TLS_DO_HANDSHAKE,
+    PL_TLS_WRAPPED,
+    PL_TLS_FLUSHING,
+    PL_TLS_SHUTDOWN,
+    PL_TLS_NSTATES
+} pl_tls_state;
+
+/* A flow-control water mark: the object assigned (for the getter) and its
+ * value as a double for the comparisons (exact for any int below 2**53). */
+typedef struct {
+    PyObject *obj;
+    double value;
+} pl_tls_mark;
+
+enum { PL_TLS_IN_HIGH, PL_TLS_IN_LOW, PL_TLS_OUT_HIGH, PL_TLS_OUT_LOW, PL_TLS_NMARKS };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *state;            /* _state */
+    pl_tls_state state_code;
+    PyObject *sslobj;           /* _sslobj: ssl.SSLObject */
+    PyObject *reader;           /* the _ssl._SSLSocket inside it, or sslobj itself */
+    PyObject *incoming;         /* _incoming: ssl.MemoryBIO */
+    PyObject *outgoing;         /* _outgoing */
+    PyObject *transport;        /* _transport: the C stream transport */
+    PyObject *app_protocol;     /* _app_protocol */
+    PyObject *loop;             /* _loop */
+    PyObject *write_backlog;    /* _write_backlog: collections.deque */
+    PyObject *ssl_buffer;       /* _ssl_buffer: bytearray */
+    PyObject *ssl_buffer_view;  /* _ssl_buffer_view: memoryview of it */
+    Py_ssize_t write_buffer_size;
+    Py_ssize_t conn_lost;
+    char app_protocol_is_buffer;
+    char ssl_writing_paused;
+    char app_reading_paused;
+    char ssl_reading_paused;
+    char app_writing_paused;
+    pl_tls_mark marks[PL_TLS_NMARKS];
+} PLTLSProtocol;
+
+/* Cached at type creation: the SSLProtocolState members, asyncio's
+ * SSLAgainErrors, ssl.SSLObject, the stdlib's own copied read step (the
+ * fallback for a loop that is not pyloop's), and interned method names. */
+static PyObject *pl_tls_states[PL_TLS_NSTATES];
 static PyObject *pl_tls_again_errors;
-static PyObject *pl_tls_str_read, *pl_tls_str_pending;
+static PyObject *pl_tls_sslobject_type;
+static PyObject *pl_tls_stdlib_read_copied;
+static PyObject *pl_tls_s_read, *pl_tls_s_write, *pl_tls_s_pending, *pl_tls_s_append,
+    *pl_tls_s_data_received, *pl_tls_s_max_size, *pl_tls_s_sslobj, *pl_tls_s_fatal_error,
+    *pl_tls_s_do_handshake, *pl_tls_s_do_flush, *pl_tls_s_do_shutdown,
+    *pl_tls_s_do_read_buffered, *pl_tls_s_call_eof_received, *pl_tls_s_start_shutdown,
+    *pl_tls_s_pause_writing, *pl_tls_s_resume_writing, *pl_tls_s_pause_reading,
+    *pl_tls_s_resume_reading, *pl_tls_s_app_transport, *pl_tls_s_call_exception_handler;
+static PyObject *pl_tls_msg_fatal; /* "Fatal error on SSL protocol" */
+
+#define PL_TLS_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
+
+/* obj.name(*args) through vectorcall; args[0] must be writable scratch. */
+static PyObject *
+pl_tls_call(PyObject *name, PyObject *obj, PyObject *arg)
+{
+    PyObject *stack[2] = {obj, arg};
+    return PyObject_VectorcallMethod(name, stack, (arg ? 2 : 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+/* Calls obj.name(...) and drops the result: 0, or -1 with the error set. */
+static int
+pl_tls_call_void(PyObject *name, PyObject *obj, PyObject *arg)
+{
+    PyObject *r = pl_tls_call(name, obj, arg);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* An int attribute (MemoryBIO.pending), or -1 with the error set. */
+static Py_ssize_t
+pl_tls_pending_attr(PyObject *bio)
+{
+    if (bio == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "TLS protocol has no BIO");
+        return -1;
+    }
+    PyObject *n = PyObject_GetAttr(bio, pl_tls_s_pending);
+    if (n == NULL)
+        return -1;
+    Py_ssize_t v = PyNumber_AsSsize_t(n, PyExc_OverflowError);
+    Py_DECREF(n);
+    return v;
+}
+
+/* The attribute the stdlib would fail on, as the AttributeError it raises. */
+static int
+pl_tls_require(PLTLSProtocol *self, PyObject *v, const char *name)
+{
+    if (v != NULL)
+        return 0;
+    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
+                 Py_TYPE(self)->tp_name, name);
+    return -1;
+}
+
+/* ---- flow control ---------------------------------------------------- */
+
+/* _outgoing.pending + _write_buffer_size, or -1 with the error set. */
+static Py_ssize_t
+pl_tls_write_buffer_size(PLTLSProtocol *self)
+{
+    Py_ssize_t pending = pl_tls_pending_attr(self->outgoing);
+    if (pending < 0)
+        return -1;
+    return pending + self->write_buffer_size;
+}
+
+/* pause_writing()/resume_writing() on the app protocol: its exceptions go to
+ * the loop's exception handler, except KeyboardInterrupt and SystemExit. */
+static int
+pl_tls_app_flow(PLTLSProtocol *self, PyObject *name, const char *message)
+{
+    PyObject *proto = Py_XNewRef(self->app_protocol);
+    int rc = 0;
+    if (pl_tls_require(self, proto, "_app_protocol") < 0)
+        return -1;
+    if (pl_tls_call_void(name, proto, NULL) == 0)
+        goto done;
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        rc = -1;
+        goto done;
+    }
+    PyObject *exc = pl_err_fetch();
+    PyObject *loop = Py_XNewRef(self->loop), *context = NULL;
+    PyObject *app_transport = PyObject_GetAttr((PyObject *)self, pl_tls_s_app_transport);
+    if (app_transport != NULL && pl_tls_require(self, loop, "_loop") == 0)
+        context = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc, "transport",
+                                app_transport, "protocol", (PyObject *)self);
+    rc = context == NULL ? -1
+        : pl_tls_call_void(pl_tls_s_call_exception_handler, loop, context);
+    Py_XDECREF(context);
+    Py_XDECREF(app_transport);
+    Py_XDECREF(loop);
+    Py_XDECREF(exc);
+done:
+    Py_DECREF(proto);
+    return rc;
+}
+
+/* _control_app_writing */
+static int
+pl_tls_control_app_writing(PLTLSProtocol *self)
+{
+    Py_ssize_t size = pl_tls_write_buffer_size(self);
+    if (size < 0)
+        return -1;
+    if ((double)size >= self->marks[PL_TLS_OUT_HIGH].value && !self->app_writing_paused) {
+        self->app_writing_paused = 1;
+        return pl_tls_app_flow(self, pl_tls_s_pause_writing, "protocol.pause_writing() failed");
+    }
+    if ((double)size <= self->marks[PL_TLS_OUT_LOW].value && self->app_writing_paused) {
+        self->app_writing_paused = 0;
+        return pl_tls_app_flow(self, pl_tls_s_resume_writing, "protocol.resume_writing() failed");
+    }
+    return 0;
+}
+
+/* _control_ssl_reading */
+static int
+pl_tls_control_ssl_reading(PLTLSProtocol *self)
+{
+    Py_ssize_t size = pl_tls_pending_attr(self->incoming);
+    if (size < 0)
+        return -1;
+    PyObject *transport = self->transport;
+    if ((double)size >= self->marks[PL_TLS_IN_HIGH].value && !self->ssl_reading_paused) {
+        self->ssl_reading_paused = 1;
+        if (pl_tls_require(self, transport, "_transport") < 0)
+            return -1;
+        Py_INCREF(transport);
+        int rc = pl_tls_call_void(pl_tls_s_pause_reading, transport, NULL);
+        Py_DECREF(transport);
+        return rc;
+    }
+    if ((double)size <= self->marks[PL_TLS_IN_LOW].value && self->ssl_reading_paused) {
+        self->ssl_reading_paused = 0;
+        if (pl_tls_require(self, transport, "_transport") < 0)
+            return -1;
+        Py_INCREF(transport);
+        int rc = pl_tls_call_void(pl_tls_s_resume_reading, transport, NULL);
+        Py_DECREF(transport);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- outgoing -------------------------------------------------------- */
+
+/* _process_outgoing: the records the SSL object wrote, to the transport. */
+static int
+pl_tls_process_outgoing(PLTLSProtocol *self)
+{
+    if (!self->ssl_writing_paused) {
+        if (pl_tls_require(self, self->outgoing, "_outgoing") < 0)
+            return -1;
+        PyObject *outgoing = Py_NewRef(self->outgoing);
+        PyObject *data = pl_tls_call(pl_tls_s_read, outgoing, NULL);
+        Py_DECREF(outgoing);
+        if (data == NULL)
+            return -1;
+        Py_ssize_t n = PyObject_Size(data);
+        int rc = n < 0 ? -1 : 0;
+        if (n > 0) {
+            PyObject *transport = Py_XNewRef(self->transport);
+            /* None once connection_lost ran: the AttributeError is the
+             * stdlib's too. */
+            rc = pl_tls_require(self, transport, "_transport") < 0 ? -1
+                : pl_tls_call_void(pl_tls_s_write, transport, data);
+            Py_XDECREF(transport);
+        }
+        Py_DECREF(data);
+        if (rc < 0)
+            return -1;
+    }
+    return pl_tls_control_app_writing(self);
+}
+
+/* reader.write(data): the count written, 0 when the SSL object wants to
+ * read first (SSLAgainErrors, swallowed), -1 on another error. */
+static Py_ssize_t
+pl_tls_ssl_write(PLTLSProtocol *self, PyObject *data, int *again)
+{
+    *again = 0;
+    if (pl_tls_require(self, self->reader, "_sslobj") < 0)
+        return -1;
+    PyObject *reader = Py_NewRef(self->reader);
+    PyObject *r = pl_tls_call(pl_tls_s_write, reader, data);
+    Py_DECREF(reader);
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(pl_tls_again_errors))
+            return -1;
+        PyErr_Clear();
+        *again = 1;
+        return 0;
+    }
+    Py_ssize_t count = PyNumber_AsSsize_t(r, PyExc_OverflowError);
+    Py_DECREF(r);
+    return count;
+}
+
+/* _do_write: the backlog through the SSL object, then _process_outgoing. */
+static int
+pl_tls_do_write(PLTLSProtocol *self)
+{
+    if (pl_tls_require(self, self->write_backlog, "_write_backlog") < 0)
+        return -1;
+    PyObject *backlog = Py_NewRef(self->write_backlog);
+    int rc = -1;
+    for (;;) {
+        int more = PyObject_IsTrue(backlog);
+        if (more < 0)
+            goto done;
+        if (!more)
+            break;
+        PyObject *data = PySequence_GetItem(backlog, 0);
+        if (data == NULL)
+            goto done;
+        int again;
+        Py_ssize_t count = pl_tls_ssl_write(self, data, &again);
+        Py_ssize_t data_len = count < 0 ? -1 : PyObject_Size(data);
+        if (again || data_len < 0) {
+            Py_DECREF(data);
+            if (again)
+                break;
+            goto done;
+        }
+        if (count < data_len) {
+            PyObject *rest = PySequence_GetSlice(data, count, PY_SSIZE_T_MAX);
+            int set = rest == NULL ? -1 : PySequence_SetItem(backlog, 0, rest);
+            Py_XDECREF(rest);
+            Py_DECREF(data);
+            if (set < 0)
+                goto done;
+            self->write_buffer_size -= count;
+        }
+        else {
+            Py_DECREF(data);
+            if (PySequence_DelItem(backlog, 0) < 0)
+                goto done;
+            self->write_buffer_size -= data_len;
+        }
+    }
+    rc = pl_tls_process_outgoing(self);
+done:
+    Py_DECREF(backlog);
+    return rc;
+}
+
+/* The stdlib's `except Exception as ex: self._fatal_error(ex, msg)` around
+ * a step that failed: 0 when it was an Exception and _fatal_error returned,
+ * -1 otherwise (BaseException propagates, as there). */
+static int
+pl_tls_fatal(PLTLSProtocol *self)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyObject *exc = pl_err_fetch();
+    PyObject *stack[3] = {(PyObject *)self, exc, pl_tls_msg_fatal};
+    PyObject *r = PyObject_VectorcallMethod(pl_tls_s_fatal_error, stack,
+                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(exc);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Appends to the backlog and counts it, as _write_appdata does per item. */
+static int
+pl_tls_backlog_append(PLTLSProtocol *self, PyObject *data, Py_ssize_t len)
+{
+    if (pl_tls_require(self, self->write_backlog, "_write_backlog") < 0)
+        return -1;
+    PyObject *backlog = Py_NewRef(self->write_backlog);
+    int rc = pl_tls_call_void(pl_tls_s_append, backlog, data);
+    Py_DECREF(backlog);
+    if (rc < 0)
+        return -1;
+    if (len < 0 && (len = PyObject_Size(data)) < 0)
+        return -1;
+    self->write_buffer_size += len;
+    return 0;
+}
 
 static PyObject *
-pl_tls_again(void)
+TLSProtocol_write_appdata(PLTLSProtocol *self, PyObject *list_of_data)
 {
-    if (pl_tls_str_read == NULL) {
-        pl_tls_str_read = PyUnicode_InternFromString("read");
-        pl_tls_str_pending = PyUnicode_InternFromString("pending");
-        if (pl_tls_str_read == NULL || pl_tls_str_pending == NULL)
-            return NULL;
+    if (self->state_code == PL_TLS_FLUSHING || self->state_code == PL_TLS_SHUTDOWN ||
+        self->state_code == PL_TLS_UNWRAPPED) {
+        if (self->conn_lost >= PL_TLS_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s",
+                                              "SSL connection is closed");
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+        }
+        self->conn_lost += 1;
+        Py_RETURN_NONE;
     }
-    if (pl_tls_again_errors == NULL) {
-        PyObject *ssl = PyImport_ImportModule("ssl");
-        if (ssl == NULL)
-            return NULL;
-        PyObject *want = PyObject_GetAttrString(ssl, "SSLWantReadError");
-        PyObject *sys = want ? PyObject_GetAttrString(ssl, "SSLSyscallError") : NULL;
-        if (sys != NULL)
-            pl_tls_again_errors = PyTuple_Pack(2, want, sys);
-        Py_XDECREF(want);
-        Py_XDECREF(sys);
-        Py_DECREF(ssl);
+    PyObject *items = PySequence_Fast(list_of_data, "_write_appdata() expects an iterable");
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    int rc = 0;
+    int empty = 0;
+    if (n == 1 && self->state_code == PL_TLS_WRAPPED && self->write_backlog != NULL) {
+        /* not a sized backlog: the generic path fails as the stdlib does */
+        Py_ssize_t queued = PyObject_Length(self->write_backlog);
+        if (queued < 0)
+            PyErr_Clear();
+        empty = queued == 0;
     }
-    return pl_tls_again_errors;
+    if (empty) {
+        /* Nothing queued: what _do_write would do with the backlog holding
+         * only this item, without putting it there first. */
+        PyObject *data = Py_NewRef(PySequence_Fast_GET_ITEM(items, 0));
+        Py_ssize_t len = PyObject_Size(data);
+        int again = 0;
+        Py_ssize_t count = len < 0 ? -1 : pl_tls_ssl_write(self, data, &again);
+        if (len < 0) {
+            rc = -1;
+        }
+        else if (count < 0) {
+            /* the stdlib had queued it before the write failed */
+            PyObject *exc = pl_err_fetch();
+            rc = pl_tls_backlog_append(self, data, len);
+            if (rc == 0)
+                pl_err_restore(exc);
+            else
+                Py_XDECREF(exc);
+            rc = -1;
+        }
+        else if (again || count < len) {
+            PyObject *rest = again ? Py_NewRef(data)
+                : PySequence_GetSlice(data, count, PY_SSIZE_T_MAX);
+            rc = rest == NULL ? -1 : pl_tls_backlog_append(self, rest, len - count);
+            Py_XDECREF(rest);
+        }
+        if (rc == 0)
+            rc = pl_tls_process_outgoing(self);
+        Py_DECREF(data);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < n && rc == 0; i++)
+            rc = pl_tls_backlog_append(self, PySequence_Fast_GET_ITEM(items, i), -1);
+        if (rc < 0) {
+            Py_DECREF(items);
+            return NULL; /* outside the stdlib's try, as there */
+        }
+        if (self->state_code == PL_TLS_WRAPPED)
+            rc = pl_tls_do_write(self);
+    }
+    Py_DECREF(items);
+    if (rc < 0 && pl_tls_fatal(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
+
+static PyObject *
+TLSProtocol_do_write(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_tls_do_write(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TLSProtocol_process_outgoing(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_tls_process_outgoing(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TLSProtocol_control_app_writing(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_tls_control_app_writing(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TLSProtocol_control_ssl_reading(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_tls_control_ssl_reading(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TLSProtocol_get_write_buffer_size(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t n = pl_tls_write_buffer_size(self);
+    return n < 0 && PyErr_Occurred() ? NULL : PyLong_FromSsize_t(n);
+}
+
+static PyObject *
+TLSProtocol_get_read_buffer_size(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t n = pl_tls_pending_attr(self->incoming);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+/* ---- incoming -------------------------------------------------------- */
 
 /* Bytes still buffered: in the incoming BIO (not yet decrypted) or in the SSL
  * object (decrypted, not yet read). -1 on error. */
 static int
 pl_tls_more(PyObject *reader, PyObject *incoming)
 {
-    PyObject *n = PyObject_GetAttr(incoming, pl_tls_str_pending);
-    if (n == NULL)
+    Py_ssize_t n = pl_tls_pending_attr(incoming);
+    if (n != 0)
+        return n < 0 ? -1 : 1;
+    PyObject *r = pl_tls_call(pl_tls_s_pending, reader, NULL);
+    if (r == NULL)
         return -1;
-    int more = PyObject_IsTrue(n);
-    Py_DECREF(n);
-    if (more != 0)
-        return more;
-    n = PyObject_CallMethodNoArgs(reader, pl_tls_str_pending);
-    if (n == NULL)
-        return -1;
-    more = PyObject_IsTrue(n);
-    Py_DECREF(n);
+    int more = PyObject_IsTrue(r);
+    Py_DECREF(r);
     return more;
 }
 
-PyObject *
-Loop__ssl_read(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+/* Drains the SSL object into the loop's buffer: the decrypted bytes (NULL
+ * with no error when there were none) and *eof when close_notify came. The
+ * stdlib reads max_size-sized bytes objects until SSLWantReadError: every
+ * record cost a 256 KiB allocation shrunk to size and an exception. */
+static PyObject *
+pl_tls_read_plain(PLLoop *loop, PyObject *reader, PyObject *incoming, int *eof)
 {
-    PyObject *result = NULL, *reader = NULL, *view = NULL, *first = NULL, *chunks = NULL;
-    PyObject *size = NULL;
-    int eof = 0;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_ssl_read(sslobj, incoming)");
-        return NULL;
-    }
-    PyObject *sslobj = args[0], *incoming = args[1];
-    PyObject *again = pl_tls_again();
-    if (again == NULL)
-        return NULL;
-    /* ssl.SSLObject wraps the _ssl object that does the work; call that one
-     * directly when it is there (one Python frame less per read). */
-    reader = PyObject_GetAttrString(sslobj, "_sslobj");
-    if (reader == NULL) {
-        PyErr_Clear();
-        reader = Py_NewRef(sslobj);
-    }
-    char *buf = pl_loop_read_buf(self);
+    PyObject *view = NULL, *size = NULL, *first = NULL, *chunks = NULL, *result = NULL;
+    *eof = 0;
+    char *buf = pl_loop_read_buf(loop);
     if (buf == NULL) {
         PyErr_NoMemory();
-        goto cleanup;
+        return NULL;
     }
     view = PyMemoryView_FromMemory(buf, PL_LOOP_READ_BUF_SIZE, PyBUF_WRITE);
     size = PyLong_FromLong(PL_LOOP_READ_BUF_SIZE);
@@ -94,10 +519,10 @@ Loop__ssl_read(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
         goto cleanup;
     for (;;) {
         PyObject *stack[3] = {reader, size, view};
-        PyObject *r = PyObject_VectorcallMethod(pl_tls_str_read, stack,
+        PyObject *r = PyObject_VectorcallMethod(pl_tls_s_read, stack,
                                                 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         if (r == NULL) {
-            if (!PyErr_ExceptionMatches(again))
+            if (!PyErr_ExceptionMatches(pl_tls_again_errors))
                 goto cleanup;
             PyErr_Clear();
             break;
@@ -110,10 +535,11 @@ Loop__ssl_read(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
             goto cleanup;
         }
         if (n == 0) {
-            eof = 1; /* close_notify */
+            *eof = 1; /* close_notify */
             break;
         }
-        PyObject *chunk = PyBytes_FromStringAndSize(buf, n);
+        PyObject *chunk = first == NULL ? pl_loop_bytes_take(loop, buf, n)
+            : PyBytes_FromStringAndSize(buf, n);
         if (chunk == NULL)
             goto cleanup;
         if (first == NULL) {
@@ -145,7 +571,8 @@ Loop__ssl_read(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
             goto cleanup;
         Py_SETREF(first, joined);
     }
-    result = Py_BuildValue("(OO)", first ? first : Py_None, eof ? Py_True : Py_False);
+    result = first;
+    first = NULL;
 
 cleanup:
     /* Only the _ssl read call saw the view of the loop's buffer, and it keeps
@@ -154,6 +581,455 @@ cleanup:
     Py_XDECREF(size);
     Py_XDECREF(first);
     Py_XDECREF(chunks);
-    Py_XDECREF(reader);
     return result;
+}
+
+/* _do_read__copied: decrypted data to data_received, close_notify to
+ * eof_received and the shutdown. */
+static int
+pl_tls_read_copied(PLTLSProtocol *self)
+{
+    if (self->loop == NULL || !PyObject_TypeCheck(self->loop, &PLLoop_Type)) {
+        /* not pyloop's loop: the stdlib's own step */
+        PyObject *r = PyObject_CallOneArg(pl_tls_stdlib_read_copied, (PyObject *)self);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    if (pl_tls_require(self, self->reader, "_sslobj") < 0 ||
+        pl_tls_require(self, self->incoming, "_incoming") < 0)
+        return -1;
+    PLLoop *loop = (PLLoop *)Py_NewRef(self->loop);
+    PyObject *reader = Py_NewRef(self->reader), *incoming = Py_NewRef(self->incoming);
+    int eof, rc = -1;
+    PyObject *data = pl_tls_read_plain(loop, reader, incoming, &eof);
+    Py_DECREF(reader);
+    Py_DECREF(incoming);
+    if (data == NULL && PyErr_Occurred())
+        goto done;
+    if (data != NULL) {
+        PyObject *proto = Py_XNewRef(self->app_protocol);
+        int r = pl_tls_require(self, proto, "_app_protocol") < 0 ? -1
+            : pl_tls_call_void(pl_tls_s_data_received, proto, data);
+        Py_XDECREF(proto);
+        pl_loop_bytes_give_back(loop, data);
+        if (r < 0)
+            goto done;
+    }
+    if (eof && (pl_tls_call_void(pl_tls_s_call_eof_received, (PyObject *)self, NULL) < 0 ||
+                pl_tls_call_void(pl_tls_s_start_shutdown, (PyObject *)self, NULL) < 0))
+        goto done;
+    rc = 0;
+done:
+    Py_DECREF(loop);
+    return rc;
+}
+
+static PyObject *
+TLSProtocol_do_read_copied(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_tls_read_copied(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _do_read */
+static int
+pl_tls_do_read(PLTLSProtocol *self)
+{
+    if (self->state_code != PL_TLS_WRAPPED && self->state_code != PL_TLS_FLUSHING)
+        return 0;
+    int rc = 0;
+    if (!self->app_reading_paused) {
+        if (self->app_protocol_is_buffer)
+            rc = pl_tls_call_void(pl_tls_s_do_read_buffered, (PyObject *)self, NULL);
+        else
+            rc = pl_tls_read_copied(self);
+        if (rc == 0) {
+            int queued = self->write_backlog == NULL ? 0 : PyObject_IsTrue(self->write_backlog);
+            if (self->write_backlog == NULL)
+                rc = pl_tls_require(self, NULL, "_write_backlog");
+            else if (queued < 0)
+                rc = -1;
+            else
+                rc = queued ? pl_tls_do_write(self) : pl_tls_process_outgoing(self);
+        }
+    }
+    if (rc == 0)
+        rc = pl_tls_control_ssl_reading(self);
+    if (rc < 0)
+        return pl_tls_fatal(self);
+    return 0;
+}
+
+static PyObject *
+TLSProtocol_do_read(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_tls_do_read(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TLSProtocol_get_buffer(PLTLSProtocol *self, PyObject *arg)
+{
+    Py_ssize_t want = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (want == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *max_obj = PyObject_GetAttr((PyObject *)self, pl_tls_s_max_size);
+    if (max_obj == NULL)
+        return NULL;
+    Py_ssize_t max_size = PyNumber_AsSsize_t(max_obj, PyExc_OverflowError);
+    Py_DECREF(max_obj);
+    if (max_size == -1 && PyErr_Occurred())
+        return NULL;
+    if (want <= 0 || want > max_size)
+        want = max_size;
+    Py_ssize_t have = self->ssl_buffer == NULL ? -1 : PyObject_Length(self->ssl_buffer);
+    if (have < 0 && self->ssl_buffer != NULL)
+        return NULL;
+    if (have < want) {
+        PyObject *buffer = PyByteArray_FromStringAndSize(NULL, want);
+        PyObject *view = buffer ? PyMemoryView_FromObject(buffer) : NULL;
+        if (view == NULL) {
+            Py_XDECREF(buffer);
+            return NULL;
+        }
+        if (want > 0)
+            memset(PyByteArray_AS_STRING(buffer), 0, (size_t)want);
+        Py_XSETREF(self->ssl_buffer, buffer);
+        Py_XSETREF(self->ssl_buffer_view, view);
+    }
+    if (pl_tls_require(self, self->ssl_buffer_view, "_ssl_buffer_view") < 0)
+        return NULL;
+    return Py_NewRef(self->ssl_buffer_view);
+}
+
+/* incoming.write(self._ssl_buffer_view[:nbytes]) */
+static int
+pl_tls_feed(PLTLSProtocol *self, PyObject *nbytes_obj)
+{
+    if (pl_tls_require(self, self->ssl_buffer_view, "_ssl_buffer_view") < 0 ||
+        pl_tls_require(self, self->incoming, "_incoming") < 0)
+        return -1;
+    PyObject *chunk = NULL;
+    Py_ssize_t nbytes = PyLong_Check(nbytes_obj) ? PyLong_AsSsize_t(nbytes_obj) : -1;
+    PyErr_Clear();
+    PyObject *buffer = self->ssl_buffer;
+    if (buffer != NULL && PyByteArray_CheckExact(buffer) && nbytes >= 0 &&
+        nbytes <= PyByteArray_GET_SIZE(buffer) && PyMemoryView_Check(self->ssl_buffer_view) &&
+        PyMemoryView_GET_BUFFER(self->ssl_buffer_view)->buf == PyByteArray_AS_STRING(buffer)) {
+        /* the view is of this bytearray (get_buffer made them together):
+         * one read-only view of its first bytes, no slice object */
+        chunk = PyMemoryView_FromMemory(PyByteArray_AS_STRING(buffer), nbytes, PyBUF_READ);
+    }
+    else {
+        PyObject *slice = PySlice_New(NULL, nbytes_obj, NULL);
+        chunk = slice ? PyObject_GetItem(self->ssl_buffer_view, slice) : NULL;
+        Py_XDECREF(slice);
+    }
+    if (chunk == NULL)
+        return -1;
+    PyObject *incoming = Py_NewRef(self->incoming);
+    int rc = pl_tls_call_void(pl_tls_s_write, incoming, chunk);
+    Py_DECREF(incoming);
+    Py_DECREF(chunk);
+    return rc;
+}
+
+static PyObject *
+TLSProtocol_buffer_updated(PLTLSProtocol *self, PyObject *nbytes)
+{
+    if (pl_tls_feed(self, nbytes) < 0)
+        return NULL;
+    int rc = 0;
+    switch (self->state_code) {
+    case PL_TLS_DO_HANDSHAKE:
+        rc = pl_tls_call_void(pl_tls_s_do_handshake, (PyObject *)self, NULL);
+        break;
+    case PL_TLS_WRAPPED:
+        rc = pl_tls_do_read(self);
+        break;
+    case PL_TLS_FLUSHING:
+        rc = pl_tls_call_void(pl_tls_s_do_flush, (PyObject *)self, NULL);
+        break;
+    case PL_TLS_SHUTDOWN:
+        rc = pl_tls_call_void(pl_tls_s_do_shutdown, (PyObject *)self, NULL);
+        break;
+    default:
+        break;
+    }
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---- attributes ------------------------------------------------------ */
+
+static PyObject *
+pl_tls_get_object(PyObject *v, const char *name)
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, name);
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+static PyObject *
+TLSProtocol_get_state(PLTLSProtocol *self, void *Py_UNUSED(closure))
+{
+    return pl_tls_get_object(self->state, "_state");
+}
+
+static int
+TLSProtocol_set_state(PLTLSProtocol *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    pl_tls_state code = PL_TLS_OTHER;
+    for (int i = 1; value != NULL && i < PL_TLS_NSTATES; i++)
+        if (value == pl_tls_states[i])
+            code = (pl_tls_state)i;
+    Py_XSETREF(self->state, Py_XNewRef(value));
+    self->state_code = code;
+    return 0;
+}
+
+static PyObject *
+TLSProtocol_get_sslobj(PLTLSProtocol *self, void *Py_UNUSED(closure))
+{
+    return pl_tls_get_object(self->sslobj, "_sslobj");
+}
+
+/* ssl.SSLObject's methods only forward to the _ssl object inside it: the C
+ * methods call that one (a Python frame less per call). An SSLObject
+ * subclass (SSLContext.sslobject_class) keeps its own methods. */
+static int
+TLSProtocol_set_sslobj(PLTLSProtocol *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    PyObject *reader = Py_XNewRef(value);
+    if (value != NULL && (PyObject *)Py_TYPE(value) == pl_tls_sslobject_type) {
+        PyObject *inner = NULL;
+        if (pl_getattr_optional(value, "_sslobj", &inner) < 0)
+            PyErr_Clear();
+        if (inner != NULL)
+            Py_SETREF(reader, inner);
+    }
+    Py_XSETREF(self->sslobj, Py_XNewRef(value));
+    Py_XSETREF(self->reader, reader);
+    return 0;
+}
+
+static PyObject *
+TLSProtocol_get_mark(PLTLSProtocol *self, void *closure)
+{
+    pl_tls_mark *mark = &self->marks[(intptr_t)closure];
+    return pl_tls_get_object(mark->obj, "water mark");
+}
+
+static int
+TLSProtocol_set_mark(PLTLSProtocol *self, PyObject *value, void *closure)
+{
+    pl_tls_mark *mark = &self->marks[(intptr_t)closure];
+    double v = 0.0;
+    if (value != NULL) {
+        v = PyFloat_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred())
+            return -1;
+    }
+    Py_XSETREF(mark->obj, Py_XNewRef(value));
+    mark->value = v;
+    return 0;
+}
+
+static PyGetSetDef TLSProtocol_getset[] = {
+    {"_state", (getter)TLSProtocol_get_state, (setter)TLSProtocol_set_state, NULL, NULL},
+    {"_sslobj", (getter)TLSProtocol_get_sslobj, (setter)TLSProtocol_set_sslobj, NULL, NULL},
+    {"_incoming_high_water", (getter)TLSProtocol_get_mark, (setter)TLSProtocol_set_mark, NULL,
+     (void *)(intptr_t)PL_TLS_IN_HIGH},
+    {"_incoming_low_water", (getter)TLSProtocol_get_mark, (setter)TLSProtocol_set_mark, NULL,
+     (void *)(intptr_t)PL_TLS_IN_LOW},
+    {"_outgoing_high_water", (getter)TLSProtocol_get_mark, (setter)TLSProtocol_set_mark, NULL,
+     (void *)(intptr_t)PL_TLS_OUT_HIGH},
+    {"_outgoing_low_water", (getter)TLSProtocol_get_mark, (setter)TLSProtocol_set_mark, NULL,
+     (void *)(intptr_t)PL_TLS_OUT_LOW},
+    {NULL}
+};
+
+#define PL_TLS_OBJ(name, field) {name, T_OBJECT_EX, offsetof(PLTLSProtocol, field), 0, NULL}
+#define PL_TLS_FLAG(name, field) {name, T_BOOL, offsetof(PLTLSProtocol, field), 0, NULL}
+
+static PyMemberDef TLSProtocol_members[] = {
+    PL_TLS_OBJ("_incoming", incoming),
+    PL_TLS_OBJ("_outgoing", outgoing),
+    PL_TLS_OBJ("_transport", transport),
+    PL_TLS_OBJ("_app_protocol", app_protocol),
+    PL_TLS_OBJ("_loop", loop),
+    PL_TLS_OBJ("_write_backlog", write_backlog),
+    PL_TLS_OBJ("_ssl_buffer", ssl_buffer),
+    PL_TLS_OBJ("_ssl_buffer_view", ssl_buffer_view),
+    {"_write_buffer_size", T_PYSSIZET, offsetof(PLTLSProtocol, write_buffer_size), 0, NULL},
+    {"_conn_lost", T_PYSSIZET, offsetof(PLTLSProtocol, conn_lost), 0, NULL},
+    PL_TLS_FLAG("_app_protocol_is_buffer", app_protocol_is_buffer),
+    PL_TLS_FLAG("_ssl_writing_paused", ssl_writing_paused),
+    PL_TLS_FLAG("_app_reading_paused", app_reading_paused),
+    PL_TLS_FLAG("_ssl_reading_paused", ssl_reading_paused),
+    PL_TLS_FLAG("_app_writing_paused", app_writing_paused),
+    {NULL}
+};
+
+static PyMethodDef TLSProtocol_methods[] = {
+    {"get_buffer", (PyCFunction)TLSProtocol_get_buffer, METH_O, NULL},
+    {"buffer_updated", (PyCFunction)TLSProtocol_buffer_updated, METH_O, NULL},
+    {"_do_read", (PyCFunction)TLSProtocol_do_read, METH_NOARGS, NULL},
+    {"_do_read__copied", (PyCFunction)TLSProtocol_do_read_copied, METH_NOARGS, NULL},
+    {"_write_appdata", (PyCFunction)TLSProtocol_write_appdata, METH_O, NULL},
+    {"_do_write", (PyCFunction)TLSProtocol_do_write, METH_NOARGS, NULL},
+    {"_process_outgoing", (PyCFunction)TLSProtocol_process_outgoing, METH_NOARGS, NULL},
+    {"_control_app_writing", (PyCFunction)TLSProtocol_control_app_writing, METH_NOARGS, NULL},
+    {"_control_ssl_reading", (PyCFunction)TLSProtocol_control_ssl_reading, METH_NOARGS, NULL},
+    {"_get_write_buffer_size", (PyCFunction)TLSProtocol_get_write_buffer_size, METH_NOARGS,
+     NULL},
+    {"_get_read_buffer_size", (PyCFunction)TLSProtocol_get_read_buffer_size, METH_NOARGS, NULL},
+    {NULL}
+};
+
+/* ---- type ------------------------------------------------------------ */
+
+static int
+TLSProtocol_traverse(PLTLSProtocol *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->state);
+    Py_VISIT(self->sslobj);
+    Py_VISIT(self->reader);
+    Py_VISIT(self->incoming);
+    Py_VISIT(self->outgoing);
+    Py_VISIT(self->transport);
+    Py_VISIT(self->app_protocol);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->write_backlog);
+    Py_VISIT(self->ssl_buffer);
+    Py_VISIT(self->ssl_buffer_view);
+    for (int i = 0; i < PL_TLS_NMARKS; i++)
+        Py_VISIT(self->marks[i].obj);
+    return 0;
+}
+
+static int
+TLSProtocol_clear(PLTLSProtocol *self)
+{
+    Py_CLEAR(self->state);
+    self->state_code = PL_TLS_OTHER;
+    Py_CLEAR(self->sslobj);
+    Py_CLEAR(self->reader);
+    Py_CLEAR(self->incoming);
+    Py_CLEAR(self->outgoing);
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->app_protocol);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->write_backlog);
+    Py_CLEAR(self->ssl_buffer_view);
+    Py_CLEAR(self->ssl_buffer);
+    for (int i = 0; i < PL_TLS_NMARKS; i++)
+        Py_CLEAR(self->marks[i].obj);
+    return 0;
+}
+
+static void
+TLSProtocol_dealloc(PLTLSProtocol *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    TLSProtocol_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot TLSProtocol_slots[] = {
+    {Py_tp_dealloc, TLSProtocol_dealloc},
+    {Py_tp_traverse, TLSProtocol_traverse},
+    {Py_tp_clear, TLSProtocol_clear},
+    {Py_tp_methods, TLSProtocol_methods},
+    {Py_tp_members, TLSProtocol_members},
+    {Py_tp_getset, TLSProtocol_getset},
+    {Py_tp_doc, "The per-record methods of asyncio.sslproto.SSLProtocol in C; "
+                "a base of pyloop's TLS protocol, not usable alone."},
+    {0, NULL}
+};
+
+static PyType_Spec TLSProtocol_spec = {
+    .name = "pyloop._core.TLSProtocol",
+    .basicsize = sizeof(PLTLSProtocol),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = TLSProtocol_slots,
+};
+
+static int
+pl_tls_intern(PyObject **slot, const char *s)
+{
+    *slot = PyUnicode_InternFromString(s);
+    return *slot == NULL ? -1 : 0;
+}
+
+int
+pl_tls_init_type(PyObject *module)
+{
+    static const char *state_names[PL_TLS_NSTATES] = {
+        NULL, "UNWRAPPED", "DO_HANDSHAKE", "WRAPPED", "FLUSHING", "SHUTDOWN"};
+    PyObject *sslproto = NULL, *ssl = NULL, *states = NULL, *cls = NULL, *type = NULL;
+    int rc = -1;
+    if (pl_tls_intern(&pl_tls_s_read, "read") < 0 || pl_tls_intern(&pl_tls_s_write, "write") < 0 ||
+        pl_tls_intern(&pl_tls_s_pending, "pending") < 0 ||
+        pl_tls_intern(&pl_tls_s_append, "append") < 0 ||
+        pl_tls_intern(&pl_tls_s_data_received, "data_received") < 0 ||
+        pl_tls_intern(&pl_tls_s_max_size, "max_size") < 0 ||
+        pl_tls_intern(&pl_tls_s_sslobj, "_sslobj") < 0 ||
+        pl_tls_intern(&pl_tls_s_fatal_error, "_fatal_error") < 0 ||
+        pl_tls_intern(&pl_tls_s_do_handshake, "_do_handshake") < 0 ||
+        pl_tls_intern(&pl_tls_s_do_flush, "_do_flush") < 0 ||
+        pl_tls_intern(&pl_tls_s_do_shutdown, "_do_shutdown") < 0 ||
+        pl_tls_intern(&pl_tls_s_do_read_buffered, "_do_read__buffered") < 0 ||
+        pl_tls_intern(&pl_tls_s_call_eof_received, "_call_eof_received") < 0 ||
+        pl_tls_intern(&pl_tls_s_start_shutdown, "_start_shutdown") < 0 ||
+        pl_tls_intern(&pl_tls_s_pause_writing, "pause_writing") < 0 ||
+        pl_tls_intern(&pl_tls_s_resume_writing, "resume_writing") < 0 ||
+        pl_tls_intern(&pl_tls_s_pause_reading, "pause_reading") < 0 ||
+        pl_tls_intern(&pl_tls_s_resume_reading, "resume_reading") < 0 ||
+        pl_tls_intern(&pl_tls_s_app_transport, "_app_transport") < 0 ||
+        pl_tls_intern(&pl_tls_s_call_exception_handler, "call_exception_handler") < 0 ||
+        pl_tls_intern(&pl_tls_msg_fatal, "Fatal error on SSL protocol") < 0)
+        goto done;
+    /* Python built without ssl: no TLS, no type (the stdlib raises for ssl=). */
+    ssl = PyImport_ImportModule("ssl");
+    if (ssl == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ImportError)) {
+            PyErr_Clear();
+            rc = 0;
+        }
+        goto done;
+    }
+    sslproto = PyImport_ImportModule("asyncio.sslproto");
+    if (sslproto == NULL)
+        goto done;
+    states = PyObject_GetAttrString(sslproto, "SSLProtocolState");
+    if (states == NULL)
+        goto done;
+    for (int i = 1; i < PL_TLS_NSTATES; i++)
+        if ((pl_tls_states[i] = PyObject_GetAttrString(states, state_names[i])) == NULL)
+            goto done;
+    if ((pl_tls_again_errors = PyObject_GetAttrString(sslproto, "SSLAgainErrors")) == NULL ||
+        (pl_tls_sslobject_type = PyObject_GetAttrString(ssl, "SSLObject")) == NULL ||
+        (cls = PyObject_GetAttrString(sslproto, "SSLProtocol")) == NULL ||
+        (pl_tls_stdlib_read_copied = PyObject_GetAttrString(cls, "_do_read__copied")) == NULL)
+        goto done;
+    type = PyType_FromSpec(&TLSProtocol_spec);
+    if (type == NULL)
+        goto done;
+    rc = PyModule_AddObjectRef(module, "TLSProtocol", type);
+done:
+    Py_XDECREF(type);
+    Py_XDECREF(cls);
+    Py_XDECREF(states);
+    Py_XDECREF(sslproto);
+    Py_XDECREF(ssl);
+    return rc;
 }

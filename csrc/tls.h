@@ -1,10 +1,10 @@
-/* The hot read path of TLS connections (see tls.c). */
+/* The per-record path of TLS connections in C (see tls.c). */
 #ifndef PL_TLS_H
 #define PL_TLS_H
 
 #include "loop.h"
 
-/* loop._ssl_read(sslobj, incoming) -> (data or None, eof) */
-PyObject *Loop__ssl_read(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
+/* Creates pyloop._core.TLSProtocol (none when Python has no ssl module). */
+int pl_tls_init_type(PyObject *module);
 
 #endif

@@ -664,18 +664,11 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
         self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
 
 
-class _SSLProtocol(sslproto.SSLProtocol):
-    """The stdlib's TLS protocol, its read step in C (loop._ssl_read,
-    csrc/tls.c): the same data, in the same calls, without an exception and
-    a 256 KiB allocation per record."""
-
-    def _do_read__copied(self):
-        data, eof = self._loop._ssl_read(self._sslobj, self._incoming)
-        if data is not None:
-            self._app_protocol.data_received(data)
-        if eof:  # close_notify
-            self._call_eof_received()
-            self._start_shutdown()
+class _SSLProtocol(_core.TLSProtocol, sslproto.SSLProtocol):
+    """The stdlib's TLS protocol with its per-record methods in C
+    (csrc/tls.c): get_buffer, buffer_updated, _do_read, _write_appdata,
+    _do_write, _process_outgoing and the flow-control checks. Handshake,
+    shutdown, timeouts and errors are the stdlib's methods, unchanged."""
 
 
 class _ReadPipeTransport(unix_events._UnixReadPipeTransport):

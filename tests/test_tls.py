@@ -1076,7 +1076,7 @@ def test_aiohttp_https_client_and_server_leave_nothing_open(tls_loop, tls_certs)
     assert run(tls_loop, main()) == [f"hello {n}" for n in range(8)]
 
 
-# ---- the C read step (csrc/tls.c, loop._ssl_read) ---------------------------------
+# ---- the per-record path (csrc/tls.c, _core.TLSProtocol) --------------------------
 
 
 @pytest.fixture
@@ -1180,8 +1180,255 @@ def test_tls_large_transfer_intact(loop, read_ctx):
     assert bytes(proto.data) == blob
 
 
-def test_ssl_read_rejects_bad_arguments(pyloop_loop):
-    with pytest.raises(TypeError):
-        pyloop_loop._ssl_read()
+async def _tls_pair(loop, server_ctx, client_ctx, client_factory, server_factory=None):
+    """A TLS server on the loop with one connected client; returns
+    (server, client transport, client protocol, server protocols)."""
+    server_protos = []
+
+    def make_server_proto():
+        proto = (server_factory or _Collect)()
+        server_protos.append(proto)
+        return proto
+
+    srv = await loop.create_server(make_server_proto, "127.0.0.1", 0, ssl=server_ctx)
+    port = srv.sockets[0].getsockname()[1]
+    tr, proto = await loop.create_connection(client_factory, "127.0.0.1", port, ssl=client_ctx,
+                                             server_hostname="localhost")
+    await wait_until(lambda: server_protos and hasattr(server_protos[0], "transport"),
+                     "the server side is connected")
+    return srv, tr, proto, server_protos
+
+
+async def _close_pair(srv, tr, proto):
+    tr.close()
+    await asyncio.wait_for(proto.lost, TIMEOUT)
+    srv.close()
+    await srv.wait_closed()
+
+
+def test_tls_error_in_data_received_is_fatal(tls_loop, read_ctx):
+    # An exception from the app's data_received goes to the exception handler
+    # as the stdlib's "Fatal error on SSL protocol", and connection_lost gets it.
+    contexts = []
+    tls_loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    class Broken(_Collect):
+        def data_received(self, data):
+            raise ZeroDivisionError("app bug")
+
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(tls_loop, *read_ctx, Broken)
+        servers[0].transport.write(b"boom")
+        exc = await asyncio.wait_for(proto.lost, TIMEOUT)
+        srv.close()
+        await srv.wait_closed()
+        return exc
+
+    exc = run(tls_loop, main())
+    assert isinstance(exc, ZeroDivisionError)
+    fatal = [c for c in contexts if c["message"] == "Fatal error on SSL protocol"]
+    assert len(fatal) == 1 and fatal[0]["exception"] is exc
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_tls_app_write_flow_control(tls_loop, read_ctx, fail):
+    # A write far above the TLS write high-water mark pauses the app protocol
+    # and resumes it once the peer has read; an exception from pause_writing
+    # or resume_writing goes to the exception handler and changes nothing else.
+    contexts = []
+    tls_loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    blob = os.urandom(4 * 1024 * 1024)
+
+    class Writer(_Collect):
+        def __init__(self):
+            super().__init__()
+            self.flow = []
+
+        def pause_writing(self):
+            self.flow.append(("pause", self.transport.get_write_buffer_size() > 0))
+            if fail:
+                raise RuntimeError("pause failed")
+
+        def resume_writing(self):
+            self.flow.append(("resume", None))
+            if fail:
+                raise RuntimeError("resume failed")
+
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(tls_loop, *read_ctx, Writer)
+        tr.set_write_buffer_limits(high=65536)
+        servers[0].transport.pause_reading()
+        # In pieces: once the socket is full the TLS records pile up in the
+        # outgoing BIO, and past its high-water mark the app is paused.
+        for i in range(0, len(blob), 65536):
+            tr.write(blob[i:i + 65536])
+        paused_size = tr.get_write_buffer_size()
+        servers[0].transport.resume_reading()
+        await wait_until(lambda: len(servers[0].data) == len(blob), "the peer read everything")
+        await wait_until(lambda: len(proto.flow) >= 2, "resume_writing was called")
+        drained = tr.get_write_buffer_size()
+        await _close_pair(srv, tr, proto)
+        return proto.flow, bytes(servers[0].data), paused_size, drained
+
+    flow, received, paused_size, drained = run(tls_loop, main())
+    assert received == blob
+    assert flow[:2] == [("pause", True), ("resume", None)]
+    assert paused_size > 0 and drained == 0
+    messages = [c["message"] for c in contexts]
+    if fail:
+        assert messages == ["protocol.pause_writing() failed", "protocol.resume_writing() failed"]
+        assert all(isinstance(c["exception"], RuntimeError) for c in contexts)
+    else:
+        assert messages == []
+
+
+def test_tls_writes_after_close_are_dropped_and_warned(tls_loop, read_ctx, caplog):
+    # As the stdlib: writes after close() are dropped, and from the sixth on
+    # each logs "SSL connection is closed".
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(tls_loop, *read_ctx, _Collect)
+        tr.write(b"before")
+        tr.close()
+        with caplog.at_level("WARNING", logger="asyncio"):
+            for _ in range(7):
+                tr.write(b"after")
+        await asyncio.wait_for(proto.lost, TIMEOUT)
+        await wait_until(lambda: servers[0].lost.done(), "the server side is closed")
+        srv.close()
+        await srv.wait_closed()
+        return bytes(servers[0].data)
+
+    assert run(tls_loop, main()) == b"before"
+    warned = [r for r in caplog.records if r.getMessage() == "SSL connection is closed"]
+    assert len(warned) == 2
+
+
+def test_tls_writelines_and_memoryview(tls_loop, read_ctx):
+    # writelines queues several buffers at once (the backlog path), a
+    # memoryview slice is written as its bytes, an empty write is nothing.
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(tls_loop, *read_ctx, _Collect)
+        tr.writelines([b"one,", bytearray(b"two,"), memoryview(b"xthree,")[1:]])
+        tr.write(b"")
+        tr.write(memoryview(b"four"))
+        await wait_until(lambda: len(servers[0].data) >= 18, "everything arrived")
+        await _close_pair(srv, tr, proto)
+        return bytes(servers[0].data)
+
+    assert run(tls_loop, main()) == b"one,two,three,four"
+
+
+def test_tls_buffered_app_protocol(tls_loop, read_ctx):
+    # A BufferedProtocol app gets the decrypted bytes in its own (small)
+    # buffer, all of them, in order.
+    blob = os.urandom(300000)
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(1000)
+            self.data = bytearray()
+            self.lost = asyncio.get_event_loop().create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, hint):
+            # a memoryview: the stdlib's _do_read__buffered slices what it is
+            # given, and a bytearray slice is a copy (data read into it is lost)
+            return memoryview(self.buf)
+
+        def buffer_updated(self, n):
+            self.data += self.buf[:n]
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(tls_loop, *read_ctx, Buffered)
+        servers[0].transport.write(blob)
+        await wait_until(lambda: len(proto.data) == len(blob), "every byte arrived")
+        await _close_pair(srv, tr, proto)
+        return bytes(proto.data)
+
+    assert run(tls_loop, main()) == blob
+
+
+def test_tls_sslobject_subclass_keeps_its_methods(tls_loop, tls_certs):
+    # SSLContext.sslobject_class: reads and writes go through the subclass.
+    calls = {"read": 0, "write": 0}
+
+    class Counting(ssl.SSLObject):
+        def read(self, len=1024, buffer=None):
+            calls["read"] += 1
+            return super().read(len, buffer)
+
+        def write(self, data):
+            calls["write"] += 1
+            return super().write(data)
+
+    client_ctx = tls_certs.client_context()
+    client_ctx.sslobject_class = Counting
+
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(
+            tls_loop, tls_certs.server_context(), client_ctx, _Collect)
+        tr.write(b"ping")
+        await wait_until(lambda: servers[0].data == b"ping", "the server read")
+        servers[0].transport.write(b"pong")
+        await wait_until(lambda: proto.data == b"pong", "the client read")
+        await _close_pair(srv, tr, proto)
+
+    run(tls_loop, main())
+    assert calls["write"] >= 1 and calls["read"] >= 1
+
+
+def test_tls_protocol_base_cannot_crash(pyloop_loop):
+    # The C base alone, or with attributes of the wrong type, raises; it
+    # never dereferences what is not there.
+    base = pyloop._core.TLSProtocol()
+    for name in ("_do_read", "_do_write", "_process_outgoing", "_control_app_writing",
+                 "_control_ssl_reading", "_get_write_buffer_size", "_get_read_buffer_size",
+                 "_do_read__copied"):
+        method = getattr(base, name)
+        try:
+            method()
+        except (AttributeError, TypeError):
+            pass
+    with pytest.raises((AttributeError, TypeError)):
+        base.buffer_updated(10)
     with pytest.raises(AttributeError):
-        pyloop_loop._ssl_read(object(), object())
+        base._write_appdata([b"x"])
+    with pytest.raises(TypeError):
+        base.get_buffer("x")
+    with pytest.raises(AttributeError):
+        base._sslobj
+    with pytest.raises(TypeError):
+        base._ssl_writing_paused = 1
+    with pytest.raises(TypeError):
+        base._outgoing_high_water = "high"
+    base._outgoing_high_water = 10.5
+    assert base._outgoing_high_water == 10.5
+
+    from pyloop.loop import _SSLProtocol
+    ctx = ssl.create_default_context()
+    proto = _SSLProtocol(pyloop_loop, asyncio.Protocol(), ctx, None, server_hostname="x")
+    proto._incoming = 42
+    with pytest.raises(AttributeError):
+        proto._get_read_buffer_size()
+    proto._write_backlog = None
+    proto._do_write()  # None is an empty backlog to the stdlib too
+    proto._write_backlog = 5
+    with pytest.raises(TypeError):
+        proto._do_write()
+    proto._state = "not a state"  # neither closed nor wrapped: queued
+    with pytest.raises(AttributeError):
+        proto._write_appdata([b"x"])
+    proto._ssl_buffer_view = b"read-only"
+    with pytest.raises(AttributeError):
+        proto.buffer_updated(3)
+    proto._ssl_buffer = None
+    with pytest.raises(TypeError):
+        proto.get_buffer(10)
+    del proto._sslobj
+    with pytest.raises(AttributeError):
+        proto._sslobj
