@@ -57,6 +57,10 @@ typedef struct {
     PyObject *write_backlog;    /* _write_backlog: collections.deque */
     PyObject *ssl_buffer;       /* _ssl_buffer: bytearray */
     PyObject *ssl_buffer_view;  /* _ssl_buffer_view: memoryview of it */
+    /* bound methods of the objects above, taken when they are assigned:
+     * a call through one skips the method lookup by name */
+    PyObject *m_reader_read, *m_reader_write, *m_reader_pending;
+    PyObject *m_incoming_write, *m_outgoing_read, *m_transport_write;
     Py_ssize_t write_buffer_size;
     Py_ssize_t conn_lost;
     char app_protocol_is_buffer;
@@ -81,6 +85,8 @@ static PyObject *pl_tls_s_read, *pl_tls_s_write, *pl_tls_s_pending, *pl_tls_s_ap
     *pl_tls_s_pause_writing, *pl_tls_s_resume_writing, *pl_tls_s_pause_reading,
     *pl_tls_s_resume_reading, *pl_tls_s_app_transport, *pl_tls_s_call_exception_handler;
 static PyObject *pl_tls_msg_fatal; /* "Fatal error on SSL protocol" */
+static PyObject *pl_tls_s_ssl_protocol, *pl_tls_s_write_appdata;
+static PyTypeObject *pl_tls_type;
 
 #define PL_TLS_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
 
@@ -102,6 +108,22 @@ pl_tls_call_void(PyObject *name, PyObject *obj, PyObject *arg)
         return -1;
     Py_DECREF(r);
     return 0;
+}
+
+/* obj.name(a1, a2) (trailing NULLs: fewer arguments), through `bound`, the
+ * bound method cached for obj, when there is one. */
+static PyObject *
+pl_tls_invoke(PyObject *bound, PyObject *name, PyObject *obj, PyObject *a1, PyObject *a2)
+{
+    PyObject *stack[3] = {obj, a1, a2};
+    size_t n = a1 == NULL ? 0 : a2 == NULL ? 1 : 2;
+    if (bound == NULL)
+        return PyObject_VectorcallMethod(name, stack, (n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
+    Py_INCREF(bound); /* the attribute may be reassigned during the call */
+    PyObject *r = PyObject_Vectorcall(bound, stack + 1, n | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(bound);
+    return r;
 }
 
 /* An int attribute (MemoryBIO.pending), or -1 with the error set. */
@@ -233,7 +255,7 @@ pl_tls_process_outgoing(PLTLSProtocol *self)
         if (pl_tls_require(self, self->outgoing, "_outgoing") < 0)
             return -1;
         PyObject *outgoing = Py_NewRef(self->outgoing);
-        PyObject *data = pl_tls_call(pl_tls_s_read, outgoing, NULL);
+        PyObject *data = pl_tls_invoke(self->m_outgoing_read, pl_tls_s_read, outgoing, NULL, NULL);
         Py_DECREF(outgoing);
         if (data == NULL)
             return -1;
@@ -243,8 +265,10 @@ pl_tls_process_outgoing(PLTLSProtocol *self)
             PyObject *transport = Py_XNewRef(self->transport);
             /* None once connection_lost ran: the AttributeError is the
              * stdlib's too. */
-            rc = pl_tls_require(self, transport, "_transport") < 0 ? -1
-                : pl_tls_call_void(pl_tls_s_write, transport, data);
+            PyObject *r = pl_tls_require(self, transport, "_transport") < 0 ? NULL
+                : pl_tls_invoke(self->m_transport_write, pl_tls_s_write, transport, data, NULL);
+            rc = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
             Py_XDECREF(transport);
         }
         Py_DECREF(data);
@@ -263,7 +287,7 @@ pl_tls_ssl_write(PLTLSProtocol *self, PyObject *data, int *again)
     if (pl_tls_require(self, self->reader, "_sslobj") < 0)
         return -1;
     PyObject *reader = Py_NewRef(self->reader);
-    PyObject *r = pl_tls_call(pl_tls_s_write, reader, data);
+    PyObject *r = pl_tls_invoke(self->m_reader_write, pl_tls_s_write, reader, data, NULL);
     Py_DECREF(reader);
     if (r == NULL) {
         if (!PyErr_ExceptionMatches(pl_tls_again_errors))
@@ -361,8 +385,10 @@ pl_tls_backlog_append(PLTLSProtocol *self, PyObject *data, Py_ssize_t len)
     return 0;
 }
 
+/* _write_appdata over n items; NULL with the error set (what the stdlib
+ * raises out of it), else None. */
 static PyObject *
-TLSProtocol_write_appdata(PLTLSProtocol *self, PyObject *list_of_data)
+pl_tls_write_items(PLTLSProtocol *self, PyObject *const *items, Py_ssize_t n)
 {
     if (self->state_code == PL_TLS_FLUSHING || self->state_code == PL_TLS_SHUTDOWN ||
         self->state_code == PL_TLS_UNWRAPPED) {
@@ -376,10 +402,6 @@ TLSProtocol_write_appdata(PLTLSProtocol *self, PyObject *list_of_data)
         self->conn_lost += 1;
         Py_RETURN_NONE;
     }
-    PyObject *items = PySequence_Fast(list_of_data, "_write_appdata() expects an iterable");
-    if (items == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
     int rc = 0;
     int empty = 0;
     if (n == 1 && self->state_code == PL_TLS_WRAPPED && self->write_backlog != NULL) {
@@ -392,7 +414,7 @@ TLSProtocol_write_appdata(PLTLSProtocol *self, PyObject *list_of_data)
     if (empty) {
         /* Nothing queued: what _do_write would do with the backlog holding
          * only this item, without putting it there first. */
-        PyObject *data = Py_NewRef(PySequence_Fast_GET_ITEM(items, 0));
+        PyObject *data = Py_NewRef(items[0]);
         Py_ssize_t len = PyObject_Size(data);
         int again = 0;
         Py_ssize_t count = len < 0 ? -1 : pl_tls_ssl_write(self, data, &again);
@@ -421,19 +443,70 @@ TLSProtocol_write_appdata(PLTLSProtocol *self, PyObject *list_of_data)
     }
     else {
         for (Py_ssize_t i = 0; i < n && rc == 0; i++)
-            rc = pl_tls_backlog_append(self, PySequence_Fast_GET_ITEM(items, i), -1);
-        if (rc < 0) {
-            Py_DECREF(items);
+            rc = pl_tls_backlog_append(self, items[i], -1);
+        if (rc < 0)
             return NULL; /* outside the stdlib's try, as there */
-        }
         if (self->state_code == PL_TLS_WRAPPED)
             rc = pl_tls_do_write(self);
     }
-    Py_DECREF(items);
     if (rc < 0 && pl_tls_fatal(self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
+
+static PyObject *
+TLSProtocol_write_appdata(PLTLSProtocol *self, PyObject *list_of_data)
+{
+    PyObject *items = PySequence_Fast(list_of_data, "_write_appdata() expects an iterable");
+    if (items == NULL)
+        return NULL;
+    PyObject *r = pl_tls_write_items(self, PySequence_Fast_ITEMS(items),
+                                     PySequence_Fast_GET_SIZE(items));
+    Py_DECREF(items);
+    return r;
+}
+
+/* write(data) of pyloop's _SSLTransport (loop.py), bound to it as a method
+ * (an instancemethod): the stdlib's _SSLProtocolTransport.write, and for a
+ * TLSProtocol its _write_appdata of one item without the tuple. */
+static PyObject *
+pl_tls_transport_write(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "write() takes exactly one argument (%zd given)",
+                     nargs - 1);
+        return NULL;
+    }
+    PyObject *transport = args[0], *data = args[1];
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+        PyObject *name = PyType_GetName(Py_TYPE(data)); /* type(data).__name__ */
+        if (name != NULL)
+            PyErr_Format(PyExc_TypeError, "data: expecting a bytes-like instance, got %U", name);
+        Py_XDECREF(name);
+        return NULL;
+    }
+    int nonempty = PyObject_IsTrue(data);
+    if (nonempty <= 0)
+        return nonempty < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *proto = PyObject_GetAttr(transport, pl_tls_s_ssl_protocol);
+    if (proto == NULL)
+        return NULL;
+    PyObject *r;
+    if (PyObject_TypeCheck(proto, pl_tls_type)) {
+        r = pl_tls_write_items((PLTLSProtocol *)proto, &data, 1);
+    }
+    else {
+        PyObject *one = PyTuple_Pack(1, data);
+        r = one == NULL ? NULL : pl_tls_call(pl_tls_s_write_appdata, proto, one);
+        Py_XDECREF(one);
+    }
+    Py_DECREF(proto);
+    return r;
+}
+
+static PyMethodDef pl_tls_transport_write_def = {
+    "write", PL_METH(pl_tls_transport_write), METH_FASTCALL,
+    "write(data)\n--\n\nWrite some data bytes to the transport (TLS records to the socket)."};
 
 static PyObject *
 TLSProtocol_do_write(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
@@ -486,12 +559,12 @@ TLSProtocol_get_read_buffer_size(PLTLSProtocol *self, PyObject *Py_UNUSED(ignore
 /* Bytes still buffered: in the incoming BIO (not yet decrypted) or in the SSL
  * object (decrypted, not yet read). -1 on error. */
 static int
-pl_tls_more(PyObject *reader, PyObject *incoming)
+pl_tls_more(PLTLSProtocol *self, PyObject *reader, PyObject *incoming)
 {
     Py_ssize_t n = pl_tls_pending_attr(incoming);
     if (n != 0)
         return n < 0 ? -1 : 1;
-    PyObject *r = pl_tls_call(pl_tls_s_pending, reader, NULL);
+    PyObject *r = pl_tls_invoke(self->m_reader_pending, pl_tls_s_pending, reader, NULL, NULL);
     if (r == NULL)
         return -1;
     int more = PyObject_IsTrue(r);
@@ -504,7 +577,8 @@ pl_tls_more(PyObject *reader, PyObject *incoming)
  * stdlib reads max_size-sized bytes objects until SSLWantReadError: every
  * record cost a 256 KiB allocation shrunk to size and an exception. */
 static PyObject *
-pl_tls_read_plain(PLLoop *loop, PyObject *reader, PyObject *incoming, int *eof)
+pl_tls_read_plain(PLTLSProtocol *self, PLLoop *loop, PyObject *reader, PyObject *incoming,
+                  int *eof)
 {
     PyObject *view = NULL, *size = NULL, *first = NULL, *chunks = NULL, *result = NULL;
     *eof = 0;
@@ -518,9 +592,7 @@ pl_tls_read_plain(PLLoop *loop, PyObject *reader, PyObject *incoming, int *eof)
     if (view == NULL || size == NULL)
         goto cleanup;
     for (;;) {
-        PyObject *stack[3] = {reader, size, view};
-        PyObject *r = PyObject_VectorcallMethod(pl_tls_s_read, stack,
-                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *r = pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, size, view);
         if (r == NULL) {
             if (!PyErr_ExceptionMatches(pl_tls_again_errors))
                 goto cleanup;
@@ -555,7 +627,7 @@ pl_tls_read_plain(PLLoop *loop, PyObject *reader, PyObject *incoming, int *eof)
             if (rc < 0)
                 goto cleanup;
         }
-        int more = pl_tls_more(reader, incoming);
+        int more = pl_tls_more(self, reader, incoming);
         if (more < 0)
             goto cleanup;
         if (!more)
@@ -601,7 +673,7 @@ pl_tls_read_copied(PLTLSProtocol *self)
     PLLoop *loop = (PLLoop *)Py_NewRef(self->loop);
     PyObject *reader = Py_NewRef(self->reader), *incoming = Py_NewRef(self->incoming);
     int eof, rc = -1;
-    PyObject *data = pl_tls_read_plain(loop, reader, incoming, &eof);
+    PyObject *data = pl_tls_read_plain(self, loop, reader, incoming, &eof);
     Py_DECREF(reader);
     Py_DECREF(incoming);
     if (data == NULL && PyErr_Occurred())
@@ -730,17 +802,18 @@ pl_tls_feed(PLTLSProtocol *self, PyObject *nbytes_obj)
     if (chunk == NULL)
         return -1;
     PyObject *incoming = Py_NewRef(self->incoming);
-    int rc = pl_tls_call_void(pl_tls_s_write, incoming, chunk);
+    PyObject *r = pl_tls_invoke(self->m_incoming_write, pl_tls_s_write, incoming, chunk, NULL);
+    int rc = r == NULL ? -1 : 0;
+    Py_XDECREF(r);
     Py_DECREF(incoming);
     Py_DECREF(chunk);
     return rc;
 }
 
-static PyObject *
-TLSProtocol_buffer_updated(PLTLSProtocol *self, PyObject *nbytes)
+/* What buffer_updated does once the bytes are in the incoming BIO. */
+static int
+pl_tls_dispatch(PLTLSProtocol *self)
 {
-    if (pl_tls_feed(self, nbytes) < 0)
-        return NULL;
     int rc = 0;
     switch (self->state_code) {
     case PL_TLS_DO_HANDSHAKE:
@@ -758,7 +831,13 @@ TLSProtocol_buffer_updated(PLTLSProtocol *self, PyObject *nbytes)
     default:
         break;
     }
-    if (rc < 0)
+    return rc;
+}
+
+static PyObject *
+TLSProtocol_buffer_updated(PLTLSProtocol *self, PyObject *nbytes)
+{
+    if (pl_tls_feed(self, nbytes) < 0 || pl_tls_dispatch(self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -793,6 +872,17 @@ TLSProtocol_set_state(PLTLSProtocol *self, PyObject *value, void *Py_UNUSED(clos
     return 0;
 }
 
+/* *slot = obj.name when obj has it (a bound method), else NULL: the calls
+ * then look the name up and fail as the stdlib does. Never raises. */
+static void
+pl_tls_bind(PyObject **slot, PyObject *obj, const char *name)
+{
+    PyObject *bound = NULL;
+    if (obj != NULL && obj != Py_None && pl_getattr_optional(obj, name, &bound) < 0)
+        PyErr_Clear();
+    Py_XSETREF(*slot, bound);
+}
+
 static PyObject *
 TLSProtocol_get_sslobj(PLTLSProtocol *self, void *Py_UNUSED(closure))
 {
@@ -815,8 +905,30 @@ TLSProtocol_set_sslobj(PLTLSProtocol *self, PyObject *value, void *Py_UNUSED(clo
     }
     Py_XSETREF(self->sslobj, Py_XNewRef(value));
     Py_XSETREF(self->reader, reader);
+    pl_tls_bind(&self->m_reader_read, reader, "read");
+    pl_tls_bind(&self->m_reader_write, reader, "write");
+    pl_tls_bind(&self->m_reader_pending, reader, "pending");
     return 0;
 }
+
+/* _incoming, _outgoing, _transport: the object and the bound method the
+ * per-record path calls on it. */
+#define PL_TLS_BOUND_ATTR(attr, field, method)                                          \
+    static PyObject *TLSProtocol_get_##field(PLTLSProtocol *self, void *Py_UNUSED(c))   \
+    {                                                                                   \
+        return pl_tls_get_object(self->field, attr);                                    \
+    }                                                                                   \
+    static int TLSProtocol_set_##field(PLTLSProtocol *self, PyObject *value,            \
+                                       void *Py_UNUSED(c))                              \
+    {                                                                                   \
+        Py_XSETREF(self->field, Py_XNewRef(value));                                     \
+        pl_tls_bind(&self->m_##field##_##method, value, #method);                       \
+        return 0;                                                                       \
+    }
+
+PL_TLS_BOUND_ATTR("_incoming", incoming, write)
+PL_TLS_BOUND_ATTR("_outgoing", outgoing, read)
+PL_TLS_BOUND_ATTR("_transport", transport, write)
 
 static PyObject *
 TLSProtocol_get_mark(PLTLSProtocol *self, void *closure)
@@ -843,6 +955,10 @@ TLSProtocol_set_mark(PLTLSProtocol *self, PyObject *value, void *closure)
 static PyGetSetDef TLSProtocol_getset[] = {
     {"_state", (getter)TLSProtocol_get_state, (setter)TLSProtocol_set_state, NULL, NULL},
     {"_sslobj", (getter)TLSProtocol_get_sslobj, (setter)TLSProtocol_set_sslobj, NULL, NULL},
+    {"_incoming", (getter)TLSProtocol_get_incoming, (setter)TLSProtocol_set_incoming, NULL, NULL},
+    {"_outgoing", (getter)TLSProtocol_get_outgoing, (setter)TLSProtocol_set_outgoing, NULL, NULL},
+    {"_transport", (getter)TLSProtocol_get_transport, (setter)TLSProtocol_set_transport, NULL,
+     NULL},
     {"_incoming_high_water", (getter)TLSProtocol_get_mark, (setter)TLSProtocol_set_mark, NULL,
      (void *)(intptr_t)PL_TLS_IN_HIGH},
     {"_incoming_low_water", (getter)TLSProtocol_get_mark, (setter)TLSProtocol_set_mark, NULL,
@@ -858,9 +974,6 @@ static PyGetSetDef TLSProtocol_getset[] = {
 #define PL_TLS_FLAG(name, field) {name, T_BOOL, offsetof(PLTLSProtocol, field), 0, NULL}
 
 static PyMemberDef TLSProtocol_members[] = {
-    PL_TLS_OBJ("_incoming", incoming),
-    PL_TLS_OBJ("_outgoing", outgoing),
-    PL_TLS_OBJ("_transport", transport),
     PL_TLS_OBJ("_app_protocol", app_protocol),
     PL_TLS_OBJ("_loop", loop),
     PL_TLS_OBJ("_write_backlog", write_backlog),
@@ -909,6 +1022,12 @@ TLSProtocol_traverse(PLTLSProtocol *self, visitproc visit, void *arg)
     Py_VISIT(self->write_backlog);
     Py_VISIT(self->ssl_buffer);
     Py_VISIT(self->ssl_buffer_view);
+    Py_VISIT(self->m_reader_read);
+    Py_VISIT(self->m_reader_write);
+    Py_VISIT(self->m_reader_pending);
+    Py_VISIT(self->m_incoming_write);
+    Py_VISIT(self->m_outgoing_read);
+    Py_VISIT(self->m_transport_write);
     for (int i = 0; i < PL_TLS_NMARKS; i++)
         Py_VISIT(self->marks[i].obj);
     return 0;
@@ -929,6 +1048,12 @@ TLSProtocol_clear(PLTLSProtocol *self)
     Py_CLEAR(self->write_backlog);
     Py_CLEAR(self->ssl_buffer_view);
     Py_CLEAR(self->ssl_buffer);
+    Py_CLEAR(self->m_reader_read);
+    Py_CLEAR(self->m_reader_write);
+    Py_CLEAR(self->m_reader_pending);
+    Py_CLEAR(self->m_incoming_write);
+    Py_CLEAR(self->m_outgoing_read);
+    Py_CLEAR(self->m_transport_write);
     for (int i = 0; i < PL_TLS_NMARKS; i++)
         Py_CLEAR(self->marks[i].obj);
     return 0;
@@ -976,6 +1101,7 @@ pl_tls_init_type(PyObject *module)
     static const char *state_names[PL_TLS_NSTATES] = {
         NULL, "UNWRAPPED", "DO_HANDSHAKE", "WRAPPED", "FLUSHING", "SHUTDOWN"};
     PyObject *sslproto = NULL, *ssl = NULL, *states = NULL, *cls = NULL, *type = NULL;
+    PyObject *write = NULL, *write_method = NULL;
     int rc = -1;
     if (pl_tls_intern(&pl_tls_s_read, "read") < 0 || pl_tls_intern(&pl_tls_s_write, "write") < 0 ||
         pl_tls_intern(&pl_tls_s_pending, "pending") < 0 ||
@@ -996,7 +1122,9 @@ pl_tls_init_type(PyObject *module)
         pl_tls_intern(&pl_tls_s_resume_reading, "resume_reading") < 0 ||
         pl_tls_intern(&pl_tls_s_app_transport, "_app_transport") < 0 ||
         pl_tls_intern(&pl_tls_s_call_exception_handler, "call_exception_handler") < 0 ||
-        pl_tls_intern(&pl_tls_msg_fatal, "Fatal error on SSL protocol") < 0)
+        pl_tls_intern(&pl_tls_msg_fatal, "Fatal error on SSL protocol") < 0 ||
+        pl_tls_intern(&pl_tls_s_ssl_protocol, "_ssl_protocol") < 0 ||
+        pl_tls_intern(&pl_tls_s_write_appdata, "_write_appdata") < 0)
         goto done;
     /* Python built without ssl: no TLS, no type (the stdlib raises for ssl=). */
     ssl = PyImport_ImportModule("ssl");
@@ -1022,10 +1150,17 @@ pl_tls_init_type(PyObject *module)
         (pl_tls_stdlib_read_copied = PyObject_GetAttrString(cls, "_do_read__copied")) == NULL)
         goto done;
     type = PyType_FromSpec(&TLSProtocol_spec);
-    if (type == NULL)
+    if (type == NULL || PyModule_AddObjectRef(module, "TLSProtocol", type) < 0)
         goto done;
-    rc = PyModule_AddObjectRef(module, "TLSProtocol", type);
+    pl_tls_type = (PyTypeObject *)type; /* the module holds it from here on */
+    write = PyCFunction_New(&pl_tls_transport_write_def, NULL);
+    write_method = write ? PyInstanceMethod_New(write) : NULL;
+    if (write_method == NULL)
+        goto done;
+    rc = PyModule_AddObjectRef(module, "_tls_transport_write", write_method);
 done:
+    Py_XDECREF(write_method);
+    Py_XDECREF(write);
     Py_XDECREF(type);
     Py_XDECREF(cls);
     Py_XDECREF(states);

@@ -18,6 +18,10 @@ import threading
 import traceback
 import warnings
 import weakref
+try:
+    import ssl
+except ImportError:  # a Python built without ssl: no TLS, as the stdlib
+    ssl = None
 from asyncio import (base_events, constants, coroutines, events, futures, selector_events,
                      sslproto, tasks, transports, trsock, unix_events)
 from asyncio.log import logger
@@ -503,6 +507,48 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
+    async def start_tls(self, transport, protocol, sslcontext, *,
+                        server_side=False,
+                        server_hostname=None,
+                        ssl_handshake_timeout=None,
+                        ssl_shutdown_timeout=None):
+        """Upgrade transport to TLS.
+
+        Return a new transport that *protocol* should start using
+        immediately.
+        """
+        # The stdlib's steps (the same in 3.11-3.13), with pyloop's TLS
+        # protocol instead of sslproto.SSLProtocol.
+        if ssl is None:
+            raise RuntimeError('Python ssl module is not available')
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f'sslcontext is expected to be an instance of ssl.SSLContext, '
+                f'got {sslcontext!r}')
+        if not getattr(transport, '_start_tls_compatible', False):
+            raise TypeError(
+                f'transport {transport!r} is not supported by start_tls()')
+        waiter = self.create_future()
+        ssl_protocol = _SSLProtocol(
+            self, protocol, sslcontext, waiter,
+            server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False)
+        # Paused until connection_made ran, as the stdlib does.
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+        resume_cb = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            conmade_cb.cancel()
+            resume_cb.cancel()
+            raise
+        return ssl_protocol._app_transport
+
     async def _sendfile_fallback(self, transp, file, offset, count):
         # Read the file in an executor and write it through the transport,
         # pausing on its flow control. TLS transports are the stdlib's own
@@ -664,11 +710,30 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
         self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
 
 
-class _SSLProtocol(_core.TLSProtocol, sslproto.SSLProtocol):
+# No TLSProtocol in a Python without ssl: the stdlib's class, which refuses.
+_TLS_BASES = (_core.TLSProtocol,) if hasattr(_core, "TLSProtocol") else ()
+
+
+class _SSLProtocol(*_TLS_BASES, sslproto.SSLProtocol):
     """The stdlib's TLS protocol with its per-record methods in C
     (csrc/tls.c): get_buffer, buffer_updated, _do_read, _write_appdata,
     _do_write, _process_outgoing and the flow-control checks. Handshake,
     shutdown, timeouts and errors are the stdlib's methods, unchanged."""
+
+    def _get_app_transport(self):
+        # the stdlib's, making pyloop's app transport
+        if self._app_transport is None:
+            if self._app_transport_created:
+                raise RuntimeError('Creating _SSLProtocolTransport twice')
+            self._app_transport = _SSLTransport(self._loop, self)
+            self._app_transport_created = True
+        return self._app_transport
+
+
+class _SSLTransport(sslproto._SSLProtocolTransport):
+    """The stdlib's TLS app transport; write() is C (csrc/tls.c)."""
+
+    write = getattr(_core, "_tls_transport_write", sslproto._SSLProtocolTransport.write)
 
 
 class _ReadPipeTransport(unix_events._UnixReadPipeTransport):

@@ -1318,6 +1318,70 @@ def test_tls_writelines_and_memoryview(tls_loop, read_ctx):
     assert run(tls_loop, main()) == b"one,two,three,four"
 
 
+def test_tls_write_rejects_what_is_not_bytes(tls_loop, read_ctx):
+    import array
+
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(tls_loop, *read_ctx, _Collect)
+        errors = []
+        for bad in ("text", 42, array.array("b", b"xy")):
+            try:
+                tr.write(bad)
+            except TypeError as exc:
+                errors.append(str(exc))
+        with pytest.raises(TypeError):
+            tr.write()
+        tr.write(b"still works")
+        await wait_until(lambda: servers[0].data == b"still works", "the good write arrived")
+        await _close_pair(srv, tr, proto)
+        return errors
+
+    assert run(tls_loop, main()) == [
+        "data: expecting a bytes-like instance, got str",
+        "data: expecting a bytes-like instance, got int",
+        "data: expecting a bytes-like instance, got array",
+    ]
+
+
+def test_tls_connections_and_start_tls_use_the_c_path(pyloop_loop, read_ctx):
+    # Both ways into TLS get pyloop's protocol (its per-record methods in C)
+    # and its app transport, still the stdlib's classes to isinstance().
+    import asyncio.sslproto as sslproto
+    server_ctx, client_ctx = read_ctx
+    seen = []
+
+    async def main():
+        async def handle(reader, writer):
+            await writer.start_tls(server_ctx)
+            seen.append((writer.transport, writer.transport._ssl_protocol))
+            writer.write(await reader.readexactly(5))
+            await writer.drain()
+            writer.close()
+
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        seen.append((writer.transport, writer.transport._ssl_protocol))
+        writer.write(b"hello")
+        echoed = await reader.readexactly(5)
+        writer.close()
+        await writer.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+        srv, tr, proto, servers = await _tls_pair(pyloop_loop, server_ctx, client_ctx, _Collect)
+        seen.extend((t, t._ssl_protocol) for t in (tr, servers[0].transport))
+        await _close_pair(srv, tr, proto)
+        return echoed
+
+    assert pyloop_loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT)) == b"hello"
+    assert len(seen) == 4
+    for transport, protocol in seen:
+        assert isinstance(transport, sslproto._SSLProtocolTransport)
+        assert isinstance(protocol, pyloop._core.TLSProtocol)
+        assert isinstance(protocol, sslproto.SSLProtocol)
+
+
 def test_tls_buffered_app_protocol(tls_loop, read_ctx):
     # A BufferedProtocol app gets the decrypted bytes in its own (small)
     # buffer, all of them, in order.
