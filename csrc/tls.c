@@ -4,12 +4,13 @@
  * The stdlib's memory-BIO protocol stays in charge of everything that is not
  * per record: the handshake, shutdown, timeouts, errors, the app transport.
  * What runs for every record moves here: get_buffer/buffer_updated (records
- * into the incoming BIO), _do_read and its copied read step, _write_appdata
+ * into the incoming BIO), _do_read and both of its read steps, _write_appdata
  * and _do_write (app data through SSLObject.write), _process_outgoing
- * (records out to the C stream transport) and both flow-control checks. In
- * Python each HTTPS request walked about a dozen frames of that code;
- * callgrind put it at about 20,000 of the 50,000 instructions a request cost
- * pyloop (uvloop: 31,600; see docs/performance.md).
+ * (records out to the C stream transport), both flow-control checks, and the
+ * app transport's write(). In Python each HTTPS request walked about a dozen
+ * frames of that code: callgrind put pyloop at 50,000 instructions per
+ * request, 34,000 of them in libpython, against uvloop's 31,800; with this
+ * file, 27,100 (benchmarks/callgrind_net.py, docs/performance.md).
  *
  * The attributes those methods read (_state, _sslobj, _incoming, the flow
  * control flags and water marks...) are data descriptors on this type, so
@@ -18,7 +19,9 @@
  * stdlib's line by line; where a step is shortened (a write with nothing
  * queued does not go through the backlog deque, a read loop stops when no
  * bytes are left instead of raising SSLWantReadError) the result, the calls
- * made and the state left behind are the same. */
+ * made and the state left behind are the same. One difference is deliberate:
+ * the buffered read step reads into the app's buffer itself (see
+ * pl_tls_read_buffered). */
 #include "tls.h"
 #include "module.h"
 
@@ -81,7 +84,7 @@ static PyObject *pl_tls_stdlib_read_copied;
 static PyObject *pl_tls_s_read, *pl_tls_s_write, *pl_tls_s_pending, *pl_tls_s_append,
     *pl_tls_s_data_received, *pl_tls_s_max_size, *pl_tls_s_sslobj, *pl_tls_s_fatal_error,
     *pl_tls_s_do_handshake, *pl_tls_s_do_flush, *pl_tls_s_do_shutdown,
-    *pl_tls_s_do_read_buffered, *pl_tls_s_call_eof_received, *pl_tls_s_start_shutdown,
+    *pl_tls_s_call_eof_received, *pl_tls_s_start_shutdown,
     *pl_tls_s_pause_writing, *pl_tls_s_resume_writing, *pl_tls_s_pause_reading,
     *pl_tls_s_resume_reading, *pl_tls_s_app_transport, *pl_tls_s_call_exception_handler;
 static PyObject *pl_tls_msg_fatal; /* "Fatal error on SSL protocol" */
@@ -704,6 +707,100 @@ TLSProtocol_do_read_copied(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* _do_read__buffered: decrypted data straight into the app protocol's
+ * get_buffer() memory. The stdlib reads into `buf` and then `buf[offset:]`,
+ * which for a bytearray is a copy: every read after the first is lost and
+ * buffer_updated reports bytes that never arrived (python/cpython#156275).
+ * Here every read goes into the buffer itself, at its offset. */
+static int
+pl_tls_read_buffered(PLTLSProtocol *self)
+{
+    PyObject *get_buffer = NULL, *updated = NULL, *buf = NULL, *reader = NULL, *n = NULL;
+    Py_buffer view = {0};
+    int held = 0, rc = -1;
+    Py_ssize_t hint = pl_tls_pending_attr(self->incoming); /* _get_read_buffer_size() */
+    if (hint < 0 || pl_tls_require(self, self->reader, "_sslobj") < 0)
+        return -1;
+    get_buffer = PyObject_GetAttrString((PyObject *)self, "_app_protocol_get_buffer");
+    n = get_buffer ? PyLong_FromSsize_t(hint) : NULL;
+    buf = n ? PyObject_CallOneArg(get_buffer, n) : NULL;
+    if (buf == NULL || PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0)
+        goto done;
+    held = 1;
+    reader = Py_NewRef(self->reader);
+    Py_ssize_t wants = view.len, offset = 0, count = 1;
+    for (;;) {
+        PyObject *size = PyLong_FromSsize_t(wants - offset);
+        PyObject *into = size ? PyMemoryView_FromMemory((char *)view.buf + offset,
+                                                        wants - offset, PyBUF_WRITE)
+                              : NULL;
+        PyObject *r = into ? pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, size, into)
+                           : NULL;
+        Py_XDECREF(into);
+        Py_XDECREF(size);
+        if (r == NULL) {
+            if (!PyErr_ExceptionMatches(pl_tls_again_errors))
+                goto done;
+            PyErr_Clear();
+            break;
+        }
+        count = PyNumber_AsSsize_t(r, PyExc_OverflowError);
+        Py_DECREF(r);
+        if (count == -1 && PyErr_Occurred())
+            goto done;
+        if (count <= 0)
+            break;
+        offset += count;
+        if (offset >= wants) {
+            /* full: the rest waits for the next pass, as in the stdlib */
+            PyObject *again = PyObject_GetAttrString((PyObject *)self, "_do_read");
+            PyObject *h = again && self->loop
+                ? PyObject_CallMethod(self->loop, "call_soon", "O", again) : NULL;
+            if (again != NULL && self->loop == NULL)
+                pl_tls_require(self, NULL, "_loop");
+            Py_XDECREF(again);
+            if (h == NULL)
+                goto done;
+            Py_DECREF(h);
+            break;
+        }
+    }
+    /* the app may resize its buffer in buffer_updated: release it first */
+    PyBuffer_Release(&view);
+    held = 0;
+    if (offset > 0) {
+        updated = PyObject_GetAttrString((PyObject *)self, "_app_protocol_buffer_updated");
+        PyObject *nbytes = updated ? PyLong_FromSsize_t(offset) : NULL;
+        PyObject *r = nbytes ? PyObject_CallOneArg(updated, nbytes) : NULL;
+        Py_XDECREF(nbytes);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    if (count == 0 && /* close_notify */
+        (pl_tls_call_void(pl_tls_s_call_eof_received, (PyObject *)self, NULL) < 0 ||
+         pl_tls_call_void(pl_tls_s_start_shutdown, (PyObject *)self, NULL) < 0))
+        goto done;
+    rc = 0;
+done:
+    if (held)
+        PyBuffer_Release(&view);
+    Py_XDECREF(reader);
+    Py_XDECREF(updated);
+    Py_XDECREF(buf);
+    Py_XDECREF(n);
+    Py_XDECREF(get_buffer);
+    return rc;
+}
+
+static PyObject *
+TLSProtocol_do_read_buffered(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_tls_read_buffered(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* _do_read */
 static int
 pl_tls_do_read(PLTLSProtocol *self)
@@ -713,7 +810,7 @@ pl_tls_do_read(PLTLSProtocol *self)
     int rc = 0;
     if (!self->app_reading_paused) {
         if (self->app_protocol_is_buffer)
-            rc = pl_tls_call_void(pl_tls_s_do_read_buffered, (PyObject *)self, NULL);
+            rc = pl_tls_read_buffered(self);
         else
             rc = pl_tls_read_copied(self);
         if (rc == 0) {
@@ -994,6 +1091,7 @@ static PyMethodDef TLSProtocol_methods[] = {
     {"buffer_updated", (PyCFunction)TLSProtocol_buffer_updated, METH_O, NULL},
     {"_do_read", (PyCFunction)TLSProtocol_do_read, METH_NOARGS, NULL},
     {"_do_read__copied", (PyCFunction)TLSProtocol_do_read_copied, METH_NOARGS, NULL},
+    {"_do_read__buffered", (PyCFunction)TLSProtocol_do_read_buffered, METH_NOARGS, NULL},
     {"_write_appdata", (PyCFunction)TLSProtocol_write_appdata, METH_O, NULL},
     {"_do_write", (PyCFunction)TLSProtocol_do_write, METH_NOARGS, NULL},
     {"_process_outgoing", (PyCFunction)TLSProtocol_process_outgoing, METH_NOARGS, NULL},
@@ -1113,7 +1211,6 @@ pl_tls_init_type(PyObject *module)
         pl_tls_intern(&pl_tls_s_do_handshake, "_do_handshake") < 0 ||
         pl_tls_intern(&pl_tls_s_do_flush, "_do_flush") < 0 ||
         pl_tls_intern(&pl_tls_s_do_shutdown, "_do_shutdown") < 0 ||
-        pl_tls_intern(&pl_tls_s_do_read_buffered, "_do_read__buffered") < 0 ||
         pl_tls_intern(&pl_tls_s_call_eof_received, "_call_eof_received") < 0 ||
         pl_tls_intern(&pl_tls_s_start_shutdown, "_start_shutdown") < 0 ||
         pl_tls_intern(&pl_tls_s_pause_writing, "pause_writing") < 0 ||

@@ -716,9 +716,10 @@ _TLS_BASES = (_core.TLSProtocol,) if hasattr(_core, "TLSProtocol") else ()
 
 class _SSLProtocol(*_TLS_BASES, sslproto.SSLProtocol):
     """The stdlib's TLS protocol with its per-record methods in C
-    (csrc/tls.c): get_buffer, buffer_updated, _do_read, _write_appdata,
-    _do_write, _process_outgoing and the flow-control checks. Handshake,
-    shutdown, timeouts and errors are the stdlib's methods, unchanged."""
+    (csrc/tls.c): get_buffer, buffer_updated, _do_read and its two read
+    steps, _write_appdata, _do_write, _process_outgoing and the flow-control
+    checks. Handshake, shutdown, timeouts and errors are the stdlib's
+    methods, unchanged."""
 
     def _get_app_transport(self):
         # the stdlib's, making pyloop's app transport
