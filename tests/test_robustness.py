@@ -401,6 +401,80 @@ SCENARIOS = {
         except RuntimeError:
             pass
     """,
+    "tls_protocol_wrong_types_and_reentrant_close": """
+        import os, ssl, subprocess, tempfile
+        from pyloop.loop import _SSLProtocol
+        d = tempfile.mkdtemp()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", d + "/k",
+                        "-out", d + "/c", "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost"],
+                       check=True, capture_output=True)
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(d + "/c", d + "/k")
+        cctx = ssl.create_default_context(cafile=d + "/c")
+        C_NAMES = {n for n in vars(pyloop._core.TLSProtocol) if not n.startswith("__")}
+
+        def hammer_c(obj):
+            # only the C type's methods: the stdlib's Python ones may do anything
+            hammer(obj, skip=SKIP | (set(dir(obj)) - C_NAMES))
+
+        hammer_c(pyloop._core.TLSProtocol())
+        write = pyloop._core._tls_transport_write
+        for args in VALUES:
+            try:
+                write(*args)
+            except BaseException:
+                pass
+        loop = pyloop.new_event_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        bare = _SSLProtocol(loop, asyncio.Protocol(), cctx, None, server_hostname="localhost")
+        hammer_c(bare)
+        for attr in ("_state", "_sslobj", "_incoming", "_outgoing", "_transport", "_app_protocol",
+                     "_loop", "_write_backlog", "_ssl_buffer", "_ssl_buffer_view",
+                     "_outgoing_high_water", "_incoming_low_water"):
+            for value in (None, 1, "x", b"", bytearray(3), object()):
+                try:
+                    setattr(bare, attr, value)
+                except Exception:
+                    pass
+                hammer_c(bare)
+            try:
+                delattr(bare, attr)
+            except Exception:
+                pass
+            hammer_c(bare)
+
+        class Closer(asyncio.Protocol):
+            # closes, writes, aborts and closes again inside data_received
+            def connection_made(self, t):
+                self.t = t
+
+            def data_received(self, data):
+                self.t.close()
+                self.t.write(b"after close")
+                self.t.abort()
+                self.t.close()
+
+        async def main():
+            srv = await loop.create_server(Closer, "127.0.0.1", 0, ssl=sctx)
+            port = srv.sockets[0].getsockname()[1]
+            tr, pr = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=cctx,
+                                                  server_hostname="localhost")
+            proto = tr._ssl_protocol
+            tr.write(b"hi")
+            await asyncio.sleep(0.1)
+            hammer_c(proto)
+            hammer(tr, skip=SKIP | {"abort", "set_protocol"})
+            tr.abort()
+            tr.close()
+            hammer_c(proto)
+            srv.close()
+
+        loop.run_until_complete(asyncio.wait_for(main(), 30))
+        loop.close()
+        hammer_c(bare)
+    """,
 }
 
 
