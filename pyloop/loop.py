@@ -710,8 +710,21 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
         self._write_ready_fut = transp._loop.create_future() if self._should_resume_writing else None
 
 
-# No TLSProtocol in a Python without ssl: the stdlib's class, which refuses.
-_TLS_BASES = (_core.TLSProtocol,) if hasattr(_core, "TLSProtocol") else ()
+# The C base replaces these methods of the stdlib's SSLProtocol and calls the
+# others by name. A Python whose sslproto lacks one of them (its internals
+# changed) or has no ssl module (no TLSProtocol then) gets the stdlib's class
+# unchanged.
+_TLS_METHODS = (
+    "get_buffer", "buffer_updated", "_do_read", "_do_read__copied", "_do_read__buffered",
+    "_write_appdata", "_do_write", "_process_outgoing", "_control_app_writing",
+    "_control_ssl_reading", "_get_write_buffer_size", "_get_read_buffer_size",
+    "_get_app_transport", "_do_handshake", "_do_flush", "_do_shutdown", "_call_eof_received",
+    "_start_shutdown", "_fatal_error", "_set_app_protocol")
+_TLS_BASES = (
+    (_core.TLSProtocol,)
+    if hasattr(_core, "TLSProtocol")
+    and all(callable(getattr(sslproto.SSLProtocol, name, None)) for name in _TLS_METHODS)
+    else ())
 
 
 class _SSLProtocol(*_TLS_BASES, sslproto.SSLProtocol):
