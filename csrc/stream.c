@@ -8,6 +8,7 @@
  * (through _fatal_error), KeyboardInterrupt/SystemExit are stashed on the loop
  * and re-raised by run_forever. */
 #include "stream.h"
+#include "tls.h"
 #include "errors.h"
 #include "module.h"
 
@@ -234,7 +235,7 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     buf->len = 0;
     if (self->protocol == NULL || self->conn_lost)
         return; /* libuv reports UV_ENOBUFS; the read callback ignores it */
-    if (self->buffered) {
+    if (self->buffered && !self->tls) {
         /* BufferedProtocol: read straight into the protocol's memory. */
         PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
         PyObject *mem = hint ? pl_stream_call_protocol(self, self->get_buffer_meth, "get_buffer",
@@ -372,7 +373,14 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread > 0) {
         self->read_iteration = self->loop->iteration;
-        if (self->buffered) {
+        if (self->tls) {
+            /* TLS records from the loop's buffer (cache-hot, shared by every
+             * connection) into the protocol's incoming BIO */
+            if (pl_tls_data_in(self->protocol, buf->base, nread) < 0)
+                pl_stream_handle_callback_error(
+                    self, "Fatal error: protocol.buffer_updated() call failed.");
+        }
+        else if (self->buffered) {
             pl_stream_release_rbuf(self);
             PyObject *n = PyLong_FromSsize_t(nread);
             r = n ? pl_stream_call_protocol(self, self->buffer_updated_meth, "buffer_updated", n)
@@ -1037,6 +1045,7 @@ pl_stream_set_protocol(PLStream *self, PyObject *protocol)
     Py_XSETREF(self->get_buffer_meth, gb);
     Py_XSETREF(self->buffer_updated_meth, bu);
     self->buffered = (char)is_buffered;
+    self->tls = (char)pl_tls_is_plain(protocol);
     self->protocol_connected = 1;
     return 0;
 }

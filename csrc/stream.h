@@ -33,6 +33,7 @@ typedef struct PLStream {
     char reading;           /* uv_read_start active */
     char paused;            /* pause_reading() in effect */
     char buffered;          /* protocol is an asyncio.BufferedProtocol */
+    char tls;               /* protocol is pyloop's TLS protocol: reads go to pl_tls_data_in */
     char protocol_connected;
     char protocol_paused;   /* pause_writing() was called */
     char rbuf_held;         /* rbuf holds a get_buffer() view */

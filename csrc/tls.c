@@ -939,6 +939,47 @@ TLSProtocol_buffer_updated(PLTLSProtocol *self, PyObject *nbytes)
     Py_RETURN_NONE;
 }
 
+int
+pl_tls_is_plain(PyObject *protocol)
+{
+    if (pl_tls_type == NULL || !PyObject_TypeCheck(protocol, pl_tls_type))
+        return 0;
+    /* a subclass that overrides either keeps them */
+    static const char *names[] = {"get_buffer", "buffer_updated"};
+    for (int i = 0; i < 2; i++) {
+        PyObject *mine = PyDict_GetItemString(pl_tls_type->tp_dict, names[i]);
+        PyObject *theirs = PyObject_GetAttrString((PyObject *)Py_TYPE(protocol), names[i]);
+        Py_XDECREF(theirs); /* only compared: the type holds it */
+        if (theirs == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (mine == NULL || theirs != mine)
+            return 0;
+    }
+    return 1;
+}
+
+int
+pl_tls_data_in(PyObject *protocol, const char *buf, Py_ssize_t n)
+{
+    PLTLSProtocol *self = (PLTLSProtocol *)protocol;
+    if (pl_tls_require(self, self->incoming, "_incoming") < 0)
+        return -1;
+    /* read-only and seen by no Python code: MemoryBIO.write copies it */
+    PyObject *chunk = PyMemoryView_FromMemory((char *)buf, n, PyBUF_READ);
+    if (chunk == NULL)
+        return -1;
+    PyObject *incoming = Py_NewRef(self->incoming);
+    PyObject *r = pl_tls_invoke(self->m_incoming_write, pl_tls_s_write, incoming, chunk, NULL);
+    Py_DECREF(incoming);
+    Py_DECREF(chunk);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return pl_tls_dispatch(self);
+}
+
 /* ---- attributes ------------------------------------------------------ */
 
 static PyObject *
