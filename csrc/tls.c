@@ -82,36 +82,17 @@ static PyObject *pl_tls_again_errors;
 static PyObject *pl_tls_sslobject_type;
 static PyObject *pl_tls_stdlib_read_copied;
 static PyObject *pl_tls_s_read, *pl_tls_s_write, *pl_tls_s_pending, *pl_tls_s_append,
-    *pl_tls_s_data_received, *pl_tls_s_max_size, *pl_tls_s_sslobj, *pl_tls_s_fatal_error,
+    *pl_tls_s_data_received, *pl_tls_s_max_size, *pl_tls_s_fatal_error,
     *pl_tls_s_do_handshake, *pl_tls_s_do_flush, *pl_tls_s_do_shutdown,
     *pl_tls_s_call_eof_received, *pl_tls_s_start_shutdown,
     *pl_tls_s_pause_writing, *pl_tls_s_resume_writing, *pl_tls_s_pause_reading,
     *pl_tls_s_resume_reading, *pl_tls_s_app_transport, *pl_tls_s_call_exception_handler;
 static PyObject *pl_tls_msg_fatal; /* "Fatal error on SSL protocol" */
 static PyObject *pl_tls_s_ssl_protocol, *pl_tls_s_write_appdata;
+static PyObject *pl_tls_read_size; /* PL_LOOP_READ_BUF_SIZE as an int */
 static PyTypeObject *pl_tls_type;
 
 #define PL_TLS_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
-
-/* obj.name(*args) through vectorcall; args[0] must be writable scratch. */
-static PyObject *
-pl_tls_call(PyObject *name, PyObject *obj, PyObject *arg)
-{
-    PyObject *stack[2] = {obj, arg};
-    return PyObject_VectorcallMethod(name, stack, (arg ? 2 : 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
-}
-
-/* Calls obj.name(...) and drops the result: 0, or -1 with the error set. */
-static int
-pl_tls_call_void(PyObject *name, PyObject *obj, PyObject *arg)
-{
-    PyObject *r = pl_tls_call(name, obj, arg);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
 
 /* obj.name(a1, a2) (trailing NULLs: fewer arguments), through `bound`, the
  * bound method cached for obj, when there is one. */
@@ -127,6 +108,18 @@ pl_tls_invoke(PyObject *bound, PyObject *name, PyObject *obj, PyObject *a1, PyOb
     PyObject *r = PyObject_Vectorcall(bound, stack + 1, n | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(bound);
     return r;
+}
+
+/* Calls obj.name(arg) (no argument when NULL) and drops the result: 0, or
+ * -1 with the error set. */
+static int
+pl_tls_call_void(PyObject *name, PyObject *obj, PyObject *arg)
+{
+    PyObject *r = pl_tls_invoke(NULL, name, obj, arg, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 /* An int attribute (MemoryBIO.pending), or -1 with the error set. */
@@ -226,26 +219,23 @@ pl_tls_control_ssl_reading(PLTLSProtocol *self)
     Py_ssize_t size = pl_tls_pending_attr(self->incoming);
     if (size < 0)
         return -1;
-    PyObject *transport = self->transport;
+    PyObject *name;
     if ((double)size >= self->marks[PL_TLS_IN_HIGH].value && !self->ssl_reading_paused) {
         self->ssl_reading_paused = 1;
-        if (pl_tls_require(self, transport, "_transport") < 0)
-            return -1;
-        Py_INCREF(transport);
-        int rc = pl_tls_call_void(pl_tls_s_pause_reading, transport, NULL);
-        Py_DECREF(transport);
-        return rc;
+        name = pl_tls_s_pause_reading;
     }
-    if ((double)size <= self->marks[PL_TLS_IN_LOW].value && self->ssl_reading_paused) {
+    else if ((double)size <= self->marks[PL_TLS_IN_LOW].value && self->ssl_reading_paused) {
         self->ssl_reading_paused = 0;
-        if (pl_tls_require(self, transport, "_transport") < 0)
-            return -1;
-        Py_INCREF(transport);
-        int rc = pl_tls_call_void(pl_tls_s_resume_reading, transport, NULL);
-        Py_DECREF(transport);
-        return rc;
+        name = pl_tls_s_resume_reading;
     }
-    return 0;
+    else {
+        return 0;
+    }
+    PyObject *transport = Py_XNewRef(self->transport);
+    int rc = pl_tls_require(self, transport, "_transport") < 0 ? -1
+        : pl_tls_call_void(name, transport, NULL);
+    Py_XDECREF(transport);
+    return rc;
 }
 
 /* ---- outgoing -------------------------------------------------------- */
@@ -361,9 +351,8 @@ pl_tls_fatal(PLTLSProtocol *self)
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
     PyObject *exc = pl_err_fetch();
-    PyObject *stack[3] = {(PyObject *)self, exc, pl_tls_msg_fatal};
-    PyObject *r = PyObject_VectorcallMethod(pl_tls_s_fatal_error, stack,
-                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *r = pl_tls_invoke(NULL, pl_tls_s_fatal_error, (PyObject *)self, exc,
+                                pl_tls_msg_fatal);
     Py_DECREF(exc);
     if (r == NULL)
         return -1;
@@ -500,7 +489,7 @@ pl_tls_transport_write(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ss
     }
     else {
         PyObject *one = PyTuple_Pack(1, data);
-        r = one == NULL ? NULL : pl_tls_call(pl_tls_s_write_appdata, proto, one);
+        r = one == NULL ? NULL : pl_tls_invoke(NULL, pl_tls_s_write_appdata, proto, one, NULL);
         Py_XDECREF(one);
     }
     Py_DECREF(proto);
@@ -583,7 +572,7 @@ static PyObject *
 pl_tls_read_plain(PLTLSProtocol *self, PLLoop *loop, PyObject *reader, PyObject *incoming,
                   int *eof)
 {
-    PyObject *view = NULL, *size = NULL, *first = NULL, *chunks = NULL, *result = NULL;
+    PyObject *view = NULL, *first = NULL, *chunks = NULL, *result = NULL;
     *eof = 0;
     char *buf = pl_loop_read_buf(loop);
     if (buf == NULL) {
@@ -591,11 +580,11 @@ pl_tls_read_plain(PLTLSProtocol *self, PLLoop *loop, PyObject *reader, PyObject 
         return NULL;
     }
     view = PyMemoryView_FromMemory(buf, PL_LOOP_READ_BUF_SIZE, PyBUF_WRITE);
-    size = PyLong_FromLong(PL_LOOP_READ_BUF_SIZE);
-    if (view == NULL || size == NULL)
+    if (view == NULL)
         goto cleanup;
     for (;;) {
-        PyObject *r = pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, size, view);
+        PyObject *r = pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, pl_tls_read_size,
+                                    view);
         if (r == NULL) {
             if (!PyErr_ExceptionMatches(pl_tls_again_errors))
                 goto cleanup;
@@ -653,7 +642,6 @@ cleanup:
     /* Only the _ssl read call saw the view of the loop's buffer, and it keeps
      * no reference: this frees it. */
     Py_XDECREF(view);
-    Py_XDECREF(size);
     Py_XDECREF(first);
     Py_XDECREF(chunks);
     return result;
@@ -813,15 +801,10 @@ pl_tls_do_read(PLTLSProtocol *self)
             rc = pl_tls_read_buffered(self);
         else
             rc = pl_tls_read_copied(self);
-        if (rc == 0) {
-            int queued = self->write_backlog == NULL ? 0 : PyObject_IsTrue(self->write_backlog);
-            if (self->write_backlog == NULL)
-                rc = pl_tls_require(self, NULL, "_write_backlog");
-            else if (queued < 0)
-                rc = -1;
-            else
-                rc = queued ? pl_tls_do_write(self) : pl_tls_process_outgoing(self);
-        }
+        int queued = rc < 0 ? -1
+            : pl_tls_require(self, self->write_backlog, "_write_backlog") < 0 ? -1
+            : PyObject_IsTrue(self->write_backlog);
+        rc = queued < 0 ? -1 : queued ? pl_tls_do_write(self) : pl_tls_process_outgoing(self);
     }
     if (rc == 0)
         rc = pl_tls_control_ssl_reading(self);
@@ -873,6 +856,24 @@ TLSProtocol_get_buffer(PLTLSProtocol *self, PyObject *arg)
     return Py_NewRef(self->ssl_buffer_view);
 }
 
+/* incoming.write(chunk), stealing `chunk` (NULL: an error is set). */
+static int
+pl_tls_bio_write(PLTLSProtocol *self, PyObject *chunk)
+{
+    if (chunk == NULL)
+        return -1;
+    int rc = -1;
+    if (pl_tls_require(self, self->incoming, "_incoming") == 0) {
+        PyObject *incoming = Py_NewRef(self->incoming);
+        PyObject *r = pl_tls_invoke(self->m_incoming_write, pl_tls_s_write, incoming, chunk, NULL);
+        rc = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+        Py_DECREF(incoming);
+    }
+    Py_DECREF(chunk);
+    return rc;
+}
+
 /* incoming.write(self._ssl_buffer_view[:nbytes]) */
 static int
 pl_tls_feed(PLTLSProtocol *self, PyObject *nbytes_obj)
@@ -896,15 +897,7 @@ pl_tls_feed(PLTLSProtocol *self, PyObject *nbytes_obj)
         chunk = slice ? PyObject_GetItem(self->ssl_buffer_view, slice) : NULL;
         Py_XDECREF(slice);
     }
-    if (chunk == NULL)
-        return -1;
-    PyObject *incoming = Py_NewRef(self->incoming);
-    PyObject *r = pl_tls_invoke(self->m_incoming_write, pl_tls_s_write, incoming, chunk, NULL);
-    int rc = r == NULL ? -1 : 0;
-    Py_XDECREF(r);
-    Py_DECREF(incoming);
-    Py_DECREF(chunk);
-    return rc;
+    return pl_tls_bio_write(self, chunk);
 }
 
 /* What buffer_updated does once the bytes are in the incoming BIO. */
@@ -964,19 +957,9 @@ int
 pl_tls_data_in(PyObject *protocol, const char *buf, Py_ssize_t n)
 {
     PLTLSProtocol *self = (PLTLSProtocol *)protocol;
-    if (pl_tls_require(self, self->incoming, "_incoming") < 0)
-        return -1;
     /* read-only and seen by no Python code: MemoryBIO.write copies it */
-    PyObject *chunk = PyMemoryView_FromMemory((char *)buf, n, PyBUF_READ);
-    if (chunk == NULL)
+    if (pl_tls_bio_write(self, PyMemoryView_FromMemory((char *)buf, n, PyBUF_READ)) < 0)
         return -1;
-    PyObject *incoming = Py_NewRef(self->incoming);
-    PyObject *r = pl_tls_invoke(self->m_incoming_write, pl_tls_s_write, incoming, chunk, NULL);
-    Py_DECREF(incoming);
-    Py_DECREF(chunk);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
     return pl_tls_dispatch(self);
 }
 
@@ -1247,7 +1230,6 @@ pl_tls_init_type(PyObject *module)
         pl_tls_intern(&pl_tls_s_append, "append") < 0 ||
         pl_tls_intern(&pl_tls_s_data_received, "data_received") < 0 ||
         pl_tls_intern(&pl_tls_s_max_size, "max_size") < 0 ||
-        pl_tls_intern(&pl_tls_s_sslobj, "_sslobj") < 0 ||
         pl_tls_intern(&pl_tls_s_fatal_error, "_fatal_error") < 0 ||
         pl_tls_intern(&pl_tls_s_do_handshake, "_do_handshake") < 0 ||
         pl_tls_intern(&pl_tls_s_do_flush, "_do_flush") < 0 ||
@@ -1262,7 +1244,8 @@ pl_tls_init_type(PyObject *module)
         pl_tls_intern(&pl_tls_s_call_exception_handler, "call_exception_handler") < 0 ||
         pl_tls_intern(&pl_tls_msg_fatal, "Fatal error on SSL protocol") < 0 ||
         pl_tls_intern(&pl_tls_s_ssl_protocol, "_ssl_protocol") < 0 ||
-        pl_tls_intern(&pl_tls_s_write_appdata, "_write_appdata") < 0)
+        pl_tls_intern(&pl_tls_s_write_appdata, "_write_appdata") < 0 ||
+        (pl_tls_read_size = PyLong_FromLong(PL_LOOP_READ_BUF_SIZE)) == NULL)
         goto done;
     /* Python built without ssl: no TLS, no type (the stdlib raises for ssl=). */
     ssl = PyImport_ImportModule("ssl");
