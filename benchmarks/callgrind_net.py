@@ -15,6 +15,7 @@ import argparse
 import collections
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -105,6 +106,8 @@ def main():
     ap.add_argument("--conns", type=int, default=20)
     ap.add_argument("--short", type=int, default=5)
     ap.add_argument("--long", type=int, default=12)
+    ap.add_argument("--keep", metavar="DIR",
+                    help="copy the callgrind dumps here (callgrind_annotate them by function)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cert = [os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")]
@@ -115,6 +118,10 @@ def main():
             per_obj, r1, r2 = measure(loop, args.kind, args.conns, args.short, args.long, tmp,
                                       cert)
             total = sum(per_obj.values())
+            if args.keep:
+                os.makedirs(args.keep, exist_ok=True)
+                for n in (1, 2):
+                    shutil.copy(os.path.join(tmp, f"cg.{loop}.{n}"), args.keep)
             print(f"{loop}: {total:,.0f} instructions per request "
                   f"({args.kind}, wrk -c{args.conns}, {r1} and {r2} requests)")
             for obj, n in sorted(per_obj.items(), key=lambda kv: -kv[1])[:8]:

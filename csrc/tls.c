@@ -24,6 +24,7 @@
  * pl_tls_read_buffered). */
 #include "tls.h"
 #include "module.h"
+#include "openssl.h"
 
 #include <structmember.h>
 
@@ -64,6 +65,14 @@ typedef struct {
      * a call through one skips the method lookup by name */
     PyObject *m_reader_read, *m_reader_write, *m_reader_pending;
     PyObject *m_incoming_write, *m_outgoing_read, *m_transport_write;
+    /* the OpenSSL objects inside incoming, outgoing and reader, called
+     * directly (openssl.c); NULL: through their Python methods */
+    pl_ossl_bio *in_bio, *out_bio;
+    pl_ossl_ssl *ssl;
+    /* reads and writes go to `ssl` directly too: its context has no
+     * Python callback that could run during them (see pl_tls_quiet) */
+    char ssl_rw;
+    char ssl_quiet;
     Py_ssize_t write_buffer_size;
     Py_ssize_t conn_lost;
     char app_protocol_is_buffer;
@@ -122,10 +131,18 @@ pl_tls_call_void(PyObject *name, PyObject *obj, PyObject *arg)
     return 0;
 }
 
-/* An int attribute (MemoryBIO.pending), or -1 with the error set. */
+/* bio.pending (a MemoryBIO of this protocol's), or -1 with the error set. */
 static Py_ssize_t
-pl_tls_pending_attr(PyObject *bio)
+pl_tls_pending_attr(PLTLSProtocol *self, PyObject *bio)
 {
+    pl_ossl_bio *direct = bio == NULL ? NULL
+        : bio == self->incoming ? self->in_bio
+        : bio == self->outgoing ? self->out_bio
+        : NULL;
+    if (direct != NULL) {
+        size_t n = pl_ossl_bio_pending(direct);
+        return n > (size_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)n;
+    }
     if (bio == NULL) {
         PyErr_SetString(PyExc_AttributeError, "TLS protocol has no BIO");
         return -1;
@@ -155,7 +172,7 @@ pl_tls_require(PLTLSProtocol *self, PyObject *v, const char *name)
 static Py_ssize_t
 pl_tls_write_buffer_size(PLTLSProtocol *self)
 {
-    Py_ssize_t pending = pl_tls_pending_attr(self->outgoing);
+    Py_ssize_t pending = pl_tls_pending_attr(self, self->outgoing);
     if (pending < 0)
         return -1;
     return pending + self->write_buffer_size;
@@ -216,7 +233,7 @@ pl_tls_control_app_writing(PLTLSProtocol *self)
 static int
 pl_tls_control_ssl_reading(PLTLSProtocol *self)
 {
-    Py_ssize_t size = pl_tls_pending_attr(self->incoming);
+    Py_ssize_t size = pl_tls_pending_attr(self, self->incoming);
     if (size < 0)
         return -1;
     PyObject *name;
@@ -240,6 +257,35 @@ pl_tls_control_ssl_reading(PLTLSProtocol *self)
 
 /* ---- outgoing -------------------------------------------------------- */
 
+/* _outgoing.read(): every byte of the outgoing BIO as bytes. */
+static PyObject *
+pl_tls_outgoing_read(PLTLSProtocol *self)
+{
+    if (self->out_bio != NULL) {
+        size_t avail = pl_ossl_bio_pending(self->out_bio);
+        int len = avail > INT_MAX ? INT_MAX : (int)avail; /* as _ssl */
+        if (len == 0)
+            return PyBytes_FromStringAndSize(NULL, 0); /* the empty singleton */
+        PyObject *data = PyBytes_FromStringAndSize(NULL, len);
+        if (data == NULL)
+            return NULL;
+        int got = pl_ossl_bio_read(self->out_bio, PyBytes_AS_STRING(data), len);
+        if (got == len)
+            return data;
+        if (got > 0) {
+            /* a short read, which a memory BIO never does: kept as _ssl */
+            _PyBytes_Resize(&data, got);
+            return data;
+        }
+        /* nothing was taken out: the Python method fails as _ssl does */
+        Py_DECREF(data);
+    }
+    PyObject *outgoing = Py_NewRef(self->outgoing);
+    PyObject *data = pl_tls_invoke(self->m_outgoing_read, pl_tls_s_read, outgoing, NULL, NULL);
+    Py_DECREF(outgoing);
+    return data;
+}
+
 /* _process_outgoing: the records the SSL object wrote, to the transport. */
 static int
 pl_tls_process_outgoing(PLTLSProtocol *self)
@@ -247,9 +293,7 @@ pl_tls_process_outgoing(PLTLSProtocol *self)
     if (!self->ssl_writing_paused) {
         if (pl_tls_require(self, self->outgoing, "_outgoing") < 0)
             return -1;
-        PyObject *outgoing = Py_NewRef(self->outgoing);
-        PyObject *data = pl_tls_invoke(self->m_outgoing_read, pl_tls_s_read, outgoing, NULL, NULL);
-        Py_DECREF(outgoing);
+        PyObject *data = pl_tls_outgoing_read(self);
         if (data == NULL)
             return -1;
         Py_ssize_t n = PyObject_Size(data);
@@ -279,6 +323,24 @@ pl_tls_ssl_write(PLTLSProtocol *self, PyObject *data, int *again)
     *again = 0;
     if (pl_tls_require(self, self->reader, "_sslobj") < 0)
         return -1;
+    if (self->ssl_rw) {
+        Py_buffer b;
+        if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) == 0) {
+            /* empty or over INT_MAX: _ssl's own checks, through write() */
+            Py_ssize_t count = b.len == 0 || b.len > INT_MAX ? -1
+                : pl_ossl_ssl_write(self->ssl, b.buf, (size_t)b.len);
+            PyBuffer_Release(&b);
+            if (count > 0)
+                return count;
+            if (count == 0) {
+                *again = 1;
+                return 0;
+            }
+        }
+        else {
+            PyErr_Clear(); /* write() raises its own TypeError */
+        }
+    }
     PyObject *reader = Py_NewRef(self->reader);
     PyObject *r = pl_tls_invoke(self->m_reader_write, pl_tls_s_write, reader, data, NULL);
     Py_DECREF(reader);
@@ -542,7 +604,7 @@ TLSProtocol_get_write_buffer_size(PLTLSProtocol *self, PyObject *Py_UNUSED(ignor
 static PyObject *
 TLSProtocol_get_read_buffer_size(PLTLSProtocol *self, PyObject *Py_UNUSED(ignored))
 {
-    Py_ssize_t n = pl_tls_pending_attr(self->incoming);
+    Py_ssize_t n = pl_tls_pending_attr(self, self->incoming);
     return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
@@ -553,9 +615,14 @@ TLSProtocol_get_read_buffer_size(PLTLSProtocol *self, PyObject *Py_UNUSED(ignore
 static int
 pl_tls_more(PLTLSProtocol *self, PyObject *reader, PyObject *incoming)
 {
-    Py_ssize_t n = pl_tls_pending_attr(incoming);
+    Py_ssize_t n = pl_tls_pending_attr(self, incoming);
     if (n != 0)
         return n < 0 ? -1 : 1;
+    if (reader == self->reader && self->ssl != NULL) {
+        int count = pl_ossl_ssl_pending(self->ssl);
+        if (count >= 0) /* never below: _ssl would raise for it */
+            return count > 0;
+    }
     PyObject *r = pl_tls_invoke(self->m_reader_pending, pl_tls_s_pending, reader, NULL, NULL);
     if (r == NULL)
         return -1;
@@ -579,20 +646,29 @@ pl_tls_read_plain(PLTLSProtocol *self, PLLoop *loop, PyObject *reader, PyObject 
         PyErr_NoMemory();
         return NULL;
     }
-    view = PyMemoryView_FromMemory(buf, PL_LOOP_READ_BUF_SIZE, PyBUF_WRITE);
-    if (view == NULL)
-        goto cleanup;
     for (;;) {
-        PyObject *r = pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, pl_tls_read_size,
-                                    view);
-        if (r == NULL) {
-            if (!PyErr_ExceptionMatches(pl_tls_again_errors))
-                goto cleanup;
-            PyErr_Clear();
-            break;
+        Py_ssize_t n = -1;
+        if (reader == self->reader && self->ssl_rw) {
+            n = pl_ossl_ssl_read(self->ssl, buf, PL_LOOP_READ_BUF_SIZE, eof);
+            if (n == 0) /* close_notify (*eof), or nothing more to read */
+                break;
         }
-        Py_ssize_t n = PyLong_AsSsize_t(r);
-        Py_DECREF(r);
+        if (n < 0) {
+            /* through _SSLSocket.read(): its result, or its exception */
+            if (view == NULL &&
+                (view = PyMemoryView_FromMemory(buf, PL_LOOP_READ_BUF_SIZE, PyBUF_WRITE)) == NULL)
+                goto cleanup;
+            PyObject *r = pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader,
+                                        pl_tls_read_size, view);
+            if (r == NULL) {
+                if (!PyErr_ExceptionMatches(pl_tls_again_errors))
+                    goto cleanup;
+                PyErr_Clear();
+                break;
+            }
+            n = PyLong_AsSsize_t(r);
+            Py_DECREF(r);
+        }
         if (n < 0 || n > PL_LOOP_READ_BUF_SIZE) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_SystemError, "SSLObject.read() returned a bad count");
@@ -706,7 +782,7 @@ pl_tls_read_buffered(PLTLSProtocol *self)
     PyObject *get_buffer = NULL, *updated = NULL, *buf = NULL, *reader = NULL, *n = NULL;
     Py_buffer view = {0};
     int held = 0, rc = -1;
-    Py_ssize_t hint = pl_tls_pending_attr(self->incoming); /* _get_read_buffer_size() */
+    Py_ssize_t hint = pl_tls_pending_attr(self, self->incoming); /* _get_read_buffer_size() */
     if (hint < 0 || pl_tls_require(self, self->reader, "_sslobj") < 0)
         return -1;
     get_buffer = PyObject_GetAttrString((PyObject *)self, "_app_protocol_get_buffer");
@@ -957,6 +1033,17 @@ int
 pl_tls_data_in(PyObject *protocol, const char *buf, Py_ssize_t n)
 {
     PLTLSProtocol *self = (PLTLSProtocol *)protocol;
+    if (self->in_bio != NULL && n > 0 && n <= INT_MAX &&
+        !pl_ossl_membio_eof_written(self->incoming)) {
+        int put = pl_ossl_bio_write(self->in_bio, buf, (int)n);
+        if (put == (int)n)
+            return pl_tls_dispatch(self);
+        if (put > 0) {
+            /* a memory BIO takes all or nothing; the rest as below if not */
+            buf += put;
+            n -= put;
+        }
+    }
     /* read-only and seen by no Python code: MemoryBIO.write copies it */
     if (pl_tls_bio_write(self, PyMemoryView_FromMemory((char *)buf, n, PyBUF_READ)) < 0)
         return -1;
@@ -1004,6 +1091,41 @@ pl_tls_bind(PyObject **slot, PyObject *obj, const char *name)
     Py_XSETREF(*slot, bound);
 }
 
+/* The OpenSSL objects for direct calls, whenever one of their owners is
+ * assigned: the pointers live exactly as long as the references held. */
+static void
+pl_tls_rebind_ossl(PLTLSProtocol *self)
+{
+    self->in_bio = pl_ossl_membio_get(self->incoming);
+    self->out_bio = pl_ossl_membio_get(self->outgoing);
+    self->ssl = pl_ossl_sslobj_get(self->reader, self->in_bio, self->out_bio);
+    self->ssl_rw = self->ssl != NULL && self->ssl_quiet;
+}
+
+/* 1 when the SSL object's context calls no Python code while records are
+ * read and written: no SSLContext._msg_callback (OpenSSL copies it into each
+ * SSL object when it is made, so a later one does not reach this object) and
+ * no keylog_filename. _ssl raises what such a callback raised from the
+ * read() or write() it ran in; a direct call could not. Never raises. */
+static int
+pl_tls_quiet(PyObject *reader)
+{
+    PyObject *ctx = NULL, *cb = NULL, *keylog = NULL;
+    int quiet = 0;
+    if (reader == NULL || pl_getattr_optional(reader, "context", &ctx) <= 0 ||
+        pl_getattr_optional(ctx, "_msg_callback", &cb) < 0 ||
+        pl_getattr_optional(ctx, "keylog_filename", &keylog) < 0)
+        goto done;
+    quiet = (cb == NULL || cb == Py_None) && (keylog == NULL || keylog == Py_None);
+done:
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    Py_XDECREF(keylog);
+    Py_XDECREF(cb);
+    Py_XDECREF(ctx);
+    return quiet;
+}
+
 static PyObject *
 TLSProtocol_get_sslobj(PLTLSProtocol *self, void *Py_UNUSED(closure))
 {
@@ -1029,12 +1151,14 @@ TLSProtocol_set_sslobj(PLTLSProtocol *self, PyObject *value, void *Py_UNUSED(clo
     pl_tls_bind(&self->m_reader_read, reader, "read");
     pl_tls_bind(&self->m_reader_write, reader, "write");
     pl_tls_bind(&self->m_reader_pending, reader, "pending");
+    self->ssl_quiet = (char)pl_tls_quiet(reader);
+    pl_tls_rebind_ossl(self);
     return 0;
 }
 
 /* _incoming, _outgoing, _transport: the object and the bound method the
  * per-record path calls on it. */
-#define PL_TLS_BOUND_ATTR(attr, field, method)                                          \
+#define PL_TLS_BOUND_ATTR(attr, field, method, after)                                   \
     static PyObject *TLSProtocol_get_##field(PLTLSProtocol *self, void *Py_UNUSED(c))   \
     {                                                                                   \
         return pl_tls_get_object(self->field, attr);                                    \
@@ -1044,12 +1168,13 @@ TLSProtocol_set_sslobj(PLTLSProtocol *self, PyObject *value, void *Py_UNUSED(clo
     {                                                                                   \
         Py_XSETREF(self->field, Py_XNewRef(value));                                     \
         pl_tls_bind(&self->m_##field##_##method, value, #method);                       \
+        after;                                                                          \
         return 0;                                                                       \
     }
 
-PL_TLS_BOUND_ATTR("_incoming", incoming, write)
-PL_TLS_BOUND_ATTR("_outgoing", outgoing, read)
-PL_TLS_BOUND_ATTR("_transport", transport, write)
+PL_TLS_BOUND_ATTR("_incoming", incoming, write, pl_tls_rebind_ossl(self))
+PL_TLS_BOUND_ATTR("_outgoing", outgoing, read, pl_tls_rebind_ossl(self))
+PL_TLS_BOUND_ATTR("_transport", transport, write, (void)0)
 
 static PyObject *
 TLSProtocol_get_mark(PLTLSProtocol *self, void *closure)
@@ -1176,6 +1301,7 @@ TLSProtocol_clear(PLTLSProtocol *self)
     Py_CLEAR(self->m_incoming_write);
     Py_CLEAR(self->m_outgoing_read);
     Py_CLEAR(self->m_transport_write);
+    pl_tls_rebind_ossl(self);
     for (int i = 0; i < PL_TLS_NMARKS; i++)
         Py_CLEAR(self->marks[i].obj);
     return 0;
@@ -1278,7 +1404,11 @@ pl_tls_init_type(PyObject *module)
     write_method = write ? PyInstanceMethod_New(write) : NULL;
     if (write_method == NULL)
         goto done;
-    rc = PyModule_AddObjectRef(module, "_tls_transport_write", write_method);
+    if (PyModule_AddObjectRef(module, "_tls_transport_write", write_method) < 0 ||
+        pl_ossl_init() < 0 ||
+        PyModule_AddObjectRef(module, "_tls_direct", pl_ossl_enabled() ? Py_True : Py_False) < 0)
+        goto done;
+    rc = 0;
 done:
     Py_XDECREF(write_method);
     Py_XDECREF(write);

@@ -11,6 +11,7 @@ import os
 import select
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import weakref
@@ -1555,3 +1556,188 @@ def test_tls_protocol_base_cannot_crash(pyloop_loop):
     del proto._sslobj
     with pytest.raises(AttributeError):
         proto._sslobj
+
+
+def test_tls_protocol_bio_and_sslobj_reassigned(pyloop_loop):
+    # The direct OpenSSL calls follow the objects assigned: a new MemoryBIO
+    # is the one measured, an SSLObject over other BIOs is called through its
+    # methods, and what is not a MemoryBIO fails as the stdlib does.
+    from pyloop.loop import _SSLProtocol
+    ctx = ssl.create_default_context()
+    proto = _SSLProtocol(pyloop_loop, asyncio.Protocol(), ctx, None, server_hostname="x")
+    assert proto._get_read_buffer_size() == 0
+    incoming = ssl.MemoryBIO()
+    incoming.write(b"abc")
+    proto._incoming = incoming
+    assert proto._get_read_buffer_size() == 3
+    proto._outgoing = outgoing = ssl.MemoryBIO()
+    outgoing.write(b"12345")
+    proto._write_buffer_size = 2
+    assert proto._get_write_buffer_size() == 7
+    other_in, other_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    proto._sslobj = ctx.wrap_bio(other_in, other_out, server_hostname="x")
+    proto._state = asyncio.sslproto.SSLProtocolState.WRAPPED
+    proto._app_protocol_is_buffer = False
+    # _do_read reads the SSLObject (no handshake yet: SSLWantReadError,
+    # swallowed), then sends what is in _outgoing to the transport, which is
+    # not there: the stdlib's AttributeError goes to _fatal_error.
+    errors = []
+    proto._fatal_error = lambda exc, message="": errors.append(type(exc))
+    proto._do_read()
+    assert errors == [AttributeError]
+    assert outgoing.pending == 0  # read out before the transport was needed
+    proto._incoming = "not a BIO"
+    with pytest.raises(AttributeError):
+        proto._get_read_buffer_size()
+    proto._outgoing = None
+    with pytest.raises(AttributeError):
+        proto._get_write_buffer_size()
+    del proto._incoming
+    with pytest.raises(AttributeError):
+        proto._get_read_buffer_size()
+
+
+def test_tls_direct_openssl_calls(tls_certs):
+    # Where _ssl is a shared library on OpenSSL 1.1.1 or later (every
+    # interpreter the tests run on), the per-record path calls OpenSSL
+    # directly; PYLOOP_TLS_DIRECT=0 turns that off, and this file's TLS
+    # tests then pass through the Python methods as well.
+    import _ssl
+    if os.environ.get("PYLOOP_TLS_DIRECT") == "0":
+        assert pyloop._core._tls_direct is False
+        return  # this is the run below
+    if getattr(_ssl, "__file__", None) and ssl.OPENSSL_VERSION_INFO >= (1, 1, 1):
+        assert pyloop._core._tls_direct is True
+    env = dict(os.environ, PYLOOP_TLS_DIRECT="0")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-k", "tls_ or garbage or close", __file__],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and " failed" not in run.stdout
+
+
+async def _collecting_server(loop, server_ctx):
+    """A TLS server on `loop` and the list of its connections' _Collect
+    protocols."""
+    protos = []
+
+    def factory():
+        protos.append(_Collect())
+        return protos[-1]
+
+    srv = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ctx)
+    return srv, protos
+
+
+def _data_path_fault(loop, server_ctx, client_ctx, fault):
+    """A TLS server on `loop` whose client, after the handshake and one
+    record, sends a forged record or a TCP FIN without close_notify: what the
+    server's protocol and the exception handler were given."""
+    calls = collect_exception_handler_calls(loop)
+
+    def client(addr, done):
+        with socket.create_connection(addr, timeout=TIMEOUT) as raw:
+            tls = client_ctx.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"one record")
+            if fault == "forged_record":
+                # application data that was never encrypted: the MAC fails
+                os.write(tls.fileno(), b"\x17\x03\x03\x00\x20" + bytes(32))
+            else:
+                tls.shutdown(socket.SHUT_WR)  # a FIN: SSLSocket.shutdown sends no close_notify
+            done.wait(TIMEOUT)
+            tls.close()
+
+    async def main():
+        srv, protos = await _collecting_server(loop, server_ctx)
+        done = threading.Event()
+        t = threading.Thread(target=client, args=(srv.sockets[0].getsockname(), done))
+        t.start()
+        try:
+            await wait_until(lambda: protos, "the connection")
+            proto = protos[0]
+            exc = await proto.lost
+        finally:
+            done.set()
+            await loop.run_in_executor(None, t.join)
+            srv.close()
+            await srv.wait_closed()
+        return bytes(proto.data), exc
+
+    data, exc = run(loop, main())
+    seen = [(type(c.get("exception")), str(c.get("exception")), c.get("message")) for c in calls]
+    return data, (type(exc), str(exc), getattr(exc, "reason", None),
+                  getattr(exc, "library", None)), seen
+
+
+@pytest.mark.parametrize("fault", ["forged_record", "fin_without_close_notify"])
+def test_tls_data_path_errors_are_the_stdlibs(tls_certs, fault):
+    # The record that fails to decrypt and the EOF in violation of the
+    # protocol are found by the read on the data path, which pyloop makes
+    # directly into OpenSSL: the exception, message included, is the one
+    # _ssl raises on the stdlib loop.
+    server_ctx, client_ctx = tls_certs.server_context(), tls_certs.client_context()
+    results = {}
+    for name, factory in (("asyncio", asyncio.new_event_loop), ("pyloop", pyloop.new_event_loop)):
+        lp = factory()
+        try:
+            results[name] = _data_path_fault(lp, server_ctx, client_ctx, fault)
+        finally:
+            lp.close()
+    # the exception and what the handler saw; the data depends on timing
+    assert results["pyloop"][1:] == results["asyncio"][1:]
+    data, exc, _ = results["pyloop"]
+    # Records that arrive together are decrypted together: on both loops the
+    # good one is dropped with the forged one that follows it, or delivered
+    # when the peer's FIN came in a later read.
+    assert data in (b"", b"one record")
+    if fault == "forged_record":
+        assert exc[0] is ssl.SSLError and exc[2] == "DECRYPTION_FAILED_OR_BAD_RECORD_MAC"
+
+
+def test_tls_msg_callback_errors_reach_the_protocol(tls_certs):
+    # SSLContext._msg_callback runs inside _ssl's read(): what it raises is
+    # what read() raises. pyloop keeps such connections on the Python
+    # methods, so the error ends the connection as on the stdlib loop.
+    class Boom(Exception):
+        pass
+
+    def run_on(factory):
+        server_ctx, client_ctx = tls_certs.server_context(), tls_certs.client_context()
+        armed = []
+
+        def callback(conn, direction, version, content_type, msg_type, data):
+            if armed and direction == "read" and content_type == ssl._TLSContentType.HEADER:
+                raise Boom("from the message callback")
+
+        server_ctx._msg_callback = callback
+        lp = factory()
+        collect_exception_handler_calls(lp)
+
+        async def main():
+            srv, protos = await _collecting_server(lp, server_ctx)
+            port = srv.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
+            writer.write(b"first")
+            await wait_until(lambda: protos and protos[0].data == b"first", "first")
+            proto = protos[0]
+            armed.append(True)
+            writer.write(b"second")
+            exc = await asyncio.wait_for(proto.lost, TIMEOUT)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, ssl.SSLError):
+                pass
+            srv.close()
+            await srv.wait_closed()
+            return type(exc), str(exc), bytes(proto.data)
+
+        try:
+            return run(lp, main())
+        finally:
+            lp.close()
+
+    reference = run_on(asyncio.new_event_loop)
+    assert reference == (Boom, "from the message callback", b"first")
+    assert run_on(pyloop.new_event_loop) == reference
