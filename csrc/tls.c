@@ -323,36 +323,43 @@ pl_tls_ssl_write(PLTLSProtocol *self, PyObject *data, int *again)
     *again = 0;
     if (pl_tls_require(self, self->reader, "_sslobj") < 0)
         return -1;
-    if (self->ssl_rw) {
+    /* taken before the data's buffer is: a Python __buffer__ may replace
+     * _sslobj, and the write still goes to this one, as in the stdlib
+     * (whose self._sslobj.write is looked up first) */
+    PyObject *reader = Py_NewRef(self->reader);
+    PyObject *bound = Py_XNewRef(self->m_reader_write);
+    pl_ossl_ssl *ssl = self->ssl_rw ? self->ssl : NULL; /* lives as long as reader */
+    Py_ssize_t count = -1;
+    if (ssl != NULL) {
         Py_buffer b;
         if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) == 0) {
             /* empty or over INT_MAX: _ssl's own checks, through write() */
-            Py_ssize_t count = b.len == 0 || b.len > INT_MAX ? -1
-                : pl_ossl_ssl_write(self->ssl, b.buf, (size_t)b.len);
+            if (b.len > 0 && b.len <= INT_MAX)
+                count = pl_ossl_ssl_write(ssl, b.buf, (size_t)b.len);
             PyBuffer_Release(&b);
-            if (count > 0)
-                return count;
-            if (count == 0) {
-                *again = 1;
-                return 0;
+            if (count >= 0) {
+                *again = count == 0;
+                goto done;
             }
         }
         else {
             PyErr_Clear(); /* write() raises its own TypeError */
         }
     }
-    PyObject *reader = Py_NewRef(self->reader);
-    PyObject *r = pl_tls_invoke(self->m_reader_write, pl_tls_s_write, reader, data, NULL);
-    Py_DECREF(reader);
+    PyObject *r = pl_tls_invoke(bound, pl_tls_s_write, reader, data, NULL);
     if (r == NULL) {
-        if (!PyErr_ExceptionMatches(pl_tls_again_errors))
-            return -1;
-        PyErr_Clear();
-        *again = 1;
-        return 0;
+        if (PyErr_ExceptionMatches(pl_tls_again_errors)) {
+            PyErr_Clear();
+            *again = 1;
+            count = 0;
+        }
+        goto done;
     }
-    Py_ssize_t count = PyNumber_AsSsize_t(r, PyExc_OverflowError);
+    count = PyNumber_AsSsize_t(r, PyExc_OverflowError);
     Py_DECREF(r);
+done:
+    Py_XDECREF(bound);
+    Py_DECREF(reader);
     return count;
 }
 
@@ -1378,7 +1385,7 @@ pl_tls_init_type(PyObject *module)
     if (ssl == NULL) {
         if (PyErr_ExceptionMatches(PyExc_ImportError)) {
             PyErr_Clear();
-            rc = 0;
+            rc = PyModule_AddObjectRef(module, "_tls_direct", Py_False);
         }
         goto done;
     }

@@ -1319,6 +1319,34 @@ def test_tls_writelines_and_memoryview(tls_loop, read_ctx):
     assert run(tls_loop, main()) == b"one,two,three,four"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12),
+                    reason="Python classes implement the buffer protocol (__buffer__) from 3.12")
+def test_tls_write_whose_buffer_replaces_the_sslobj(tls_loop, read_ctx):
+    # Taking the data's buffer runs Python code that drops the SSLObject:
+    # the write still goes through the one it began with, as in the stdlib.
+    async def main():
+        srv, tr, proto, servers = await _tls_pair(tls_loop, *read_ctx, _Collect)
+        ssl_protocol = tr._ssl_protocol
+        saved = ssl_protocol._sslobj
+
+        class Sneaky:
+            def __len__(self):
+                return 6
+
+            def __buffer__(self, flags):
+                ssl_protocol._sslobj = None
+                return memoryview(b"sneaky")
+
+        ssl_protocol._write_appdata([Sneaky()])
+        assert ssl_protocol._sslobj is None
+        ssl_protocol._sslobj = saved
+        await wait_until(lambda: servers[0].data == b"sneaky", "the write arrived")
+        await _close_pair(srv, tr, proto)
+        return bytes(servers[0].data)
+
+    assert run(tls_loop, main()) == b"sneaky"
+
+
 def test_tls_write_rejects_what_is_not_bytes(tls_loop, read_ctx):
     import array
 
