@@ -10,7 +10,8 @@
  * app transport's write(). In Python each HTTPS request walked about a dozen
  * frames of that code: callgrind put pyloop at 50,000 instructions per
  * request, 34,000 of them in libpython, against uvloop's 31,800; with this
- * file, 27,100 (benchmarks/callgrind_net.py, docs/performance.md).
+ * file, 27,100, and 21,100 once the OpenSSL calls it makes went direct
+ * (openssl.c; benchmarks/callgrind_net.py, docs/performance.md).
  *
  * The attributes those methods read (_state, _sslobj, _incoming, the flow
  * control flags and water marks...) are data descriptors on this type, so
