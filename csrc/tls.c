@@ -802,24 +802,40 @@ pl_tls_read_buffered(PLTLSProtocol *self)
     reader = Py_NewRef(self->reader);
     Py_ssize_t wants = view.len, offset = 0, count = 1;
     for (;;) {
-        PyObject *size = PyLong_FromSsize_t(wants - offset);
-        PyObject *into = size ? PyMemoryView_FromMemory((char *)view.buf + offset,
-                                                        wants - offset, PyBUF_WRITE)
-                              : NULL;
-        PyObject *r = into ? pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, size, into)
-                           : NULL;
-        Py_XDECREF(into);
-        Py_XDECREF(size);
-        if (r == NULL) {
-            if (!PyErr_ExceptionMatches(pl_tls_again_errors))
-                goto done;
-            PyErr_Clear();
-            break;
+        count = -1;
+        if (reader == self->reader && self->ssl_rw && wants > offset && wants - offset <= INT_MAX) {
+            int eof;
+            count = pl_ossl_ssl_read(self->ssl, (char *)view.buf + offset,
+                                     (size_t)(wants - offset), &eof);
+            if (count == 0) {
+                if (!eof)
+                    count = 1; /* nothing more yet: not the close_notify below */
+                break;
+            }
         }
-        count = PyNumber_AsSsize_t(r, PyExc_OverflowError);
-        Py_DECREF(r);
-        if (count == -1 && PyErr_Occurred())
-            goto done;
+        if (count < 0) {
+            /* through _SSLSocket.read(): its result, or its exception */
+            PyObject *size = PyLong_FromSsize_t(wants - offset);
+            PyObject *into = size ? PyMemoryView_FromMemory((char *)view.buf + offset,
+                                                            wants - offset, PyBUF_WRITE)
+                                  : NULL;
+            PyObject *r = into ? pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, size,
+                                               into)
+                               : NULL;
+            Py_XDECREF(into);
+            Py_XDECREF(size);
+            if (r == NULL) {
+                if (!PyErr_ExceptionMatches(pl_tls_again_errors))
+                    goto done;
+                PyErr_Clear();
+                count = 1; /* as after a read: no close_notify */
+                break;
+            }
+            count = PyNumber_AsSsize_t(r, PyExc_OverflowError);
+            Py_DECREF(r);
+            if (count == -1 && PyErr_Occurred())
+                goto done;
+        }
         if (count <= 0)
             break;
         offset += count;
