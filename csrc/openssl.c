@@ -20,6 +20,7 @@
  *    so they are verified at run time: a MemoryBIO is written through its
  *    Python method and read back here, and an _SSLSocket's SSL must have the
  *    protocol's own two BIOs as its read and write BIO.
+ * Free-threaded builds keep to _ssl's methods (they lock per object).
  * When anything differs, or PYLOOP_TLS_DIRECT=0 is set, the accessors return
  * NULL and tls.c calls the Python methods as before. */
 #include "openssl.h"
@@ -111,6 +112,11 @@ pl_ossl_init(void)
     pl_ossl.on = 0;
     if (PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030F0000)
         return 0; /* the layouts are known for 3.11 to 3.14 */
+#ifdef Py_GIL_DISABLED
+    /* without the GIL, _ssl serializes calls on an object with its own lock,
+     * which these calls would not take */
+    return 0;
+#endif
     const char *env = getenv("PYLOOP_TLS_DIRECT");
     if (env != NULL && strcmp(env, "0") == 0)
         return 0;
