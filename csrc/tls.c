@@ -940,6 +940,10 @@ TLSProtocol_get_buffer(PLTLSProtocol *self, PyObject *arg)
     if (have < 0 && self->ssl_buffer != NULL)
         return NULL;
     if (have < want) {
+        /* empty: the one _SSLProtocol.__init__ leaves (pyloop/loop.py); the
+         * stdlib's would have been max_size from the start */
+        if (have == 0)
+            want = max_size;
         PyObject *buffer = PyByteArray_FromStringAndSize(NULL, want);
         PyObject *view = buffer ? PyMemoryView_FromObject(buffer) : NULL;
         if (view == NULL) {

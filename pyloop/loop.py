@@ -734,6 +734,18 @@ class _SSLProtocol(*_TLS_BASES, sslproto.SSLProtocol):
     checks. Handshake, shutdown, timeouts and errors are the stdlib's
     methods, unchanged."""
 
+    def __init__(self, *args, **kwargs):
+        # The stdlib's __init__ makes a max_size (256 KiB) bytearray for
+        # get_buffer() and zero-fills it: a quarter of a megabyte of resident
+        # memory per connection. pyloop's stream transport feeds the records
+        # to the incoming BIO without it (csrc/tls.c, pl_tls_data_in), and
+        # get_buffer() makes it at full size the first time a transport asks.
+        self.max_size = 0
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            del self.max_size
+
     def _get_app_transport(self):
         # the stdlib's, making pyloop's app transport
         if self._app_transport is None:
