@@ -25,12 +25,15 @@ STARTED = "Application startup complete."
 
 
 class Uvicorn:
-    def __init__(self, tmp_path, loop_name, http):
+    def __init__(self, tmp_path, loop_name, http, tls=None):
         self.port = free_port()
+        self.tls = tls  # conftest.TLSCerts: serve https with its server certificate
         self.log = tmp_path / f"uvicorn-{loop_name}-{http}.log"
         cmd = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--app-dir", HERE,
                "--loop", LOOP_ARGS[loop_name], "--http", http, "--host", "127.0.0.1",
                "--port", str(self.port), "--timeout-graceful-shutdown", "10"]
+        if tls is not None:
+            cmd += ["--ssl-certfile", tls.server_cert, "--ssl-keyfile", tls.server_key]
         with open(self.log, "w") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         self.wait_for(STARTED)
@@ -48,8 +51,14 @@ class Uvicorn:
     def output(self):
         return self.log.read_text()
 
+    def connection(self, timeout=30):
+        if self.tls is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                           context=self.tls.client_context())
+
     def request(self, method, path, body=None, timeout=30):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             headers = {}
             if body is not None:
@@ -140,19 +149,24 @@ def test_concurrent_clients_and_executor(server):
         assert json.loads(body) == ({"slept": 0.2} if i % 2 else {"total": 499500})
 
 
-def test_keep_alive_connection(server):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+def keep_alive_ports(server, n=10):
+    """n requests on one connection: the client ports they went out from."""
+    conn = server.connection()
     try:
         ports = set()
-        for i in range(10):
+        for _ in range(n):
             conn.request("GET", "/loop")
             resp = conn.getresponse()
             resp.read()
             assert resp.status == 200
             ports.add(conn.sock.getsockname()[1])
-        assert len(ports) == 1  # all ten on one connection
+        return ports
     finally:
         conn.close()
+
+
+def test_keep_alive_connection(server):
+    assert len(keep_alive_ports(server)) == 1  # all ten on one connection
 
 
 @pytest.mark.parametrize("loop_name", sorted(LOOP_ARGS))
@@ -178,3 +192,31 @@ def test_graceful_shutdown_on_sigterm(tmp_path, loop_name):
     assert "Shutting down" in out and "Waiting for application shutdown." in out
     assert "Application shutdown complete." in out and "Finished server process" in out
     assert "Traceback" not in out and "ERROR" not in out
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOP_ARGS))
+def test_https(tmp_path, tls_certs, loop_name):
+    """uvicorn with --ssl-certfile/--ssl-keyfile (its ssl= on create_server):
+    requests over verified TLS, a streamed body, ten requests kept alive on one
+    connection, and ten clients at once."""
+    srv = Uvicorn(tmp_path, loop_name, "h11", tls=tls_certs)
+    try:
+        status, _, body = srv.request("GET", "/loop")
+        assert status == 200
+        assert json.loads(body)["module"] == ("pyloop.loop" if loop_name == "pyloop"
+                                              else "asyncio.unix_events")
+        status, _, body = srv.request("GET", "/stream?n=3000")
+        assert status == 200 and body.decode().splitlines() == [str(i) for i in range(3000)]
+        assert len(keep_alive_ports(srv)) == 1
+        results = {}
+        threads = [threading.Thread(target=lambda i=i: results.update({i: srv.request(
+            "GET", "/offload")})) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [results[i][0] for i in range(10)] == [200] * 10
+        assert all(json.loads(results[i][2]) == {"total": 499500} for i in range(10))
+    finally:
+        srv.kill()
+    assert "Traceback" not in srv.output()
