@@ -57,7 +57,9 @@ async def measure(conns, cert, key):
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
     after = rss_kib()
-    for _, w in clients + [(None, w) for w in accepted]:
+    for _, w in clients:
+        w.close()
+    for w in accepted:
         w.close()
     srv.close()
     return (after - before) / conns

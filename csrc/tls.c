@@ -99,7 +99,6 @@ static PyObject *pl_tls_s_read, *pl_tls_s_write, *pl_tls_s_pending, *pl_tls_s_ap
     *pl_tls_s_resume_reading, *pl_tls_s_app_transport, *pl_tls_s_call_exception_handler;
 static PyObject *pl_tls_msg_fatal; /* "Fatal error on SSL protocol" */
 static PyObject *pl_tls_s_ssl_protocol, *pl_tls_s_write_appdata;
-static PyObject *pl_tls_read_size; /* PL_LOOP_READ_BUF_SIZE as an int */
 static PyTypeObject *pl_tls_type;
 
 #define PL_TLS_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5 /* asyncio.constants */
@@ -618,6 +617,39 @@ TLSProtocol_get_read_buffer_size(PLTLSProtocol *self, PyObject *Py_UNUSED(ignore
 
 /* ---- incoming -------------------------------------------------------- */
 
+/* reader.read(len, memory at dst): the count read; 0 with *eof when
+ * close_notify came, 0 without when OpenSSL wants more records first
+ * (SSLAgainErrors, swallowed); -1 on another error. OpenSSL directly when it
+ * can (openssl.c), else, and for every other outcome, through read(). */
+static Py_ssize_t
+pl_tls_ssl_read(PLTLSProtocol *self, PyObject *reader, char *dst, Py_ssize_t len, int *eof)
+{
+    *eof = 0;
+    if (reader == self->reader && self->ssl_rw && len > 0 && len <= INT_MAX) {
+        Py_ssize_t n = pl_ossl_ssl_read(self->ssl, dst, (size_t)len, eof);
+        if (n >= 0)
+            return n;
+    }
+    PyObject *size = PyLong_FromSsize_t(len);
+    PyObject *into = size ? PyMemoryView_FromMemory(dst, len, PyBUF_WRITE) : NULL;
+    PyObject *r = into ? pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, size, into)
+                       : NULL;
+    /* only the read saw the view of dst, and it keeps no reference */
+    Py_XDECREF(into);
+    Py_XDECREF(size);
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(pl_tls_again_errors))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t n = PyNumber_AsSsize_t(r, PyExc_OverflowError);
+    Py_DECREF(r);
+    if (n == 0)
+        *eof = 1; /* read() returns no bytes for close_notify only */
+    return n == -1 && PyErr_Occurred() ? -1 : n;
+}
+
 /* Bytes still buffered: in the incoming BIO (not yet decrypted) or in the SSL
  * object (decrypted, not yet read). -1 on error. */
 static int
@@ -647,7 +679,7 @@ static PyObject *
 pl_tls_read_plain(PLTLSProtocol *self, PLLoop *loop, PyObject *reader, PyObject *incoming,
                   int *eof)
 {
-    PyObject *view = NULL, *first = NULL, *chunks = NULL, *result = NULL;
+    PyObject *first = NULL, *chunks = NULL, *result = NULL;
     *eof = 0;
     char *buf = pl_loop_read_buf(loop);
     if (buf == NULL) {
@@ -655,37 +687,14 @@ pl_tls_read_plain(PLTLSProtocol *self, PLLoop *loop, PyObject *reader, PyObject 
         return NULL;
     }
     for (;;) {
-        Py_ssize_t n = -1;
-        if (reader == self->reader && self->ssl_rw) {
-            n = pl_ossl_ssl_read(self->ssl, buf, PL_LOOP_READ_BUF_SIZE, eof);
-            if (n == 0) /* close_notify (*eof), or nothing more to read */
-                break;
-        }
-        if (n < 0) {
-            /* through _SSLSocket.read(): its result, or its exception */
-            if (view == NULL &&
-                (view = PyMemoryView_FromMemory(buf, PL_LOOP_READ_BUF_SIZE, PyBUF_WRITE)) == NULL)
-                goto cleanup;
-            PyObject *r = pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader,
-                                        pl_tls_read_size, view);
-            if (r == NULL) {
-                if (!PyErr_ExceptionMatches(pl_tls_again_errors))
-                    goto cleanup;
-                PyErr_Clear();
-                break;
-            }
-            n = PyLong_AsSsize_t(r);
-            Py_DECREF(r);
-        }
+        Py_ssize_t n = pl_tls_ssl_read(self, reader, buf, PL_LOOP_READ_BUF_SIZE, eof);
         if (n < 0 || n > PL_LOOP_READ_BUF_SIZE) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_SystemError, "SSLObject.read() returned a bad count");
             goto cleanup;
         }
-        if (n == 0) {
-            *eof = 1; /* close_notify */
+        if (n == 0) /* close_notify (*eof), or nothing more to read */
             break;
-        }
         PyObject *chunk = first == NULL ? pl_loop_bytes_take(loop, buf, n)
             : PyBytes_FromStringAndSize(buf, n);
         if (chunk == NULL)
@@ -723,9 +732,6 @@ pl_tls_read_plain(PLTLSProtocol *self, PLLoop *loop, PyObject *reader, PyObject 
     first = NULL;
 
 cleanup:
-    /* Only the _ssl read call saw the view of the loop's buffer, and it keeps
-     * no reference: this frees it. */
-    Py_XDECREF(view);
     Py_XDECREF(first);
     Py_XDECREF(chunks);
     return result;
@@ -800,42 +806,12 @@ pl_tls_read_buffered(PLTLSProtocol *self)
         goto done;
     held = 1;
     reader = Py_NewRef(self->reader);
-    Py_ssize_t wants = view.len, offset = 0, count = 1;
+    Py_ssize_t wants = view.len, offset = 0;
+    int eof = 0;
     for (;;) {
-        count = -1;
-        if (reader == self->reader && self->ssl_rw && wants > offset && wants - offset <= INT_MAX) {
-            int eof;
-            count = pl_ossl_ssl_read(self->ssl, (char *)view.buf + offset,
-                                     (size_t)(wants - offset), &eof);
-            if (count == 0) {
-                if (!eof)
-                    count = 1; /* nothing more yet: not the close_notify below */
-                break;
-            }
-        }
-        if (count < 0) {
-            /* through _SSLSocket.read(): its result, or its exception */
-            PyObject *size = PyLong_FromSsize_t(wants - offset);
-            PyObject *into = size ? PyMemoryView_FromMemory((char *)view.buf + offset,
-                                                            wants - offset, PyBUF_WRITE)
-                                  : NULL;
-            PyObject *r = into ? pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, size,
-                                               into)
-                               : NULL;
-            Py_XDECREF(into);
-            Py_XDECREF(size);
-            if (r == NULL) {
-                if (!PyErr_ExceptionMatches(pl_tls_again_errors))
-                    goto done;
-                PyErr_Clear();
-                count = 1; /* as after a read: no close_notify */
-                break;
-            }
-            count = PyNumber_AsSsize_t(r, PyExc_OverflowError);
-            Py_DECREF(r);
-            if (count == -1 && PyErr_Occurred())
-                goto done;
-        }
+        Py_ssize_t count = pl_tls_ssl_read(self, reader, (char *)view.buf + offset, wants - offset, &eof);
+        if (count < 0 && PyErr_Occurred())
+            goto done;
         if (count <= 0)
             break;
         offset += count;
@@ -865,7 +841,7 @@ pl_tls_read_buffered(PLTLSProtocol *self)
             goto done;
         Py_DECREF(r);
     }
-    if (count == 0 && /* close_notify */
+    if (eof && /* close_notify */
         (pl_tls_call_void(pl_tls_s_call_eof_received, (PyObject *)self, NULL) < 0 ||
          pl_tls_call_void(pl_tls_s_start_shutdown, (PyObject *)self, NULL) < 0))
         goto done;
@@ -1398,8 +1374,7 @@ pl_tls_init_type(PyObject *module)
         pl_tls_intern(&pl_tls_s_call_exception_handler, "call_exception_handler") < 0 ||
         pl_tls_intern(&pl_tls_msg_fatal, "Fatal error on SSL protocol") < 0 ||
         pl_tls_intern(&pl_tls_s_ssl_protocol, "_ssl_protocol") < 0 ||
-        pl_tls_intern(&pl_tls_s_write_appdata, "_write_appdata") < 0 ||
-        (pl_tls_read_size = PyLong_FromLong(PL_LOOP_READ_BUF_SIZE)) == NULL)
+        pl_tls_intern(&pl_tls_s_write_appdata, "_write_appdata") < 0)
         goto done;
     /* Python built without ssl: no TLS, no type (the stdlib raises for ssl=). */
     ssl = PyImport_ImportModule("ssl");
