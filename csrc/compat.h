@@ -79,6 +79,21 @@ pl_bytes_join(PyObject *sep, PyObject *iterable)
 #endif
 }
 
+/* The TypeError a stream transport's write() raises for data of another type,
+ * worded as the running Python's selector transport words it (3.14 names the
+ * three accepted types instead of "bytes-like"). One %s: the type's name. */
+#if PY_VERSION_HEX >= 0x030E0000
+#define PL_STREAM_WRITE_TYPE_MSG \
+    "data argument must be a bytes, bytearray, or memoryview object, not '%.100s'"
+#else
+#define PL_STREAM_WRITE_TYPE_MSG "data argument must be a bytes-like object, not '%.100s'"
+#endif
+
+/* 3.14's selector transport drops writelines() to a lost connection before it
+ * looks at the chunks (earlier versions make memoryviews of them first, so a
+ * str raises TypeError even then). */
+#define PL_WRITELINES_DROP_FIRST (PY_VERSION_HEX >= 0x030E0000)
+
 /* Cast a method implementation to PyCFunction without -Wcast-function-type. */
 #define PL_METH(f) ((PyCFunction)(void (*)(void))(f))
 

@@ -639,8 +639,7 @@ Stream_write(PLStream *self, PyObject *data)
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
-        PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.100s'",
-                     Py_TYPE(data)->tp_name);
+        PyErr_Format(PyExc_TypeError, PL_STREAM_WRITE_TYPE_MSG, Py_TYPE(data)->tp_name);
         return NULL;
     }
     int drop;
@@ -708,6 +707,13 @@ Stream_writelines(PLStream *self, PyObject *lines)
     uv_buf_t bufs[PL_WRITEV_MAX];
     Py_ssize_t nviews = 0;
     PyObject *ret = NULL;
+    if (PL_WRITELINES_DROP_FIRST && n > 0 && !self->eof_sent && self->empty_waiter == NULL &&
+        (self->conn_lost || self->state != PL_STREAM_OPEN)) {
+        int drop;
+        if (pl_stream_check_write(self, &drop) == 0)
+            ret = Py_NewRef(Py_None);
+        goto done;
+    }
     if (n > PL_WRITEV_MAX || self->write_size > 0 || self->eof_sent ||
         self->empty_waiter != NULL || self->conn_lost || self->state != PL_STREAM_OPEN) {
         ret = pl_stream_writelines_joined(self, seq);

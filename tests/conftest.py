@@ -4,6 +4,7 @@ import gc
 import os
 import ssl
 import subprocess
+import sys
 
 import pytest
 
@@ -87,6 +88,14 @@ class TLSCerts:
         if with_cert:
             ctx.load_cert_chain(self.client_cert, self.client_key)
         return ctx
+
+
+@pytest.fixture
+def write_type_error():
+    """A pattern of the TypeError a stream transport's write() raises for a
+    str, as the running Python's selector transport words it (3.14 names the
+    three accepted types where earlier versions said "bytes-like")."""
+    return "bytes, bytearray, or memoryview" if sys.version_info >= (3, 14) else "bytes-like"
 
 
 def _openssl(*args, cwd):

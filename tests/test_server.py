@@ -4,6 +4,7 @@ nothing, and never crash."""
 import asyncio
 import os
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -134,7 +135,7 @@ def test_unix_server_closed_twice(loop):
         s.connect(path)  # refused, or gone if the server unlinked it
 
 
-def test_transport_calls_after_close(loop):
+def test_transport_calls_after_close(loop, write_type_error):
     async def main():
         srv = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
         async with srv:
@@ -148,10 +149,14 @@ def test_transport_calls_after_close(loop):
             t, _ = await loop.create_connection(P, *addr)
             t.close()
             assert await lost is None
-            with pytest.raises(TypeError, match="bytes-like"):
+            with pytest.raises(TypeError, match=write_type_error):
                 t.write("text")
-            with pytest.raises(TypeError):
+            if sys.version_info >= (3, 14):
+                # 3.14 drops writelines() to a lost connection unread.
                 t.writelines(["text"])
+            else:
+                with pytest.raises(TypeError):
+                    t.writelines(["text"])
             with pytest.raises(ValueError):
                 t.set_write_buffer_limits(high=1, low=2)
             # Dropped or ignored on a closed transport, as in the stdlib.

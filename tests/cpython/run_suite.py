@@ -215,11 +215,25 @@ def _signal_name(num):
 
 
 def _tail(path, lines=30):
+    """The end of a child's stderr, without the C stack that faulthandler adds
+    after the Python one from 3.14 on (its frames would push the Python frames
+    out of the tail)."""
     try:
         with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:]).rstrip()
+            text = f.readlines()
     except OSError:
         return ""
+    kept, in_c_stack = [], False
+    for line in text:
+        if "C stack trace" in line:
+            in_c_stack = True
+            continue
+        if in_c_stack:
+            if line.startswith("  "):
+                continue
+            in_c_stack = False
+        kept.append(line)
+    return "".join(kept[-lines:]).rstrip()
 
 
 def _killpg(pid, sig):
