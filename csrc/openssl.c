@@ -16,7 +16,9 @@
  *    _ssl.OPENSSL_VERSION_NUMBER;
  *  - the object layouts: CPython's MemoryBIO is {PyObject_HEAD; BIO *bio;
  *    int eof_written} and _SSLSocket starts {PyObject_HEAD; PyObject
- *    *Socket; SSL *ssl}, unchanged from 3.5 through 3.14. They are private,
+ *    *Socket; SSL *ssl}, unchanged from 3.5 through 3.15 (3.15.2's checked
+ *    with ctypes: the SSL* at that offset has the two BIOs as rbio/wbio; the
+ *    rest of _SSLSocket shrank, its head did not). They are private,
  *    so they are verified at run time: a MemoryBIO is written through its
  *    Python method and read back here, and an _SSLSocket's SSL must have the
  *    protocol's own two BIOs as its read and write BIO.
@@ -110,8 +112,8 @@ pl_ossl_init(void)
     void *lib = NULL;
     int rc = 0;
     pl_ossl.on = 0;
-    if (PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030F0000)
-        return 0; /* the layouts are known for 3.11 to 3.14 */
+    if (PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x03100000)
+        return 0; /* the layouts are known for 3.11 to 3.15 */
 #ifdef Py_GIL_DISABLED
     /* without the GIL, _ssl serializes calls on an object with its own lock,
      * which these calls would not take */

@@ -400,7 +400,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
     # ---- stream transports (networking work in progress) --------------------
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None,
-                               server=None):
+                               server=None, context=None):
         """Wrap a connected stream socket in pyloop's C transport, scheduling
         connection_made, reading and the waiter as the stdlib does."""
         # A socket another open transport owns: RuntimeError, as from the
@@ -429,7 +429,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             else:
                 server._attach()
                 transport._set_lost_hook(server._detach)
-        self.call_soon(protocol.connection_made, transport)
+        # context: the one 3.15's server and create_connection capture for the
+        # connection (None before 3.15: the current one, as call_soon takes it).
+        self.call_soon(protocol.connection_made, transport, context=context)
         self.call_soon(transport._start_reading)
         if waiter is not None:
             self.call_soon(futures._set_result_unless_cancelled, waiter, None)
@@ -496,7 +498,8 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                             server_side=False, server_hostname=None, extra=None,
                             server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+                            context=None):
         # TLS through the stdlib's memory-BIO protocol on top of the C
         # transport (a BufferedProtocol: records are read into its buffer).
         self._ensure_fd_no_transport(rawsock)
@@ -504,7 +507,8 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server,
+                                    context=context)
         return ssl_protocol._app_transport
 
     async def start_tls(self, transport, protocol, sslcontext, *,
