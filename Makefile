@@ -39,11 +39,11 @@ test: sysdeps pythons
 cpython-suite: build
 	$(MAIN_VENV)/bin/python tests/cpython/run_suite.py
 
-bench: build
+# The benchmarks on 3.11 and 3.14 by default (BENCH_PYTHONS picks others).
+BENCH_PYTHONS ?= 3.11 3.14
+bench: sysdeps pythons
 	PYLOOP_BENCH=1 tools/sysdeps.sh
-	$(MAIN_VENV)/bin/python benchmarks/run.py $${BENCH_ARGS:---callgrind}
-	$(MAIN_VENV)/bin/python benchmarks/run_net.py $${BENCH_NET_ARGS:-}
-	$(MAIN_VENV)/bin/python benchmarks/run_apps.py $${BENCH_APPS_ARGS:-}
+	@for v in $(BENCH_PYTHONS); do tools/bench_python.sh "$$v" </dev/null || exit 1; done
 
 # A wheel builds from the tree (what `pip wheel .` does).
 wheel-check: build
