@@ -153,21 +153,46 @@ class _Reaper:
         _reapers.setdefault(loop, set()).add(self)
 
     def _wait_in_thread(self):
+        pid = self._proc.pid
+        if hasattr(os, "waitid"):
+            # Wait without reaping: the pid stays the child's (a zombie) until
+            # the loop's thread reaps it and publishes the exit in one step,
+            # so send_signal() in between never reaches a recycled pid.
+            try:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:
+                pass
+            step, args = self._reap_and_report, ()
+        else:
+            try:
+                _, status = os.waitpid(pid, 0)
+                rc = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                rc = None
+            step, args = self._report, (rc,)
+        try:
+            self._loop.call_soon_threadsafe(step, *args)
+        except RuntimeError:
+            _wait_quietly(pid)  # the loop is closed: no zombie left behind
+
+    def _reap_and_report(self):
         try:
             _, status = os.waitpid(self._proc.pid, 0)
             rc = os.waitstatus_to_exitcode(status)
         except ChildProcessError:
             rc = None
-        try:
-            self._loop.call_soon_threadsafe(self._report, rc)
-        except RuntimeError:
-            pass  # the loop is closed
+        self._report(rc)
 
     def _pidfd_ready(self):
         try:
             pid, status = os.waitpid(self._proc.pid, os.WNOHANG)
         except ChildProcessError:
-            rc = None
+            pid, rc = self._proc.pid, None
+        except BaseException:
+            # An unexpected failure still releases the pidfd; the error goes
+            # to the loop's exception handler, as with the stdlib's watcher.
+            self._stop_watching()
+            raise
         else:
             if pid == 0:
                 return
@@ -176,6 +201,9 @@ class _Reaper:
         self._report(rc)
 
     def _report(self, rc):
+        """Publish the exit on the transport now, in the same callback that
+        reaped the child (not a later one), so that no send_signal() can run
+        between the two."""
         if rc is None:
             # Someone else reaped it: Popen.poll() (then its returncode is
             # set) or a foreign waitpid(-1), after which the status is lost
@@ -185,10 +213,9 @@ class _Reaper:
                 logger.warning("child process pid %d was reaped by someone else; "
                                "returncode 255 reported", self._proc.pid)
                 rc = 255
-        if self._proc.returncode is None:
-            self._proc.returncode = rc
         transport, self._transport = self._transport, None
-        self._loop.call_soon(transport._process_exited, rc)
+        if transport is not None:
+            transport._process_exited(rc)
 
     def _stop_watching(self):
         waiting = _reapers.get(self._loop)

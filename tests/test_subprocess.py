@@ -454,6 +454,90 @@ def test_reaped_by_thread_without_pidfd(pyloop_loop, monkeypatch):
     assert run(pyloop_loop, main()) == [(b"1\n", 0), (b"", 4)]
 
 
+def _no_pidfd(monkeypatch):
+    def no_pidfd(pid):
+        raise OSError(38, "Function not implemented")
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+
+
+# The stdlib loop gives these guarantees from 3.14 on (gh-127049 and the
+# pidfd leak fix); pyloop on every version.
+STDLIB_REAPS_SAFELY = sys.version_info >= (3, 14)
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "thread"])
+def test_send_signal_never_reaches_a_reaped_pid(loop, loop_name, pidfd, monkeypatch):
+    # Between reaping a child and publishing its exit there is no turn of the
+    # loop in which kill() would signal its pid (free for reuse by then).
+    if loop_name == "asyncio" and not STDLIB_REAPS_SAFELY:
+        pytest.skip("the stdlib loop before 3.14 publishes the exit a callback after reaping")
+    if loop_name == "asyncio" and not pidfd:
+        pytest.skip("the stdlib picks its watcher itself (pidfd here); the thread path is pyloop's")
+    if not pidfd:
+        _no_pidfd(monkeypatch)
+    reaped, stale = set(), []
+    real_waitpid, real_kill = os.waitpid, os.kill
+
+    def waitpid(pid, options):
+        res = real_waitpid(pid, options)
+        if res[0] != 0:
+            reaped.add(res[0])
+        return res
+
+    def kill(pid, sig):
+        if pid in reaped:
+            stale.append(pid)
+        else:
+            real_kill(pid, sig)
+
+    async def main():
+        monkeypatch.setattr(os, "waitpid", waitpid)
+        monkeypatch.setattr(os, "kill", kill)
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "import time; time.sleep(60)")
+        proc.kill()
+        while proc.returncode is None:
+            proc.kill()
+            await asyncio.sleep(0)
+        return await proc.wait()
+
+    assert run(loop, main()) == -signal.SIGKILL
+    assert reaped and stale == []
+
+
+def test_pidfd_released_when_waitpid_fails(loop, loop_name, monkeypatch):
+    # An unexpected waitpid() error goes to the exception handler and the
+    # child's pidfd is closed all the same.
+    if loop_name == "asyncio" and not STDLIB_REAPS_SAFELY:
+        pytest.skip("the stdlib loop before 3.14 keeps the pidfd open then")
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx.get("exception")))
+
+    async def main():
+        before = open_fds()
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "import sys; sys.stdin.read()",
+                                                    stdin=PIPE)
+        real_waitpid = os.waitpid
+        calls = []
+
+        def failing(pid, options):
+            calls.append(pid)
+            raise OSError("unexpected")
+        monkeypatch.setattr(os, "waitpid", failing)
+        proc.stdin.close()
+        while not calls:
+            await asyncio.sleep(0.01)
+        monkeypatch.setattr(os, "waitpid", real_waitpid)
+        os.waitpid(proc.pid, 0)
+        proc._transport._process_exited(0)
+        assert await proc.wait() == 0
+        await asyncio.sleep(0)
+        return before, open_fds()
+
+    before, after = run(loop, main())
+    assert after == before
+    assert [type(e) for e in seen] == [OSError]
+
+
 @pytest.mark.parametrize("stdin", [None, PIPE])
 def test_spawn_raising_closes_everything(pyloop_loop, monkeypatch, stdin):
     # What CPython's test_popen_error checks by patching subprocess.Popen.
