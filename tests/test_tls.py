@@ -846,6 +846,32 @@ def test_client_sends_garbage(tls_loop, tls_certs):
     assert calls == []
 
 
+def test_writes_after_the_peer_reset_end_in_connection_reset(tls_loop, tls_certs):
+    # A write whose send fails (the peer reset the connection) loses the
+    # connection: the stream's next drain() raises instead of waiting.
+    server_ctx = tls_certs.server_context()
+    gone = threading.Event()
+
+    def peer(conn):
+        ssock = server_ctx.wrap_socket(conn, server_side=True)
+        ssock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+        ssock.close()
+        gone.set()
+
+    async def main(addr):
+        reader, writer = await asyncio.open_connection(
+            *addr, ssl=tls_certs.client_context(), server_hostname="localhost")
+        await tls_loop.run_in_executor(None, gone.wait, TIMEOUT)
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            for _ in range(100):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+        writer.close()
+
+    with RawPeer(peer) as p:
+        run(tls_loop, main(p.addr))
+
+
 def test_server_closes_during_handshake(tls_loop, tls_certs):
     def peer(conn):
         assert conn.recv(65536)  # the ClientHello, read so that the close is a FIN
