@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import errno
 import functools
+import inspect
 import os
 import signal
 import socket
@@ -23,10 +24,10 @@ try:
 except ImportError:  # a Python built without ssl: no TLS, as the stdlib
     ssl = None
 from asyncio import (base_events, constants, coroutines, events, futures, selector_events,
-                     sslproto, tasks, transports, trsock, unix_events)
+                     sslproto, streams, tasks, transports, trsock, unix_events)
 from asyncio.log import logger
 
-from . import _core, _subprocess
+from . import _core, _stdlib, _subprocess
 
 __all__ = ("Loop",)
 
@@ -97,31 +98,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_hooks)
 
-    def run_until_complete(self, future):
-        """Run until the Future is done; return its result or raise its
-        exception. A coroutine is wrapped in a Task."""
-        self._check_closed()
-        self._check_running()
-        new_task = not futures.isfuture(future)
-        future = tasks.ensure_future(future, loop=self)
-        if new_task:
-            # The caller has no reference to the task: an exception is raised
-            # below if it did not finish, so no "destroyed pending" message.
-            future._log_destroy_pending = False
-        future.add_done_callback(base_events._run_until_complete_cb)
-        try:
-            self.run_forever()
-        except BaseException:
-            if new_task and future.done() and not future.cancelled():
-                # Consume the exception: the caller cannot reach the task.
-                future.exception()
-            raise
-        finally:
-            future.remove_done_callback(base_events._run_until_complete_cb)
-        if not future.done():
-            raise RuntimeError("Event loop stopped before Future completed.")
-        return future.result()
-
     def close(self):
         """Close the loop: drop pending callbacks, close libuv, shut the
         default executor down without waiting. Not allowed while running."""
@@ -155,18 +131,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         if self.is_running():
             self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
 
-    def _set_coroutine_origin_tracking(self, enabled):
-        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
-            return
-        if enabled:
-            self._coroutine_origin_tracking_saved_depth = (
-                sys.get_coroutine_origin_tracking_depth())
-            sys.set_coroutine_origin_tracking_depth(constants.DEBUG_STACK_DEPTH)
-        else:
-            sys.set_coroutine_origin_tracking_depth(
-                self._coroutine_origin_tracking_saved_depth)
-        self._coroutine_origin_tracking_enabled = enabled
-
     # ---- tasks --------------------------------------------------------------
 
     def _create_task_with_factory(self, coro, kwargs):
@@ -189,7 +153,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
     # ---- executor -----------------------------------------------------------
 
     def _check_callback(self, callback, method):
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or inspect.iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(
@@ -213,51 +177,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
             raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
-
-    def _do_shutdown(self, future):
-        # Runs in a helper thread: the executor's join must not block the loop.
-        try:
-            self._default_executor.shutdown(wait=True)
-            if not self.is_closed():
-                self.call_soon_threadsafe(futures._set_result_unless_cancelled,
-                                          future, None)
-        except Exception as ex:
-            if not self.is_closed() and not future.cancelled():
-                self.call_soon_threadsafe(future.set_exception, ex)
-
-    if _PY312:
-        async def shutdown_default_executor(self, timeout=None):
-            """Schedule the shutdown of the default executor; wait up to
-            `timeout` seconds (None: no limit) for its threads to join."""
-            self._executor_shutdown_called = True
-            if self._default_executor is None:
-                return
-            future = self.create_future()
-            thread = threading.Thread(target=self._do_shutdown, args=(future,))
-            thread.start()
-            try:
-                async with asyncio.timeout(timeout):
-                    await future
-            except TimeoutError:
-                warnings.warn("The executor did not finishing joining "
-                              f"its threads within {timeout} seconds.",
-                              RuntimeWarning, stacklevel=2)
-                self._default_executor.shutdown(wait=False)
-            else:
-                thread.join()
-    else:
-        async def shutdown_default_executor(self):
-            """Schedule the shutdown of the default executor."""
-            self._executor_shutdown_called = True
-            if self._default_executor is None:
-                return
-            future = self.create_future()
-            thread = threading.Thread(target=self._do_shutdown, args=(future,))
-            thread.start()
-            try:
-                await future
-            finally:
-                thread.join()
 
     # ---- async generators ---------------------------------------------------
 
@@ -330,48 +249,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 value = repr(value)
             lines.append(f"{key}: {value}")
         logger.error("\n".join(lines), exc_info=exc_info)
-
-    def call_exception_handler(self, context):
-        """Call the loop's exception handler (or the default one) with the
-        context dict; errors in the handler itself are logged, never raised,
-        except KeyboardInterrupt and SystemExit."""
-        if self._exception_handler is None:
-            try:
-                self.default_exception_handler(context)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error("Exception in default exception handler", exc_info=True)
-            return
-        try:
-            ctx = None
-            if _PY312:
-                thing = context.get("task")
-                if thing is None:
-                    thing = context.get("future")
-                if thing is None:
-                    thing = context.get("handle")
-                if thing is not None and hasattr(thing, "get_context"):
-                    ctx = thing.get_context()
-            if ctx is not None and hasattr(ctx, "run"):
-                ctx.run(self._exception_handler, self, context)
-            else:
-                self._exception_handler(self, context)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            try:
-                self.default_exception_handler({
-                    "message": "Unhandled error in exception handler",
-                    "exception": exc,
-                    "context": context,
-                })
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error("Exception in default exception handler while "
-                             "handling an unexpected error in custom exception "
-                             "handler", exc_info=True)
 
     _make_subprocess_transport = _subprocess.make_subprocess_transport
 
@@ -512,46 +389,48 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         return ssl_protocol._app_transport
 
     async def start_tls(self, transport, protocol, sslcontext, *,
-                        server_side=False,
-                        server_hostname=None,
-                        ssl_handshake_timeout=None,
-                        ssl_shutdown_timeout=None):
-        """Upgrade transport to TLS.
-
-        Return a new transport that *protocol* should start using
-        immediately.
-        """
-        # The stdlib's steps (the same in 3.11-3.13), with pyloop's TLS
-        # protocol instead of sslproto.SSLProtocol.
+                        server_side=False, server_hostname=None,
+                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        """Upgrade `transport` to TLS; return the transport `protocol` talks
+        to from now on. pyloop's own, since the stdlib's builds the stdlib's
+        TLS protocol: pyloop's has its per-record path in C."""
         if ssl is None:
-            raise RuntimeError('Python ssl module is not available')
+            raise RuntimeError("Python ssl module is not available")
         if not isinstance(sslcontext, ssl.SSLContext):
-            raise TypeError(
-                f'sslcontext is expected to be an instance of ssl.SSLContext, '
-                f'got {sslcontext!r}')
-        if not getattr(transport, '_start_tls_compatible', False):
-            raise TypeError(
-                f'transport {transport!r} is not supported by start_tls()')
-        waiter = self.create_future()
-        ssl_protocol = _SSLProtocol(
-            self, protocol, sslcontext, waiter,
-            server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-            call_connection_made=False)
-        # Paused until connection_made ran, as the stdlib does.
+            raise TypeError(f"sslcontext is expected to be an instance of "
+                            f"ssl.SSLContext, got {sslcontext!r}")
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        done = self.create_future()
+        tls = _SSLProtocol(self, protocol, sslcontext, done, server_side, server_hostname,
+                           ssl_handshake_timeout=ssl_handshake_timeout,
+                           ssl_shutdown_timeout=ssl_shutdown_timeout,
+                           call_connection_made=False)
+        # No record may reach the TLS protocol before its connection_made.
         transport.pause_reading()
-        transport.set_protocol(ssl_protocol)
-        conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
-        resume_cb = self.call_soon(transport.resume_reading)
+        if server_side:
+            # A stream server that read the peer's ClientHello before
+            # upgrading (it sits in the StreamReader's buffer) hands it to
+            # the TLS protocol: that data is TLS, not the app's (gh-142352).
+            reader = getattr(protocol, "_stream_reader", None)
+            pending = getattr(reader, "_buffer", None)
+            if isinstance(protocol, streams.StreamReaderProtocol) and pending:
+                tls._incoming.write(pending)
+                pending.clear()
+        transport.set_protocol(tls)
+        steps = (self.call_soon(tls.connection_made, transport),
+                 self.call_soon(transport.resume_reading))
         try:
-            await waiter
+            await done
         except BaseException:
             transport.close()
-            conmade_cb.cancel()
-            resume_cb.cancel()
+            for step in steps:
+                step.cancel()
+            # The failure's traceback refers to this frame: drop the frame's
+            # references so nothing keeps the transport alive in a cycle.
+            done = tls = steps = None
             raise
-        return ssl_protocol._app_transport
+        return tls._app_transport
 
     async def _sendfile_fallback(self, transp, file, offset, count):
         # Read the file in an executor and write it through the transport,
@@ -629,58 +508,65 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         if sig not in signal.valid_signals():
             raise ValueError(f"invalid signal number {sig}")
 
-    def add_signal_handler(self, sig, callback, *args):
-        """Run callback(*args) on the loop when signal `sig` arrives."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
-            raise TypeError("coroutines cannot be used with add_signal_handler()")
-        self._check_signal(sig)
-        self._check_closed()
+    def _release_wakeup_fd(self):
+        # The last handler is gone: Python no longer needs to wake this loop.
         try:
-            # Raises ValueError outside the main thread: a loop running in
-            # another thread cannot own signals.
-            signal.set_wakeup_fd(self._signal_wakeup_fd, warn_on_full_buffer=False)
+            signal.set_wakeup_fd(-1)
         except (ValueError, OSError) as exc:
-            raise RuntimeError(str(exc))
-        # The stdlib's Handle: queued anew each time the signal arrives.
-        handle = events.Handle(callback, args, self, None)
-        self._signal_handlers[sig] = handle
-        self._has_signal_handlers = True
-        try:
-            signal.signal(sig, _sighandler_noop)
-            signal.siginterrupt(sig, False)
-        except OSError as exc:
-            del self._signal_handlers[sig]
-            if not self._signal_handlers:
-                self._has_signal_handlers = False
-                try:
-                    signal.set_wakeup_fd(-1)
-                except (ValueError, OSError) as nexc:
-                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
-            if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig} cannot be caught")
-            raise
+            logger.info("set_wakeup_fd(-1) failed: %s", exc)
 
-    def remove_signal_handler(self, sig):
-        """Remove the handler for `sig`; return True if one was removed."""
-        self._check_signal(sig)
-        try:
-            del self._signal_handlers[sig]
-        except KeyError:
-            return False
-        if not self._signal_handlers:
-            self._has_signal_handlers = False
-        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+    @staticmethod
+    def _set_disposition(sig, handler):
+        """signal.signal(sig, handler), with the stdlib loop's RuntimeError
+        for a signal the process cannot catch (SIGKILL, SIGSTOP)."""
         try:
             signal.signal(sig, handler)
         except OSError as exc:
             if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig} cannot be caught")
+                raise RuntimeError(f"sig {sig} cannot be caught") from None
             raise
-        if not self._signal_handlers:
-            try:
-                signal.set_wakeup_fd(-1)
-            except (ValueError, OSError) as exc:
-                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) on the loop each time signal `sig` arrives
+        (main thread only). Python's C-level handler writes the signal number
+        to the loop's wakeup fd; the loop reads it and queues the callback."""
+        if coroutines.iscoroutine(callback) or inspect.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        # Only the main thread may own the wakeup fd: elsewhere set_wakeup_fd
+        # raises ValueError, which the stdlib loop reports as RuntimeError.
+        try:
+            signal.set_wakeup_fd(self._signal_wakeup_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc)) from None
+        # a Handle queued anew (its _run) each time the signal arrives
+        self._signal_handlers[sig] = events.Handle(callback, args, self, None)
+        self._has_signal_handlers = True
+        try:
+            self._set_disposition(sig, _sighandler_noop)
+            # a handled signal must not interrupt system calls with EINTR
+            signal.siginterrupt(sig, False)
+        except BaseException:
+            # as the stdlib loop: the signal has no handler afterwards
+            self._signal_handlers.pop(sig, None)
+            if not self._signal_handlers:
+                self._has_signal_handlers = False
+                self._release_wakeup_fd()
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Forget the handler of `sig` and give the signal back its default
+        disposition (KeyboardInterrupt for SIGINT). True if there was one."""
+        self._check_signal(sig)
+        if self._signal_handlers.pop(sig, None) is None:
+            return False
+        remaining = bool(self._signal_handlers)
+        self._has_signal_handlers = remaining
+        self._set_disposition(
+            sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        if not remaining:
+            self._release_wakeup_fd()
         return True
 
     def _process_self_data(self, data):
@@ -790,72 +676,17 @@ class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
         self._loop.call_soon(self._call_connection_lost, None)
 
 
-class _NotProvided:
-    """Stands in for an AbstractEventLoop method pyloop does not provide yet,
-    so that the method is absent (hasattr() is False, AttributeError on use)
-    instead of present and raising NotImplementedError."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __get__(self, obj, objtype=None):
-        raise AttributeError(
-            f"pyloop.Loop has no attribute {self.name!r}: not provided yet")
+def _take_from_stdlib():
+    """The stdlib's cold methods (pyloop/_stdlib.py says which and why) become
+    Loop's. A name Loop defines itself must not be in that table: the table
+    says exactly what is taken."""
+    for name, function in _stdlib.methods().items():
+        if name in vars(Loop):
+            raise RuntimeError(f"pyloop._stdlib.METHODS lists {name}, which Loop defines")
+        setattr(Loop, name, function)
 
 
-# Cold orchestration taken as-is from the running Python's own asyncio, so the
-# semantics (argument checks, error messages, cancellation) are the stdlib's:
-# it runs on pyloop's C primitives (_add_reader/_add_writer on the loop's epoll
-# set, run_in_executor, create_future).
-_BORROWED = {
-    selector_events.BaseSelectorEventLoop: (
-        "_ensure_fd_no_transport",
-        "sock_recv", "_sock_recv", "_sock_read_done",
-        "sock_recv_into", "_sock_recv_into",
-        "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into", "_sock_recvfrom_into",
-        "sock_sendall", "_sock_sendall", "_sock_write_done",
-        "sock_sendto", "_sock_sendto",
-        "sock_connect", "_sock_connect", "_sock_connect_cb",
-        "sock_accept", "_sock_accept",
-    ),
-    base_events.BaseEventLoop: (
-        "getaddrinfo", "getnameinfo", "_getaddrinfo_debug", "_ensure_resolved",
-        "create_connection", "_connect_sock", "_create_connection_transport",
-        "create_server", "_create_server_getaddrinfo", "connect_accepted_socket", "start_tls",
-        "create_datagram_endpoint",
-        "sendfile", "connect_read_pipe", "connect_write_pipe",
-        "sock_sendfile", "_sock_sendfile_native", "_sock_sendfile_fallback",
-        "_check_sendfile_params",
-        "subprocess_exec", "subprocess_shell", "_log_subprocess",
-    ),
-}
-# The Unix loop's versions win where it overrides the generic ones.
-_BORROWED_FIRST = {
-    unix_events._UnixSelectorEventLoop: (
-        "create_unix_connection", "create_unix_server",
-        "_sock_sendfile_native", "_sock_sendfile_native_impl",
-        "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
-        # Pipe transports: the stdlib's own, on the loop's poller (the read
-        # one with its read path in C: _ReadPipeTransport).
-        "_make_write_pipe_transport",
-    ),
-    selector_events.BaseSelectorEventLoop: (
-        "_start_serving", "_accept_connection", "_accept_connection2",
-        # Native sendfile: hold the transport's reads, wait for its write
-        # queue to empty, then sock_sendfile() on its socket.
-        "_sendfile_native",
-    ),
-}
-
-
-def _borrow():
-    for owner, names in [*_BORROWED_FIRST.items(), *_BORROWED.items()]:
-        for name in names:
-            if name in vars(owner) and name not in vars(Loop):
-                setattr(Loop, name, vars(owner)[name])
-
-
-_borrow()
+_take_from_stdlib()
 
 # What the stdlib's start_tls() and sendfile() look for on a transport.
 _core.TCPTransport._start_tls_compatible = True
@@ -868,14 +699,3 @@ for _name in ("set_write_buffer_limits", "get_write_buffer_limits", "_set_write_
     setattr(_core.UDPTransport, _name, vars(transports._FlowControlMixin)[_name])
 _core.UDPTransport._fatal_error = selector_events._SelectorTransport._fatal_error
 del _name
-
-
-def _hide_unprovided():
-    for name, value in vars(asyncio.AbstractEventLoop).items():
-        if name.startswith("_") or not callable(value):
-            continue
-        if getattr(Loop, name, None) is value:
-            setattr(Loop, name, _NotProvided(name))
-
-
-_hide_unprovided()
