@@ -5,8 +5,13 @@ to the other core, and an httptools HTTP/1.1 hello-world server on the three
 Python loops driven by wrk (keep-alive, 100 connections). The tls rows are
 the Protocol echo server with ssl= (TLS 1.3, a self-signed certificate made
 for the run with the openssl command), driven by a C OpenSSL client
-(benchmarks/tools/tls_echo_client.c); the https row is the hello world with
-ssl= under wrk's https. Reports round trips
+(benchmarks/tools/tls_echo_client.c: one SSL_write of the whole message, so
+one record per 16 KiB, a round trip when the whole echo is back). Each size
+runs twice: `-warm` rows after one TLS connection has been served and closed
+(the client's --warmup), as in any server that has been up a while, and
+`-fresh` rows as the first traffic of a fresh server process, which costs
+uvloop an mmap/munmap per record (docs/performance.md, "TLS"). The https row
+is the hello world with ssl= under wrk's https. Reports round trips
 (or requests) per second and the server's CPU time per round trip (or request):
 user+sys of the server process divided by what it served. Servers are
 interleaved within each repetition, medians over repetitions.
@@ -34,6 +39,7 @@ RESULTS = os.path.join(HERE, "results")
 SERVERS = ("asyncio", "uvloop", "pyloop", "c-libuv")
 KINDS = ("protocol", "buffered", "streams", "sock", "http", "tls", "https")
 TLS_SIZES = (1024, 102400)
+TLS_VARIANTS = ("warm", "fresh")  # client --warmup or not
 HTTP_CONNS = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -212,8 +218,10 @@ def run_wrk(port, seconds, scheme="http"):
     return int(total.group(1)), float(rate.group(1)), error, warnings, latency
 
 
-def one_run(server, kind, size, unix, args, tools, tmp):
-    client = tools["tls_client"] if kind == "tls" else tools["client"]
+def one_run(server, kind, size, unix, variant, args, tools, tmp):
+    client = [tools["tls_client"]] if kind == "tls" else [tools["client"]]
+    if variant == "warm":
+        client.append("--warmup")
     if unix:
         path = os.path.join(tmp, f"s-{server}-{time.monotonic_ns()}")
         where, host, port = "unix:" + path, "unix:" + path, "-"
@@ -238,7 +246,7 @@ def one_run(server, kind, size, unix, args, tools, tmp):
             result.update(warnings=warnings, latency=latency)
         else:
             cpu0 = cpu_seconds(proc.pid)
-            out = subprocess.run(pin(1) + [client, host, port, str(args.conns), str(size),
+            out = subprocess.run(pin(1) + client + [host, port, str(args.conns), str(size),
                                            str(args.seconds)],
                                  capture_output=True, text=True, timeout=args.seconds + 60)
             cpu1 = cpu_seconds(proc.pid)
@@ -271,10 +279,10 @@ def skip_reason(kind):
 
 
 def row_name(row):
-    kind, size, unix = row
+    kind, size, unix, variant = row
     if kind in ("http", "https"):
         return f"{kind}-tcp-wrk-c{HTTP_CONNS}"
-    return f"{kind}-{'unix' if unix else 'tcp'}-{size // 1024}k"
+    return f"{kind}-{'unix' if unix else 'tcp'}-{size // 1024}k" + (f"-{variant}" if variant else "")
 
 
 def main():
@@ -286,6 +294,8 @@ def main():
     ap.add_argument("--only", help="kinds: " + ",".join(KINDS))
     ap.add_argument("--sizes", default="1024,10240,102400", help="echo message sizes")
     ap.add_argument("--no-unix", action="store_true")
+    ap.add_argument("--tls-variants", default=",".join(TLS_VARIANTS),
+                    help="tls rows: warm (after one closed connection), fresh (first traffic)")
     ap.add_argument("--json")
     args = ap.parse_args()
     kinds = args.only.split(",") if args.only else list(KINDS)
@@ -293,15 +303,18 @@ def main():
     if unknown:
         ap.error(f"unknown kind(s) {','.join(unknown)}; choose from {','.join(KINDS)}")
     sizes = [int(x) for x in args.sizes.split(",")]
-    rows = [(k, s, False) for k in kinds if k not in ("http", "https", "tls") for s in sizes]
+    variants = args.tls_variants.split(",")
+    if set(variants) - set(TLS_VARIANTS):
+        ap.error(f"--tls-variants: choose from {','.join(TLS_VARIANTS)}")
+    rows = [(k, s, False, None) for k in kinds if k not in ("http", "https", "tls") for s in sizes]
     if not args.no_unix and "protocol" in kinds:
-        rows.append(("protocol", 1024, True))
+        rows.append(("protocol", 1024, True, None))
     if "http" in kinds:
-        rows.append(("http", None, False))
+        rows.append(("http", None, False, None))
     if "tls" in kinds:
-        rows += [("tls", s, False) for s in TLS_SIZES]
+        rows += [("tls", s, False, v) for v in variants for s in TLS_SIZES]
     if "https" in kinds:
-        rows.append(("https", None, False))
+        rows.append(("https", None, False, None))
     skipped = {row: skip_reason(row[0]) for row in rows if skip_reason(row[0])}
     os.makedirs(RESULTS, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -313,11 +326,11 @@ def main():
             for row in rows:
                 if row in skipped:
                     continue
-                kind, size, unix = row
+                kind, size, unix, variant = row
                 for server in SERVERS:
                     if server == "c-libuv" and kind != "protocol":
                         continue
-                    r = one_run(server, kind, size, unix, args, tools, tmp)
+                    r = one_run(server, kind, size, unix, variant, args, tools, tmp)
                     record(res[row][server], r)
             print(f"  repetition {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
 
@@ -325,7 +338,9 @@ def main():
           f"medians; client pinned to CPU 1, server to CPU 0")
     if any(row[0] not in ("http", "https") for row in rows):
         print(f"echo rows: C echo client, {args.conns} connections, one message in flight each"
-              f" (tls rows: the same over TLS 1.3, handshakes not timed)")
+              f" (tls rows: the same over TLS 1.3, handshakes not timed, one record per 16 KiB"
+              f" of message; -warm: after one connection served and closed, -fresh: the first"
+              f" traffic of the server process)")
     if "http" in kinds or "https" in kinds:
         print(f"http(s) rows: wrk -t1 -c{HTTP_CONNS} keep-alive against an httptools hello world; "
               f"requests/s as wrk reports it")

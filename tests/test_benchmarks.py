@@ -80,3 +80,45 @@ def test_tls_bench_servers_answer(loop_name, kind, bench_cert):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("size,records", [(1024, 1), (102400, 7)])
+def test_tls_echo_client_pattern(loop_name, bench_cert, tmp_path, size, records):
+    # benchmarks/tools/tls_echo_client.c as run_net.py runs it (--warmup, the
+    # -warm rows): it counts round trips, and --stats reports one SSL_write of
+    # the whole message, cut by OpenSSL into records of at most 16 KiB each way.
+    import re
+    import shutil
+    import socket
+    if not shutil.which("gcc") or not os.path.exists("/usr/include/openssl/ssl.h"):
+        pytest.skip("gcc or the OpenSSL headers not found")
+    client = str(tmp_path / "tls_echo_client")
+    subprocess.run(["gcc", "-O2", "-o", client,
+                    os.path.join(os.path.dirname(WORKER), "tools", "tls_echo_client.c"),
+                    "-lssl", "-lcrypto"], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, NET_SERVER, loop_name, "tls", str(port), *bench_cert],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        out = subprocess.run([client, "--warmup", "--stats", "127.0.0.1", str(port), "2",
+                              str(size), "0.5"], capture_output=True, text=True, timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert out.returncode == 0, out.stderr
+    trips = int(out.stdout.split()[0])
+    assert trips >= 20
+    m = re.search(r"records sent ([\d.]+) \(mean (\d+) B\), received ([\d.]+) .*"
+                  r"SSL_write ([\d.]+), SSL_read ([\d.]+)", out.stderr)
+    assert m, out.stderr
+    sent, mean, received = float(m.group(1)), int(m.group(2)), float(m.group(3))
+    # Counted in the timed window: the last messages may be unanswered, and the
+    # server's two session tickets arrive in the first read.
+    assert records <= sent <= records + 0.1 and records <= received <= records + 0.2
+    # A TLS 1.3 record: 5 bytes of header, the data, its content type and a
+    # 16-byte tag (the last message of the window may be partly sent).
+    expected = (size + 22 * records) / records
+    assert abs(mean - expected) <= expected * 0.01
