@@ -104,11 +104,10 @@ HELPERS = (
 )
 
 
-def _missing(owner, name):
+def _unsupported(what):
     return ImportError(
-        f"pyloop needs {owner.__module__}.{owner.__qualname__}.{name} from the running "
-        f"Python's asyncio, and Python {_VERSION} has none: this Python version is not "
-        f"supported by this pyloop release")
+        f"pyloop needs {what} from the running Python's asyncio, and Python {_VERSION} "
+        f"has none: this Python version is not supported by this pyloop release")
 
 
 def methods():
@@ -120,7 +119,7 @@ def methods():
                 continue
             value = vars(owner).get(name)
             if value is None:
-                raise _missing(owner, name)
+                raise _unsupported(f"{owner.__module__}.{owner.__qualname__}.{name}")
             taken[name] = value
     return taken
 
@@ -129,10 +128,7 @@ def helper(module, name):
     """A private module-level name listed in HELPERS."""
     value = getattr(module, name, None)
     if value is None:
-        raise ImportError(
-            f"pyloop needs {module.__name__}.{name} from the running Python's asyncio, "
-            f"and Python {_VERSION} has none: this Python version is not supported by "
-            f"this pyloop release")
+        raise _unsupported(f"{module.__name__}.{name}")
     return value
 
 
