@@ -1,5 +1,5 @@
-"""Every AbstractEventLoop method pyloop provides has the stdlib signature of
-the running Python version; the rest are absent, never NotImplementedError."""
+"""Every public method of the running Python's AbstractEventLoop and
+AbstractServer is provided, with the signature of the stdlib loop's."""
 import asyncio
 import inspect
 
@@ -9,22 +9,8 @@ import pyloop
 
 ABSTRACT = sorted(n for n, v in vars(asyncio.AbstractEventLoop).items()
                   if not n.startswith("_") and callable(v))
-
-# The methods the loop core provides (later work adds networking, pipes,
-# subprocesses and TLS; each appears here when it works).
-CORE = [
-    "run_forever", "run_until_complete", "stop", "is_running", "is_closed", "close",
-    "shutdown_asyncgens", "shutdown_default_executor", "call_soon", "call_later", "call_at",
-    "time", "create_future", "create_task", "call_soon_threadsafe", "run_in_executor",
-    "set_default_executor", "add_signal_handler", "remove_signal_handler",
-    "set_task_factory", "get_task_factory", "get_exception_handler",
-    "set_exception_handler", "default_exception_handler", "call_exception_handler",
-    "get_debug", "set_debug",
-]
-
-
-def _provided():
-    return [n for n in ABSTRACT if hasattr(pyloop.Loop, n)]
+SERVER = sorted(n for n, v in vars(asyncio.AbstractServer).items()
+                if not n.startswith("_") and callable(v))
 
 
 def _sig_tuple(fn):
@@ -32,38 +18,50 @@ def _sig_tuple(fn):
     return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
 
 
-@pytest.mark.parametrize("name", CORE)
-def test_core_method_provided(name):
-    assert hasattr(pyloop.Loop, name)
-    assert getattr(pyloop.Loop, name) is not getattr(asyncio.AbstractEventLoop, name)
+def _same_api(ours, theirs, name):
+    mine, stdlib = getattr(ours, name), getattr(theirs, name)
+    assert _sig_tuple(mine) == _sig_tuple(stdlib), name
+    assert inspect.iscoroutinefunction(mine) == inspect.iscoroutinefunction(stdlib), name
 
 
 @pytest.mark.parametrize("name", ABSTRACT)
-def test_signature_matches_stdlib(name):
-    if name not in _provided():
-        # Absent, not a NotImplementedError stub.
-        lp = pyloop.new_event_loop()
-        try:
-            assert not hasattr(lp, name)
-            with pytest.raises(AttributeError):
-                getattr(lp, name)
-        finally:
-            lp.close()
-        return
-    ours = pyloop.new_event_loop()
-    theirs = asyncio.new_event_loop()
+def test_every_loop_method_with_the_stdlib_signature(name):
+    # Every public method of this Python's AbstractEventLoop is provided
+    # (none is the abstract one that raises NotImplementedError), with the
+    # signature of the stdlib loop of the same version.
+    assert getattr(pyloop.Loop, name) is not getattr(asyncio.AbstractEventLoop, name), name
+    ours, theirs = pyloop.new_event_loop(), asyncio.new_event_loop()
     try:
-        assert _sig_tuple(getattr(ours, name)) == _sig_tuple(getattr(theirs, name)), name
-        assert (inspect.iscoroutinefunction(getattr(ours, name))
-                == inspect.iscoroutinefunction(getattr(theirs, name))), name
+        _same_api(ours, theirs, name)
     finally:
         ours.close()
         theirs.close()
 
 
-def test_no_provided_method_is_the_abstract_one():
-    for name in _provided():
-        assert getattr(pyloop.Loop, name) is not getattr(asyncio.AbstractEventLoop, name), name
+@pytest.mark.parametrize("name", SERVER)
+def test_every_server_method_with_the_stdlib_signature(name, tmp_path):
+    # The servers create_server/create_unix_server return have every public
+    # method of this Python's AbstractServer, as the stdlib loop's have.
+    async def serve():
+        loop = asyncio.get_running_loop()
+        tcp = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        unix = await loop.create_unix_server(asyncio.Protocol, str(tmp_path / f"{id(loop)}.sock"))
+        for srv in (tcp, unix):
+            srv.close()
+            await srv.wait_closed()
+        return tcp, unix
+
+    ours = pyloop.new_event_loop()
+    theirs = asyncio.new_event_loop()
+    try:
+        servers = ours.run_until_complete(serve()) + theirs.run_until_complete(serve())
+    finally:
+        ours.close()
+        theirs.close()
+    for srv in servers:
+        assert getattr(type(srv), name) is not getattr(asyncio.AbstractServer, name), name
+    for mine in servers[:2]:
+        _same_api(mine, servers[2], name)
 
 
 def test_handle_api(pyloop_loop):
