@@ -91,6 +91,7 @@ HELPERS = (
     (futures, "_set_result_unless_cancelled", (3, 11), None, "waking a transport's waiter"),
     (events, "_set_running_loop", (3, 11), None, "registering the running loop"),
     (events, "_get_running_loop", (3, 11), None, "checking for another running loop"),
+    (events, "_py__set_running_loop", (3, 11), None, "the running loop for pure-Python asyncio code"),
     (coroutines, "_is_debug_mode", (3, 11), None, "debug mode from -X dev / PYTHONASYNCIODEBUG"),
     (constants, "_SendfileMode", (3, 11), None, "what sendfile() looks for on a transport"),
     (constants, "DEBUG_STACK_DEPTH", (3, 11), None, "coroutine origin tracking depth in debug mode"),
@@ -140,3 +141,9 @@ def check_helpers(version=sys.version_info[:2]):
 
 
 check_helpers()
+
+# The running loop is kept by two implementations, the pure-Python one and
+# the C one of _asyncio (absent on a Python built without it); pyloop
+# registers its loop with both.
+PY_SET_RUNNING_LOOP = events._py__set_running_loop
+C_SET_RUNNING_LOOP = getattr(events, "_c__set_running_loop", None)

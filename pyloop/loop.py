@@ -38,6 +38,21 @@ _PY313 = sys.version_info >= (3, 13)
 _CREATE_TASK_KWARGS = sys.version_info >= (3, 13, 3)
 
 
+def _set_running_loop(loop):
+    """Register `loop` as this thread's running loop with every
+    implementation asyncio has: the one installed as
+    events._set_running_loop, and both the C (_asyncio) and pure-Python ones
+    behind it. Code may use either: the C Task checks the C one, and 3.14's
+    tests install the Python ones (TestPyGetEventLoop) next to the C Task
+    that pyloop's create_task makes."""
+    done = []
+    for setter in (events._set_running_loop, _stdlib.PY_SET_RUNNING_LOOP,
+                   _stdlib.C_SET_RUNNING_LOOP):
+        if setter is not None and setter not in done:
+            setter(loop)
+            done.append(setter)
+
+
 def _sighandler_noop(signum, frame):
     """Python-level handler for signals owned by add_signal_handler: its only
     job is to make Python write the signal number to the wakeup fd."""
@@ -87,14 +102,14 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         try:
             sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                    finalizer=self._asyncgen_finalizer_hook)
-            events._set_running_loop(self)
+            _set_running_loop(self)
             if in_main:
                 self._install_wakeup_fd()
             self._run()
         finally:
             if in_main:
                 self._restore_wakeup_fd()
-            events._set_running_loop(None)
+            _set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_hooks)
 

@@ -355,3 +355,33 @@ def test_sub_millisecond_sleeps_never_stall_the_loop(pyloop_loop):
             loop.run_until_complete(asyncio.sleep(0.0002))
     finally:
         watchdog.cancel()
+
+
+@pytest.mark.parametrize("impl", ["py", "c"])
+def test_running_loop_with_either_implementation_installed(loop, monkeypatch, impl):
+    # asyncio keeps the running loop in C (_asyncio) and in Python; code may
+    # install either as events._get/_set_running_loop (3.14's own tests do),
+    # and tasks made by create_task must still find their loop running.
+    from asyncio import events
+    getter = getattr(events, f"_{impl}__get_running_loop", None)
+    setter = getattr(events, f"_{impl}__set_running_loop", None)
+    if getter is None:
+        pytest.skip(f"this Python has no {impl} implementation of the running loop")
+    for mod in (events, asyncio):
+        monkeypatch.setattr(mod, "_get_running_loop", getter)
+        monkeypatch.setattr(mod, "_set_running_loop", setter)
+    if impl == "py":
+        # as 3.14's TestPyGetEventLoop: the Task of the same implementation
+        # for the loops that look tasks.Task up (pyloop makes C Tasks)
+        monkeypatch.setattr(asyncio.tasks, "Task", asyncio.tasks._PyTask)
+
+    async def child():
+        await asyncio.sleep(0)
+        return getter()
+
+    async def main():
+        task = loop.create_task(child())
+        return getter(), await task
+
+    assert loop.run_until_complete(main()) == (loop, loop)
+    assert getter() is None
