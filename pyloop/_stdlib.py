@@ -147,3 +147,9 @@ check_helpers()
 # registers its loop with both.
 PY_SET_RUNNING_LOOP = events._py__set_running_loop
 C_SET_RUNNING_LOOP = getattr(events, "_c__set_running_loop", None)
+
+# 3.14's call_soon_threadsafe returns this Handle subclass (a lock makes
+# cancel() from another thread wait for a running callback); None before.
+THREADSAFE_HANDLE = getattr(events, "_ThreadSafeHandle", None)
+if THREADSAFE_HANDLE is None and sys.version_info >= (3, 14):
+    raise _unsupported("asyncio.events._ThreadSafeHandle")

@@ -174,6 +174,24 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             raise TypeError(
                 f"a callable object was expected by {method}(), got {callback!r}")
 
+    if _stdlib.THREADSAFE_HANDLE is not None:
+        def call_soon_threadsafe(self, callback, *args, context=None):
+            """Schedule callback(*args) from any thread. From 3.14 the stdlib
+            returns an events._ThreadSafeHandle, whose cancel() and cancelled()
+            wait while the callback runs; pyloop returns the same, run by a
+            C handle of the thread-safe queue."""
+            self._check_closed()
+            if self.get_debug():
+                self._check_callback(callback, "call_soon_threadsafe")
+            elif not callable(callback):
+                raise TypeError("a callable object was expected by "
+                                f"call_soon_threadsafe(), got {callback!r}")
+            handle = _stdlib.THREADSAFE_HANDLE(callback, args, self, context)
+            if handle._source_traceback:
+                del handle._source_traceback[-1]
+            _core.Loop.call_soon_threadsafe(self, handle._run)
+            return handle
+
     def run_in_executor(self, executor, func, *args):
         self._check_closed()
         if self.get_debug():

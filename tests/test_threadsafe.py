@@ -3,6 +3,8 @@ import asyncio
 import contextvars
 import threading
 
+import pytest
+
 
 def test_wakes_sleeping_loop(loop):
     fut = loop.create_future()
@@ -77,3 +79,44 @@ def test_wakes_loop_waiting_on_far_timer(loop):
     t.start()
     assert loop.run_until_complete(fut) == 1
     t.join()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
+                    reason="events._ThreadSafeHandle is new in Python 3.14")
+def test_threadsafe_handle_cancel_waits_for_the_running_callback(loop):
+    # 3.14: call_soon_threadsafe returns a _ThreadSafeHandle; cancel() from
+    # another thread while the callback runs returns only once it finished.
+    started, finished, order, kinds = threading.Event(), threading.Event(), [], []
+
+    def callback():
+        started.set()
+        order.append("callback runs")
+        finished.wait(5)
+        order.append("callback returns")
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(callback)
+        kinds.append(type(handle))
+        started.wait(5)
+        threading.Timer(0.05, finished.set).start()
+        handle.cancel()
+        order.append("cancel returned")
+        loop.call_soon_threadsafe(loop.stop)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    loop.run_forever()
+    t.join()
+    assert kinds == [asyncio.events._ThreadSafeHandle]
+    assert order == ["callback runs", "callback returns", "cancel returned"]
+
+
+@pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
+                    reason="events._ThreadSafeHandle is new in Python 3.14")
+def test_threadsafe_handle_cancelled_before_it_runs(loop):
+    ran = []
+    handle = loop.call_soon_threadsafe(ran.append, 1)
+    handle.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert ran == [] and handle.cancelled()
