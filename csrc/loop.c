@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <structmember.h>
 #include <sys/eventfd.h>
@@ -448,19 +449,45 @@ pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
     return rc;
 }
 
+/* Whether an iteration that begins with callbacks ready would find I/O if it
+ * polled now, as the stdlib's iteration polls before it runs them: an event
+ * in libuv's epoll set (poll(2) on its fd takes nothing from it), or work
+ * libuv must do in its next pass anyway: watchers started since its last
+ * pass (not in epoll yet), pending write completions, closing handles
+ * (uv_backend_timeout() is 0 for those). The watcher queue is a two-pointer
+ * list head in uv_loop_t, empty when it points at itself; that holds for
+ * libuv's QUEUE (void *[2], up to 1.46) and struct uv__queue (1.47 on). */
+static int
+pl_loop_io_at_start(PLLoop *self)
+{
+    void **watchers = (void **)&self->uv.watcher_queue;
+    if (watchers[0] != (void *)watchers || uv_backend_timeout(&self->uv) == 0)
+        return 1;
+    struct pollfd p = {.fd = uv_backend_fd(&self->uv), .events = POLLIN};
+    return poll(&p, 1, 0) != 0; /* an error: poll as before */
+}
+
 /* One iteration, in the stdlib's order: the callbacks that were ready when
  * it began, then the I/O callbacks, then the timers due (those scheduled
  * before the iteration began); whatever these schedule runs in the next
- * iteration. The stdlib polls first and queues
- * its I/O callbacks behind the ready ones; libuv runs I/O callbacks inside
- * the poll, so the ready ones run before it to keep the same order. */
+ * iteration. The stdlib polls first and queues its I/O callbacks behind the
+ * ready ones; libuv runs I/O callbacks inside the poll, so the ready ones
+ * run before it. What the poll would have found is decided before they run:
+ * when nothing was there, I/O that arrives while they run waits for the next
+ * iteration, behind what they schedule, as on the stdlib loop (and the libuv
+ * pass is saved). When something was, the pass after them dispatches it and
+ * whatever else came meanwhile on other fds (on the same fd the stdlib too
+ * reads all that arrived by the time its callback runs). */
 static int
 pl_loop_run_once(PLLoop *self)
 {
     char stop_requested_before = self->stopping;
     unsigned long long timer_seq_before = self->timer_seq;
     size_t ntodo = self->ready_len;
+    int io_at_start = 1;
     self->iteration++;
+    if (ntodo > 0 && uv_loop_alive(&self->uv))
+        io_at_start = pl_loop_io_at_start(self);
     for (size_t i = 0; i < ntodo && self->ready_len > 0; i++) {
         PLHandle *h = pl_loop_ready_pop(self);
         int rc = pl_loop_run_handle(self, h);
@@ -472,7 +499,7 @@ pl_loop_run_once(PLLoop *self)
      * from one of them cannot let I/O that arrived meanwhile in: skip the
      * poll then, as if it had found nothing. (stop() before the iteration
      * began still gets its one non-blocking poll.) */
-    if ((!self->stopping || stop_requested_before) &&
+    if (io_at_start && (!self->stopping || stop_requested_before) &&
         pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
         return -1;
     if (self->heap_len > 0 && pl_loop_run_due_timers(self, timer_seq_before) < 0)

@@ -385,3 +385,33 @@ def test_running_loop_with_either_implementation_installed(loop, monkeypatch, im
 
     assert loop.run_until_complete(main()) == (loop, loop)
     assert getter() is None
+
+
+def test_io_that_arrives_while_callbacks_run_waits_behind_what_they_schedule(loop):
+    # The stdlib polls before it runs the callbacks that are ready: data that
+    # arrives while they run is delivered in the next iteration, after the
+    # callbacks they scheduled meanwhile (aiohttp's tests rely on it).
+    async def main():
+        order, got = [], loop.create_future()
+
+        class P(asyncio.Protocol):
+            def data_received(self, data):
+                order.append("data_received")
+                if not got.done():
+                    got.set_result(None)
+        srv = await loop.create_server(P, "127.0.0.1", 0)
+        peer = socket.create_connection(srv.sockets[0].getsockname())
+        try:
+            await asyncio.sleep(0.05)  # the connection is made
+            peer.sendall(b"x")
+            time.sleep(0.05)  # the data is in the socket, this step still runs
+            loop.call_soon(order.append, "call_soon#1")
+            loop.call_soon(order.append, "call_soon#2")
+            await got
+        finally:
+            peer.close()
+            srv.close()
+            await srv.wait_closed()
+        return order
+
+    assert loop.run_until_complete(main()) == ["call_soon#1", "call_soon#2", "data_received"]
