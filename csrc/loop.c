@@ -454,17 +454,32 @@ pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
  * in libuv's epoll set (poll(2) on its fd takes nothing from it), or work
  * libuv must do in its next pass anyway: watchers started since its last
  * pass (not in epoll yet), pending write completions, closing handles
- * (uv_backend_timeout() is 0 for those). The watcher queue is a two-pointer
+ * (uv_backend_timeout() is 0 for those); with no libuv handle active, the
+ * add_reader set and the signal fd themselves. The watcher queue is a two-pointer
  * list head in uv_loop_t, empty when it points at itself; that holds for
  * libuv's QUEUE (void *[2], up to 1.46) and struct uv__queue (1.47 on). */
 static int
 pl_loop_io_at_start(PLLoop *self)
 {
-    void **watchers = (void **)&self->uv.watcher_queue;
-    if (watchers[0] != (void *)watchers || uv_backend_timeout(&self->uv) == 0)
-        return 1;
-    struct pollfd p = {.fd = uv_backend_fd(&self->uv), .events = POLLIN};
-    return poll(&p, 1, 0) != 0; /* an error: poll as before */
+    struct pollfd p[2];
+    nfds_t n = 0;
+    if (uv_loop_alive(&self->uv)) {
+        void **watchers = (void **)&self->uv.watcher_queue;
+        if (watchers[0] != (void *)watchers || uv_backend_timeout(&self->uv) == 0)
+            return 1;
+        p[n++] = (struct pollfd){.fd = uv_backend_fd(&self->uv), .events = POLLIN};
+    }
+    else {
+        /* No libuv pass then (pl_loop_poll): only the add_reader set and
+         * the signal wakeup fd are looked at, directly. */
+        if (pl_poll_active(self))
+            p[n++] = (struct pollfd){.fd = self->epfd, .events = POLLIN};
+        if (self->has_signal_handlers)
+            p[n++] = (struct pollfd){.fd = self->sig_rfd, .events = POLLIN};
+        if (n == 0)
+            return 0;
+    }
+    return poll(p, n, 0) != 0; /* an error: poll as before */
 }
 
 /* One iteration, in the stdlib's order: the callbacks that were ready when
@@ -481,12 +496,11 @@ pl_loop_io_at_start(PLLoop *self)
 static int
 pl_loop_run_once(PLLoop *self)
 {
-    char stop_requested_before = self->stopping;
     unsigned long long timer_seq_before = self->timer_seq;
     size_t ntodo = self->ready_len;
     int io_at_start = 1;
     self->iteration++;
-    if (ntodo > 0 && uv_loop_alive(&self->uv))
+    if (ntodo > 0)
         io_at_start = pl_loop_io_at_start(self);
     for (size_t i = 0; i < ntodo && self->ready_len > 0; i++) {
         PLHandle *h = pl_loop_ready_pop(self);
@@ -495,12 +509,10 @@ pl_loop_run_once(PLLoop *self)
         if (rc < 0)
             return -1;
     }
-    /* The stdlib's poll happens before the ready callbacks, so a stop()
-     * from one of them cannot let I/O that arrived meanwhile in: skip the
-     * poll then, as if it had found nothing. (stop() before the iteration
-     * began still gets its one non-blocking poll.) */
-    if (io_at_start && (!self->stopping || stop_requested_before) &&
-        pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
+    /* The stdlib's poll happens before the ready callbacks: what it found
+     * runs in this iteration even when one of them called stop(), and a
+     * stop() from one of them makes the pass non-blocking. */
+    if (io_at_start && pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
         return -1;
     if (self->heap_len > 0 && pl_loop_run_due_timers(self, timer_seq_before) < 0)
         return -1;

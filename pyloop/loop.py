@@ -187,8 +187,10 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 raise TypeError("a callable object was expected by "
                                 f"call_soon_threadsafe(), got {callback!r}")
             handle = _stdlib.THREADSAFE_HANDLE(callback, args, self, context)
-            if handle._source_traceback:
-                del handle._source_traceback[-1]
+            # the caller's frame last, as from the stdlib's call_soon_threadsafe
+            tb = handle._source_traceback
+            while tb and tb[-1].filename in (__file__, events.__file__):
+                del tb[-1]
             _core.Loop.call_soon_threadsafe(self, handle._run)
             return handle
 
