@@ -39,6 +39,7 @@ pl_handle_new(PyTypeObject *type, PLLoop *loop, PyObject *callback, PyObject *ar
     h->is_timer = (type == &PLTimerHandle_Type);
     h->scheduled = 0;
     h->when = 0.0;
+    h->when_obj = NULL;
     h->seq = 0;
     h->heap_index = -1;
     if (loop->debug && pl_state.extract_stack != NULL) {
@@ -130,6 +131,7 @@ Handle_traverse(PLHandle *h, visitproc visit, void *arg)
     Py_VISIT((PyObject *)h->loop);
     Py_VISIT(h->source_traceback);
     Py_VISIT(h->repr);
+    Py_VISIT(h->when_obj);
     return 0;
 }
 
@@ -142,6 +144,7 @@ Handle_clear(PLHandle *h)
     Py_CLEAR(h->loop);
     Py_CLEAR(h->source_traceback);
     Py_CLEAR(h->repr);
+    Py_CLEAR(h->when_obj);
     return 0;
 }
 
@@ -276,16 +279,20 @@ PyTypeObject PLHandle_Type = {
 
 /* ---- TimerHandle --------------------------------------------------------- */
 
+/* The deadline as given to call_at (an int stays an int, as the stdlib
+ * keeps it), else as the float the heap orders by. */
 static PyObject *
 TimerHandle_when(PLHandle *h, PyObject *Py_UNUSED(ignored))
 {
+    if (h->when_obj != NULL)
+        return Py_NewRef(h->when_obj);
     return PyFloat_FromDouble(h->when);
 }
 
 static PyObject *
 TimerHandle_get_when(PLHandle *h, void *Py_UNUSED(c))
 {
-    return PyFloat_FromDouble(h->when);
+    return TimerHandle_when(h, NULL);
 }
 
 static PyObject *
@@ -344,7 +351,7 @@ TimerHandle_richcompare(PyObject *a, PyObject *b, int op)
 
 static PyMethodDef TimerHandle_methods[] = {
     {"when", PL_METH(TimerHandle_when), METH_NOARGS,
-     "when($self, /)\n--\n\nReturn the scheduled callback time as a float (loop.time() clock)."},
+     "when($self, /)\n--\n\nReturn the scheduled callback time (loop.time() clock)."},
     {NULL}
 };
 

@@ -21,6 +21,7 @@ typedef struct PLHandle {
     /* TimerHandle only (zero in plain handles) */
     char scheduled;             /* in the loop's heap */
     double when;
+    PyObject *when_obj;         /* call_at's `when` when not a float (an int stays an int) */
     unsigned long long seq;     /* insertion order: FIFO among equal whens */
     Py_ssize_t heap_index;      /* -1 when not in the heap */
 } PLHandle;

@@ -49,6 +49,17 @@ pl_loop_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double
+pl_loop_time_override(PLLoop *loop)
+{
+    PyObject *r = PyObject_CallNoArgs(loop->time_override);
+    if (r == NULL)
+        return -1.0;
+    double t = PyFloat_AsDouble(r);
+    Py_DECREF(r);
+    return t;
+}
+
 volatile unsigned long pl_fork_generation;
 
 static void
@@ -341,7 +352,10 @@ pl_loop_sleep(PLLoop *self, PLHandle *first)
          * clock ticked between here and its poll) is only a wasted pass:
          * the timer heap decides what is due. */
         uv_update_time(&self->uv);
-        double ms = ceil((first->when - pl_loop_now()) * 1000.0);
+        double now = pl_loop_time(self);
+        if (now == -1.0 && PyErr_Occurred())
+            return -1;
+        double ms = ceil((first->when - now) * 1000.0);
         if (!(ms >= 1))
             ms = 1;
         if (ms > PL_MAX_SLEEP * 1000.0)
@@ -379,8 +393,13 @@ pl_loop_poll(PLLoop *self, int busy)
     if (!busy) {
         first = pl_timer_peek(self);
         /* Past, or a NaN deadline: due now, no sleep. */
-        if (first != NULL && !(first->when > pl_loop_now()))
-            busy = 1;
+        if (first != NULL) {
+            double now = pl_loop_time(self);
+            if (now == -1.0 && PyErr_Occurred())
+                return -1;
+            if (!(first->when > now))
+                busy = 1;
+        }
     }
     if (!busy)
         return pl_loop_sleep(self, first);
@@ -433,7 +452,10 @@ pl_loop_run_handle(PLLoop *self, PLHandle *h)
 static int
 pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
 {
-    Py_ssize_t n = pl_timer_take_due(self, pl_loop_now(), seq_limit);
+    double now = pl_loop_time(self);
+    if (now == -1.0 && PyErr_Occurred())
+        return -1;
+    Py_ssize_t n = pl_timer_take_due(self, now, seq_limit);
     if (n < 0)
         return -1;
     int rc = 0;
@@ -683,6 +705,15 @@ Loop__set_debug_flag(PLLoop *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* _set_time_override(f or None): Loop.__setattr__/__delattr__ of the Python
+ * layer report a `time` set on (or deleted from) the instance. */
+static PyObject *
+Loop__set_time_override(PLLoop *self, PyObject *f)
+{
+    Py_XSETREF(self->time_override, f == Py_None ? NULL : Py_NewRef(f));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Loop_create_future(PLLoop *self, PyObject *Py_UNUSED(ignored))
 {
@@ -876,6 +907,7 @@ Loop_traverse(PLLoop *self, visitproc visit, void *arg)
         Py_VISIT((PyObject *)self->heap[i]);
     Py_VISIT(self->task_factory);
     Py_VISIT(self->pollers);
+    Py_VISIT(self->time_override);
     return 0;
 }
 
@@ -886,6 +918,7 @@ Loop_clear(PLLoop *self)
     pl_timer_clear(self);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->pollers);
+    Py_CLEAR(self->time_override);
     return 0;
 }
 
@@ -973,6 +1006,7 @@ static PyMethodDef Loop_methods[] = {
     {"get_task_factory", PL_METH(Loop_get_task_factory), METH_NOARGS,
      "get_task_factory($self)\n--\n\nReturn the task factory, or None."},
     {"_set_debug_flag", PL_METH(Loop__set_debug_flag), METH_O, NULL},
+    {"_set_time_override", PL_METH(Loop__set_time_override), METH_O, NULL},
     {"_run", PL_METH(Loop__run), METH_NOARGS, NULL},
     {"_add_reader", PL_METH(Loop__add_reader), METH_FASTCALL, NULL},
     {"_add_writer", PL_METH(Loop__add_writer), METH_FASTCALL, NULL},

@@ -20,6 +20,7 @@ typedef struct PLLoop {
     char stopping;
     char debug;
     char has_signal_handlers; /* set from Python: drain signal bytes each pass */
+    PyObject *time_override;  /* a `time` set on the instance (loop.time = f), else NULL */
     char wake_pending;        /* an eventfd write is outstanding (GIL-protected) */
     char sleeping;            /* this uv_run pass may block: release the GIL before polling */
     char wake_fired;          /* set during a pass by the internal watchers below */
@@ -96,6 +97,16 @@ int pl_loop_check_callback_debug(PLLoop *loop, PyObject *callback, const char *m
 extern volatile unsigned long pl_fork_generation;
 
 double pl_loop_now(void);
+
+/* The loop's clock: time.monotonic(), or what a `time` set on the instance
+ * returns (the stdlib's loop asks self.time(), so tests and libraries that
+ * replace it move the timers). -1.0 with an exception set on failure. */
+double pl_loop_time_override(PLLoop *loop);
+static inline double
+pl_loop_time(PLLoop *loop)
+{
+    return loop->time_override == NULL ? pl_loop_now() : pl_loop_time_override(loop);
+}
 
 /* Every pyloop libuv callback begins with this. A pass of uv_run that may
  * block releases the GIL just before libuv polls (the prepare callback in

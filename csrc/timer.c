@@ -287,7 +287,10 @@ Loop_call_at(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     double when = PyFloat_AsDouble(when_obj);
     if (when == -1.0 && PyErr_Occurred())
         return NULL;
-    return pl_timer_schedule(self, when, args, nargs, callback, context);
+    PyObject *t = pl_timer_schedule(self, when, args, nargs, callback, context);
+    if (t != NULL && !PyFloat_CheckExact(when_obj))
+        ((PLHandle *)t)->when_obj = Py_NewRef(when_obj);
+    return t;
 }
 
 PyObject *
@@ -301,23 +304,26 @@ Loop_call_later(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         PyErr_SetString(PyExc_TypeError, "delay must not be None");
         return NULL;
     }
+    double now = pl_loop_time(self);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
     if (PyFloat_CheckExact(delay_obj)) {
-        when = pl_loop_now() + PyFloat_AS_DOUBLE(delay_obj);
+        when = now + PyFloat_AS_DOUBLE(delay_obj);
     }
     else if (PyLong_CheckExact(delay_obj)) {
         double d = PyLong_AsDouble(delay_obj);
         if (d == -1.0 && PyErr_Occurred())
             return NULL;
-        when = pl_loop_now() + d;
+        when = now + d;
     }
     else {
         /* Same arithmetic as the stdlib (time() + delay) so that odd numeric
          * types are accepted or refused exactly as there. */
-        PyObject *now = PyFloat_FromDouble(pl_loop_now());
-        if (now == NULL)
+        PyObject *nowobj = PyFloat_FromDouble(now);
+        if (nowobj == NULL)
             return NULL;
-        PyObject *sum = PyNumber_Add(now, delay_obj);
-        Py_DECREF(now);
+        PyObject *sum = PyNumber_Add(nowobj, delay_obj);
+        Py_DECREF(nowobj);
         if (sum == NULL)
             return NULL;
         when = PyFloat_AsDouble(sum);

@@ -75,6 +75,19 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         self._set_debug_flag(coroutines._is_debug_mode())
 
+    def __setattr__(self, name, value):
+        # `loop.time = f` (tests and libraries mock the clock): the C core
+        # then reads its timers' clock through f, as the stdlib's loop reads
+        # self.time(). Every other attribute is stored as usual.
+        if name == "time":
+            self._set_time_override(value if callable(value) else None)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        super().__delattr__(name)
+        if name == "time":
+            self._set_time_override(None)
+
     def __repr__(self):
         return (f"<{self.__class__.__name__} running={self.is_running()} "
                 f"closed={self.is_closed()} debug={self.get_debug()}>")

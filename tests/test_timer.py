@@ -141,3 +141,39 @@ def test_many_timers(loop):
         loop.call_later((i % 17) * 0.0005, out.append, i)
     loop.run_until_complete(asyncio.sleep(0.03))
     assert sorted(out) == list(range(n))
+
+
+def test_call_at_keeps_an_int_deadline(loop):
+    # as the stdlib: when() is the object call_at was given
+    t = loop.call_at(2550, lambda: None)
+    try:
+        assert t.when() == 2550 and type(t.when()) is int
+        assert hash(t) == hash(2550.0)
+    finally:
+        t.cancel()
+    f = loop.call_at(2550.5, lambda: None)
+    assert type(f.when()) is float
+    f.cancel()
+
+
+def test_time_set_on_the_loop_moves_the_timers(loop):
+    # loop.time replaced on the instance (aiohttp's tests do): timers are due
+    # by that clock, as the stdlib's loop asks self.time().
+    real = loop.time
+    offset = [0.0]
+    loop.time = lambda: real() + offset[0]
+    fired = []
+
+    async def main():
+        loop.call_later(3600, fired.append, "hour")
+        await asyncio.sleep(0)
+        offset[0] = 7200.0  # two hours pass on the loop's clock
+        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        return list(fired)
+
+    try:
+        assert loop.run_until_complete(main()) == ["hour"]
+    finally:
+        del loop.time
+    assert loop.time() == pytest.approx(real(), abs=60)
