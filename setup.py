@@ -109,6 +109,12 @@ class BuildExt(build_ext):
                 ext.depends = [*ext.depends, archive]
         super().run()
 
+    def build_extensions(self):
+        # An interpreter built with an rpath to its own lib/ (pyenv's) passes it on in LDSHARED; _core
+        # does not link libpython, and a wheel should not carry the build machine's paths.
+        self.compiler.linker_so = [a for a in self.compiler.linker_so if not a.startswith("-Wl,-rpath")]
+        super().build_extensions()
+
 
 class Sdist(sdist):
     """The sdist always carries the pinned libuv sources, so it builds without network."""
