@@ -7,7 +7,7 @@ SHELL := /bin/bash
 MAIN_VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: test bench build sysdeps pythons asan cpython-suite clean wheel-check
+.PHONY: test bench build sysdeps pythons asan cpython-suite clean wheel-check wheel-test
 
 sysdeps:
 	@tools/sysdeps.sh
@@ -48,6 +48,11 @@ bench: sysdeps pythons
 # A wheel builds from the tree (what `pip wheel .` does).
 wheel-check: build
 	rm -rf build/wheel && $(MAIN_VENV)/bin/python -m pip wheel -q --no-deps -w build/wheel . && ls build/wheel
+
+# The release build (sdist + wheel with libuv inside, auditwheel) and the wheel on a fresh Debian 12
+# without libuv (root; docs/release.md).
+wheel-test: sysdeps
+	tools/wheel_test.sh
 
 # AddressSanitizer + UBSan build in its own venv, then the pytest suite with the
 # sanitizer runtime preloaded (CPython itself is not instrumented).

@@ -53,11 +53,27 @@ pl_module_counters(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
                          pl_counters.requests_freed);
 }
 
+/* libuv_version(): the version of the libuv this module runs on (the bundled one, or the system's with
+ * PYLOOP_SYSTEM_LIBUV=1): asked of the library, not of the headers it was built with. */
+static PyObject *
+pl_module_libuv_version(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
+{
+    return PyUnicode_FromString(uv_version_string());
+}
+
+#ifdef PL_LIBUV_BUNDLED
+#define PL_LIBUV_LINKAGE "bundled"
+#else
+#define PL_LIBUV_LINKAGE "system"
+#endif
+
 static PyMethodDef pl_module_methods[] = {
     {"_set_hooks", pl_module_set_hooks, METH_O, NULL},
     {"_spawn", PL_METH(pl_process_spawn), METH_FASTCALL, NULL},
     {"_counters", pl_module_counters, METH_NOARGS,
      "_counters()\n--\n\nlibuv handles and requests created and freed so far."},
+    {"libuv_version", pl_module_libuv_version, METH_NOARGS,
+     "libuv_version()\n--\n\nThe version of the libuv pyloop runs on, as \"1.50.0\"."},
     {NULL}
 };
 
@@ -110,7 +126,8 @@ PyInit__core(void)
     if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0 ||
         pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0)
         goto error;
-    if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0)
+    /* "bundled": libuv linked statically into this module; "system": the shared library pkg-config found */
+    if (PyModule_AddStringConstant(m, "libuv_linkage", PL_LIBUV_LINKAGE) < 0)
         goto error;
     Py_DECREF(asyncio);
     return m;

@@ -11,12 +11,13 @@ import sys as _sys
 import warnings as _warnings
 
 from . import _core, _hooks
+from ._core import libuv_version
 from .loop import Loop
 
 _core._set_hooks(_hooks.HOOKS)
 
 __version__ = "0.1.0"
-__all__ = ("Loop", "new_event_loop", "run", "EventLoopPolicy", "install")
+__all__ = ("Loop", "new_event_loop", "run", "EventLoopPolicy", "install", "libuv_version")
 
 _PY314 = _sys.version_info >= (3, 14)
 

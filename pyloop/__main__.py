@@ -4,6 +4,7 @@
     run -m MODULE [args]   asyncio.run(), new_event_loop() and get_event_loop()
                            give pyloop loops
     bench [args]           run the benchmark harness (benchmarks/run.py of a source checkout)
+    --version              pyloop's version and the libuv it runs on
 """
 import argparse
 import os
@@ -53,8 +54,15 @@ def _run(args):
         runpy.run_path(script, run_name="__main__")
 
 
+def _version():
+    import pyloop
+    return (f"pyloop {pyloop.__version__} on libuv {pyloop.libuv_version()} "
+            f"({pyloop._core.libuv_linkage})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m pyloop")
+    ap.add_argument("--version", action="version", version=_version())
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("bench", help="run the benchmark harness", add_help=False)
     run = sub.add_parser("run", help="run an asyncio program on pyloop",

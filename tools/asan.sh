@@ -17,7 +17,8 @@ with open("pyproject.toml", "rb") as f:
 "$venv/bin/python" -m pip install -q "${reqs[@]}"
 src=build/asan-src
 rm -rf "$src"; mkdir -p "$src"
-cp -r csrc pyloop tests benchmarks setup.py pyproject.toml README.md "$src"/
+# tools/: setup.py takes the pinned libuv sources from tools/libuv.sh's cache
+cp -r csrc pyloop tests benchmarks tools setup.py pyproject.toml README.md "$src"/
 [ -d examples ] && cp -r examples "$src"/
 rm -f "$src"/pyloop/*.so
 (cd "$src" && PYLOOP_SANITIZE=1 PYLOOP_WERROR=1 "$top/$venv/bin/python" setup.py -q build_ext --inplace >/dev/null)

@@ -9,6 +9,7 @@ v=$1
 here=$(cd "$(dirname "$0")" && pwd)
 read -r _ py < <(PYLOOP_PYTHONS=$v "$here/pythons.sh") || { echo "pyloop: no Python $v here" >&2; exit 1; }
 venv=.venv-$v; [ "$v" = 3.11 ] && venv=.venv
+if [ -z "${PYLOOP_SYSTEM_LIBUV:-}" ]; then bash "$here/libuv.sh" unpack >/dev/null; fi
 case "$py" in
     sid:*)
         # the benchmark tools inside the chroot, installed once

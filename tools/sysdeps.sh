@@ -5,8 +5,14 @@
 set -euo pipefail
 
 need=()
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-if ! pkg-config --exists libuv 2>/dev/null; then need+=(libuv1-dev); fi
+# The system libuv, found with pkg-config: for PYLOOP_SYSTEM_LIBUV=1 builds and the benchmarks' C server
+# (benchmarks/run_net.py). The default build compiles the pinned libuv of tools/libuv.sh into the extension.
+if [ "${PYLOOP_SYSTEM_LIBUV:-0}" != 0 ] || [ "${PYLOOP_BENCH:-0}" = 1 ]; then
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    if ! pkg-config --exists libuv 2>/dev/null; then need+=(libuv1-dev); fi
+fi
+# tools/libuv.sh downloads the pinned libuv tarball (python3's urllib otherwise).
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
 # The TLS tests make their certificates with the openssl command.

@@ -7,8 +7,13 @@
 set -uo pipefail
 v=$1 py=$2 venv=$3
 here=$(cd "$(dirname "$0")" && pwd)
+# The pinned libuv sources (tools/libuv.sh), unpacked on this machine first:
+# the chroot sees the checkout but not this machine's download cache.
+if [ -z "${PYLOOP_SYSTEM_LIBUV:-}" ] && [ -x "$here/libuv.sh" ] && [ -z "${PYLOOP_IN_CHROOT:-}" ]; then
+    bash "$here/libuv.sh" unpack >/dev/null
+fi
 case "$py" in
-    sid:*) exec "$here/sid.sh" run "tools/test_python.sh" "$v" "${py#sid:}" "$venv" ;;
+    sid:*) PYLOOP_IN_CHROOT=1 exec "$here/sid.sh" run "tools/test_python.sh" "$v" "${py#sid:}" "$venv" ;;
 esac
 echo "=== Python $v ($py) -> $venv"
 tools/venv.sh "$py" "$venv" test || exit 1
