@@ -42,6 +42,7 @@ pl_handle_new(PyTypeObject *type, PLLoop *loop, PyObject *callback, PyObject *ar
     h->when_obj = NULL;
     h->seq = 0;
     h->heap_index = -1;
+    h->ts = NULL;
     if (loop->debug && pl_state.extract_stack != NULL) {
         h->source_traceback = PyObject_CallNoArgs(pl_state.extract_stack);
         if (h->source_traceback == NULL) {
@@ -72,8 +73,159 @@ pl_handle_cancel(PLHandle *h)
     Py_CLEAR(h->args);
 }
 
+/* ---- 3.14's thread-safe handles ------------------------------------------ */
+
+/* events._ThreadSafeHandle is a Python class with __slots__; its instances
+ * are made here without running its __init__ (which costs a Python frame,
+ * copy_context and more per call): tp_alloc, then each slot written at the
+ * offset its member descriptor gives. Its Python methods (cancel, cancelled,
+ * repr) work on those slots as usual. */
+static struct {
+    PyTypeObject *type;
+    PyObject *rlock;       /* threading.RLock */
+    PyObject *debug_new;   /* (loop, callback, args, context) -> handle, in debug mode */
+    PyObject *str_acquire;
+    PyObject *str_release;
+    Py_ssize_t off_callback, off_args, off_cancelled, off_loop, off_source_traceback, off_repr,
+        off_context, off_lock;
+} pl_ts;
+
+#define PL_TS_SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+static int
+pl_ts_offset(PyTypeObject *type, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)type, name);
+    if (d == NULL)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    else
+        PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, name);
+    Py_DECREF(d);
+    return ok ? 0 : -1;
+}
+
+PyObject *
+pl_handle_set_threadsafe(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *type, *rlock, *debug_new;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyType_Type, &type, &rlock, &debug_new))
+        return NULL;
+    PyTypeObject *t = (PyTypeObject *)type;
+    if (pl_ts_offset(t, "_callback", &pl_ts.off_callback) < 0 ||
+        pl_ts_offset(t, "_args", &pl_ts.off_args) < 0 ||
+        pl_ts_offset(t, "_cancelled", &pl_ts.off_cancelled) < 0 ||
+        pl_ts_offset(t, "_loop", &pl_ts.off_loop) < 0 ||
+        pl_ts_offset(t, "_source_traceback", &pl_ts.off_source_traceback) < 0 ||
+        pl_ts_offset(t, "_repr", &pl_ts.off_repr) < 0 ||
+        pl_ts_offset(t, "_context", &pl_ts.off_context) < 0 ||
+        pl_ts_offset(t, "_lock", &pl_ts.off_lock) < 0)
+        return NULL;
+    if (pl_ts.str_acquire == NULL) {
+        pl_ts.str_acquire = PyUnicode_InternFromString("acquire");
+        pl_ts.str_release = PyUnicode_InternFromString("release");
+        if (pl_ts.str_acquire == NULL || pl_ts.str_release == NULL)
+            return NULL;
+    }
+    Py_XSETREF(pl_ts.rlock, Py_NewRef(rlock));
+    Py_XSETREF(pl_ts.debug_new, Py_NewRef(debug_new));
+    Py_XSETREF(pl_ts.type, (PyTypeObject *)Py_NewRef(type));
+    Py_RETURN_NONE;
+}
+
+int
+pl_handle_threadsafe_active(void)
+{
+    return pl_ts.type != NULL;
+}
+
+static void
+pl_ts_put(PyObject *o, Py_ssize_t off, PyObject *v)
+{
+    Py_XSETREF(PL_TS_SLOT(o, off), Py_NewRef(v));
+}
+
+PyObject *
+pl_handle_threadsafe_new(PLHandle *h)
+{
+    PyObject *ts;
+    if (h->loop->debug) {
+        ts = PyObject_CallFunctionObjArgs(pl_ts.debug_new, (PyObject *)h->loop, h->callback,
+                                          h->args, h->context, NULL);
+    }
+    else {
+        PyObject *lock = PyObject_CallNoArgs(pl_ts.rlock);
+        if (lock == NULL)
+            return NULL;
+        ts = pl_ts.type->tp_alloc(pl_ts.type, 0);
+        if (ts == NULL) {
+            Py_DECREF(lock);
+            return NULL;
+        }
+        pl_ts_put(ts, pl_ts.off_callback, h->callback);
+        pl_ts_put(ts, pl_ts.off_args, h->args);
+        pl_ts_put(ts, pl_ts.off_cancelled, Py_False);
+        pl_ts_put(ts, pl_ts.off_loop, (PyObject *)h->loop);
+        pl_ts_put(ts, pl_ts.off_source_traceback, Py_None);
+        pl_ts_put(ts, pl_ts.off_repr, Py_None);
+        pl_ts_put(ts, pl_ts.off_context, h->context);
+        Py_XSETREF(PL_TS_SLOT(ts, pl_ts.off_lock), lock);
+    }
+    if (ts != NULL)
+        h->ts = Py_NewRef(ts);
+    return ts;
+}
+
+static int pl_handle_call(PLHandle *h, PyObject *report_as);
+
+/* As _ThreadSafeHandle._run: under the handle's lock, and not at all once
+ * cancelled, so a cancel() from another thread waits for a running callback. */
+static int
+pl_handle_run_threadsafe(PLHandle *h)
+{
+    PyObject *ts = Py_NewRef(h->ts);
+    PyObject *lock = Py_XNewRef(PL_TS_SLOT(ts, pl_ts.off_lock));
+    int rc = -1;
+    if (lock == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_ThreadSafeHandle without _lock");
+        goto done;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(lock, pl_ts.str_acquire);
+    if (r == NULL)
+        goto done;
+    Py_DECREF(r);
+    rc = PL_TS_SLOT(ts, pl_ts.off_cancelled) == Py_True ? 0 : pl_handle_call(h, ts);
+    PyObject *pending = rc < 0 ? pl_err_fetch() : NULL;
+    r = PyObject_CallMethodNoArgs(lock, pl_ts.str_release);
+    if (r == NULL) {
+        Py_XDECREF(pending);
+        rc = -1;
+        goto done;
+    }
+    Py_DECREF(r);
+    if (pending != NULL)
+        pl_err_restore(pending);
+done:
+    Py_XDECREF(lock);
+    Py_DECREF(ts);
+    return rc;
+}
+
 int
 pl_handle_run(PLHandle *h)
+{
+    if (h->ts != NULL)
+        return pl_handle_run_threadsafe(h);
+    return pl_handle_call(h, (PyObject *)h);
+}
+
+/* The callback in its context; an ordinary exception goes to the exception
+ * handler with `report_as` as the context's handle. */
+static int
+pl_handle_call(PLHandle *h, PyObject *report_as)
 {
     int rc = 0;
     PyObject *res = NULL;
@@ -104,7 +256,7 @@ pl_handle_run(PLHandle *h)
         rc = -1;
         goto done;
     }
-    res = PyObject_CallFunctionObjArgs(pl_state.handle_error, (PyObject *)h, exc, NULL);
+    res = PyObject_CallFunctionObjArgs(pl_state.handle_error, report_as, exc, NULL);
     if (res == NULL) {
         /* call_exception_handler swallows ordinary errors itself; what gets
          * here is KeyboardInterrupt/SystemExit and must stop the loop. */
@@ -132,6 +284,7 @@ Handle_traverse(PLHandle *h, visitproc visit, void *arg)
     Py_VISIT(h->source_traceback);
     Py_VISIT(h->repr);
     Py_VISIT(h->when_obj);
+    Py_VISIT(h->ts);
     return 0;
 }
 
@@ -145,6 +298,7 @@ Handle_clear(PLHandle *h)
     Py_CLEAR(h->source_traceback);
     Py_CLEAR(h->repr);
     Py_CLEAR(h->when_obj);
+    Py_CLEAR(h->ts);
     return 0;
 }
 

@@ -24,6 +24,9 @@ typedef struct PLHandle {
     PyObject *when_obj;         /* call_at's `when` when not a float (an int stays an int) */
     unsigned long long seq;     /* insertion order: FIFO among equal whens */
     Py_ssize_t heap_index;      /* -1 when not in the heap */
+    /* 3.14+: the asyncio.events._ThreadSafeHandle call_soon_threadsafe
+     * returned for this handle (its lock and _cancelled decide), else NULL */
+    PyObject *ts;
 } PLHandle;
 
 extern PyTypeObject PLHandle_Type;
@@ -44,5 +47,14 @@ int pl_handle_run(PLHandle *h);
 void pl_handle_cancel(PLHandle *h);
 
 int pl_handle_init_types(PyObject *module);
+
+/* 3.14's call_soon_threadsafe returns an asyncio.events._ThreadSafeHandle:
+ * _core._set_threadsafe_handle(type, rlock_factory, debug_factory) (from
+ * pyloop/loop.py) turns that on; pl_handle_threadsafe_new makes the one for
+ * `h` (its slots filled from C, or by debug_factory in debug mode for the
+ * source traceback) and ties it to `h`. NULL with an exception on failure. */
+PyObject *pl_handle_set_threadsafe(PyObject *module, PyObject *args);
+int pl_handle_threadsafe_active(void);
+PyObject *pl_handle_threadsafe_new(PLHandle *h);
 
 #endif

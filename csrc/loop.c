@@ -636,7 +636,14 @@ pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
     Py_DECREF(tuple);
     if (h == NULL)
         return NULL;
+    PyObject *ts = NULL; /* what call_soon_threadsafe returns on 3.14+ */
+    if (threadsafe && pl_handle_threadsafe_active() &&
+        (ts = pl_handle_threadsafe_new(h)) == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
     if (pl_loop_ready_push(self, h) < 0) {
+        Py_XDECREF(ts);
         Py_DECREF(h);
         return NULL;
     }
@@ -647,6 +654,10 @@ pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
         self->wake_pending = 1;
         if (write(self->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
             self->wake_pending = 0;
+    }
+    if (ts != NULL) {
+        Py_DECREF(h); /* the ready queue keeps it */
+        return ts;
     }
     return (PyObject *)h;
 }

@@ -69,6 +69,7 @@ pl_module_libuv_version(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef pl_module_methods[] = {
     {"_set_hooks", pl_module_set_hooks, METH_O, NULL},
+    {"_set_threadsafe_handle", pl_handle_set_threadsafe, METH_VARARGS, NULL},
     {"_spawn", PL_METH(pl_process_spawn), METH_FASTCALL, NULL},
     {"_counters", pl_module_counters, METH_NOARGS,
      "_counters()\n--\n\nlibuv handles and requests created and freed so far."},

@@ -187,26 +187,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             raise TypeError(
                 f"a callable object was expected by {method}(), got {callback!r}")
 
-    if _stdlib.THREADSAFE_HANDLE is not None:
-        def call_soon_threadsafe(self, callback, *args, context=None):
-            """Schedule callback(*args) from any thread. From 3.14 the stdlib
-            returns an events._ThreadSafeHandle, whose cancel() and cancelled()
-            wait while the callback runs; pyloop returns the same, run by a
-            C handle of the thread-safe queue."""
-            self._check_closed()
-            if self.get_debug():
-                self._check_callback(callback, "call_soon_threadsafe")
-            elif not callable(callback):
-                raise TypeError("a callable object was expected by "
-                                f"call_soon_threadsafe(), got {callback!r}")
-            handle = _stdlib.THREADSAFE_HANDLE(callback, args, self, context)
-            # the caller's frame last, as from the stdlib's call_soon_threadsafe
-            tb = handle._source_traceback
-            while tb and tb[-1].filename in (__file__, events.__file__):
-                del tb[-1]
-            _core.Loop.call_soon_threadsafe(self, handle._run)
-            return handle
-
     def run_in_executor(self, executor, func, *args):
         self._check_closed()
         if self.get_debug():
@@ -735,6 +715,25 @@ def _take_from_stdlib():
 
 
 _take_from_stdlib()
+
+
+def _threadsafe_handle_debug(loop, callback, args, context):
+    # call_soon_threadsafe's handle in debug mode (3.14+): made by its class,
+    # which records the source traceback; the caller's frame ends it, as
+    # from the stdlib's call_soon_threadsafe.
+    handle = _stdlib.THREADSAFE_HANDLE(callback, args, loop, context)
+    tb = handle._source_traceback
+    while tb and tb[-1].filename in (__file__, events.__file__):
+        del tb[-1]
+    return handle
+
+
+if _stdlib.THREADSAFE_HANDLE is not None:
+    # From 3.14 call_soon_threadsafe returns an events._ThreadSafeHandle
+    # (cancel() from another thread waits while the callback runs); the C
+    # core makes it and runs the callback under its lock (csrc/handle.c).
+    _core._set_threadsafe_handle(_stdlib.THREADSAFE_HANDLE, threading.RLock,
+                                 _threadsafe_handle_debug)
 
 # What the stdlib's start_tls() and sendfile() look for on a transport.
 _core.TCPTransport._start_tls_compatible = True

@@ -120,3 +120,26 @@ def test_threadsafe_handle_cancelled_before_it_runs(loop):
     loop.call_soon(loop.stop)
     loop.run_forever()
     assert ran == [] and handle.cancelled()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.events, "_ThreadSafeHandle"),
+                    reason="events._ThreadSafeHandle is new in Python 3.14")
+def test_threadsafe_handle_errors_and_context(loop):
+    # the returned handle is the one the exception handler is given, and the
+    # callback runs in the context it was scheduled with
+    var = contextvars.ContextVar("var")
+    seen, errors = [], []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+
+    def fails():
+        seen.append(var.get())
+        raise ZeroDivisionError
+
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "scheduled")
+    handle = loop.call_soon_threadsafe(fails, context=ctx)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ["scheduled"]
+    assert [type(e["exception"]) for e in errors] == [ZeroDivisionError]
+    assert errors[0]["handle"] is handle and not handle.cancelled()
