@@ -50,6 +50,12 @@ pl_stream_handle_callback_error(PLStream *self, const char *message)
 static void
 pl_stream_stop_reading(PLStream *self)
 {
+    if (self->in_alloc) {
+        /* Not now: libuv calls the read callback next whatever happens. */
+        if (self->reading)
+            self->stop_deferred = 1;
+        return;
+    }
     if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
         uv_read_stop(self->uvh);
         self->reading = 0;
@@ -227,40 +233,71 @@ pl_stream_call_protocol(PLStream *self, PyObject *bound, const char *name, PyObj
 }
 
 static void
+pl_stream_release_rbuf(PLStream *self)
+{
+    if (self->rbuf_held) {
+        self->rbuf_held = 0;
+        PyBuffer_Release(&self->rbuf);
+    }
+}
+
+/* get_buffer() for one read: 0 with the protocol's writable memory in
+ * self->rbuf, -1 with the exception set. */
+static int
+pl_stream_get_buffer(PLStream *self)
+{
+    PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
+    if (hint == NULL)
+        return -1;
+    PyObject *mem = pl_stream_call_protocol(self, self->get_buffer_meth, "get_buffer", hint);
+    Py_DECREF(hint);
+    if (mem == NULL)
+        return -1;
+    int rc = PyObject_GetBuffer(mem, &self->rbuf, PyBUF_WRITABLE);
+    Py_DECREF(mem);
+    if (rc < 0)
+        return -1;
+    if (self->rbuf.len == 0) {
+        PyBuffer_Release(&self->rbuf);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        return -1;
+    }
+    self->rbuf_held = 1;
+    return 0;
+}
+
+/* Runs inside libuv's read loop, which calls the read callback straight
+ * after it with whatever buffer this returns: nothing here may stop reading
+ * or close the handle (see in_alloc). A failure returns no buffer, which
+ * libuv reports to the read callback as UV_ENOBUFS, and the read callback
+ * routes the exception kept in alloc_error. */
+static void
 pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     pl_loop_gil_ensure(handle->loop);
     PLStream *self = (PLStream *)handle->data;
     buf->base = NULL;
     buf->len = 0;
-    if (self->protocol == NULL || self->conn_lost)
+    if (self->protocol == NULL || self->conn_lost || self->state != PL_STREAM_OPEN)
         return; /* libuv reports UV_ENOBUFS; the read callback ignores it */
     if (self->buffered && !self->tls) {
         /* BufferedProtocol: read straight into the protocol's memory. */
-        PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
-        PyObject *mem = hint ? pl_stream_call_protocol(self, self->get_buffer_meth, "get_buffer",
-                                                       hint)
-                             : NULL;
-        Py_XDECREF(hint);
-        if (mem == NULL) {
-            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
-            return;
-        }
-        int rc = PyObject_GetBuffer(mem, &self->rbuf, PyBUF_WRITABLE);
-        Py_DECREF(mem);
+        Py_INCREF(self); /* protocol code may drop the last other reference */
+        self->in_alloc = 1;
+        int rc = pl_stream_get_buffer(self);
+        self->in_alloc = 0;
         if (rc < 0) {
-            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
-            return;
+            Py_XSETREF(self->alloc_error, pl_err_fetch());
         }
-        if (self->rbuf.len == 0) {
-            PyBuffer_Release(&self->rbuf);
-            PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
-            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
-            return;
+        else if (self->conn_lost || self->state != PL_STREAM_OPEN) {
+            /* get_buffer() closed the transport: nothing more to read. */
+            pl_stream_release_rbuf(self);
         }
-        self->rbuf_held = 1;
-        buf->base = self->rbuf.buf;
-        buf->len = (size_t)self->rbuf.len;
+        else {
+            buf->base = self->rbuf.buf;
+            buf->len = (size_t)self->rbuf.len;
+        }
+        Py_DECREF(self);
         return;
     }
     (void)suggested;
@@ -268,15 +305,6 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     if (buf->base == NULL)
         return; /* libuv reports UV_ENOBUFS */
     buf->len = PL_LOOP_READ_BUF_SIZE;
-}
-
-static void
-pl_stream_release_rbuf(PLStream *self)
-{
-    if (self->rbuf_held) {
-        self->rbuf_held = 0;
-        PyBuffer_Release(&self->rbuf);
-    }
 }
 
 static void
@@ -356,6 +384,21 @@ pl_stream_error_at_eof(PLStream *self)
     return 0;
 }
 
+/* What get_buffer() asked for while libuv could not take it (in_alloc). */
+static void
+pl_stream_apply_deferred(PLStream *self)
+{
+    if (self->close_deferred) {
+        self->close_deferred = 0;
+        self->stop_deferred = 0;
+        pl_stream_close_handle(self);
+    }
+    else if (self->stop_deferred) {
+        self->stop_deferred = 0;
+        pl_stream_stop_reading(self);
+    }
+}
+
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -363,11 +406,18 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     PLStream *self = (PLStream *)stream->data;
     PyObject *r;
     Py_INCREF(self); /* protocol code may drop the last other reference */
-    if (PyErr_Occurred()) {
-        /* alloc_cb failed and already routed the error. */
-        PyErr_Clear();
+    if (self->alloc_error != NULL) {
+        /* get_buffer() failed (nread is UV_ENOBUFS): report it as the
+         * stdlib does; KeyboardInterrupt/SystemExit stop the loop and leave
+         * the connection and its unread data alone. */
+        PyObject *exc = self->alloc_error;
+        self->alloc_error = NULL;
+        pl_stream_release_rbuf(self);
+        pl_err_restore(exc);
+        pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
+        goto done;
     }
-    if (nread == 0 || self->conn_lost) {
+    if (nread == 0 || self->conn_lost || self->close_deferred || self->protocol == NULL) {
         pl_stream_release_rbuf(self);
         goto done;
     }
@@ -417,7 +467,7 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             pl_stream_on_eof(self);
     }
     else if (nread == UV_ENOBUFS) {
-        /* The allocation callback failed; it reported why. */
+        /* No read buffer could be had (the loop's, on memory pressure). */
         if (!self->conn_lost) {
             PyErr_NoMemory();
             pl_stream_fatal_error(self, "Fatal read error on socket transport");
@@ -427,14 +477,19 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         pl_stream_fatal_uv(self, (int)nread, "Fatal read error on socket transport");
     }
 done:
+    pl_stream_apply_deferred(self);
     Py_DECREF(self);
 }
 
 static int
 pl_stream_start_reading(PLStream *self)
 {
-    if (self->reading || self->paused || self->closing || self->state != PL_STREAM_OPEN)
+    if (self->paused || self->closing || self->state != PL_STREAM_OPEN)
         return 0;
+    if (self->reading) {
+        self->stop_deferred = 0; /* get_buffer() paused and resumed */
+        return 0;
+    }
     int err = uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb);
     if (err < 0) {
         pl_error_set_uv(err);
@@ -794,6 +849,10 @@ pl_stream_close_handle(PLStream *self)
 {
     if (self->state != PL_STREAM_OPEN)
         return 0;
+    if (self->in_alloc) {
+        self->close_deferred = 1; /* the read callback closes it */
+        return 0;
+    }
     self->state = PL_STREAM_CLOSING;
     pl_stream_release_rbuf(self);
     /* libuv closes the fd: the Python socket object must not close it again. */
@@ -1168,6 +1227,7 @@ Stream_traverse(PLStream *self, visitproc visit, void *arg)
     Py_VISIT(self->sock);
     Py_VISIT(self->lost_hook);
     Py_VISIT(self->empty_waiter);
+    Py_VISIT(self->alloc_error);
     return 0;
 }
 
@@ -1181,6 +1241,7 @@ Stream_clear(PLStream *self)
     Py_CLEAR(self->buffer_updated_meth);
     Py_CLEAR(self->lost_hook);
     Py_CLEAR(self->empty_waiter);
+    Py_CLEAR(self->alloc_error);
     /* loop and sock stay until dealloc: an open handle still needs them. */
     return 0;
 }

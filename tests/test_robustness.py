@@ -485,3 +485,142 @@ def test_never_crashes(name):
                          timeout=120)
     assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
     assert out.stdout.strip().endswith("survived")
+
+
+# ---- issue 20: faults an adversarial run found, each checked on both loops ----
+
+CHILD_PRELUDE = textwrap.dedent("""
+    import asyncio, gc, os, socket, sys
+    sys.path.insert(0, {root!r})
+    import pyloop
+    LOOP_NAME = {loop_name!r}
+
+    def new_loop():
+        return pyloop.new_event_loop() if LOOP_NAME == "pyloop" else asyncio.new_event_loop()
+""")
+
+
+def run_child(loop_name, body, timeout=60):
+    """Run `body` in a child process with new_loop() making a loop of the
+    kind under test; the child's stdout, once it exited normally."""
+    code = CHILD_PRELUDE.format(root=ROOT, loop_name=loop_name) + textwrap.dedent(body)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    return out.stdout
+
+
+GET_BUFFER_CASES = {
+    # what get_buffer() does -> whether the connection is dropped
+    "empty": ("return bytearray(0)", True),
+    "read_only": ("return b'x' * 10", True),
+    "non_contiguous": ("return memoryview(bytearray(20))[::2]", True),
+    "none": ("return None", True),
+    "int": ("return 7", True),
+    "str": ("return 'abc'", True),
+    "raises": ("raise ValueError('boom')", True),
+    "pause_reading": ("self.t.pause_reading(); return bytearray(64)", False),
+    "close": ("self.t.close(); return bytearray(64)", True),
+    "abort": ("self.t.abort(); return bytearray(64)", True),
+    "write_after_peer_gone": ("self.t.write(b'x' * 100000); return bytearray(64)", True),
+}
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+@pytest.mark.parametrize("case", sorted(GET_BUFFER_CASES))
+def test_get_buffer_misbehaving(loop_name, kind, case):
+    action, dropped = GET_BUFFER_CASES[case]
+    out = run_child(loop_name, """
+        loop = new_loop()
+        errors = []
+        loop.set_exception_handler(lambda l, c: errors.append(c.get("exception")))
+        events = []
+
+        class P(asyncio.BufferedProtocol):
+            def connection_made(self, t):
+                self.t = t
+                self.lost = loop.create_future()
+            def get_buffer(self, n):
+                events.append("get_buffer")
+                %s
+            def buffer_updated(self, n):
+                events.append("data")
+            def eof_received(self):
+                events.append("eof")
+            def connection_lost(self, exc):
+                events.append("lost")
+                self.lost.set_result(None)
+
+        async def main():
+            if %r == "unix":
+                a, b = socket.socketpair()
+            else:
+                lsock = socket.create_server(("127.0.0.1", 0))
+                a = socket.create_connection(lsock.getsockname())
+                b, _ = lsock.accept()
+                lsock.close()
+            t, p = await loop.create_connection(P, sock=a)
+            b.sendall(b"hello")
+            if %r == "write_after_peer_gone":
+                b.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(p.lost), 0.5)
+            except asyncio.TimeoutError:
+                pass
+            print("lost" in events, "data" in events, t.is_reading(),
+                  any(e is not None and not isinstance(e, OSError) for e in errors))
+            t.abort()
+            b.close()
+            await asyncio.sleep(0.01)
+
+        loop.run_until_complete(main())
+        loop.close()
+        print("survived")
+    """ % (action, kind, case))
+    lines = out.split()
+    assert lines[-1] == "survived"
+    lost, data, reading, reported = (w == "True" for w in lines[:4])
+    assert lost is dropped
+    if case == "pause_reading":
+        # the data already asked for arrives; no more is read
+        assert data and not reading
+    if case in ("empty", "read_only", "non_contiguous", "none", "int", "str", "raises"):
+        assert reported  # through the loop's exception handler
+
+
+def test_get_buffer_keyboard_interrupt_keeps_connection(loop_name):
+    out = run_child(loop_name, """
+        loop = new_loop()
+        got = bytearray()
+
+        class P(asyncio.BufferedProtocol):
+            raised = False
+            def connection_made(self, t):
+                self.t = t
+            def get_buffer(self, n):
+                if not self.raised:
+                    self.raised = True
+                    raise KeyboardInterrupt
+                self.buf = bytearray(64)
+                return self.buf
+            def buffer_updated(self, n):
+                got.extend(self.buf[:n])
+            def connection_lost(self, exc):
+                print("lost", exc)
+
+        a, b = socket.socketpair()
+        t, p = loop.run_until_complete(loop.create_connection(P, sock=a))
+        b.sendall(b"hello")
+        try:
+            loop.run_until_complete(asyncio.sleep(0.5))
+            print("no interrupt")
+        except KeyboardInterrupt:
+            print("interrupted")
+        loop.run_until_complete(asyncio.sleep(0.05))
+        print(bytes(got), t.is_closing())
+        t.close()
+        loop.run_until_complete(asyncio.sleep(0.01))
+        b.close()
+        loop.close()
+    """)
+    assert out.splitlines()[:2] == ["interrupted", "b'hello' False"], out
