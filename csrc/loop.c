@@ -512,6 +512,36 @@ Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* Backlog beyond which call_soon_threadsafe() from another thread waits for
+ * the loop (each iteration runs at most this many callbacks more than were
+ * queued when it began, however many threads add them), and the longest
+ * wait per call, after which the callback is queued anyway: a loop thread
+ * stuck in a callback waiting on the adding thread slows it, not deadlocks. */
+#define PL_LOOP_THREADSAFE_BACKLOG 16384
+#define PL_LOOP_THREADSAFE_MAX_WAIT 0.01
+
+/* Threads adding callbacks faster than the loop runs them would grow the
+ * ready queue without bound, and with it each iteration, so that timers and
+ * I/O wait behind it. The stdlib's call_soon_threadsafe() lets go of the GIL
+ * on every call (its self-pipe write), which leaves the loop thread its
+ * share; this lets go of it only while the backlog is full. */
+static void
+pl_loop_threadsafe_throttle(PLLoop *self)
+{
+    if (!self->running || self->ready_len < PL_LOOP_THREADSAFE_BACKLOG ||
+        PyThread_get_thread_ident() == self->thread_id)
+        return;
+    double deadline = pl_loop_now() + PL_LOOP_THREADSAFE_MAX_WAIT;
+    while (self->running && self->state == PL_LOOP_OPEN &&
+           self->ready_len >= PL_LOOP_THREADSAFE_BACKLOG &&
+           pl_loop_now() < deadline) {
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec pause = {0, 100000}; /* 0.1 ms */
+        nanosleep(&pause, NULL);
+        Py_END_ALLOW_THREADS
+    }
+}
+
 /* call_soon(callback, *args, context=None) */
 static PyObject *
 pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
@@ -544,6 +574,8 @@ pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
                      meth);
         return NULL;
     }
+    if (threadsafe)
+        pl_loop_threadsafe_throttle(self);
     if (pl_loop_check_closed(self) < 0)
         return NULL;
     if (self->debug && !threadsafe && pl_loop_check_thread(self) < 0)

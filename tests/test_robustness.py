@@ -624,3 +624,49 @@ def test_get_buffer_keyboard_interrupt_keeps_connection(loop_name):
         loop.close()
     """)
     assert out.splitlines()[:2] == ["interrupted", "b'hello' False"], out
+
+
+def test_threadsafe_flood_leaves_timers_their_turn(loop_name):
+    # Threads adding callbacks as fast as they can: the backlog stays bounded
+    # (each iteration runs what was queued when it began, then timers and
+    # I/O), the sleep ends while they still flood, and no callback is lost.
+    out = run_child(loop_name, """
+        import threading
+        loop = new_loop()
+        BOUND = 100_000
+        state = {"ran": 0, "backlog": 0, "stop": False}
+        produced = [0] * 4  # one count per thread: no increment lost to a thread switch
+
+        def cb():
+            state["ran"] += 1
+
+        def flood(i):
+            call = loop.call_soon_threadsafe
+            while not state["stop"]:
+                for _ in range(64):
+                    call(cb)
+                produced[i] += 64
+                backlog = sum(produced) - state["ran"]
+                if backlog > state["backlog"]:
+                    state["backlog"] = backlog
+                    if backlog > BOUND:
+                        break  # the failure, seen: no need to eat memory
+
+        async def main():
+            threads = [threading.Thread(target=flood, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            await asyncio.sleep(0.5)
+            flooding = all(t.is_alive() for t in threads)
+            state["stop"] = True
+            for t in threads:
+                await loop.run_in_executor(None, t.join)
+            while state["ran"] < sum(produced):
+                await asyncio.sleep(0)
+            print(flooding, state["backlog"] <= BOUND, state["ran"] == sum(produced),
+                  state["backlog"])
+
+        loop.run_until_complete(main())
+        loop.close()
+    """)
+    assert out.split()[:3] == ["True", "True", "True"], out
