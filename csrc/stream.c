@@ -132,6 +132,20 @@ pl_stream_fatal_uv(PLStream *self, int err, const char *message)
     pl_stream_fatal_error(self, message);
 }
 
+/* 0 while the transport's fd is open (or the handle is gone already). Once
+ * it was closed behind the transport's back, the connection is dropped with
+ * OSError(EBADF), as the stdlib's socket calls report it, and -1. */
+static int
+pl_stream_check_fd(PLStream *self)
+{
+    uv_os_fd_t fd;
+    if (self->conn_lost || self->state != PL_STREAM_OPEN || self->uvh == NULL ||
+        uv_fileno((uv_handle_t *)self->uvh, &fd) < 0 || pl_error_check_fd(fd) == 0)
+        return 0;
+    pl_stream_fatal_error(self, "Fatal error on transport");
+    return -1;
+}
+
 /* ---- empty waiter (loop.sendfile) ------------------------------------------- */
 
 /* Settle the empty waiter, if any and still pending: with None once the write
@@ -649,6 +663,9 @@ pl_stream_send(PLStream *self, const uv_buf_t *bufs, unsigned int nbufs, size_t 
         if (sent == total)
             return 0;
     }
+    else if (pl_stream_check_fd(self) < 0) {
+        return 0; /* nothing tried the socket: it would wait forever */
+    }
     PyObject *owner;
     char *base;
     if (keep != NULL) {
@@ -1004,6 +1021,8 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (self->closing || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
+    if (pl_stream_check_fd(self) < 0)
+        Py_RETURN_NONE;
     self->closing = 1;
     pl_stream_stop_reading(self);
     if (self->write_size == 0)
@@ -1050,6 +1069,8 @@ Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (self->closing || self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
+    if (pl_stream_check_fd(self) < 0)
+        Py_RETURN_NONE;
     self->paused = 1;
     pl_stream_stop_reading(self);
     Py_RETURN_NONE;
@@ -1061,6 +1082,8 @@ Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
     if (self->closing || !self->paused || self->state != PL_STREAM_OPEN)
+        Py_RETURN_NONE;
+    if (pl_stream_check_fd(self) < 0)
         Py_RETURN_NONE;
     self->paused = 0;
     if (self->eof_pending) {

@@ -670,3 +670,53 @@ def test_threadsafe_flood_leaves_timers_their_turn(loop_name):
         loop.close()
     """)
     assert out.split()[:3] == ["True", "True", "True"], out
+
+
+FD_CLOSED_CASES = {
+    "write": "t.write(b'x' * 10)",
+    "pause_reading": "t.pause_reading()",
+    "resume_reading": "t.pause_reading(); t.resume_reading()",
+    "close": "t.close()",
+    "udp_sendto": "t.sendto(b'x', peer)",
+    "udp_pause_reading": "t.pause_reading()",
+    "udp_close": "t.close()",
+    "udp_close_then_sendto": "t.close(); t.sendto(b'x', peer)",
+}
+
+
+@pytest.mark.parametrize("case", sorted(FD_CLOSED_CASES))
+def test_fd_closed_behind_transport_is_reported(loop_name, case):
+    # os.close() on the transport's fd: what the transport does next reports
+    # the OSError (raised, through the protocol or the exception handler).
+    out = run_child(loop_name, """
+        loop = new_loop()
+        seen = []
+        loop.set_exception_handler(lambda l, c: seen.append(c.get("exception")))
+
+        class P(asyncio.DatagramProtocol if %(udp)r else asyncio.Protocol):
+            def connection_lost(self, exc):
+                seen.append(exc)
+            def error_received(self, exc):
+                seen.append(exc)
+
+        async def main():
+            if %(udp)r:
+                t, p = await loop.create_datagram_endpoint(P, local_addr=("127.0.0.1", 0))
+                peer = t.get_extra_info("sockname")
+            else:
+                a, b = socket.socketpair()
+                t, p = await loop.create_connection(P, sock=a)
+            os.close(t.get_extra_info("socket").fileno())
+            try:
+                %(action)s
+                if not t.is_closing():
+                    t.close()
+            except OSError as exc:
+                seen.append(exc)
+            await asyncio.sleep(0.05)
+            print(any(isinstance(e, OSError) for e in seen))
+
+        loop.run_until_complete(main())
+        loop.close()
+    """ % {"udp": case.startswith("udp"), "action": FD_CLOSED_CASES[case]})
+    assert out.split()[-1] == "True", out
