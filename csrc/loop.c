@@ -860,9 +860,44 @@ error:
     return NULL;
 }
 
+typedef struct {
+    visitproc visit;
+    void *arg;
+    int rc;
+} pl_loop_visit;
+
+static void
+pl__loop_walk_traverse_cb(uv_handle_t *handle, void *arg)
+{
+    pl_loop_visit *v = (pl_loop_visit *)arg;
+    if (v->rc != 0)
+        return;
+    switch (handle->type) {
+    case UV_TCP:
+    case UV_NAMED_PIPE:
+        v->rc = pl_stream_traverse_uv(handle, v->visit, v->arg);
+        break;
+    case UV_UDP:
+        v->rc = pl_udp_traverse_uv(handle, v->visit, v->arg);
+        break;
+    default:
+        break;
+    }
+}
+
 static int
 Loop_traverse(PLLoop *self, visitproc visit, void *arg)
 {
+    if (self->state == PL_LOOP_OPEN) {
+        /* The transports' open handles belong to this loop: what libuv holds
+         * on their behalf is the loop's, so that a loop dropped without
+         * close() and its open transports are one collectable cycle. The
+         * handle list only changes with the GIL held. */
+        pl_loop_visit v = {visit, arg, 0};
+        uv_walk(&self->uv, pl__loop_walk_traverse_cb, &v);
+        if (v.rc != 0)
+            return v.rc;
+    }
     for (size_t i = 0; i < self->ready_len; i++)
         Py_VISIT((PyObject *)self->ready[(self->ready_head + i) & (self->ready_cap - 1)]);
     for (Py_ssize_t i = 0; i < self->heap_len; i++)

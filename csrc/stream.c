@@ -523,6 +523,7 @@ pl__stream_shutdown_cb(uv_shutdown_t *req, int status)
     (void)status; /* an error here surfaces on the read side */
     PyMem_Free(req);
     pl_counters.requests_freed++;
+    self->reqs--;
     Py_DECREF(self);
 }
 
@@ -542,6 +543,7 @@ pl_stream_shutdown(PLStream *self)
         return -1;
     }
     pl_counters.requests_created++;
+    self->reqs++;
     Py_INCREF(self);
     return 0;
 }
@@ -567,6 +569,7 @@ pl__stream_write_cb(uv_write_t *ureq, int status)
     pl_write_req *req = (pl_write_req *)ureq;
     PLStream *self = req->stream;
     self->write_size -= req->len;
+    self->reqs--;
     Py_DECREF(req->owner);
     PyMem_Free(req);
     pl_counters.requests_freed++;
@@ -605,6 +608,7 @@ pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
     /* libuv accepted the request: only now take the references it needs. */
     pl_counters.requests_created++;
     req->stream = (PLStream *)Py_NewRef((PyObject *)self);
+    self->reqs++;
     req->owner = Py_NewRef(owner);
     req->len = len;
     self->write_size += len;
@@ -880,6 +884,23 @@ pl_stream_close_handle(PLStream *self)
         Py_XDECREF(r);
     }
     uv_close((uv_handle_t *)self->uvh, pl__stream_close_cb);
+    return 0;
+}
+
+/* Those references are invisible to the collector otherwise: a loop dropped
+ * without close() would keep every open transport (and through it the loop,
+ * its sockets and queued data) alive for good. Visited from the loop that
+ * owns the handle, they make the lot one cycle, freed once unreachable (the
+ * loop's finalizer closes the handles), as the stdlib's transports are. */
+int
+pl_stream_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg)
+{
+    PLStream *self = (PLStream *)handle->data;
+    if (self == NULL)
+        return 0; /* never attached: only memory, freed by the close callback */
+    Py_VISIT(self); /* the open handle's reference, until its close callback */
+    for (size_t i = 0; i < self->reqs; i++)
+        Py_VISIT(self);
     return 0;
 }
 

@@ -48,6 +48,7 @@ typedef struct PLStream {
     int conn_lost;          /* as asyncio: > 0 once the connection is lost */
     unsigned long long read_iteration; /* loop iteration of the last data read */
     size_t write_size;      /* bytes queued in pending uv_write requests */
+    size_t reqs;            /* pending write/shutdown requests, each holding a reference */
     size_t high_water;
     size_t low_water;
     Py_buffer rbuf;
@@ -57,6 +58,10 @@ typedef struct PLStream {
 extern PyObject *pl_stream_tcp_type;   /* heap type, subclass of asyncio.Transport */
 
 int pl_stream_init_types(PyObject *module);
+
+/* The loop's tp_traverse, for a stream handle: visit the references libuv
+ * holds on the transport's behalf (the open handle's, each request's). */
+int pl_stream_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg);
 
 /* loop.close() with this transport still open. */
 void pl_stream_close_for_loop(uv_handle_t *handle);

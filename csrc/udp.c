@@ -996,6 +996,20 @@ Udp__close_for_loop(PLUdp *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* As pl_stream_traverse_uv: the open handle's reference and each pending
+ * send request's (`pending` counts libuv requests once a handle exists). */
+int
+pl_udp_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg)
+{
+    PLUdp *self = (PLUdp *)handle->data;
+    if (self == NULL)
+        return 0; /* never attached: only memory, freed by the close callback */
+    Py_VISIT(self);
+    for (size_t i = 0; i < self->pending; i++)
+        Py_VISIT(self);
+    return 0;
+}
+
 void
 pl_udp_close_for_loop(uv_handle_t *handle)
 {

@@ -720,3 +720,35 @@ def test_fd_closed_behind_transport_is_reported(loop_name, case):
         loop.close()
     """ % {"udp": case.startswith("udp"), "action": FD_CLOSED_CASES[case]})
     assert out.split()[-1] == "True", out
+
+
+def test_loop_dropped_with_open_transports_is_freed(loop_name):
+    # A loop nobody closed, with transports still open (data queued on one),
+    # is garbage once unreachable: the loop, its transports and their
+    # sockets are freed, as the stdlib's are.
+    out = run_child(loop_name, """
+        import warnings, weakref
+        warnings.simplefilter("ignore")
+
+        def fd_count():
+            return len(os.listdir("/proc/self/fd"))
+
+        def round_trip():
+            loop = new_loop()
+            a, b = socket.socketpair()
+            t, p = loop.run_until_complete(loop.create_connection(asyncio.Protocol, sock=a))
+            t.write(b"x" * (4 << 20))  # most of it stays queued: b never reads
+            u, _ = loop.run_until_complete(loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)))
+            b.close()
+            return weakref.ref(loop), weakref.ref(t), weakref.ref(u)
+
+        round_trip()
+        gc.collect()
+        before = fd_count()
+        refs = [round_trip() for _ in range(5)]
+        gc.collect()
+        gc.collect()
+        print(sum(r() is not None for rs in refs for r in rs), fd_count() - before)
+    """)
+    assert out.split() == ["0", "0"], out
