@@ -663,9 +663,13 @@ Loop_is_closed(PLLoop *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Loop_get_debug(PLLoop *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->debug_obj != NULL)
+        return Py_NewRef(self->debug_obj);
     return PyBool_FromLong(self->debug);
 }
 
+/* The stdlib's get_debug() returns the very object set_debug() was given;
+ * the C core tests the flag, taken (and any __bool__ error raised) now. */
 static PyObject *
 Loop__set_debug_flag(PLLoop *self, PyObject *arg)
 {
@@ -673,6 +677,7 @@ Loop__set_debug_flag(PLLoop *self, PyObject *arg)
     if (v < 0)
         return NULL;
     self->debug = (char)v;
+    Py_XSETREF(self->debug_obj, PyBool_Check(arg) ? NULL : Py_NewRef(arg));
     Py_RETURN_NONE;
 }
 
@@ -903,6 +908,7 @@ Loop_traverse(PLLoop *self, visitproc visit, void *arg)
     for (Py_ssize_t i = 0; i < self->heap_len; i++)
         Py_VISIT((PyObject *)self->heap[i]);
     Py_VISIT(self->task_factory);
+    Py_VISIT(self->debug_obj);
     Py_VISIT(self->pollers);
     return 0;
 }
@@ -913,6 +919,7 @@ Loop_clear(PLLoop *self)
     pl_loop_ready_clear(self);
     pl_timer_clear(self);
     Py_CLEAR(self->task_factory);
+    Py_CLEAR(self->debug_obj);
     Py_CLEAR(self->pollers);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include "module.h"
 
 #include <errno.h>
+#include <math.h>
 #include <structmember.h>
 #include <sys/socket.h>
 
@@ -1185,6 +1186,31 @@ Stream_get_write_buffer_limits(PLStream *self, PyObject *Py_UNUSED(ignored))
     return Py_BuildValue("(nn)", (Py_ssize_t)self->low_water, (Py_ssize_t)self->high_water);
 }
 
+/* A write-buffer limit as the stdlib takes it: any real number, compared
+ * with the (whole) buffer size. A float is floored, which compares the same
+ * way (size > 1.5 exactly when size > 1); what exceeds Py_ssize_t (10**30,
+ * infinity) saturates, meaning "never"; NaN becomes -1, which the range
+ * check refuses with ValueError as the stdlib's comparison does. */
+static int
+pl_stream_limit_from_py(PyObject *obj, Py_ssize_t *out)
+{
+    if (PyFloat_Check(obj)) {
+        double d = PyFloat_AS_DOUBLE(obj);
+        if (isnan(d))
+            *out = -1;
+        else if (d >= (double)PY_SSIZE_T_MAX)
+            *out = PY_SSIZE_T_MAX;
+        else if (d <= (double)PY_SSIZE_T_MIN)
+            *out = PY_SSIZE_T_MIN;
+        else
+            *out = (Py_ssize_t)floor(d);
+        return 0;
+    }
+    /* Ints (anything with __index__) saturate instead of overflowing. */
+    *out = PyNumber_AsSsize_t(obj, NULL);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *
 Stream_set_write_buffer_limits(PLStream *self, PyObject *args, PyObject *kwds)
 {
@@ -1199,25 +1225,20 @@ Stream_set_write_buffer_limits(PLStream *self, PyObject *args, PyObject *kwds)
             high = 64 * 1024;
         }
         else {
-            low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
-            if (low == -1 && PyErr_Occurred())
+            if (pl_stream_limit_from_py(low_o, &low) < 0)
                 return NULL;
-            high = 4 * low;
+            high = low > PY_SSIZE_T_MAX / 4   ? PY_SSIZE_T_MAX
+                   : low < PY_SSIZE_T_MIN / 4 ? PY_SSIZE_T_MIN
+                                              : 4 * low;
         }
     }
-    else {
-        high = PyNumber_AsSsize_t(high_o, PyExc_OverflowError);
-        if (high == -1 && PyErr_Occurred())
-            return NULL;
+    else if (pl_stream_limit_from_py(high_o, &high) < 0) {
+        return NULL;
     }
-    if (low_o == Py_None) {
+    if (low_o == Py_None)
         low = high / 4;
-    }
-    else {
-        low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
-        if (low == -1 && PyErr_Occurred())
-            return NULL;
-    }
+    else if (pl_stream_limit_from_py(low_o, &low) < 0)
+        return NULL;
     if (!(high >= low && low >= 0)) {
         PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
         return NULL;

@@ -1,7 +1,10 @@
 """No Python-level call can crash the process: wrong types, closed loops,
 reentrant calls and odd lifetimes, each driven in a child process whose exit
 status is checked (a segfault or abort shows as a negative return code)."""
+import asyncio
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -752,3 +755,75 @@ def test_loop_dropped_with_open_transports_is_freed(loop_name):
         print(sum(r() is not None for rs in refs for r in rs), fd_count() - before)
     """)
     assert out.split() == ["0", "0"], out
+
+
+# ---- issue 20: edge cases brought in line with the stdlib (or documented) ----
+
+@pytest.mark.parametrize("fd", [2 ** 31, 2 ** 63, 10 ** 30])
+def test_fd_beyond_c_int(loop, fd):
+    for add in (loop.add_reader, loop.add_writer):
+        with pytest.raises(OverflowError):
+            add(fd, print)
+    assert loop.remove_reader(fd) is False
+    assert loop.remove_writer(fd) is False
+
+
+def test_call_at_when_float_raises(loop, loop_name):
+    class BadFloat:
+        def __float__(self):
+            raise ZeroDivisionError("no float")
+
+    if loop_name == "asyncio":
+        # accepted: the TimerHandle keeps the object and the loop fails on
+        # it later (docs/compatibility.md, deliberate differences)
+        h = loop.call_at(BadFloat(), print)
+        assert isinstance(h.when(), BadFloat)
+        return
+    with pytest.raises(ZeroDivisionError):
+        loop.call_at(BadFloat(), print)
+    assert loop.run_until_complete(asyncio.sleep(0, "still runs")) == "still runs"
+
+
+def test_start_tls_over_garbage_raises_ssl_error(loop):
+    async def main():
+        a, b = socket.socketpair()
+        with b:
+            t, p = await loop.create_connection(asyncio.Protocol, sock=a)
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            task = asyncio.ensure_future(loop.start_tls(t, p, ctx, server_hostname="x"))
+            await asyncio.sleep(0.05)  # the ClientHello is out
+            b.sendall(b"this is not TLS at all\r\n" * 20)
+            with pytest.raises(ssl.SSLError):
+                await asyncio.wait_for(task, 30)
+            t.close()
+
+    loop.run_until_complete(main())
+
+
+def test_write_buffer_limits_take_any_real_number(loop):
+    a, b = socket.socketpair()
+    with b:
+        t, p = loop.run_until_complete(loop.create_connection(asyncio.Protocol, sock=a))
+        t.set_write_buffer_limits(high=1.5)
+        low, high = t.get_write_buffer_limits()
+        assert int(high) == 1 and int(low) == 0  # the stdlib keeps 1.5 and 0.0
+        t.set_write_buffer_limits(high=10 ** 30)  # effectively never pauses
+        assert t.get_write_buffer_limits()[1] >= 2 ** 62
+        for bad in (float("nan"), -1.5):
+            with pytest.raises(ValueError):
+                t.set_write_buffer_limits(high=bad)
+            with pytest.raises(ValueError):
+                t.set_write_buffer_limits(low=bad)
+        with pytest.raises(TypeError):
+            t.set_write_buffer_limits(high="x")
+        t.close()
+        loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_set_debug_keeps_the_object(loop):
+    for value in ([1], "yes", 0, None, True):
+        loop.set_debug(value)
+        assert loop.get_debug() is value
+    loop.set_debug(False)
