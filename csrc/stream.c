@@ -458,6 +458,9 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         else {
             PyObject *data = pl_loop_bytes_take(self->loop, buf->base, nread);
+            /* get_buffer() may have swapped in a plain protocol: its buffer,
+             * copied now, is free to resize again. */
+            pl_stream_release_rbuf(self);
             if (data == NULL) {
                 pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
                 goto done;

@@ -827,3 +827,29 @@ def test_set_debug_keeps_the_object(loop):
         loop.set_debug(value)
         assert loop.get_debug() is value
     loop.set_debug(False)
+
+
+def test_get_buffer_swapping_protocol_releases_the_buffer(loop):
+    # get_buffer() sets a plain Protocol: the buffer it returned is not held
+    # once the read is over (a bytearray can resize again).
+    class P(asyncio.BufferedProtocol):
+        def connection_made(self, t):
+            self.t = t
+
+        def get_buffer(self, n):
+            self.t.set_protocol(asyncio.Protocol())
+            self.buf = bytearray(64)
+            return self.buf
+
+        def buffer_updated(self, n):
+            pass
+
+    loop.set_exception_handler(lambda l, c: None)  # the stdlib calls buffer_updated on it
+    a, b = socket.socketpair()
+    with b:
+        t, p = loop.run_until_complete(loop.create_connection(P, sock=a))
+        b.sendall(b"hello")
+        loop.run_until_complete(asyncio.sleep(0.05))
+        p.buf.extend(b"x")  # BufferError while still exported
+        t.close()
+        loop.run_until_complete(asyncio.sleep(0))
