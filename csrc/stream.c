@@ -144,6 +144,10 @@ pl_stream_check_fd(PLStream *self)
         uv_fileno((uv_handle_t *)self->uvh, &fd) < 0 || pl_error_check_fd(fd) == 0)
         return 0;
     pl_stream_fatal_error(self, "Fatal error on transport");
+    /* Closed now, not on the next pass: a watcher change libuv queued for
+     * the fd (a write waiting for POLLOUT) would reach epoll_ctl, whose
+     * EBADF libuv answers with abort(). uv_close drops it from the queue. */
+    pl_stream_close_handle(self);
     return -1;
 }
 

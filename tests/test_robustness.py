@@ -677,6 +677,7 @@ def test_threadsafe_flood_leaves_timers_their_turn(loop_name):
 
 FD_CLOSED_CASES = {
     "write": "t.write(b'x' * 10)",
+    "write_with_data_queued": "t.write(b'x' * 10)",
     "pause_reading": "t.pause_reading()",
     "resume_reading": "t.pause_reading(); t.resume_reading()",
     "close": "t.close()",
@@ -709,6 +710,8 @@ def test_fd_closed_behind_transport_is_reported(loop_name, case):
             else:
                 a, b = socket.socketpair()
                 t, p = await loop.create_connection(P, sock=a)
+            if %(case)r == "write_with_data_queued":
+                t.write(b"x" * (8 << 20))  # the peer never reads: most stays queued
             os.close(t.get_extra_info("socket").fileno())
             try:
                 %(action)s
@@ -721,7 +724,7 @@ def test_fd_closed_behind_transport_is_reported(loop_name, case):
 
         loop.run_until_complete(main())
         loop.close()
-    """ % {"udp": case.startswith("udp"), "action": FD_CLOSED_CASES[case]})
+    """ % {"udp": case.startswith("udp"), "action": FD_CLOSED_CASES[case], "case": case})
     assert out.split()[-1] == "True", out
 
 
