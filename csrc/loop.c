@@ -573,6 +573,36 @@ Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* Backlog beyond which call_soon_threadsafe() from another thread waits for
+ * the loop (each iteration runs at most this many callbacks more than were
+ * queued when it began, however many threads add them), and the longest
+ * wait per call, after which the callback is queued anyway: a loop thread
+ * stuck in a callback waiting on the adding thread slows it, not deadlocks. */
+#define PL_LOOP_THREADSAFE_BACKLOG 16384
+#define PL_LOOP_THREADSAFE_MAX_WAIT 0.01
+
+/* Threads adding callbacks faster than the loop runs them would grow the
+ * ready queue without bound, and with it each iteration, so that timers and
+ * I/O wait behind it. The stdlib's call_soon_threadsafe() lets go of the GIL
+ * on every call (its self-pipe write), which leaves the loop thread its
+ * share; this lets go of it only while the backlog is full. */
+static void
+pl_loop_threadsafe_throttle(PLLoop *self)
+{
+    if (!self->running || self->ready_len < PL_LOOP_THREADSAFE_BACKLOG ||
+        PyThread_get_thread_ident() == self->thread_id)
+        return;
+    double deadline = pl_loop_now() + PL_LOOP_THREADSAFE_MAX_WAIT;
+    while (self->running && self->state == PL_LOOP_OPEN &&
+           self->ready_len >= PL_LOOP_THREADSAFE_BACKLOG &&
+           pl_loop_now() < deadline) {
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec pause = {0, 100000}; /* 0.1 ms */
+        nanosleep(&pause, NULL);
+        Py_END_ALLOW_THREADS
+    }
+}
+
 /* call_soon(callback, *args, context=None) */
 static PyObject *
 pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
@@ -605,6 +635,8 @@ pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
                      meth);
         return NULL;
     }
+    if (threadsafe)
+        pl_loop_threadsafe_throttle(self);
     if (pl_loop_check_closed(self) < 0)
         return NULL;
     if (self->debug && !threadsafe && pl_loop_check_thread(self) < 0)
@@ -703,9 +735,13 @@ Loop_is_closed(PLLoop *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Loop_get_debug(PLLoop *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->debug_obj != NULL)
+        return Py_NewRef(self->debug_obj);
     return PyBool_FromLong(self->debug);
 }
 
+/* The stdlib's get_debug() returns the very object set_debug() was given;
+ * the C core tests the flag, taken (and any __bool__ error raised) now. */
 static PyObject *
 Loop__set_debug_flag(PLLoop *self, PyObject *arg)
 {
@@ -713,6 +749,7 @@ Loop__set_debug_flag(PLLoop *self, PyObject *arg)
     if (v < 0)
         return NULL;
     self->debug = (char)v;
+    Py_XSETREF(self->debug_obj, PyBool_Check(arg) ? NULL : Py_NewRef(arg));
     Py_RETURN_NONE;
 }
 
@@ -909,14 +946,50 @@ error:
     return NULL;
 }
 
+typedef struct {
+    visitproc visit;
+    void *arg;
+    int rc;
+} pl_loop_visit;
+
+static void
+pl__loop_walk_traverse_cb(uv_handle_t *handle, void *arg)
+{
+    pl_loop_visit *v = (pl_loop_visit *)arg;
+    if (v->rc != 0)
+        return;
+    switch (handle->type) {
+    case UV_TCP:
+    case UV_NAMED_PIPE:
+        v->rc = pl_stream_traverse_uv(handle, v->visit, v->arg);
+        break;
+    case UV_UDP:
+        v->rc = pl_udp_traverse_uv(handle, v->visit, v->arg);
+        break;
+    default:
+        break;
+    }
+}
+
 static int
 Loop_traverse(PLLoop *self, visitproc visit, void *arg)
 {
+    if (self->state == PL_LOOP_OPEN) {
+        /* The transports' open handles belong to this loop: what libuv holds
+         * on their behalf is the loop's, so that a loop dropped without
+         * close() and its open transports are one collectable cycle. The
+         * handle list only changes with the GIL held. */
+        pl_loop_visit v = {visit, arg, 0};
+        uv_walk(&self->uv, pl__loop_walk_traverse_cb, &v);
+        if (v.rc != 0)
+            return v.rc;
+    }
     for (size_t i = 0; i < self->ready_len; i++)
         Py_VISIT((PyObject *)self->ready[(self->ready_head + i) & (self->ready_cap - 1)]);
     for (Py_ssize_t i = 0; i < self->heap_len; i++)
         Py_VISIT((PyObject *)self->heap[i]);
     Py_VISIT(self->task_factory);
+    Py_VISIT(self->debug_obj);
     Py_VISIT(self->pollers);
     Py_VISIT(self->time_override);
     return 0;
@@ -928,6 +1001,7 @@ Loop_clear(PLLoop *self)
     pl_loop_ready_clear(self);
     pl_timer_clear(self);
     Py_CLEAR(self->task_factory);
+    Py_CLEAR(self->debug_obj);
     Py_CLEAR(self->pollers);
     Py_CLEAR(self->time_override);
     return 0;

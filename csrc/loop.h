@@ -47,6 +47,7 @@ typedef struct PLLoop {
 
     PLHandle *current_handle; /* borrowed; debug mode only */
     PyObject *task_factory;   /* NULL: the stdlib Task */
+    PyObject *debug_obj;      /* what set_debug() was given, get_debug() returns; NULL: `debug` */
 
     int wake_fd;    /* eventfd written by call_soon_threadsafe */
     int sig_rfd;    /* socketpair: Python's signal wakeup fd writes to sig_wfd */

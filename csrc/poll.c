@@ -55,31 +55,39 @@ pl_poll_close(PLLoop *loop)
     }
 }
 
-/* The selectors module's rules: an int, or an object with fileno(). */
+/* The selectors module's rules: an int, or an object with fileno(). An fd
+ * beyond a C int raises OverflowError, as epoll's register() does in the
+ * stdlib's loop (pl_poll_remove turns it into "nothing registered"). */
 static int
 pl_poll_fileobj_to_fd(PyObject *obj)
 {
-    long fd;
+    PyObject *num;
     if (PyLong_Check(obj)) {
-        fd = PyLong_AsLong(obj);
-        if (fd == -1 && PyErr_Occurred())
-            return -1;
+        num = Py_NewRef(obj);
     }
     else {
-        PyObject *r = PyObject_CallMethod(obj, "fileno", NULL);
-        if (r == NULL || !PyLong_Check(r)) {
-            Py_XDECREF(r);
+        num = PyObject_CallMethod(obj, "fileno", NULL);
+        if (num == NULL || !PyLong_Check(num)) {
+            Py_XDECREF(num);
             PyErr_Clear();
             PyErr_Format(PyExc_ValueError, "Invalid file object: %R", obj);
             return -1;
         }
-        fd = PyLong_AsLong(r);
-        Py_DECREF(r);
-        if (fd == -1 && PyErr_Occurred())
-            return -1;
     }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+    int overflow;
+    long long fd = PyLong_AsLongLongAndOverflow(num, &overflow);
+    if (fd == -1 && PyErr_Occurred()) {
+        Py_DECREF(num);
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && fd < 0)) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %S", num);
+        Py_DECREF(num);
+        return -1;
+    }
+    Py_DECREF(num);
+    if (overflow > 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C int");
         return -1;
     }
     return (int)fd;
@@ -190,8 +198,13 @@ pl_poll_remove(PLLoop *self, PyObject *fdobj, int slot)
     if (self->state != PL_LOOP_OPEN || self->pollers == NULL)
         Py_RETURN_FALSE;
     int fd = pl_poll_fileobj_to_fd(fdobj);
-    if (fd < 0)
-        return NULL;
+    if (fd < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        /* No fd that large can have been added. */
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
     PyObject *key = PyLong_FromLong(fd);
     if (key == NULL)
         return NULL;

@@ -13,6 +13,7 @@
 #include "module.h"
 
 #include <errno.h>
+#include <math.h>
 #include <structmember.h>
 #include <sys/socket.h>
 
@@ -50,6 +51,12 @@ pl_stream_handle_callback_error(PLStream *self, const char *message)
 static void
 pl_stream_stop_reading(PLStream *self)
 {
+    if (self->in_alloc) {
+        /* Not now: libuv calls the read callback next whatever happens. */
+        if (self->reading)
+            self->stop_deferred = 1;
+        return;
+    }
     if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
         uv_read_stop(self->uvh);
         self->reading = 0;
@@ -124,6 +131,24 @@ pl_stream_fatal_uv(PLStream *self, int err, const char *message)
 {
     pl_error_set_uv(err);
     pl_stream_fatal_error(self, message);
+}
+
+/* 0 while the transport's fd is open (or the handle is gone already). Once
+ * it was closed behind the transport's back, the connection is dropped with
+ * OSError(EBADF), as the stdlib's socket calls report it, and -1. */
+static int
+pl_stream_check_fd(PLStream *self)
+{
+    uv_os_fd_t fd;
+    if (self->conn_lost || self->state != PL_STREAM_OPEN || self->uvh == NULL ||
+        uv_fileno((uv_handle_t *)self->uvh, &fd) < 0 || pl_error_check_fd(fd) == 0)
+        return 0;
+    pl_stream_fatal_error(self, "Fatal error on transport");
+    /* Closed now, not on the next pass: a watcher change libuv queued for
+     * the fd (a write waiting for POLLOUT) would reach epoll_ctl, whose
+     * EBADF libuv answers with abort(). uv_close drops it from the queue. */
+    pl_stream_close_handle(self);
+    return -1;
 }
 
 /* ---- empty waiter (loop.sendfile) ------------------------------------------- */
@@ -227,40 +252,71 @@ pl_stream_call_protocol(PLStream *self, PyObject *bound, const char *name, PyObj
 }
 
 static void
+pl_stream_release_rbuf(PLStream *self)
+{
+    if (self->rbuf_held) {
+        self->rbuf_held = 0;
+        PyBuffer_Release(&self->rbuf);
+    }
+}
+
+/* get_buffer() for one read: 0 with the protocol's writable memory in
+ * self->rbuf, -1 with the exception set. */
+static int
+pl_stream_get_buffer(PLStream *self)
+{
+    PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
+    if (hint == NULL)
+        return -1;
+    PyObject *mem = pl_stream_call_protocol(self, self->get_buffer_meth, "get_buffer", hint);
+    Py_DECREF(hint);
+    if (mem == NULL)
+        return -1;
+    int rc = PyObject_GetBuffer(mem, &self->rbuf, PyBUF_WRITABLE);
+    Py_DECREF(mem);
+    if (rc < 0)
+        return -1;
+    if (self->rbuf.len == 0) {
+        PyBuffer_Release(&self->rbuf);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        return -1;
+    }
+    self->rbuf_held = 1;
+    return 0;
+}
+
+/* Runs inside libuv's read loop, which calls the read callback straight
+ * after it with whatever buffer this returns: nothing here may stop reading
+ * or close the handle (see in_alloc). A failure returns no buffer, which
+ * libuv reports to the read callback as UV_ENOBUFS, and the read callback
+ * routes the exception kept in alloc_error. */
+static void
 pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     pl_loop_gil_ensure(handle->loop);
     PLStream *self = (PLStream *)handle->data;
     buf->base = NULL;
     buf->len = 0;
-    if (self->protocol == NULL || self->conn_lost)
+    if (self->protocol == NULL || self->conn_lost || self->state != PL_STREAM_OPEN)
         return; /* libuv reports UV_ENOBUFS; the read callback ignores it */
     if (self->buffered && !self->tls) {
         /* BufferedProtocol: read straight into the protocol's memory. */
-        PyObject *hint = PyLong_FromLong(-1); /* a cached small int */
-        PyObject *mem = hint ? pl_stream_call_protocol(self, self->get_buffer_meth, "get_buffer",
-                                                       hint)
-                             : NULL;
-        Py_XDECREF(hint);
-        if (mem == NULL) {
-            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
-            return;
-        }
-        int rc = PyObject_GetBuffer(mem, &self->rbuf, PyBUF_WRITABLE);
-        Py_DECREF(mem);
+        Py_INCREF(self); /* protocol code may drop the last other reference */
+        self->in_alloc = 1;
+        int rc = pl_stream_get_buffer(self);
+        self->in_alloc = 0;
         if (rc < 0) {
-            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
-            return;
+            Py_XSETREF(self->alloc_error, pl_err_fetch());
         }
-        if (self->rbuf.len == 0) {
-            PyBuffer_Release(&self->rbuf);
-            PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
-            pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
-            return;
+        else if (self->conn_lost || self->state != PL_STREAM_OPEN) {
+            /* get_buffer() closed the transport: nothing more to read. */
+            pl_stream_release_rbuf(self);
         }
-        self->rbuf_held = 1;
-        buf->base = self->rbuf.buf;
-        buf->len = (size_t)self->rbuf.len;
+        else {
+            buf->base = self->rbuf.buf;
+            buf->len = (size_t)self->rbuf.len;
+        }
+        Py_DECREF(self);
         return;
     }
     (void)suggested;
@@ -268,15 +324,6 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     if (buf->base == NULL)
         return; /* libuv reports UV_ENOBUFS */
     buf->len = PL_LOOP_READ_BUF_SIZE;
-}
-
-static void
-pl_stream_release_rbuf(PLStream *self)
-{
-    if (self->rbuf_held) {
-        self->rbuf_held = 0;
-        PyBuffer_Release(&self->rbuf);
-    }
 }
 
 static void
@@ -356,6 +403,21 @@ pl_stream_error_at_eof(PLStream *self)
     return 0;
 }
 
+/* What get_buffer() asked for while libuv could not take it (in_alloc). */
+static void
+pl_stream_apply_deferred(PLStream *self)
+{
+    if (self->close_deferred) {
+        self->close_deferred = 0;
+        self->stop_deferred = 0;
+        pl_stream_close_handle(self);
+    }
+    else if (self->stop_deferred) {
+        self->stop_deferred = 0;
+        pl_stream_stop_reading(self);
+    }
+}
+
 static void
 pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -363,11 +425,18 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     PLStream *self = (PLStream *)stream->data;
     PyObject *r;
     Py_INCREF(self); /* protocol code may drop the last other reference */
-    if (PyErr_Occurred()) {
-        /* alloc_cb failed and already routed the error. */
-        PyErr_Clear();
+    if (self->alloc_error != NULL) {
+        /* get_buffer() failed (nread is UV_ENOBUFS): report it as the
+         * stdlib does; KeyboardInterrupt/SystemExit stop the loop and leave
+         * the connection and its unread data alone. */
+        PyObject *exc = self->alloc_error;
+        self->alloc_error = NULL;
+        pl_stream_release_rbuf(self);
+        pl_err_restore(exc);
+        pl_stream_handle_callback_error(self, "Fatal error: protocol.get_buffer() call failed.");
+        goto done;
     }
-    if (nread == 0 || self->conn_lost) {
+    if (nread == 0 || self->conn_lost || self->close_deferred || self->protocol == NULL) {
         pl_stream_release_rbuf(self);
         goto done;
     }
@@ -393,6 +462,9 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         else {
             PyObject *data = pl_loop_bytes_take(self->loop, buf->base, nread);
+            /* get_buffer() may have swapped in a plain protocol: its buffer,
+             * copied now, is free to resize again. */
+            pl_stream_release_rbuf(self);
             if (data == NULL) {
                 pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
                 goto done;
@@ -417,7 +489,7 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             pl_stream_on_eof(self);
     }
     else if (nread == UV_ENOBUFS) {
-        /* The allocation callback failed; it reported why. */
+        /* No read buffer could be had (the loop's, on memory pressure). */
         if (!self->conn_lost) {
             PyErr_NoMemory();
             pl_stream_fatal_error(self, "Fatal read error on socket transport");
@@ -427,14 +499,19 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         pl_stream_fatal_uv(self, (int)nread, "Fatal read error on socket transport");
     }
 done:
+    pl_stream_apply_deferred(self);
     Py_DECREF(self);
 }
 
 static int
 pl_stream_start_reading(PLStream *self)
 {
-    if (self->reading || self->paused || self->closing || self->state != PL_STREAM_OPEN)
+    if (self->paused || self->closing || self->state != PL_STREAM_OPEN)
         return 0;
+    if (self->reading) {
+        self->stop_deferred = 0; /* get_buffer() paused and resumed */
+        return 0;
+    }
     int err = uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb);
     if (err < 0) {
         pl_error_set_uv(err);
@@ -454,6 +531,7 @@ pl__stream_shutdown_cb(uv_shutdown_t *req, int status)
     (void)status; /* an error here surfaces on the read side */
     PyMem_Free(req);
     pl_counters.requests_freed++;
+    self->reqs--;
     Py_DECREF(self);
 }
 
@@ -473,6 +551,7 @@ pl_stream_shutdown(PLStream *self)
         return -1;
     }
     pl_counters.requests_created++;
+    self->reqs++;
     Py_INCREF(self);
     return 0;
 }
@@ -498,6 +577,7 @@ pl__stream_write_cb(uv_write_t *ureq, int status)
     pl_write_req *req = (pl_write_req *)ureq;
     PLStream *self = req->stream;
     self->write_size -= req->len;
+    self->reqs--;
     Py_DECREF(req->owner);
     PyMem_Free(req);
     pl_counters.requests_freed++;
@@ -536,6 +616,7 @@ pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
     /* libuv accepted the request: only now take the references it needs. */
     pl_counters.requests_created++;
     req->stream = (PLStream *)Py_NewRef((PyObject *)self);
+    self->reqs++;
     req->owner = Py_NewRef(owner);
     req->len = len;
     self->write_size += len;
@@ -593,6 +674,9 @@ pl_stream_send(PLStream *self, const uv_buf_t *bufs, unsigned int nbufs, size_t 
         }
         if (sent == total)
             return 0;
+    }
+    else if (pl_stream_check_fd(self) < 0) {
+        return 0; /* nothing tried the socket: it would wait forever */
     }
     PyObject *owner;
     char *base;
@@ -794,6 +878,10 @@ pl_stream_close_handle(PLStream *self)
 {
     if (self->state != PL_STREAM_OPEN)
         return 0;
+    if (self->in_alloc) {
+        self->close_deferred = 1; /* the read callback closes it */
+        return 0;
+    }
     self->state = PL_STREAM_CLOSING;
     pl_stream_release_rbuf(self);
     /* libuv closes the fd: the Python socket object must not close it again. */
@@ -804,6 +892,23 @@ pl_stream_close_handle(PLStream *self)
         Py_XDECREF(r);
     }
     uv_close((uv_handle_t *)self->uvh, pl__stream_close_cb);
+    return 0;
+}
+
+/* Those references are invisible to the collector otherwise: a loop dropped
+ * without close() would keep every open transport (and through it the loop,
+ * its sockets and queued data) alive for good. Visited from the loop that
+ * owns the handle, they make the lot one cycle, freed once unreachable (the
+ * loop's finalizer closes the handles), as the stdlib's transports are. */
+int
+pl_stream_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg)
+{
+    PLStream *self = (PLStream *)handle->data;
+    if (self == NULL)
+        return 0; /* never attached: only memory, freed by the close callback */
+    Py_VISIT(self); /* the open handle's reference, until its close callback */
+    for (size_t i = 0; i < self->reqs; i++)
+        Py_VISIT(self);
     return 0;
 }
 
@@ -945,6 +1050,8 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (self->closing || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
+    if (pl_stream_check_fd(self) < 0)
+        Py_RETURN_NONE;
     self->closing = 1;
     pl_stream_stop_reading(self);
     if (self->write_size == 0)
@@ -991,6 +1098,8 @@ Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (self->closing || self->paused || self->state != PL_STREAM_OPEN)
         Py_RETURN_NONE;
+    if (pl_stream_check_fd(self) < 0)
+        Py_RETURN_NONE;
     self->paused = 1;
     pl_stream_stop_reading(self);
     Py_RETURN_NONE;
@@ -1002,6 +1111,8 @@ Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
     if (self->closing || !self->paused || self->state != PL_STREAM_OPEN)
+        Py_RETURN_NONE;
+    if (pl_stream_check_fd(self) < 0)
         Py_RETURN_NONE;
     self->paused = 0;
     if (self->eof_pending) {
@@ -1082,6 +1193,31 @@ Stream_get_write_buffer_limits(PLStream *self, PyObject *Py_UNUSED(ignored))
     return Py_BuildValue("(nn)", (Py_ssize_t)self->low_water, (Py_ssize_t)self->high_water);
 }
 
+/* A write-buffer limit as the stdlib takes it: any real number, compared
+ * with the (whole) buffer size. A float is floored, which compares the same
+ * way (size > 1.5 exactly when size > 1); what exceeds Py_ssize_t (10**30,
+ * infinity) saturates, meaning "never"; NaN becomes -1, which the range
+ * check refuses with ValueError as the stdlib's comparison does. */
+static int
+pl_stream_limit_from_py(PyObject *obj, Py_ssize_t *out)
+{
+    if (PyFloat_Check(obj)) {
+        double d = PyFloat_AS_DOUBLE(obj);
+        if (isnan(d))
+            *out = -1;
+        else if (d >= (double)PY_SSIZE_T_MAX)
+            *out = PY_SSIZE_T_MAX;
+        else if (d <= (double)PY_SSIZE_T_MIN)
+            *out = PY_SSIZE_T_MIN;
+        else
+            *out = (Py_ssize_t)floor(d);
+        return 0;
+    }
+    /* Ints (anything with __index__) saturate instead of overflowing. */
+    *out = PyNumber_AsSsize_t(obj, NULL);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *
 Stream_set_write_buffer_limits(PLStream *self, PyObject *args, PyObject *kwds)
 {
@@ -1096,25 +1232,20 @@ Stream_set_write_buffer_limits(PLStream *self, PyObject *args, PyObject *kwds)
             high = 64 * 1024;
         }
         else {
-            low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
-            if (low == -1 && PyErr_Occurred())
+            if (pl_stream_limit_from_py(low_o, &low) < 0)
                 return NULL;
-            high = 4 * low;
+            high = low > PY_SSIZE_T_MAX / 4   ? PY_SSIZE_T_MAX
+                   : low < PY_SSIZE_T_MIN / 4 ? PY_SSIZE_T_MIN
+                                              : 4 * low;
         }
     }
-    else {
-        high = PyNumber_AsSsize_t(high_o, PyExc_OverflowError);
-        if (high == -1 && PyErr_Occurred())
-            return NULL;
+    else if (pl_stream_limit_from_py(high_o, &high) < 0) {
+        return NULL;
     }
-    if (low_o == Py_None) {
+    if (low_o == Py_None)
         low = high / 4;
-    }
-    else {
-        low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
-        if (low == -1 && PyErr_Occurred())
-            return NULL;
-    }
+    else if (pl_stream_limit_from_py(low_o, &low) < 0)
+        return NULL;
     if (!(high >= low && low >= 0)) {
         PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
         return NULL;
@@ -1168,6 +1299,7 @@ Stream_traverse(PLStream *self, visitproc visit, void *arg)
     Py_VISIT(self->sock);
     Py_VISIT(self->lost_hook);
     Py_VISIT(self->empty_waiter);
+    Py_VISIT(self->alloc_error);
     return 0;
 }
 
@@ -1181,6 +1313,7 @@ Stream_clear(PLStream *self)
     Py_CLEAR(self->buffer_updated_meth);
     Py_CLEAR(self->lost_hook);
     Py_CLEAR(self->empty_waiter);
+    Py_CLEAR(self->alloc_error);
     /* loop and sock stay until dealloc: an open handle still needs them. */
     return 0;
 }

@@ -38,17 +38,30 @@ typedef struct PLStream {
     char protocol_paused;   /* pause_writing() was called */
     char rbuf_held;         /* rbuf holds a get_buffer() view */
     char eof_pending;       /* EOF seen, eof_received() not called yet */
+    /* libuv calls the read callback right after the allocation callback,
+     * on the same pass, even when reading was stopped in between (its read
+     * callback pointer then NULL): while get_buffer() runs, stopping and
+     * closing are only recorded, and the read callback does them. */
+    char in_alloc;          /* inside pl__stream_alloc_cb's get_buffer() call */
+    char stop_deferred;     /* uv_read_stop owed once the read callback runs */
+    char close_deferred;    /* uv_close owed once the read callback runs */
     int conn_lost;          /* as asyncio: > 0 once the connection is lost */
     unsigned long long read_iteration; /* loop iteration of the last data read */
     size_t write_size;      /* bytes queued in pending uv_write requests */
+    size_t reqs;            /* pending write/shutdown requests, each holding a reference */
     size_t high_water;
     size_t low_water;
     Py_buffer rbuf;
+    PyObject *alloc_error;  /* what get_buffer() raised, for the read callback */
 } PLStream;
 
 extern PyObject *pl_stream_tcp_type;   /* heap type, subclass of asyncio.Transport */
 
 int pl_stream_init_types(PyObject *module);
+
+/* The loop's tp_traverse, for a stream handle: visit the references libuv
+ * holds on the transport's behalf (the open handle's, each request's). */
+int pl_stream_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg);
 
 /* loop.close() with this transport still open. */
 void pl_stream_close_for_loop(uv_handle_t *handle);

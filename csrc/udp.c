@@ -283,6 +283,19 @@ pl_udp_uv_usable(PLUdp *self)
            !uv_is_closing((uv_handle_t *)self->uvh);
 }
 
+/* libuv's handle owns the fd: once it was closed behind the transport's
+ * back (os.close), what would have vanished quietly drops the transport
+ * with OSError(EBADF) through _fatal_error, as the stdlib's socket calls
+ * report it. 0 while the fd is open, 1 when dropped, -1 when _fatal_error
+ * raised. */
+static int
+pl_udp_check_fd(PLUdp *self)
+{
+    if (!pl_udp_uv_usable(self) || self->conn_lost || pl_error_check_fd(self->fd) == 0)
+        return 0;
+    return pl_udp_fatal(self, "Fatal error on datagram transport") < 0 ? -1 : 1;
+}
+
 static PyObject *
 pl_udp_loop_call(PLUdp *self, const char *meth, const char *attr)
 {
@@ -698,6 +711,8 @@ pl_udp_uv_sendto(PLUdp *self, PyObject *data, Py_buffer *view, PyObject *addr)
     }
     if (!pl_udp_uv_usable(self))
         return 0;
+    if (self->pending > 0 && pl_error_check_fd(self->fd) < 0)
+        return 1; /* nothing would try the socket: the datagram would wait forever */
     if (self->pending == 0) {
         uv_buf_t b = uv_buf_init(view->buf, (unsigned int)view->len);
         int n = uv_udp_try_send(self->uvh, &b, 1, sa);
@@ -932,6 +947,9 @@ Udp_close(PLUdp *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (self->closing || self->state != PL_UDP_OPEN)
         Py_RETURN_NONE;
+    int bad = pl_udp_check_fd(self);
+    if (bad != 0)
+        return bad < 0 ? NULL : Py_NewRef(Py_None);
     self->closing = 1;
     pl_udp_stop_reading(self);
     if (self->pending == 0) {
@@ -978,6 +996,20 @@ Udp__close_for_loop(PLUdp *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* As pl_stream_traverse_uv: the open handle's reference and each pending
+ * send request's (`pending` counts libuv requests once a handle exists). */
+int
+pl_udp_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg)
+{
+    PLUdp *self = (PLUdp *)handle->data;
+    if (self == NULL)
+        return 0; /* never attached: only memory, freed by the close callback */
+    Py_VISIT(self);
+    for (size_t i = 0; i < self->pending; i++)
+        Py_VISIT(self);
+    return 0;
+}
+
 void
 pl_udp_close_for_loop(uv_handle_t *handle)
 {
@@ -1012,6 +1044,9 @@ Udp_pause_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (self->closing || self->paused || self->state != PL_UDP_OPEN)
         Py_RETURN_NONE;
+    int bad = pl_udp_check_fd(self);
+    if (bad != 0)
+        return bad < 0 ? NULL : Py_NewRef(Py_None);
     self->paused = 1;
     if (self->in_batch)
         self->stop_deferred = 1; /* see pl__udp_recv_cb */
@@ -1027,6 +1062,9 @@ Udp_resume_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (self->closing || !self->paused)
         Py_RETURN_NONE;
+    int bad = pl_udp_check_fd(self);
+    if (bad != 0)
+        return bad < 0 ? NULL : Py_NewRef(Py_None);
     self->paused = 0;
     self->stop_deferred = 0;
     if (self->backlog != NULL) {

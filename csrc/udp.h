@@ -64,4 +64,7 @@ int pl_udp_init_types(PyObject *module);
  * over its libuv handles). */
 void pl_udp_close_for_loop(uv_handle_t *handle);
 
+/* The loop's tp_traverse, for a UDP handle: as pl_stream_traverse_uv. */
+int pl_udp_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg);
+
 #endif
