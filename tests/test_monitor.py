@@ -282,6 +282,28 @@ def test_counts(mloop):
                       "slow_callbacks", "bytes_read", "bytes_written"}
 
 
+def test_bytes_through_stream_transports(mloop):
+    async def main():
+        async def echo(r, w):
+            w.write(await r.readexactly(100_000))
+            await w.drain()
+            w.close()
+
+        srv = await asyncio.start_server(echo, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname()[:2])
+        w.write(b"x" * 100_000)
+        assert len(await r.readexactly(100_000)) == 100_000
+        w.close()
+        srv.close()
+        await srv.wait_closed()
+
+    mloop.run_until_complete(main())
+    c = monitor.counts(mloop)
+    # Both ends are on this loop: each direction is written once and read once.
+    assert c["bytes_written"] == 200_000
+    assert c["bytes_read"] == 200_000
+
+
 def test_figures_read_from_another_thread_do_not_tear(mloop):
     stop = threading.Event()
     problems = []
