@@ -464,3 +464,21 @@ def test_live_view_reports_an_unreachable_address(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pyloop", "monitor", str(tmp_path / "none")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode != 0 and "cannot reach" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["aiohttp_metrics", "fastapi_metrics"])
+def test_metrics_examples(name):
+    pytest.importorskip("aiohttp" if name.startswith("aiohttp") else "fastapi",
+                        reason="the example's framework (test extra)")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "monitoring",
+                                                        name + ".py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    label = name.split("_")[0]
+    assert proc.stdout == (
+        "GET /slow -> 200\n"
+        "GET /metrics -> 200 text/plain\n"
+        f'  pyloop_utilization{{loop="{label}"}} > 0\n'
+        f'  pyloop_slow_callbacks_total{{loop="{label}"}} > 0\n'
+        "slow callbacks recorded: True\n")
+    assert "slow callback: step of" in proc.stderr  # logged by pyloop.monitor
