@@ -590,6 +590,15 @@ Monitor_counters(PLMonitor *m, PyObject *Py_UNUSED(ignored))
                          m->busy_longest);
 }
 
+/* (running a callback, since when): what the watchdog thread of
+pyloop/monitor.py looks at to sample the stack of a slow callback while it
+still runs. */
+static PyObject *
+Monitor_current(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(Od)", m->cur_active ? Py_True : Py_False, m->cur_start);
+}
+
 static PyObject *
 Monitor_get_threshold(PLMonitor *m, void *Py_UNUSED(c))
 {
@@ -635,6 +644,7 @@ static PyMethodDef Monitor_methods[] = {
     {"tasks", PL_METH(Monitor_tasks), METH_NOARGS, NULL},
     {"reset_tasks", PL_METH(Monitor_reset_tasks), METH_NOARGS, NULL},
     {"counters", PL_METH(Monitor_counters), METH_NOARGS, NULL},
+    {"current", PL_METH(Monitor_current), METH_NOARGS, NULL},
     {NULL}
 };
 

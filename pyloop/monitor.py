@@ -37,11 +37,13 @@ logger = logging.getLogger("pyloop.monitor")
 Utilization = collections.namedtuple("Utilization", "idle active utilization")
 Utilization.__doc__ = ("Seconds blocked in the poll, seconds running, and the running share "
                        "(0..1), as Node's eventLoopUtilization().")
-SlowCallback = collections.namedtuple("SlowCallback", "when duration callback task stack")
+SlowCallback = collections.namedtuple("SlowCallback", "when duration callback task stack during")
 SlowCallback.__doc__ = ("A callback that ran longer than the threshold: when it started "
                         "(time.time()), how long it ran (s), what it was, the task it "
-                        "stepped (its name, or None) and where that task's coroutines "
-                        "stood after the step (outermost first).")
+                        "stepped (its name, or None), where that task's coroutines stood "
+                        "after the step, and the loop thread's stack sampled while the "
+                        "callback ran past the threshold (both outermost first; () when "
+                        "there is none).")
 TaskFigures = collections.namedtuple("TaskFigures",
                                      "name coro steps total longest waited tasks")
 TaskFigures.__doc__ = ("Steps, seconds running (total and longest step) and seconds "
@@ -84,7 +86,9 @@ def enable(loop=None, *, tasks=False, slow_callback_duration=None, name=None):
         if name is None:
             name = "main" if _names_used[0] == 0 else f"loop{_names_used[0]}"
             _names_used[0] += 1
-        _loops[loop] = name
+        with _watchdog_lock:
+            _loops[loop] = name
+    _start_watchdog()
     return loop
 
 
@@ -92,11 +96,82 @@ def disable(loop=None):
     """Turn monitoring off for `loop`; its figures are dropped."""
     loop = _pyloop_loop(loop)
     _core._monitor_disable(loop)
-    _loops.pop(loop, None)
+    with _watchdog_lock:
+        _loops.pop(loop, None)
 
 
 def is_enabled(loop=None):
     return _core._monitor_get(_pyloop_loop(loop)) is not None
+
+
+# ---- the stack of a slow callback, sampled while it runs ----------------------
+#
+# The C side knows a callback was slow only once it returns, when the code that
+# blocked is gone. A watchdog thread looks at each monitored loop's running
+# callback a few times per threshold and, once one has run past it, keeps the
+# loop thread's stack (sys._current_frames()): the blocking call's line. It
+# costs the loop nothing per callback; the thread takes the GIL a few times a
+# second.
+
+_samples = weakref.WeakKeyDictionary()  # loop -> (callback start, stack)
+_watchdog = None
+_watchdog_lock = threading.Lock()
+
+
+def _frame_stack(frame):
+    out = []
+    while frame is not None and len(out) < 64:
+        code = frame.f_code
+        out.append(f"{code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
+        frame = frame.f_back
+    out.reverse()
+    return tuple(out)
+
+
+def _watch_once():
+    """Sample the stack of every monitored loop's callback that is running
+    past its threshold; the seconds to wait before the next look."""
+    interval = 0.05
+    try:
+        loops = list(_loops.keys())
+    except RuntimeError:  # the loop thread changed it meanwhile
+        return 0.005
+    for loop in loops:
+        m = _core._monitor_get(loop)
+        if m is None:
+            continue
+        threshold = m.slow_callback_duration
+        interval = min(interval, max(0.005, threshold / 2))
+        running, started = m.current()
+        if not running or time.monotonic() - started < threshold:
+            continue
+        seen = _samples.get(loop)
+        if seen is not None and seen[0] == started:
+            continue
+        frame = sys._current_frames().get(loop._thread_id)
+        if frame is not None:
+            _samples[loop] = (started, _frame_stack(frame))
+        del frame
+    return interval
+
+
+def _watch():
+    global _watchdog
+    while True:
+        with _watchdog_lock:
+            if not _loops:
+                _watchdog = None
+                return
+        time.sleep(_watch_once())
+
+
+def _start_watchdog():
+    global _watchdog
+    with _watchdog_lock:
+        if _watchdog is None:
+            _watchdog = threading.Thread(target=_watch, name="pyloop-monitor-watchdog",
+                                         daemon=True)
+            _watchdog.start()
 
 
 def _enable_from_env(loop):
@@ -285,12 +360,16 @@ def _slow_record(loop, handle, task, duration, started):
         name = None
         callback = _callback_text(handle)
         stack = ()
-    rec = SlowCallback(when, duration, callback, name, stack)
+    sample = _samples.pop(loop, None)
+    during = sample[1] if sample is not None and sample[0] == started else ()
+    rec = SlowCallback(when, duration, callback, name, stack, during)
+    where = []
+    if during:
+        where.append(f"it was running {_innermost_own(during)}")
     if stack:
-        logger.warning("slow callback: %s took %.3f s; the task is now at %s",
-                       callback, duration, _innermost_own(stack))
-    else:
-        logger.warning("slow callback: %s took %.3f s", callback, duration)
+        where.append(f"the task is now at {_innermost_own(stack)}")
+    logger.warning("slow callback: %s took %.3f s%s", callback, duration,
+                   "; " + "; ".join(where) if where else "")
     return rec
 
 
@@ -576,9 +655,10 @@ def render(snap, previous=None, width=100):
     for s in reversed(snap["slow"][-6:]):
         when = time.strftime("%H:%M:%S", time.localtime(s["when"]))
         lines.append(f"  {when}  {_ms(s['duration']):>10}  {s['callback']}"[:width])
-        if s["stack"]:
-            path, _, rest = _innermost_own(s["stack"]).rpartition(":")
-            lines.append(f"      at {os.path.basename(path)}:{rest}"[:width])
+        for label, frames in (("running", s.get("during")), ("now at", s["stack"])):
+            if frames:
+                path, _, rest = _innermost_own(frames).rpartition(":")
+                lines.append(f"      {label} {os.path.basename(path)}:{rest}"[:width])
     if not snap["slow"]:
         lines.append("  (none)")
     return [ln[:width] for ln in lines]

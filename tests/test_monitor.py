@@ -190,12 +190,37 @@ def test_slow_callback_named_with_its_task_and_stack(mloop, caplog):
     assert [f.rsplit(".", 1)[-1] for f in task_rec.stack[:2]] == ["hogger", "hogger_inner"]
     assert plain_rec.task is None and "plain_slow" in plain_rec.callback
     assert plain_rec.stack == ()
+    assert all(isinstance(r.during, tuple) for r in recs)
     assert abs(plain_rec.when - time.time()) < 60
     messages = [r.getMessage() for r in caplog.records if r.name == "pyloop.monitor"]
     assert len(messages) == 2
     assert "the-hog" in messages[0] and "hogger_inner" in messages[0]
     assert "plain_slow" in messages[1]
     assert monitor.counts(mloop)["slow_callbacks"] == 2
+
+
+def test_slow_callback_stack_sampled_while_it_runs(mloop, caplog):
+    monitor.enable(mloop, slow_callback_duration=0.05)
+
+    def wait_for_the_sample():
+        # Blocks the loop until the watchdog thread has sampled this very
+        # callback's stack (bounded: 10 s).
+        deadline = time.monotonic() + 10
+        while mloop not in monitor._samples and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    async def blocking_io():
+        wait_for_the_sample()  # the line the sample names
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.WARNING, logger="pyloop.monitor"):
+        mloop.run_until_complete(blocking_io())
+    (rec,) = monitor.slow_callbacks(mloop)
+    assert rec.during[-1].endswith(" in test_slow_callback_stack_sampled_while_it_runs."
+                                   "<locals>.wait_for_the_sample")
+    assert rec.during[-2].endswith(".blocking_io")
+    assert f"test_monitor.py:{blocking_io.__code__.co_firstlineno + 1} " in rec.during[-2]
+    assert "it was running" in caplog.records[-1].getMessage()
 
 
 def test_slow_callback_ring_keeps_the_latest(mloop):
@@ -457,7 +482,7 @@ def test_live_view_in_a_pseudo_terminal(tmp_path):
     assert re.search(r"delay\s+p50 .* p99 .* max", screen)
     assert "blocker (blocker)" in screen  # among the busiest tasks
     assert "step of blocker" in screen    # the latest slow callback, with its task
-    assert "at app.py:8 in blocker" in screen  # and where it stands
+    assert "now at app.py:8 in blocker" in screen  # and where it stands
 
 
 def test_live_view_reports_an_unreachable_address(tmp_path):
