@@ -6,6 +6,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPS = ("asyncio", "uvloop", "pyloop")
+# pyloop with pyloop.monitor on (run.py --monitor adds it as a fourth loop):
+# everything but the per-task figures, and everything with them.
+MONITOR_LOOPS = ("pyloop+monitor", "pyloop+monitor-tasks")
 
 
 class LoopMissing(Exception):
@@ -21,12 +24,16 @@ def new_loop(name):
         except ImportError as exc:
             raise LoopMissing(str(exc))
         return uvloop.new_event_loop()
-    if name == "pyloop":
+    if name == "pyloop" or name in MONITOR_LOOPS:
         if ROOT not in sys.path:
             sys.path.insert(0, ROOT)
         try:
             import pyloop
+            import pyloop.monitor
         except ImportError as exc:
             raise LoopMissing(str(exc))
-        return pyloop.new_event_loop()
+        loop = pyloop.new_event_loop()
+        if name in MONITOR_LOOPS:
+            pyloop.monitor.enable(loop, tasks=name.endswith("-tasks"))
+        return loop
     raise ValueError(f"unknown loop {name!r}")

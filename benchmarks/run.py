@@ -21,7 +21,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from loops import LOOPS  # noqa: E402
+from loops import LOOPS, MONITOR_LOOPS  # noqa: E402
 import workloads_core  # noqa: E402,F401
 import workloads_os  # noqa: E402,F401
 from workloads_core import REGISTRY  # noqa: E402
@@ -30,6 +30,8 @@ RESULTS = os.path.join(HERE, "results")
 WORKER = os.path.join(HERE, "worker.py")
 TARGET_GEOMEAN = 1.3
 TARGET_EACH = 1.1
+# The loops run: LOOPS, plus the pyloop+monitor variants with --monitor.
+RUN_LOOPS = list(LOOPS)
 
 
 def run_worker(loop, workload, n=None, prefix=(), timeout=600):
@@ -67,11 +69,12 @@ def fmt_rate(x):
 
 def timing(workloads, reps, scale):
     """{workload: {loop: {"rates": [...], "median": x} | {"missing"/"error": ...}}}"""
-    res = {w: {lp: {"rates": []} for lp in LOOPS} for w in workloads}
+    res = {w: {lp: {"rates": []} if lp in RUN_LOOPS else {"missing": "not run"}
+               for lp in dict.fromkeys([*LOOPS, *RUN_LOOPS])} for w in workloads}
     for rep in range(reps):
         for w in workloads:
             n = max(1, int(REGISTRY[w]["n"] * scale))
-            for lp in LOOPS:  # interleaved: A B C, A B C, ...
+            for lp in RUN_LOOPS:  # interleaved: A B C, A B C, ...
                 cell = res[w][lp]
                 if "missing" in cell:
                     continue
@@ -84,9 +87,9 @@ def timing(workloads, reps, scale):
                     cell["rates"].append(out["ops"] / out["seconds"])
         print(f"  repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
     for w in workloads:
-        for lp in LOOPS:
+        for lp in res[w]:
             cell = res[w][lp]
-            cell["median"] = statistics.median(cell["rates"]) if cell["rates"] else None
+            cell["median"] = statistics.median(cell["rates"]) if cell.get("rates") else None
     return res
 
 
@@ -112,8 +115,8 @@ def callgrind(workloads, scale):
     for w in workloads:
         n_hi = max(10, int(REGISTRY[w]["n"] * scale / 10))
         n_lo = max(2, n_hi // 5)
-        res[w] = {}
-        for lp in LOOPS:
+        res[w] = {lp: {"missing": "not run"} for lp in LOOPS if lp not in RUN_LOOPS}
+        for lp in RUN_LOOPS:
             hi, rh = callgrind_ir(lp, w, n_hi)
             lo, rl = callgrind_ir(lp, w, n_lo)
             if hi is None or lo is None:
@@ -189,6 +192,30 @@ def print_callgrind(cg):
                                     for lp in LOOPS) + f" {ratio:>14}")
 
 
+def print_monitor(res, cg):
+    """What pyloop.monitor costs: each variant against plain pyloop, from the
+    same interleaved run (above 1: slower with monitoring)."""
+    variants = [lp for lp in MONITOR_LOOPS if lp in RUN_LOOPS]
+    print("\nmonitoring overhead (time per operation of pyloop+monitor / pyloop; "
+          "1.00 = no cost)")
+    head = f"{'workload':22} " + " ".join(f"{v + ' time':>26}" for v in variants)
+    if cg:
+        head += " " + " ".join(f"{v + ' instr':>27}" for v in variants)
+    print(head)
+    for w, cells in res.items():
+        base = cells["pyloop"].get("median")
+        row = f"{w:22} "
+        for v in variants:
+            mine = cells[v].get("median")
+            row += f"{(base / mine if base and mine else float('nan')):26.3f} "
+        if cg:
+            b = cg[w]["pyloop"].get("ir_per_op")
+            for v in variants:
+                m = cg[w][v].get("ir_per_op")
+                row += (f"{m / b:14.3f} ({m - b:+8.0f}/op) " if b and m else f"{'-':>27} ")
+        print(row.rstrip())
+
+
 def chart(res, path):
     try:
         import matplotlib
@@ -230,7 +257,20 @@ def main(argv=None):
     ap.add_argument("--callgrind", action="store_true", help="also count instructions per op")
     ap.add_argument("--json", help="where to write the results (default benchmarks/results/)")
     ap.add_argument("--chart", help="where to write the PNG chart (default benchmarks/results/)")
+    ap.add_argument("--monitor", action="store_true",
+                    help="also run pyloop with pyloop.monitor on (" + ", ".join(MONITOR_LOOPS)
+                    + ") and print its overhead against pyloop")
+    ap.add_argument("--loops", help="comma-separated loops to run (default: all; with "
+                                    "--monitor e.g. pyloop,pyloop+monitor)")
     args = ap.parse_args(argv)
+    if args.monitor:
+        RUN_LOOPS.extend(MONITOR_LOOPS)
+    if args.loops:
+        wanted = [lp for lp in args.loops.split(",") if lp]
+        unknown = [lp for lp in wanted if lp not in RUN_LOOPS]
+        if unknown:
+            ap.error(f"unknown loops: {', '.join(unknown)}; known: {', '.join(RUN_LOOPS)}")
+        RUN_LOOPS[:] = wanted
 
     workloads = list(REGISTRY)
     if args.only:
@@ -264,6 +304,8 @@ def main(argv=None):
         # (the kernel's and the child's work is not counted): core only.
         cg = callgrind(list(core), scale)
         print_callgrind(cg)
+    if args.monitor and "pyloop" in RUN_LOOPS:
+        print_monitor(res, cg)
     report = {
         "python": platform.python_version(), "machine": platform.machine(),
         "cpus": os.cpu_count(), "reps": args.reps, "scale": scale,

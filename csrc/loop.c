@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "errors.h"
 #include "module.h"
+#include "monitor.h"
 #include "pipe.h"
 #include "poll.h"
 #include "stream.h"
@@ -165,6 +166,8 @@ pl_loop_ready_push(PLLoop *loop, PLHandle *h)
 {
     if (loop->ready_len == loop->ready_cap && pl_loop_ready_grow(loop) < 0)
         return -1;
+    if (loop->monitor != NULL)
+        pl_monitor_on_push(loop, h);
     loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] =
         (PLHandle *)Py_NewRef((PyObject *)h);
     loop->ready_len++;
@@ -234,8 +237,11 @@ pl__loop_prepare_cb(uv_prepare_t *handle)
     PLLoop *self = (PLLoop *)handle->loop->data;
     /* libuv polls right after the prepare callbacks: release the GIL only
      * for a pass that may block. */
-    if (self->sleeping && self->gil_tstate == NULL)
+    if (self->sleeping && self->gil_tstate == NULL) {
+        if (self->monitor != NULL)
+            pl_monitor_idle_begin(self);
         self->gil_tstate = PyEval_SaveThread();
+    }
 }
 
 static void
@@ -443,6 +449,13 @@ pl_loop_run_handle(PLLoop *self, PLHandle *h)
 {
     if (h->cancelled)
         return 0;
+    if (self->monitor != NULL) {
+        pl_monitor_handle_begin(self, h);
+        int rc = self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);
+        if (self->monitor != NULL)
+            pl_monitor_handle_end(self, h);
+        return rc;
+    }
     return self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);
 }
 
@@ -556,6 +569,8 @@ Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
     self->running = 1;
     self->thread_id = PyThread_get_thread_ident();
     Py_INCREF(self); /* user code may drop every other reference */
+    if (self->monitor != NULL)
+        pl_monitor_run_begin(self);
     for (;;) {
         if (pl_loop_run_once(self) < 0) {
             rc = -1;
@@ -564,6 +579,8 @@ Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
         if (self->stopping)
             break;
     }
+    if (self->monitor != NULL)
+        pl_monitor_run_end(self);
     self->stopping = 0;
     self->running = 0;
     self->thread_id = 0;
@@ -992,6 +1009,7 @@ Loop_traverse(PLLoop *self, visitproc visit, void *arg)
     Py_VISIT(self->debug_obj);
     Py_VISIT(self->pollers);
     Py_VISIT(self->time_override);
+    Py_VISIT((PyObject *)self->monitor);
     return 0;
 }
 
@@ -1004,6 +1022,7 @@ Loop_clear(PLLoop *self)
     Py_CLEAR(self->debug_obj);
     Py_CLEAR(self->pollers);
     Py_CLEAR(self->time_override);
+    Py_CLEAR(self->monitor);
     return 0;
 }
 

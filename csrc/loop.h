@@ -5,6 +5,7 @@
 #include "compat.h"
 #include <uv.h>
 #include "handle.h"
+#include "monitor.h"
 
 typedef enum {
     PL_LOOP_INIT = 0, /* allocated, uv loop not yet initialised */
@@ -46,6 +47,7 @@ typedef struct PLLoop {
     Py_ssize_t due_cap;
 
     PLHandle *current_handle; /* borrowed; debug mode only */
+    PLMonitor *monitor;       /* pyloop.monitor's figures; NULL when off */
     PyObject *task_factory;   /* NULL: the stdlib Task */
     PyObject *debug_obj;      /* what set_debug() was given, get_debug() returns; NULL: `debug` */
 
@@ -122,6 +124,8 @@ pl_loop_gil_ensure(uv_loop_t *uv)
         PyThreadState *ts = loop->gil_tstate;
         loop->gil_tstate = NULL;
         PyEval_RestoreThread(ts);
+        if (loop->monitor != NULL)
+            pl_monitor_idle_end(loop);
     }
 }
 

@@ -4,6 +4,7 @@
 #include "handle.h"
 #include "loop.h"
 #include "module.h"
+#include "monitor.h"
 #include "process.h"
 #include "stream.h"
 #include "tls.h"
@@ -125,7 +126,7 @@ PyInit__core(void)
     if (pl_state.kwnames_loop == NULL)
         goto error;
     if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0 ||
-        pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0)
+        pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0 || pl_monitor_init(m) < 0)
         goto error;
     /* "bundled": libuv linked statically into this module; "system": the shared library pkg-config found */
     if (PyModule_AddStringConstant(m, "libuv_linkage", PL_LIBUV_LINKAGE) < 0)

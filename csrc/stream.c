@@ -442,6 +442,8 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread > 0) {
         self->read_iteration = self->loop->iteration;
+        if (self->loop->monitor != NULL)
+            self->loop->monitor->bytes_read += (uint64_t)nread;
         if (self->tls) {
             /* TLS records from the loop's buffer (cache-hot, shared by every
              * connection) into the protocol's incoming BIO */
@@ -578,6 +580,8 @@ pl__stream_write_cb(uv_write_t *ureq, int status)
     PLStream *self = req->stream;
     self->write_size -= req->len;
     self->reqs--;
+    if (status == 0 && self->loop->monitor != NULL)
+        self->loop->monitor->bytes_written += req->len;
     Py_DECREF(req->owner);
     PyMem_Free(req);
     pl_counters.requests_freed++;
@@ -666,6 +670,8 @@ pl_stream_send(PLStream *self, const uv_buf_t *bufs, unsigned int nbufs, size_t 
         int n = uv_try_write(self->uvh, bufs, nbufs);
         if (n >= 0) {
             sent = (size_t)n;
+            if (self->loop->monitor != NULL)
+                self->loop->monitor->bytes_written += sent;
         }
         else if (n != UV_EAGAIN && n != UV_ENOSYS) {
             pl_error_set_uv(n);

@@ -5,6 +5,8 @@
                            give pyloop loops
     bench [args]           run the benchmark harness (benchmarks/run.py of a source checkout)
     --version              pyloop's version and the libuv it runs on
+    monitor ADDRESS        a live view of a process that serves its loop's figures on the Unix
+                           socket ADDRESS (pyloop.monitor.serve(ADDRESS))
 """
 import argparse
 import os
@@ -72,6 +74,13 @@ def main(argv=None):
                      help="TARGET is a module name, run as python -m does")
     run.add_argument("target", metavar="SCRIPT|MODULE")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    mon = sub.add_parser("monitor", help="watch a monitored pyloop process",
+                         description="Show a refreshing view of the loop of a process that "
+                                     "called pyloop.monitor.serve(ADDRESS).")
+    mon.add_argument("address", metavar="ADDRESS", help="the Unix socket the process serves")
+    mon.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    mon.add_argument("--count", type=int, default=None,
+                     help="stop after this many refreshes (default: until Ctrl-C)")
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["bench"]:
@@ -80,6 +89,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.command == "run":
         _run(args)
+    elif args.command == "monitor":
+        from pyloop import monitor
+        try:
+            monitor.watch(args.address, interval=args.interval, count=args.count)
+        except (FileNotFoundError, ConnectionError) as exc:
+            sys.exit(f"python -m pyloop monitor: cannot reach {args.address}: {exc}")
 
 
 if __name__ == "__main__":

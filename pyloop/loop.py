@@ -74,6 +74,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._set_debug_flag(coroutines._is_debug_mode())
+        if os.environ.get("PYLOOP_MONITOR"):
+            from . import monitor
+            monitor._enable_from_env(self)
 
     def __setattr__(self, name, value):
         # `loop.time = f` (tests and libraries mock the clock): the C core
@@ -151,6 +154,15 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             else:
                 for sig in list(self._signal_handlers):
                     self.remove_signal_handler(sig)
+
+    # ---- monitoring (pyloop.monitor) -------------------------------------------
+
+    def utilization(self, previous=None):
+        """Utilization(idle, active, utilization): seconds blocked in the poll,
+        seconds running and the running share, since pyloop.monitor.enable()
+        or, given an earlier sample, since it."""
+        from . import monitor
+        return monitor.utilization(self, previous)
 
     # ---- debug --------------------------------------------------------------
 

@@ -1,0 +1,774 @@
+/* pyloop.monitor's C half: utilization, the delay histogram, slow callbacks
+ * and per-task figures, recorded at the loop's measuring points (see
+ * monitor.h for the thread-safety argument), read by pyloop/monitor.py.
+ *
+ * Clock readings are the cost that matters (a clock_gettime costs about as
+ * much as a short callback), so the loop reads the clock once per callback:
+ * a callback's start is the previous callback's end when both ran back to
+ * back in the same batch, and a handle queued while a callback runs is
+ * stamped with that callback's end (the earliest its queueing can be proven
+ * to be finished), which also makes a delay a lower bound rather than a
+ * figure inflated by the rest of the callback that queued it. */
+#include "monitor.h"
+#include "loop.h"
+#include "module.h"
+
+#include <math.h>
+#include <structmember.h>
+
+/* The Python function that builds (and logs) a slow-callback record:
+ * (loop, handle, task or None, seconds, started) -> record. */
+static PyObject *pl_monitor_slow_hook;
+static PyObject *pl_monitor_str_done;
+static PyObject *pl_monitor_str_self;
+
+double
+pl_monitor_now(void)
+{
+    return pl_loop_now();
+}
+
+/* ---- TaskStats -------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    unsigned long long steps;
+    unsigned long long tasks; /* finished tasks summed here (0 for a live one) */
+    double total;
+    double longest;
+    double waited;
+    PyObject *name; /* the task's name when first seen (live) */
+    PyObject *coro; /* coroutine qualified name */
+    PyObject *ref;  /* weak reference to the live task; NULL when summed */
+} PLTaskStats;
+
+static void
+TaskStats_dealloc(PLTaskStats *s)
+{
+    Py_XDECREF(s->name);
+    Py_XDECREF(s->coro);
+    Py_XDECREF(s->ref);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *
+TaskStats_get_task(PLTaskStats *s, void *Py_UNUSED(c))
+{
+    if (s->ref == NULL)
+        Py_RETURN_NONE;
+    PyObject *t = PyWeakref_GetObject(s->ref); /* borrowed */
+    return Py_NewRef(t);
+}
+
+static PyMemberDef TaskStats_members[] = {
+    {"steps", T_ULONGLONG, offsetof(PLTaskStats, steps), READONLY, NULL},
+    {"tasks", T_ULONGLONG, offsetof(PLTaskStats, tasks), READONLY, NULL},
+    {"total", T_DOUBLE, offsetof(PLTaskStats, total), READONLY, NULL},
+    {"longest", T_DOUBLE, offsetof(PLTaskStats, longest), READONLY, NULL},
+    {"waited", T_DOUBLE, offsetof(PLTaskStats, waited), READONLY, NULL},
+    {"name", T_OBJECT, offsetof(PLTaskStats, name), READONLY, NULL},
+    {"coro", T_OBJECT, offsetof(PLTaskStats, coro), READONLY, NULL},
+    {NULL}
+};
+
+static PyGetSetDef TaskStats_getset[] = {
+    {"task", (getter)TaskStats_get_task, NULL, NULL, NULL},
+    {NULL}
+};
+
+static PyTypeObject PLTaskStats_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pyloop._core.TaskStats",
+    .tp_basicsize = sizeof(PLTaskStats),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Per-task figures a monitored loop keeps (pyloop.monitor.tasks()).",
+    .tp_dealloc = (destructor)TaskStats_dealloc,
+    .tp_members = TaskStats_members,
+    .tp_getset = TaskStats_getset,
+};
+
+static PLTaskStats *
+pl_monitor_taskstats_new(void)
+{
+    /* No tp_new: Python cannot make one, only the monitor does. */
+    PLTaskStats *s = PyObject_New(PLTaskStats, &PLTaskStats_Type);
+    if (s == NULL)
+        return NULL;
+    s->steps = s->tasks = 0;
+    s->total = s->longest = s->waited = 0.0;
+    s->name = s->coro = s->ref = NULL;
+    return s;
+}
+
+/* ---- histogram ------------------------------------------------------------- */
+
+static inline size_t
+pl_monitor_hist_index(uint64_t us)
+{
+    if (us < PL_MONITOR_HIST_EXACT)
+        return (size_t)us;
+    if (us > PL_MONITOR_HIST_MAX_US)
+        us = PL_MONITOR_HIST_MAX_US;
+    int e = 63 - __builtin_clzll(us); /* >= 8 */
+    int shift = e - 7;
+    return PL_MONITOR_HIST_EXACT + (size_t)(e - 8) * PL_MONITOR_HIST_SUB +
+           (size_t)((us >> shift) - PL_MONITOR_HIST_SUB);
+}
+
+/* The first microsecond value past bucket `i`. */
+static uint64_t
+pl_monitor_hist_upper(size_t i)
+{
+    if (i < PL_MONITOR_HIST_EXACT)
+        return i + 1;
+    size_t k = i - PL_MONITOR_HIST_EXACT;
+    int shift = (int)(k / PL_MONITOR_HIST_SUB) + 1;
+    uint64_t mant = PL_MONITOR_HIST_SUB + k % PL_MONITOR_HIST_SUB;
+    return (mant + 1) << shift;
+}
+
+static inline void
+pl_monitor_hist_record(PLMonitor *m, double d)
+{
+    double us = d * 1e6;
+    uint64_t v = us >= (double)PL_MONITOR_HIST_MAX_US ? PL_MONITOR_HIST_MAX_US : (uint64_t)us;
+    m->hist[pl_monitor_hist_index(v)]++;
+    if (m->hist_count == 0 || d < m->hist_min)
+        m->hist_min = d;
+    if (d > m->hist_max)
+        m->hist_max = d;
+    m->hist_count++;
+    m->hist_sum += d;
+    m->hist_sumsq += d * d;
+}
+
+static void
+pl_monitor_hist_reset(PLMonitor *m)
+{
+    memset(m->hist, 0, sizeof(m->hist));
+    m->hist_count = 0;
+    m->hist_min = m->hist_max = m->hist_sum = m->hist_sumsq = 0.0;
+}
+
+/* ---- measuring points -------------------------------------------------------- */
+
+/* Close the span in progress (idle or active) at `t`. */
+static inline void
+pl_monitor_span_end(PLMonitor *m, double t)
+{
+    if (m->in_idle)
+        m->idle += t - m->mark;
+    else if (m->in_run)
+        m->active += t - m->mark;
+    m->mark = t;
+}
+
+void
+pl_monitor_run_begin(PLLoop *loop)
+{
+    PLMonitor *m = loop->monitor;
+    double t = pl_loop_now();
+    m->mark = m->stamp = t;
+    m->in_run = 1;
+    m->in_idle = 0;
+    m->chain_ok = 0;
+}
+
+void
+pl_monitor_run_end(PLLoop *loop)
+{
+    PLMonitor *m = loop->monitor;
+    pl_monitor_span_end(m, pl_loop_now());
+    m->in_run = 0;
+    m->in_idle = 0;
+}
+
+/* Called just before the GIL is released for a wait that may block. */
+void
+pl_monitor_idle_begin(PLLoop *loop)
+{
+    PLMonitor *m = loop->monitor;
+    pl_monitor_span_end(m, pl_loop_now());
+    m->in_idle = 1;
+}
+
+/* Called just after the GIL is taken back. */
+void
+pl_monitor_idle_end(PLLoop *loop)
+{
+    PLMonitor *m = loop->monitor;
+    double t = pl_loop_now();
+    pl_monitor_span_end(m, t);
+    m->stamp = t;
+    m->in_idle = 0;
+    m->chain_ok = 0;
+}
+
+void
+pl_monitor_on_push(PLLoop *loop, PLHandle *h)
+{
+    /* A timer keeps its deadline: its delay counts from when it was due. */
+    if (h->is_timer)
+        return;
+    /* Another thread queueing while the loop waits without the GIL: the
+     * loop's last reading is from before the wait, so read the clock. */
+    h->when = loop->gil_tstate != NULL ? pl_loop_now() : loop->monitor->stamp;
+}
+
+void
+pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
+{
+    PLMonitor *m = loop->monitor;
+    double start;
+    if (m->chain_ok && m->last_iter == loop->iteration && m->last_timer == h->is_timer)
+        start = m->last_end;
+    else
+        start = pl_loop_now();
+    m->cur_active = 1;
+    m->cur_start = m->stamp = start;
+    m->cur_ready_len = loop->ready_len;
+    m->cur_delay = -1.0;
+    /* A plain handle queued while monitoring was off has no stamp (0). */
+    if (h->is_timer || h->when != 0.0) {
+        double d = start - h->when;
+        if (!(d > 0.0)) /* NaN deadlines too */
+            d = 0.0;
+        pl_monitor_hist_record(m, d);
+        m->cur_delay = d;
+    }
+}
+
+/* The task a handle's callback steps: the stdlib C Task schedules its step
+ * as a TaskStepMethWrapper and its wake-up as a builtin method bound to the
+ * task; both expose the task as __self__. New reference or NULL. */
+static PyObject *
+pl_monitor_task_of(PyObject *cb)
+{
+    PyObject *self = NULL;
+    if (cb == NULL)
+        return NULL;
+    if (PyCFunction_Check(cb)) {
+        self = PyCFunction_GET_SELF(cb);
+        Py_XINCREF(self);
+    }
+    else if (strcmp(Py_TYPE(cb)->tp_name, "TaskStepMethWrapper") == 0) {
+        self = PyObject_GetAttr(cb, pl_monitor_str_self);
+        if (self == NULL)
+            PyErr_Clear();
+    }
+    else if (PyMethod_Check(cb)) {
+        /* A Python Task subclass's bound methods. */
+        self = Py_NewRef(PyMethod_GET_SELF(cb));
+    }
+    if (self != NULL && !PyObject_TypeCheck(self, (PyTypeObject *)pl_state.task_type))
+        Py_CLEAR(self);
+    return self;
+}
+
+static PyObject *
+pl_monitor_coro_name(PyObject *task)
+{
+    PyObject *coro = PyObject_CallMethod(task, "get_coro", NULL);
+    PyObject *name = NULL;
+    if (coro == NULL)
+        goto cleanup;
+    name = PyObject_GetAttrString(coro, "__qualname__");
+    if (name == NULL || !PyUnicode_Check(name)) {
+        PyErr_Clear();
+        Py_XDECREF(name);
+        name = PyUnicode_FromString(Py_TYPE(coro)->tp_name);
+    }
+cleanup:
+    Py_XDECREF(coro);
+    if (name == NULL)
+        PyErr_Clear();
+    return name;
+}
+
+/* Add one step to the task's figures; a finished task's go to the summary of
+ * its coroutine name. -1 with an exception set on failure. */
+static int
+pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
+{
+    int rc = -1;
+    PyObject *key = PyLong_FromVoidPtr(task);
+    PLTaskStats *st = NULL, *sum = NULL;
+    PyObject *done = NULL;
+    if (key == NULL)
+        goto cleanup;
+    st = (PLTaskStats *)PyDict_GetItemWithError(m->tasks, key);
+    /* Same address, different task: the one recorded was collected. */
+    if (st != NULL && PyWeakref_GetObject(st->ref) != task)
+        st = NULL;
+    if (st != NULL) {
+        Py_INCREF(st);
+    }
+    else {
+        if (PyErr_Occurred())
+            goto cleanup;
+        st = pl_monitor_taskstats_new();
+        if (st == NULL)
+            goto cleanup;
+        st->ref = PyWeakref_NewRef(task, NULL);
+        st->name = PyObject_CallMethod(task, "get_name", NULL);
+        st->coro = pl_monitor_coro_name(task);
+        if (st->ref == NULL || st->name == NULL || st->coro == NULL)
+            goto cleanup;
+        if (PyDict_SetItem(m->tasks, key, (PyObject *)st) < 0)
+            goto cleanup;
+    }
+    st->steps++;
+    st->total += dur;
+    if (dur > st->longest)
+        st->longest = dur;
+    if (delay > 0.0)
+        st->waited += delay;
+
+    done = PyObject_CallMethodNoArgs(task, pl_monitor_str_done);
+    if (done == NULL)
+        goto cleanup;
+    if (done == Py_True) {
+        sum = (PLTaskStats *)PyDict_GetItemWithError(m->finished, st->coro);
+        if (sum != NULL) {
+            Py_INCREF(sum);
+        }
+        else {
+            if (PyErr_Occurred())
+                goto cleanup;
+            sum = pl_monitor_taskstats_new();
+            if (sum == NULL)
+                goto cleanup;
+            sum->coro = Py_NewRef(st->coro);
+            sum->name = Py_NewRef(st->coro);
+            if (PyDict_SetItem(m->finished, st->coro, (PyObject *)sum) < 0)
+                goto cleanup;
+        }
+        sum->tasks++;
+        sum->steps += st->steps;
+        sum->total += st->total;
+        sum->waited += st->waited;
+        if (st->longest > sum->longest)
+            sum->longest = st->longest;
+        if (PyDict_DelItem(m->tasks, key) < 0)
+            goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    Py_XDECREF(key);
+    Py_XDECREF(st);
+    Py_XDECREF(sum);
+    Py_XDECREF(done);
+    return rc;
+}
+
+static int
+pl_monitor_record_slow(PLLoop *loop, PLMonitor *m, PLHandle *h, PyObject *task, double dur,
+                       double start)
+{
+    m->slow_total++;
+    if (pl_monitor_slow_hook == NULL)
+        return 0;
+    PyObject *rec = PyObject_CallFunction(pl_monitor_slow_hook, "OOOdd", (PyObject *)loop,
+                                          (PyObject *)h, task ? task : Py_None, dur, start);
+    if (rec == NULL)
+        return -1;
+    Py_XSETREF(m->slow_ring[m->slow_next], rec);
+    m->slow_next = (m->slow_next + 1) % PL_MONITOR_SLOW_RING;
+    return 0;
+}
+
+void
+pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
+{
+    PLMonitor *m = loop->monitor;
+    if (!m->cur_active) /* enabled from inside this very callback */
+        return;
+    double end = pl_loop_now();
+    double dur = end - m->cur_start;
+    double delay = m->cur_delay;
+    m->cur_active = 0;
+    m->callbacks++;
+    m->last_end = m->stamp = end;
+    m->last_iter = loop->iteration;
+    m->last_timer = h->is_timer;
+    m->chain_ok = 1;
+    if (dur > m->busy_longest)
+        m->busy_longest = dur;
+    /* What this callback queued counts from its end (see the top). */
+    for (size_t i = m->cur_ready_len; i < loop->ready_len; i++) {
+        PLHandle *q = loop->ready[(loop->ready_head + i) & (loop->ready_cap - 1)];
+        if (!q->is_timer)
+            q->when = end;
+    }
+    if (dur < m->slow_threshold && !m->per_task)
+        return;
+
+    /* The cold part: Python code, which may even turn monitoring off. */
+    PyObject *exc = pl_err_fetch();
+    PyObject *task = pl_monitor_task_of(h->callback);
+    Py_INCREF(m);
+    if (dur >= m->slow_threshold && pl_monitor_record_slow(loop, m, h, task, dur, m->cur_start) < 0)
+        PyErr_WriteUnraisable((PyObject *)h);
+    if (m->per_task && task != NULL && pl_monitor_task_step(m, task, dur, delay) < 0)
+        PyErr_WriteUnraisable((PyObject *)h);
+    m->chain_ok = 0; /* that Python code took time of its own */
+    Py_DECREF(m);
+    Py_XDECREF(task);
+    if (exc != NULL)
+        pl_err_restore(exc);
+}
+
+/* ---- Monitor type ------------------------------------------------------------ */
+
+static int
+Monitor_traverse(PLMonitor *m, visitproc visit, void *arg)
+{
+    for (size_t i = 0; i < PL_MONITOR_SLOW_RING; i++)
+        Py_VISIT(m->slow_ring[i]);
+    Py_VISIT(m->tasks);
+    Py_VISIT(m->finished);
+    return 0;
+}
+
+static int
+Monitor_clear(PLMonitor *m)
+{
+    for (size_t i = 0; i < PL_MONITOR_SLOW_RING; i++)
+        Py_CLEAR(m->slow_ring[i]);
+    Py_CLEAR(m->tasks);
+    Py_CLEAR(m->finished);
+    return 0;
+}
+
+static void
+Monitor_dealloc(PLMonitor *m)
+{
+    PyObject_GC_UnTrack(m);
+    Monitor_clear(m);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+/* (idle, active) seconds so far, the span in progress included. */
+static PyObject *
+Monitor_utilization(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    double t = pl_loop_now();
+    double idle = m->idle, active = m->active;
+    if (m->in_run) {
+        if (m->in_idle)
+            idle += t - m->mark;
+        else
+            active += t - m->mark;
+    }
+    return Py_BuildValue("(dd)", idle, active);
+}
+
+/* (count, min, max, mean, stddev) in seconds. */
+static PyObject *
+Monitor_histogram(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    double mean = 0.0, sd = 0.0;
+    if (m->hist_count > 0) {
+        double n = (double)m->hist_count;
+        mean = m->hist_sum / n;
+        double var = m->hist_sumsq / n - mean * mean;
+        sd = var > 0.0 ? sqrt(var) : 0.0;
+    }
+    return Py_BuildValue("(Kdddd)", (unsigned long long)m->hist_count, m->hist_min, m->hist_max,
+                         mean, sd);
+}
+
+/* The smallest recorded value at or below which `p` percent of the delays
+ * lie, as the upper edge of its bucket, within [min, max]. */
+static PyObject *
+Monitor_percentile(PLMonitor *m, PyObject *arg)
+{
+    double p = PyFloat_AsDouble(arg);
+    if (p == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(p >= 0.0 && p <= 100.0)) {
+        PyErr_SetString(PyExc_ValueError, "percentile must be between 0 and 100");
+        return NULL;
+    }
+    if (m->hist_count == 0)
+        return PyFloat_FromDouble(0.0);
+    if (p == 0.0)
+        return PyFloat_FromDouble(m->hist_min);
+    uint64_t target = (uint64_t)ceil(p / 100.0 * (double)m->hist_count);
+    if (target == 0)
+        target = 1;
+    uint64_t cum = 0;
+    double v = m->hist_max;
+    for (size_t i = 0; i < PL_MONITOR_HIST_BUCKETS; i++) {
+        cum += m->hist[i];
+        if (cum >= target) {
+            v = (double)pl_monitor_hist_upper(i) * 1e-6;
+            break;
+        }
+    }
+    if (v > m->hist_max)
+        v = m->hist_max;
+    if (v < m->hist_min)
+        v = m->hist_min;
+    return PyFloat_FromDouble(v);
+}
+
+static PyObject *
+Monitor_reset_histogram(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    pl_monitor_hist_reset(m);
+    Py_RETURN_NONE;
+}
+
+/* The slow-callback records, oldest first. */
+static PyObject *
+Monitor_slow_callbacks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (size_t k = 0; k < PL_MONITOR_SLOW_RING; k++) {
+        PyObject *rec = m->slow_ring[(m->slow_next + k) % PL_MONITOR_SLOW_RING];
+        if (rec != NULL && PyList_Append(list, rec) < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/* ([TaskStats of live tasks], [TaskStats summed by coroutine]); entries of
+ * tasks collected without finishing are dropped here. */
+static PyObject *
+Monitor_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *live = PyList_New(0), *dead = PyList_New(0), *res = NULL, *fin = NULL;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    if (live == NULL || dead == NULL)
+        goto cleanup;
+    while (PyDict_Next(m->tasks, &pos, &key, &value)) {
+        PLTaskStats *st = (PLTaskStats *)value;
+        if (PyWeakref_GetObject(st->ref) == Py_None) {
+            if (PyList_Append(dead, key) < 0)
+                goto cleanup;
+        }
+        else if (PyList_Append(live, value) < 0) {
+            goto cleanup;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dead); i++) {
+        if (PyDict_DelItem(m->tasks, PyList_GET_ITEM(dead, i)) < 0)
+            goto cleanup;
+    }
+    fin = PyDict_Values(m->finished);
+    if (fin == NULL)
+        goto cleanup;
+    res = PyTuple_Pack(2, live, fin);
+cleanup:
+    Py_XDECREF(live);
+    Py_XDECREF(dead);
+    Py_XDECREF(fin);
+    return res;
+}
+
+static PyObject *
+Monitor_reset_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    PyDict_Clear(m->tasks);
+    PyDict_Clear(m->finished);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Monitor_counters(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{sKsKsKsKsd}", "callbacks", (unsigned long long)m->callbacks,
+                         "slow_callbacks", (unsigned long long)m->slow_total, "bytes_read",
+                         (unsigned long long)m->bytes_read, "bytes_written",
+                         (unsigned long long)m->bytes_written, "longest_callback",
+                         m->busy_longest);
+}
+
+/* (running a callback, since when): what the watchdog thread of
+pyloop/monitor.py looks at to sample the stack of a slow callback while it
+still runs. */
+static PyObject *
+Monitor_current(PLMonitor *m, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(Od)", m->cur_active ? Py_True : Py_False, m->cur_start);
+}
+
+static PyObject *
+Monitor_get_threshold(PLMonitor *m, void *Py_UNUSED(c))
+{
+    return PyFloat_FromDouble(m->slow_threshold);
+}
+
+static int
+Monitor_set_threshold(PLMonitor *m, PyObject *v, void *Py_UNUSED(c))
+{
+    double d = v ? PyFloat_AsDouble(v) : -1.0;
+    if (d == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(d >= 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "slow_callback_duration must be >= 0");
+        return -1;
+    }
+    m->slow_threshold = d;
+    return 0;
+}
+
+static PyObject *
+Monitor_get_per_task(PLMonitor *m, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(m->per_task);
+}
+
+static int
+Monitor_set_per_task(PLMonitor *m, PyObject *v, void *Py_UNUSED(c))
+{
+    int b = v ? PyObject_IsTrue(v) : 0;
+    if (b < 0)
+        return -1;
+    m->per_task = (char)b;
+    return 0;
+}
+
+static PyMethodDef Monitor_methods[] = {
+    {"utilization", PL_METH(Monitor_utilization), METH_NOARGS, NULL},
+    {"histogram", PL_METH(Monitor_histogram), METH_NOARGS, NULL},
+    {"percentile", PL_METH(Monitor_percentile), METH_O, NULL},
+    {"reset_histogram", PL_METH(Monitor_reset_histogram), METH_NOARGS, NULL},
+    {"slow_callbacks", PL_METH(Monitor_slow_callbacks), METH_NOARGS, NULL},
+    {"tasks", PL_METH(Monitor_tasks), METH_NOARGS, NULL},
+    {"reset_tasks", PL_METH(Monitor_reset_tasks), METH_NOARGS, NULL},
+    {"counters", PL_METH(Monitor_counters), METH_NOARGS, NULL},
+    {"current", PL_METH(Monitor_current), METH_NOARGS, NULL},
+    {NULL}
+};
+
+static PyGetSetDef Monitor_getset[] = {
+    {"slow_callback_duration", (getter)Monitor_get_threshold, (setter)Monitor_set_threshold,
+     NULL, NULL},
+    {"per_task", (getter)Monitor_get_per_task, (setter)Monitor_set_per_task, NULL, NULL},
+    {NULL}
+};
+
+PyTypeObject PLMonitor_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pyloop._core.Monitor",
+    .tp_basicsize = sizeof(PLMonitor),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The figures a monitored loop keeps (use pyloop.monitor).",
+    .tp_dealloc = (destructor)Monitor_dealloc,
+    .tp_traverse = (traverseproc)Monitor_traverse,
+    .tp_clear = (inquiry)Monitor_clear,
+    .tp_methods = Monitor_methods,
+    .tp_getset = Monitor_getset,
+};
+
+/* ---- module functions ---------------------------------------------------------- */
+
+static PLLoop *
+pl_monitor_loop_arg(PyObject *arg)
+{
+    if (!PyObject_TypeCheck(arg, &PLLoop_Type)) {
+        PyErr_Format(PyExc_TypeError, "a pyloop loop was expected, got %R", arg);
+        return NULL;
+    }
+    return (PLLoop *)arg;
+}
+
+/* _monitor_enable(loop) -> Monitor: the loop's monitor, made if it has none. */
+static PyObject *
+pl_monitor_enable(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    PLLoop *loop = pl_monitor_loop_arg(arg);
+    if (loop == NULL)
+        return NULL;
+    if (loop->monitor != NULL)
+        return Py_NewRef((PyObject *)loop->monitor);
+    /* tp_alloc zeroes the histogram and the ring. */
+    PLMonitor *m = (PLMonitor *)PLMonitor_Type.tp_alloc(&PLMonitor_Type, 0);
+    if (m == NULL)
+        return NULL;
+    m->slow_threshold = 0.1;
+    m->tasks = PyDict_New();
+    m->finished = PyDict_New();
+    if (m->tasks == NULL || m->finished == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    m->mark = m->stamp = pl_loop_now();
+    /* Turned on from inside a running loop: the run is in progress. */
+    m->in_run = loop->running;
+    loop->monitor = (PLMonitor *)Py_NewRef((PyObject *)m);
+    return (PyObject *)m;
+}
+
+static PyObject *
+pl_monitor_disable(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    PLLoop *loop = pl_monitor_loop_arg(arg);
+    if (loop == NULL)
+        return NULL;
+    Py_CLEAR(loop->monitor);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pl_monitor_get(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    PLLoop *loop = pl_monitor_loop_arg(arg);
+    if (loop == NULL)
+        return NULL;
+    return Py_NewRef(loop->monitor ? (PyObject *)loop->monitor : Py_None);
+}
+
+/* The loop's own counts: (ready queue, pending timers, active libuv handles).
+ * Plain loads of integers the loop thread updates with the GIL held. */
+static PyObject *
+pl_monitor_loop_counts(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    PLLoop *loop = pl_monitor_loop_arg(arg);
+    if (loop == NULL)
+        return NULL;
+    unsigned int uv_active = loop->state == PL_LOOP_OPEN ? loop->uv.active_handles : 0;
+    return Py_BuildValue("(nnI)", (Py_ssize_t)loop->ready_len, loop->heap_len, uv_active);
+}
+
+static PyObject *
+pl_monitor_set_hook(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    if (!PyCallable_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "the slow-callback hook must be callable");
+        return NULL;
+    }
+    Py_XSETREF(pl_monitor_slow_hook, Py_NewRef(arg));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef pl_monitor_functions[] = {
+    {"_monitor_enable", pl_monitor_enable, METH_O, NULL},
+    {"_monitor_disable", pl_monitor_disable, METH_O, NULL},
+    {"_monitor_get", pl_monitor_get, METH_O, NULL},
+    {"_monitor_loop_counts", pl_monitor_loop_counts, METH_O, NULL},
+    {"_monitor_set_hook", pl_monitor_set_hook, METH_O, NULL},
+    {NULL}
+};
+
+int
+pl_monitor_init(PyObject *module)
+{
+    if (PyType_Ready(&PLMonitor_Type) < 0 || PyType_Ready(&PLTaskStats_Type) < 0)
+        return -1;
+    pl_monitor_str_done = PyUnicode_InternFromString("done");
+    pl_monitor_str_self = PyUnicode_InternFromString("__self__");
+    if (pl_monitor_str_done == NULL || pl_monitor_str_self == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "Monitor", (PyObject *)&PLMonitor_Type) < 0 ||
+        PyModule_AddObjectRef(module, "TaskStats", (PyObject *)&PLTaskStats_Type) < 0)
+        return -1;
+    return PyModule_AddFunctions(module, pl_monitor_functions);
+}
