@@ -1,6 +1,7 @@
 /* pyloop._core: module init, the Python helpers the C core calls on its cold
  * paths, and the handle/request counters the tests read. */
 #include "compat.h"
+#include "fs.h"
 #include "handle.h"
 #include "loop.h"
 #include "module.h"
@@ -108,7 +109,9 @@ PyInit__core(void)
     if (pl_state.kwnames_loop == NULL)
         goto error;
     if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0 ||
-        pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0)
+        pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0 || pl_fs_init_types(m) < 0)
+        goto error;
+    if (PyModule_AddFunctions(m, pl_fs_methods) < 0)
         goto error;
     if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0)
         goto error;
