@@ -17,6 +17,7 @@
  * callback) reach epoll only inside uv_run; as the wait now happens inside
  * uv_run, after libuv applied them, no flush pass is needed before it. */
 #include "loop.h"
+#include "fs.h"
 #include "errors.h"
 #include "module.h"
 #include "monitor.h"
@@ -815,6 +816,9 @@ static int
 pl_loop_uv_teardown(PLLoop *self)
 {
     uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
+    /* fs requests still queued in the thread pool would keep uv_run busy
+     * until a worker got to them: take them out; running ones finish. */
+    pl_fs_cancel_all(self);
     uv_run(&self->uv, UV_RUN_DEFAULT);
     return uv_loop_close(&self->uv);
 }

@@ -1,6 +1,7 @@
 /* pyloop._core: module init, the Python helpers the C core calls on its cold
  * paths, and the handle/request counters the tests read. */
 #include "compat.h"
+#include "fs.h"
 #include "handle.h"
 #include "loop.h"
 #include "module.h"
@@ -126,7 +127,10 @@ PyInit__core(void)
     if (pl_state.kwnames_loop == NULL)
         goto error;
     if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0 ||
-        pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0 || pl_monitor_init(m) < 0)
+        pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0 || pl_monitor_init(m) < 0 ||
+        pl_fs_init_types(m) < 0)
+        goto error;
+    if (PyModule_AddFunctions(m, pl_fs_methods) < 0)
         goto error;
     /* "bundled": libuv linked statically into this module; "system": the shared library pkg-config found */
     if (PyModule_AddStringConstant(m, "libuv_linkage", PL_LIBUV_LINKAGE) < 0)

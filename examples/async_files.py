@@ -2,7 +2,11 @@
 work on several files at once. (aiofiles runs the blocking file calls in the
 loop's default thread pool, so the loop stays free meanwhile.)
 
-    python examples/async_files.py [--loop asyncio] [--dir DIR]
+    python examples/async_files.py [--loop asyncio] [--dir DIR] [--files pyloop.fs]
+
+--files pyloop.fs runs the same code on pyloop.fs instead, imported under
+aiofiles' name: on pyloop each call is a libuv fs request in C on libuv's
+thread pool; on another loop pyloop.fs uses the loop's default executor.
 
 The files go into a new temporary directory, removed at the end, unless --dir
 names one to keep them in.
@@ -90,5 +94,9 @@ async def main(directory):
 if __name__ == "__main__":
     ap = _loop.parser(__doc__.splitlines()[0])
     ap.add_argument("--dir", help="an existing directory to write into")
+    ap.add_argument("--files", choices=["aiofiles", "pyloop.fs"], default="aiofiles",
+                    help="the file library (default: aiofiles)")
     args = ap.parse_args()
+    if args.files == "pyloop.fs":
+        import pyloop.fs as aiofiles  # noqa: F811 (the drop-in switch this shows)
     _loop.run(lambda: main(args.dir), args)

@@ -207,6 +207,15 @@ def test_task_processing_times_column(loop):
         assert float(avg) >= 0
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+def test_async_files_on_pyloop_fs(loop):
+    # The same program with `import pyloop.fs as aiofiles`: the same output.
+    proc = run_example("async_files", "--files", "pyloop.fs", *loop_args(loop))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout == EXPECTED["async_files"].replace("<loop>", loop)
+
+
 def test_async_files_keeps_its_files_in_dir(tmp_path):
     proc = run_example("async_files", "--dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

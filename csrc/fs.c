@@ -1,0 +1,708 @@
+/* pyloop.fs's C core. Every call submits one libuv fs request (uv_fs_*) that
+ * libuv runs on its thread pool without the GIL; pl__fs_done_cb resolves the
+ * request's asyncio.Future on the loop thread.
+ *
+ * A request is a Python object (PLFsReq) so that the Python layer can cancel
+ * it: `req = fs_read(loop, ...)`, `await req.future`, `req.cancel()` when the
+ * await is interrupted. While libuv owns it, the request holds a reference to
+ * itself, the loop, the Future and every buffer the worker thread touches;
+ * pl_fs_req_release() drops them all, once, from the completion callback (or
+ * from the submit function when libuv refused the request). */
+#include "fs.h"
+#include "errors.h"
+#include "module.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef enum {
+    PL_FS_OPEN, PL_FS_CLOSE, PL_FS_READ, PL_FS_READINTO, PL_FS_WRITE, PL_FS_STAT,
+    PL_FS_LSTAT, PL_FS_FSTAT, PL_FS_RENAME, PL_FS_UNLINK, PL_FS_RMDIR, PL_FS_MKDIR,
+    PL_FS_SCANDIR, PL_FS_READLINK, PL_FS_REALPATH, PL_FS_SYMLINK, PL_FS_LINK,
+    PL_FS_CHMOD, PL_FS_FCHMOD, PL_FS_UTIME, PL_FS_LUTIME, PL_FS_FUTIME, PL_FS_ACCESS,
+    PL_FS_COPYFILE, PL_FS_SENDFILE, PL_FS_FSYNC, PL_FS_FDATASYNC, PL_FS_FTRUNCATE,
+    PL_FS_NOPS
+} pl_fs_op;
+
+/* Arguments after the loop, per operation (checked before parsing). */
+static const Py_ssize_t pl_fs_nargs[PL_FS_NOPS] = {
+    [PL_FS_OPEN] = 4, [PL_FS_CLOSE] = 1, [PL_FS_READ] = 3, [PL_FS_READINTO] = 3,
+    [PL_FS_WRITE] = 3, [PL_FS_STAT] = 2, [PL_FS_LSTAT] = 2, [PL_FS_FSTAT] = 1,
+    [PL_FS_RENAME] = 4, [PL_FS_UNLINK] = 2, [PL_FS_RMDIR] = 2, [PL_FS_MKDIR] = 3,
+    [PL_FS_SCANDIR] = 2, [PL_FS_READLINK] = 2, [PL_FS_REALPATH] = 2, [PL_FS_SYMLINK] = 5,
+    [PL_FS_LINK] = 4, [PL_FS_CHMOD] = 3, [PL_FS_FCHMOD] = 2, [PL_FS_UTIME] = 4,
+    [PL_FS_LUTIME] = 4, [PL_FS_FUTIME] = 3, [PL_FS_ACCESS] = 3, [PL_FS_COPYFILE] = 5,
+    [PL_FS_SENDFILE] = 4, [PL_FS_FSYNC] = 1, [PL_FS_FDATASYNC] = 1, [PL_FS_FTRUNCATE] = 2,
+};
+
+typedef struct PLFsReq {
+    PyObject_HEAD
+    uv_fs_t req;
+    pl_fs_op op;
+    char pending;          /* libuv owns the request: the references below are held */
+    PLLoop *loop;
+    PyObject *future;
+    PyObject *filename;    /* what an OSError names (the caller's path objects) */
+    PyObject *filename2;
+    PyObject *result_buf;  /* PL_FS_READ: the bytes object the worker reads into */
+    PyObject *finished;    /* Future resolved when libuv is done with us (closing a file waits) */
+    Py_buffer view;        /* PL_FS_READINTO/WRITE: the caller's buffer, held while pending */
+    char has_view;
+    struct PLFsReq *prev, *next; /* every pending request, for loop teardown */
+} PLFsReq;
+
+static PyTypeObject *PLFsReq_Type;
+static PLFsReq *pl_fs_pending; /* list head; touched only with the GIL */
+static PyObject *pl_fs_stat_result; /* os.stat_result */
+static PyObject *pl_fs_str_done, *pl_fs_str_set_result, *pl_fs_str_set_exception;
+
+/* ---- completion ----------------------------------------------------------- */
+
+static PyObject *
+pl_fs_stat_to_py(const uv_stat_t *st)
+{
+    /* os.stat_result's layout on Linux: ten sequence fields (integer times at
+     * 7-9), then float times, ns times, blksize, blocks, rdev. */
+    PyObject *t = NULL, *r = NULL;
+    const uv_timespec_t *ts[3] = {&st->st_atim, &st->st_mtim, &st->st_ctim};
+    t = PyTuple_New(19);
+    if (t == NULL)
+        goto cleanup;
+    PyTuple_SET_ITEM(t, 0, PyLong_FromUnsignedLongLong(st->st_mode));
+    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong(st->st_ino));
+    PyTuple_SET_ITEM(t, 2, PyLong_FromUnsignedLongLong(st->st_dev));
+    PyTuple_SET_ITEM(t, 3, PyLong_FromUnsignedLongLong(st->st_nlink));
+    PyTuple_SET_ITEM(t, 4, PyLong_FromUnsignedLongLong(st->st_uid));
+    PyTuple_SET_ITEM(t, 5, PyLong_FromUnsignedLongLong(st->st_gid));
+    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLongLong(st->st_size));
+    for (int i = 0; i < 3; i++) {
+        long long ns = (long long)ts[i]->tv_sec * 1000000000LL + ts[i]->tv_nsec;
+        PyTuple_SET_ITEM(t, 7 + i, PyLong_FromLongLong(ts[i]->tv_sec));
+        PyTuple_SET_ITEM(t, 10 + i,
+                         PyFloat_FromDouble((double)ts[i]->tv_sec + ts[i]->tv_nsec * 1e-9));
+        PyTuple_SET_ITEM(t, 13 + i, PyLong_FromLongLong(ns));
+    }
+    PyTuple_SET_ITEM(t, 16, PyLong_FromUnsignedLongLong(st->st_blksize));
+    PyTuple_SET_ITEM(t, 17, PyLong_FromUnsignedLongLong(st->st_blocks));
+    PyTuple_SET_ITEM(t, 18, PyLong_FromUnsignedLongLong(st->st_rdev));
+    for (Py_ssize_t i = 0; i < 19; i++) {
+        if (PyTuple_GET_ITEM(t, i) == NULL)
+            goto cleanup;
+    }
+    r = PyObject_CallOneArg(pl_fs_stat_result, t);
+cleanup:
+    Py_XDECREF(t);
+    return r;
+}
+
+static PyObject *
+pl_fs_scandir_to_py(uv_fs_t *req)
+{
+    PyObject *list = PyList_New(0);
+    uv_dirent_t ent;
+    if (list == NULL)
+        return NULL;
+    while (uv_fs_scandir_next(req, &ent) != UV_EOF) {
+        PyObject *item = Py_BuildValue("(y i)", ent.name, (int)ent.type);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+/* The Python value of a successful request. */
+static PyObject *
+pl_fs_result(PLFsReq *self)
+{
+    uv_fs_t *req = &self->req;
+    PyObject *r;
+    switch (self->op) {
+    case PL_FS_READ:
+        /* The worker filled the bytes object nobody else has seen yet. */
+        if (req->result != PyBytes_GET_SIZE(self->result_buf) &&
+            _PyBytes_Resize(&self->result_buf, req->result) < 0)
+            return NULL;
+        r = self->result_buf;
+        self->result_buf = NULL;
+        return r;
+    case PL_FS_OPEN:
+    case PL_FS_READINTO:
+    case PL_FS_WRITE:
+    case PL_FS_SENDFILE:
+        return PyLong_FromSsize_t(req->result);
+    case PL_FS_STAT:
+    case PL_FS_LSTAT:
+    case PL_FS_FSTAT:
+        return pl_fs_stat_to_py(&req->statbuf);
+    case PL_FS_SCANDIR:
+        return pl_fs_scandir_to_py(req);
+    case PL_FS_READLINK:
+    case PL_FS_REALPATH:
+        return PyBytes_FromString((const char *)req->ptr);
+    case PL_FS_ACCESS:
+        Py_RETURN_TRUE;
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+/* The one function that gives back what a pending request held. */
+static void
+pl_fs_req_release(PLFsReq *self)
+{
+    uv_fs_req_cleanup(&self->req);
+    if (self->has_view) {
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+    }
+    Py_CLEAR(self->result_buf);
+    Py_CLEAR(self->filename);
+    Py_CLEAR(self->filename2);
+    Py_CLEAR(self->future);
+    Py_CLEAR(self->finished);
+    if (self->pending) {
+        self->pending = 0;
+        if (self->prev != NULL)
+            self->prev->next = self->next;
+        else
+            pl_fs_pending = self->next;
+        if (self->next != NULL)
+            self->next->prev = self->prev;
+        self->prev = self->next = NULL;
+        pl_counters.requests_freed++;
+        Py_CLEAR(self->loop);
+        Py_DECREF(self); /* the reference libuv's ownership stood for */
+    }
+    else {
+        Py_CLEAR(self->loop);
+    }
+}
+
+/* Set the Future's outcome. Returns -1 with an exception set when that
+ * failed (the Future's own callbacks are not run here: set_result schedules
+ * them on the loop). */
+static int
+pl_fs_settle(PLFsReq *self)
+{
+    PyObject *done = NULL, *value = NULL, *r = NULL;
+    int rc = -1;
+    ssize_t result = self->req.result;
+
+    done = PyObject_CallMethodNoArgs(self->future, pl_fs_str_done);
+    if (done == NULL)
+        goto cleanup;
+    if (done == Py_True) {
+        /* Cancelled while the worker ran: its result goes nowhere, but a
+         * descriptor it opened must not leak. */
+        if (self->op == PL_FS_OPEN && result >= 0)
+            close((int)result);
+        rc = 0;
+        goto cleanup;
+    }
+    if (result < 0 && self->op == PL_FS_ACCESS) {
+        value = Py_NewRef(Py_False);
+    }
+    else if (result < 0) {
+        errno = (int)-result;
+        PyErr_SetFromErrnoWithFilenameObjects(PyExc_OSError, self->filename, self->filename2);
+        PyObject *exc = pl_err_fetch();
+        if (exc == NULL)
+            goto cleanup;
+        r = PyObject_CallMethodOneArg(self->future, pl_fs_str_set_exception, exc);
+        Py_DECREF(exc);
+        if (r != NULL)
+            rc = 0;
+        goto cleanup;
+    }
+    else {
+        value = pl_fs_result(self);
+        if (value == NULL) {
+            /* Converting failed (memory): the awaiting task gets the error. */
+            PyObject *exc = pl_err_fetch();
+            if (exc == NULL)
+                goto cleanup;
+            r = PyObject_CallMethodOneArg(self->future, pl_fs_str_set_exception, exc);
+            Py_DECREF(exc);
+            if (r != NULL)
+                rc = 0;
+            goto cleanup;
+        }
+    }
+    r = PyObject_CallMethodOneArg(self->future, pl_fs_str_set_result, value);
+    if (r != NULL)
+        rc = 0;
+cleanup:
+    Py_XDECREF(done);
+    Py_XDECREF(value);
+    Py_XDECREF(r);
+    return rc;
+}
+
+static void
+pl__fs_done_cb(uv_fs_t *req)
+{
+    pl_loop_gil_ensure(req->loop);
+    PLFsReq *self = (PLFsReq *)((char *)req - offsetof(PLFsReq, req));
+    PLLoop *loop = self->loop;
+    /* A closed loop (teardown runs the last completions) has nobody to
+     * deliver to: the Future's callbacks would be scheduled on it. */
+    if (loop->state == PL_LOOP_OPEN && pl_fs_settle(self) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+            PyErr_ExceptionMatches(PyExc_SystemExit))
+            pl_loop_stash_exception(loop);
+        else
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+    else if (loop->state != PL_LOOP_OPEN && self->op == PL_FS_OPEN && req->result >= 0) {
+        close((int)req->result);
+    }
+    if (self->finished != NULL && loop->state == PL_LOOP_OPEN) {
+        PyObject *r = PyObject_CallMethodOneArg(self->finished, pl_fs_str_set_result, Py_None);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)self);
+        Py_XDECREF(r);
+    }
+    pl_fs_req_release(self);
+}
+
+/* ---- submission ----------------------------------------------------------- */
+
+static int
+pl_fs_arg_path(PyObject *o, const char **out)
+{
+    if (!PyBytes_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "path must be bytes (os.fsencode)");
+        return -1;
+    }
+    *out = PyBytes_AS_STRING(o);
+    if (strlen(*out) != (size_t)PyBytes_GET_SIZE(o)) {
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+pl_fs_arg_int(PyObject *o, int *out)
+{
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < INT_MIN || v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "value out of int range");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int
+pl_fs_arg_i64(PyObject *o, int64_t *out)
+{
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int
+pl_fs_arg_double(PyObject *o, double *out)
+{
+    double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Start libuv's request for `self->op` with args (after the loop). Returns
+ * libuv's error (< 0) or 0; -2 with a Python exception set when an argument
+ * was wrong (libuv never saw the request). */
+static int
+pl_fs_start(PLFsReq *self, PyObject *const *a)
+{
+    uv_loop_t *uv = &self->loop->uv;
+    uv_fs_t *req = &self->req;
+    const char *p1 = NULL, *p2 = NULL;
+    int fd = -1, i1 = 0;
+    int64_t off = 0, n64 = 0;
+    double d1 = 0, d2 = 0;
+    uv_buf_t buf;
+
+    switch (self->op) {
+    case PL_FS_OPEN:
+        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_int(a[2], &fd) < 0 ||
+            pl_fs_arg_int(a[3], &i1) < 0)
+            return -2;
+        self->filename = Py_NewRef(a[1]);
+        return uv_fs_open(uv, req, p1, fd, i1, pl__fs_done_cb);
+    case PL_FS_CLOSE:
+        if (pl_fs_arg_int(a[0], &fd) < 0)
+            return -2;
+        return uv_fs_close(uv, req, fd, pl__fs_done_cb);
+    case PL_FS_READ: {
+        Py_ssize_t size = PyLong_AsSsize_t(a[1]);
+        if ((size == -1 && PyErr_Occurred()) || pl_fs_arg_int(a[0], &fd) < 0 ||
+            pl_fs_arg_i64(a[2], &off) < 0)
+            return -2;
+        if (size < 0 || size > INT_MAX) {
+            PyErr_SetString(PyExc_ValueError, "read size out of range");
+            return -2;
+        }
+        /* The request owns the destination: a bytes object no Python code
+         * sees until the completion hands it over. */
+        self->result_buf = PyBytes_FromStringAndSize(NULL, size);
+        if (self->result_buf == NULL)
+            return -2;
+        buf = uv_buf_init(PyBytes_AS_STRING(self->result_buf), (unsigned int)size);
+        return uv_fs_read(uv, req, fd, &buf, 1, off, pl__fs_done_cb);
+    }
+    case PL_FS_READINTO:
+    case PL_FS_WRITE:
+        if (pl_fs_arg_int(a[0], &fd) < 0 || pl_fs_arg_i64(a[2], &off) < 0)
+            return -2;
+        if (PyObject_GetBuffer(a[1], &self->view,
+                               self->op == PL_FS_READINTO ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+            return -2;
+        self->has_view = 1;
+        if (self->view.len > UINT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "buffer too large for one request");
+            return -2;
+        }
+        buf = uv_buf_init(self->view.buf, (unsigned int)self->view.len);
+        if (self->op == PL_FS_READINTO)
+            return uv_fs_read(uv, req, fd, &buf, 1, off, pl__fs_done_cb);
+        return uv_fs_write(uv, req, fd, &buf, 1, off, pl__fs_done_cb);
+    case PL_FS_STAT:
+    case PL_FS_LSTAT:
+    case PL_FS_UNLINK:
+    case PL_FS_RMDIR:
+    case PL_FS_SCANDIR:
+    case PL_FS_READLINK:
+    case PL_FS_REALPATH:
+        if (pl_fs_arg_path(a[0], &p1) < 0)
+            return -2;
+        self->filename = Py_NewRef(a[1]);
+        switch (self->op) {
+        case PL_FS_STAT:
+            return uv_fs_stat(uv, req, p1, pl__fs_done_cb);
+        case PL_FS_LSTAT:
+            return uv_fs_lstat(uv, req, p1, pl__fs_done_cb);
+        case PL_FS_UNLINK:
+            return uv_fs_unlink(uv, req, p1, pl__fs_done_cb);
+        case PL_FS_RMDIR:
+            return uv_fs_rmdir(uv, req, p1, pl__fs_done_cb);
+        case PL_FS_SCANDIR:
+            return uv_fs_scandir(uv, req, p1, 0, pl__fs_done_cb);
+        case PL_FS_READLINK:
+            return uv_fs_readlink(uv, req, p1, pl__fs_done_cb);
+        default:
+            return uv_fs_realpath(uv, req, p1, pl__fs_done_cb);
+        }
+    case PL_FS_FSTAT:
+    case PL_FS_FSYNC:
+    case PL_FS_FDATASYNC:
+        if (pl_fs_arg_int(a[0], &fd) < 0)
+            return -2;
+        if (self->op == PL_FS_FSTAT)
+            return uv_fs_fstat(uv, req, fd, pl__fs_done_cb);
+        if (self->op == PL_FS_FSYNC)
+            return uv_fs_fsync(uv, req, fd, pl__fs_done_cb);
+        return uv_fs_fdatasync(uv, req, fd, pl__fs_done_cb);
+    case PL_FS_RENAME:
+    case PL_FS_LINK:
+    case PL_FS_SYMLINK:
+    case PL_FS_COPYFILE:
+        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_path(a[1], &p2) < 0)
+            return -2;
+        if ((self->op == PL_FS_SYMLINK || self->op == PL_FS_COPYFILE) &&
+            pl_fs_arg_int(a[4], &i1) < 0)
+            return -2;
+        self->filename = Py_NewRef(a[2]);
+        self->filename2 = Py_NewRef(a[3]);
+        if (self->op == PL_FS_RENAME)
+            return uv_fs_rename(uv, req, p1, p2, pl__fs_done_cb);
+        if (self->op == PL_FS_LINK)
+            return uv_fs_link(uv, req, p1, p2, pl__fs_done_cb);
+        if (self->op == PL_FS_SYMLINK)
+            return uv_fs_symlink(uv, req, p1, p2, i1, pl__fs_done_cb);
+        return uv_fs_copyfile(uv, req, p1, p2, i1, pl__fs_done_cb);
+    case PL_FS_MKDIR:
+    case PL_FS_CHMOD:
+    case PL_FS_ACCESS:
+        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_int(a[2], &i1) < 0)
+            return -2;
+        self->filename = Py_NewRef(a[1]);
+        if (self->op == PL_FS_MKDIR)
+            return uv_fs_mkdir(uv, req, p1, i1, pl__fs_done_cb);
+        if (self->op == PL_FS_CHMOD)
+            return uv_fs_chmod(uv, req, p1, i1, pl__fs_done_cb);
+        return uv_fs_access(uv, req, p1, i1, pl__fs_done_cb);
+    case PL_FS_FCHMOD:
+    case PL_FS_FTRUNCATE:
+        if (pl_fs_arg_int(a[0], &fd) < 0 || pl_fs_arg_i64(a[1], &n64) < 0)
+            return -2;
+        if (self->op == PL_FS_FCHMOD)
+            return uv_fs_fchmod(uv, req, fd, (int)n64, pl__fs_done_cb);
+        return uv_fs_ftruncate(uv, req, fd, n64, pl__fs_done_cb);
+    case PL_FS_UTIME:
+    case PL_FS_LUTIME:
+        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_double(a[2], &d1) < 0 ||
+            pl_fs_arg_double(a[3], &d2) < 0)
+            return -2;
+        self->filename = Py_NewRef(a[1]);
+        if (self->op == PL_FS_UTIME)
+            return uv_fs_utime(uv, req, p1, d1, d2, pl__fs_done_cb);
+        return uv_fs_lutime(uv, req, p1, d1, d2, pl__fs_done_cb);
+    case PL_FS_FUTIME:
+        if (pl_fs_arg_int(a[0], &fd) < 0 || pl_fs_arg_double(a[1], &d1) < 0 ||
+            pl_fs_arg_double(a[2], &d2) < 0)
+            return -2;
+        return uv_fs_futime(uv, req, fd, d1, d2, pl__fs_done_cb);
+    case PL_FS_SENDFILE: {
+        int in_fd;
+        if (pl_fs_arg_int(a[0], &fd) < 0 || pl_fs_arg_int(a[1], &in_fd) < 0 ||
+            pl_fs_arg_i64(a[2], &off) < 0 || pl_fs_arg_i64(a[3], &n64) < 0)
+            return -2;
+        return uv_fs_sendfile(uv, req, fd, in_fd, off, (size_t)n64, pl__fs_done_cb);
+    }
+    default:
+        PyErr_SetString(PyExc_SystemError, "unknown fs operation");
+        return -2;
+    }
+}
+
+/* fs_<verb>(loop, *args) -> request object; `request.future` resolves with
+ * the result. */
+static PyObject *
+pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs)
+{
+    PLFsReq *self = NULL;
+    PyObject *result = NULL;
+    PLLoop *loop;
+    int err;
+
+    if (nargs != pl_fs_nargs[op] + 1) {
+        PyErr_Format(PyExc_TypeError, "expected %zd arguments, got %zd", pl_fs_nargs[op] + 1,
+                     nargs);
+        goto cleanup;
+    }
+    if (!PyObject_TypeCheck(args[0], &PLLoop_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the first argument must be a pyloop loop");
+        goto cleanup;
+    }
+    loop = (PLLoop *)args[0];
+    if (pl_loop_check_closed(loop) < 0 || pl_loop_check_uv_thread(loop) < 0)
+        goto cleanup;
+    self = PyObject_New(PLFsReq, PLFsReq_Type);
+    if (self == NULL)
+        goto cleanup;
+    memset((char *)self + offsetof(PLFsReq, req), 0, sizeof(*self) - offsetof(PLFsReq, req));
+    self->op = op;
+    self->loop = (PLLoop *)Py_NewRef((PyObject *)loop);
+    {
+        PyObject *stack[1] = {(PyObject *)loop};
+        self->future = PyObject_Vectorcall(pl_state.future_type, stack, 0,
+                                           pl_state.kwnames_loop);
+    }
+    if (self->future == NULL)
+        goto cleanup;
+    err = pl_fs_start(self, args + 1);
+    if (err == -2)
+        goto cleanup;
+    if (err < 0) {
+        /* libuv refused it synchronously (it checks arguments only). */
+        pl_error_set_uv(err);
+        goto cleanup;
+    }
+    /* libuv accepted the request: from here it owns a reference to us. */
+    self->pending = 1;
+    Py_INCREF(self);
+    pl_counters.requests_created++;
+    self->next = pl_fs_pending;
+    if (pl_fs_pending != NULL)
+        pl_fs_pending->prev = self;
+    pl_fs_pending = self;
+    result = Py_NewRef((PyObject *)self);
+cleanup:
+    if (result == NULL && self != NULL)
+        pl_fs_req_release(self);
+    Py_XDECREF(self);
+    return result;
+}
+
+void
+pl_fs_cancel_all(PLLoop *loop)
+{
+    for (PLFsReq *r = pl_fs_pending; r != NULL; r = r->next) {
+        if (r->loop == loop)
+            uv_cancel((uv_req_t *)&r->req);
+    }
+}
+
+/* ---- the request type ------------------------------------------------------- */
+
+static PyObject *
+PLFsReq_cancel(PLFsReq *self, PyObject *Py_UNUSED(ignored))
+{
+    /* A request still queued is taken out of the pool (its callback then
+     * reports UV_ECANCELED); one a worker already runs finishes and its
+     * result is dropped by pl_fs_settle, the Future being done. */
+    if (self->pending && uv_cancel((uv_req_t *)&self->req) == 0)
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+/* A Future that resolves once libuv has finished with the request (also
+ * after a cancellation the worker did not see in time): a file waits for
+ * these before closing its descriptor, whose number a new open could reuse
+ * while a worker is still about to read it. None when already finished. */
+static PyObject *
+PLFsReq_finished(PLFsReq *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->pending)
+        Py_RETURN_NONE;
+    if (self->finished == NULL) {
+        PyObject *stack[1] = {(PyObject *)self->loop};
+        self->finished = PyObject_Vectorcall(pl_state.future_type, stack, 0,
+                                             pl_state.kwnames_loop);
+        if (self->finished == NULL)
+            return NULL;
+    }
+    return Py_NewRef(self->finished);
+}
+
+static PyObject *
+PLFsReq_get_pending(PLFsReq *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->pending);
+}
+
+static void
+PLFsReq_dealloc(PLFsReq *self)
+{
+    /* Only reached when not pending: libuv's reference keeps it alive. */
+    PyTypeObject *tp = Py_TYPE(self);
+    pl_fs_req_release(self);
+    PyObject_Free(self);
+    Py_DECREF(tp); /* instances of a heap type own a reference to it */
+}
+
+static PyObject *
+PLFsReq_get_future(PLFsReq *self, void *Py_UNUSED(c))
+{
+    if (self->future == NULL)
+        Py_RETURN_NONE;
+    return Py_NewRef(self->future);
+}
+
+static PyMethodDef PLFsReq_methods[] = {
+    {"cancel", PL_METH(PLFsReq_cancel), METH_NOARGS,
+     "cancel($self)\n--\n\nCancel the request if libuv has not started it yet."},
+    {"finished", PL_METH(PLFsReq_finished), METH_NOARGS,
+     "finished($self)\n--\n\nA Future done when libuv released the request, or None."},
+    {NULL}
+};
+
+static PyGetSetDef PLFsReq_getset[] = {
+    {"future", (getter)PLFsReq_get_future, NULL, NULL, NULL},
+    {"pending", (getter)PLFsReq_get_pending, NULL, NULL, NULL},
+    {NULL}
+};
+
+static PyType_Slot PLFsReq_slots[] = {
+    {Py_tp_dealloc, PLFsReq_dealloc},
+    {Py_tp_methods, PLFsReq_methods},
+    {Py_tp_getset, PLFsReq_getset},
+    {Py_tp_doc, "A pending libuv fs request (made by pyloop._core.fs_* only)."},
+    {0, NULL}
+};
+
+static PyType_Spec PLFsReq_spec = {
+    .name = "pyloop._core.FsRequest",
+    .basicsize = sizeof(PLFsReq),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = PLFsReq_slots,
+};
+
+int
+pl_fs_init_types(PyObject *module)
+{
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL)
+        return -1;
+    pl_fs_stat_result = PyObject_GetAttrString(os, "stat_result");
+    Py_DECREF(os);
+    if (pl_fs_stat_result == NULL)
+        return -1;
+    pl_fs_str_done = PyUnicode_InternFromString("done");
+    pl_fs_str_set_result = PyUnicode_InternFromString("set_result");
+    pl_fs_str_set_exception = PyUnicode_InternFromString("set_exception");
+    if (!pl_fs_str_done || !pl_fs_str_set_result || !pl_fs_str_set_exception)
+        return -1;
+    PLFsReq_Type = (PyTypeObject *)PyType_FromSpec(&PLFsReq_spec);
+    if (PLFsReq_Type == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "FsRequest", (PyObject *)PLFsReq_Type) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- module functions ------------------------------------------------------- */
+
+#define PL_FS_ENTRY(verb, OP)                                                     \
+    static PyObject *pl_fs_##verb(PyObject *Py_UNUSED(m), PyObject *const *args, \
+                                  Py_ssize_t nargs)                             \
+    {                                                                           \
+        return pl_fs_submit(OP, args, nargs);                                   \
+    }
+
+PL_FS_ENTRY(open, PL_FS_OPEN)
+PL_FS_ENTRY(close, PL_FS_CLOSE)
+PL_FS_ENTRY(read, PL_FS_READ)
+PL_FS_ENTRY(readinto, PL_FS_READINTO)
+PL_FS_ENTRY(write, PL_FS_WRITE)
+PL_FS_ENTRY(stat, PL_FS_STAT)
+PL_FS_ENTRY(lstat, PL_FS_LSTAT)
+PL_FS_ENTRY(fstat, PL_FS_FSTAT)
+PL_FS_ENTRY(rename, PL_FS_RENAME)
+PL_FS_ENTRY(unlink, PL_FS_UNLINK)
+PL_FS_ENTRY(rmdir, PL_FS_RMDIR)
+PL_FS_ENTRY(mkdir, PL_FS_MKDIR)
+PL_FS_ENTRY(scandir, PL_FS_SCANDIR)
+PL_FS_ENTRY(readlink, PL_FS_READLINK)
+PL_FS_ENTRY(realpath, PL_FS_REALPATH)
+PL_FS_ENTRY(symlink, PL_FS_SYMLINK)
+PL_FS_ENTRY(link, PL_FS_LINK)
+PL_FS_ENTRY(chmod, PL_FS_CHMOD)
+PL_FS_ENTRY(fchmod, PL_FS_FCHMOD)
+PL_FS_ENTRY(utime, PL_FS_UTIME)
+PL_FS_ENTRY(lutime, PL_FS_LUTIME)
+PL_FS_ENTRY(futime, PL_FS_FUTIME)
+PL_FS_ENTRY(access, PL_FS_ACCESS)
+PL_FS_ENTRY(copyfile, PL_FS_COPYFILE)
+PL_FS_ENTRY(sendfile, PL_FS_SENDFILE)
+PL_FS_ENTRY(fsync, PL_FS_FSYNC)
+PL_FS_ENTRY(fdatasync, PL_FS_FDATASYNC)
+PL_FS_ENTRY(ftruncate, PL_FS_FTRUNCATE)
+
+#define PL_FS_DEF(verb) {"fs_" #verb, PL_METH(pl_fs_##verb), METH_FASTCALL, NULL}
+
+PyMethodDef pl_fs_methods[] = {
+    PL_FS_DEF(open), PL_FS_DEF(close), PL_FS_DEF(read), PL_FS_DEF(readinto),
+    PL_FS_DEF(write), PL_FS_DEF(stat), PL_FS_DEF(lstat), PL_FS_DEF(fstat),
+    PL_FS_DEF(rename), PL_FS_DEF(unlink), PL_FS_DEF(rmdir), PL_FS_DEF(mkdir),
+    PL_FS_DEF(scandir), PL_FS_DEF(readlink), PL_FS_DEF(realpath), PL_FS_DEF(symlink),
+    PL_FS_DEF(link), PL_FS_DEF(chmod), PL_FS_DEF(fchmod), PL_FS_DEF(utime),
+    PL_FS_DEF(lutime), PL_FS_DEF(futime), PL_FS_DEF(access), PL_FS_DEF(copyfile),
+    PL_FS_DEF(sendfile), PL_FS_DEF(fsync), PL_FS_DEF(fdatasync), PL_FS_DEF(ftruncate),
+    {NULL}
+};
