@@ -94,6 +94,24 @@ pl_bytes_join(PyObject *sep, PyObject *iterable)
  * str raises TypeError even then). */
 #define PL_WRITELINES_DROP_FIRST (PY_VERSION_HEX >= 0x030E0000)
 
+/* The object a weak reference points to, as a new reference (None once it is
+ * dead), NULL with an exception on error: PyWeakref_GetRef from 3.13, where
+ * the borrowing PyWeakref_GetObject is deprecated. */
+static inline PyObject *
+pl_weakref_get(PyObject *ref)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj;
+    int rc = PyWeakref_GetRef(ref, &obj);
+    if (rc < 0)
+        return NULL;
+    return rc == 0 ? Py_NewRef(Py_None) : obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);
+    return obj == NULL ? NULL : Py_NewRef(obj);
+#endif
+}
+
 /* Cast a method implementation to PyCFunction without -Wcast-function-type. */
 #define PL_METH(f) ((PyCFunction)(void (*)(void))(f))
 

@@ -56,8 +56,7 @@ TaskStats_get_task(PLTaskStats *s, void *Py_UNUSED(c))
 {
     if (s->ref == NULL)
         Py_RETURN_NONE;
-    PyObject *t = PyWeakref_GetObject(s->ref); /* borrowed */
-    return Py_NewRef(t);
+    return pl_weakref_get(s->ref);
 }
 
 static PyMemberDef TaskStats_members[] = {
@@ -298,8 +297,14 @@ pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
         goto cleanup;
     st = (PLTaskStats *)PyDict_GetItemWithError(m->tasks, key);
     /* Same address, different task: the one recorded was collected. */
-    if (st != NULL && PyWeakref_GetObject(st->ref) != task)
-        st = NULL;
+    if (st != NULL) {
+        PyObject *recorded = pl_weakref_get(st->ref);
+        if (recorded == NULL)
+            goto cleanup;
+        if (recorded != task)
+            st = NULL;
+        Py_DECREF(recorded);
+    }
     if (st != NULL) {
         Py_INCREF(st);
     }
@@ -549,7 +554,11 @@ Monitor_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
         goto cleanup;
     while (PyDict_Next(m->tasks, &pos, &key, &value)) {
         PLTaskStats *st = (PLTaskStats *)value;
-        if (PyWeakref_GetObject(st->ref) == Py_None) {
+        PyObject *alive = pl_weakref_get(st->ref);
+        if (alive == NULL)
+            goto cleanup;
+        Py_DECREF(alive);
+        if (alive == Py_None) {
             if (PyList_Append(dead, key) < 0)
                 goto cleanup;
         }
