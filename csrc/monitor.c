@@ -240,6 +240,14 @@ pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
 /* The task a handle's callback steps: the stdlib C Task schedules its step
  * as a TaskStepMethWrapper and its wake-up as a builtin method bound to the
  * task; both expose the task as __self__. New reference or NULL. */
+/* "TaskStepMethWrapper" (3.11-3.13) or "_asyncio.TaskStepMethWrapper" (3.14). */
+static int
+pl_monitor_is_step_wrapper(PyTypeObject *t)
+{
+    const char *dot = strrchr(t->tp_name, '.');
+    return strcmp(dot != NULL ? dot + 1 : t->tp_name, "TaskStepMethWrapper") == 0;
+}
+
 static PyObject *
 pl_monitor_task_of(PyObject *cb)
 {
@@ -250,7 +258,7 @@ pl_monitor_task_of(PyObject *cb)
         self = PyCFunction_GET_SELF(cb);
         Py_XINCREF(self);
     }
-    else if (strcmp(Py_TYPE(cb)->tp_name, "TaskStepMethWrapper") == 0) {
+    else if (pl_monitor_is_step_wrapper(Py_TYPE(cb))) {
         self = PyObject_GetAttr(cb, pl_monitor_str_self);
         if (self == NULL)
             PyErr_Clear();
