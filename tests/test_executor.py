@@ -60,10 +60,10 @@ def test_shutdown_default_executor_without_executor(loop):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="timeout= is new in 3.12")
-def test_shutdown_default_executor_timeout(loop, loop_name):
-    if loop_name == "asyncio" and sys.version_info < (3, 13):
-        pytest.skip("early 3.12 stdlib applies the timeout only to the final thread join, "
-                    "after the executor already finished; pyloop follows the fixed behaviour")
+def test_shutdown_default_executor_timeout(loop):
+    if sys.version_info < (3, 13):
+        pytest.skip("3.12's shutdown_default_executor (the stdlib's, on both loops) applies "
+                    "the timeout only to the final thread join, after the executor finished")
     release = threading.Event()
     loop.run_in_executor(None, release.wait, 5)
     with pytest.warns(RuntimeWarning, match="did not finishing joining"):

@@ -288,11 +288,14 @@ def test_enable_and_disable_from_a_callback(pyloop_loop):
 
 def test_counts(mloop):
     async def main():
-        srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        # the server's end is closed by the handler: 3.12.1's wait_closed()
+        # waits for every connection of the server
+        srv = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
         port = srv.sockets[0].getsockname()[1]
         r, w = await asyncio.open_connection("127.0.0.1", port)
-        mloop.call_later(10, print)
+        timer = mloop.call_later(10, print)
         c = monitor.counts(mloop)
+        timer.cancel()
         w.close()
         srv.close()
         await srv.wait_closed()
