@@ -26,7 +26,7 @@
 #include "stream.h"
 #include "task.h"
 #include "timer.h"
-#include "udp.h"
+#include "uvhandle.h"
 
 #include <errno.h>
 #include <math.h>
@@ -725,6 +725,19 @@ Loop_call_soon_threadsafe(PLLoop *self, PyObject *const *args, Py_ssize_t nargs,
     return pl_loop_call_soon_impl(self, "call_soon_threadsafe", args, nargs, kwnames, 1);
 }
 
+int
+pl_loop_call_soon_c(PLLoop *loop, PyObject *callback, PyObject *args, PyObject *context)
+{
+    if (pl_loop_check_closed(loop) < 0)
+        return -1;
+    PLHandle *h = pl_handle_new(&PLHandle_Type, loop, callback, args, context);
+    if (h == NULL)
+        return -1;
+    int rc = pl_loop_ready_push(loop, h);
+    Py_DECREF(h);
+    return rc;
+}
+
 static PyObject *
 Loop_time(PLLoop *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
@@ -791,23 +804,10 @@ static void
 pl__loop_walk_close_cb(uv_handle_t *handle, void *arg)
 {
     (void)arg;
-    /* Handles still open when the loop closes (transports the user never
-     * closed) are closed through their owner, whose close callback frees the
-     * handle memory and drops the owner's self-reference. */
-    if (uv_is_closing(handle))
-        return;
-    switch (handle->type) {
-    case UV_TCP:
-    case UV_NAMED_PIPE:
-        pl_stream_close_for_loop(handle);
-        break;
-    case UV_UDP:
-        pl_udp_close_for_loop(handle);
-        break;
-    default:
+    /* What is left once the transports were closed through their owners
+     * (pl_uvh_close_all): the loop's own handles. */
+    if (!uv_is_closing(handle))
         uv_close(handle, NULL);
-        break;
-    }
 }
 
 /* Close every handle (ours included), run their close callbacks, close
@@ -815,6 +815,7 @@ pl__loop_walk_close_cb(uv_handle_t *handle, void *arg)
 static int
 pl_loop_uv_teardown(PLLoop *self)
 {
+    pl_uvh_close_all(self);
     uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
     /* fs requests still queued in the thread pool would keep uv_run busy
      * until a worker got to them: take them out; running ones finish. */
@@ -967,31 +968,6 @@ error:
     return NULL;
 }
 
-typedef struct {
-    visitproc visit;
-    void *arg;
-    int rc;
-} pl_loop_visit;
-
-static void
-pl__loop_walk_traverse_cb(uv_handle_t *handle, void *arg)
-{
-    pl_loop_visit *v = (pl_loop_visit *)arg;
-    if (v->rc != 0)
-        return;
-    switch (handle->type) {
-    case UV_TCP:
-    case UV_NAMED_PIPE:
-        v->rc = pl_stream_traverse_uv(handle, v->visit, v->arg);
-        break;
-    case UV_UDP:
-        v->rc = pl_udp_traverse_uv(handle, v->visit, v->arg);
-        break;
-    default:
-        break;
-    }
-}
-
 static int
 Loop_traverse(PLLoop *self, visitproc visit, void *arg)
 {
@@ -1000,10 +976,9 @@ Loop_traverse(PLLoop *self, visitproc visit, void *arg)
          * on their behalf is the loop's, so that a loop dropped without
          * close() and its open transports are one collectable cycle. The
          * handle list only changes with the GIL held. */
-        pl_loop_visit v = {visit, arg, 0};
-        uv_walk(&self->uv, pl__loop_walk_traverse_cb, &v);
-        if (v.rc != 0)
-            return v.rc;
+        int rc = pl_uvh_traverse_all(self, visit, arg);
+        if (rc != 0)
+            return rc;
     }
     for (size_t i = 0; i < self->ready_len; i++)
         Py_VISIT((PyObject *)self->ready[(self->ready_head + i) & (self->ready_cap - 1)]);

@@ -7,6 +7,8 @@
 #include "handle.h"
 #include "monitor.h"
 
+struct PLUVHandle;
+
 typedef enum {
     PL_LOOP_INIT = 0, /* allocated, uv loop not yet initialised */
     PL_LOOP_OPEN,     /* usable */
@@ -48,6 +50,7 @@ typedef struct PLLoop {
 
     PLHandle *current_handle; /* borrowed; debug mode only */
     PLMonitor *monitor;       /* pyloop.monitor's figures; NULL when off */
+    struct PLUVHandle *uvh_open; /* open libuv-backed transports (uvhandle.c) */
     PyObject *task_factory;   /* NULL: the stdlib Task */
     PyObject *debug_obj;      /* what set_debug() was given, get_debug() returns; NULL: `debug` */
 
@@ -81,6 +84,11 @@ extern PyTypeObject PLLoop_Type;
 
 /* Append a handle to the ready queue (steals nothing; takes a reference). */
 int pl_loop_ready_push(PLLoop *loop, PLHandle *h);
+
+/* callback(*args) on the next pass in `context` (NULL: a copy of the
+ * current one): loop.call_soon for C code. -1 with the error set (the loop
+ * is closed: RuntimeError, as from call_soon). */
+int pl_loop_call_soon_c(PLLoop *loop, PyObject *callback, PyObject *args, PyObject *context);
 
 /* Run one handle now (skipped when cancelled; timed in debug mode).
  * -1 only for what must stop the loop (KeyboardInterrupt, SystemExit). */

@@ -117,7 +117,7 @@ pl_poll_ctl(PLLoop *loop, int fd, long old_mask, long new_mask)
 
 /* _add_reader(fd, callback, *args) / _add_writer(...): returns the Handle. */
 static PyObject *
-pl_poll_add(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, int slot, const char *meth)
+pl_poll_register(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, int slot, const char *meth)
 {
     if (nargs < 2) {
         PyErr_Format(PyExc_TypeError, "%s() takes at least 2 arguments (fd, callback)", meth);
@@ -193,7 +193,7 @@ error:
 
 /* _remove_reader(fd) / _remove_writer(fd): True when a callback was removed. */
 static PyObject *
-pl_poll_remove(PLLoop *self, PyObject *fdobj, int slot)
+pl_poll_unregister(PLLoop *self, PyObject *fdobj, int slot)
 {
     if (self->state != PL_LOOP_OPEN || self->pollers == NULL)
         Py_RETURN_FALSE;
@@ -246,25 +246,50 @@ pl_poll_remove(PLLoop *self, PyObject *fdobj, int slot)
 PyObject *
 Loop__add_reader(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return pl_poll_add(self, args, nargs, PL_POLL_READER, "add_reader");
+    return pl_poll_register(self, args, nargs, PL_POLL_READER, "add_reader");
 }
 
 PyObject *
 Loop__add_writer(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return pl_poll_add(self, args, nargs, PL_POLL_WRITER, "add_writer");
+    return pl_poll_register(self, args, nargs, PL_POLL_WRITER, "add_writer");
 }
 
 PyObject *
 Loop__remove_reader(PLLoop *self, PyObject *fd)
 {
-    return pl_poll_remove(self, fd, PL_POLL_READER);
+    return pl_poll_unregister(self, fd, PL_POLL_READER);
 }
 
 PyObject *
 Loop__remove_writer(PLLoop *self, PyObject *fd)
 {
-    return pl_poll_remove(self, fd, PL_POLL_WRITER);
+    return pl_poll_unregister(self, fd, PL_POLL_WRITER);
+}
+
+int
+pl_poll_add(PLLoop *loop, int fd, int writer, PyObject *callback)
+{
+    PyObject *args[2] = {PyLong_FromLong(fd), callback};
+    if (args[0] == NULL)
+        return -1;
+    PyObject *h = pl_poll_register(loop, args, 2, writer ? PL_POLL_WRITER : PL_POLL_READER,
+                                   writer ? "add_writer" : "add_reader");
+    Py_DECREF(args[0]);
+    Py_XDECREF(h);
+    return h == NULL ? -1 : 0;
+}
+
+int
+pl_poll_remove(PLLoop *loop, int fd, int writer)
+{
+    PyObject *fdobj = PyLong_FromLong(fd);
+    if (fdobj == NULL)
+        return -1;
+    PyObject *r = pl_poll_unregister(loop, fdobj, writer ? PL_POLL_WRITER : PL_POLL_READER);
+    Py_DECREF(fdobj);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
 }
 
 int

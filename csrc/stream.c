@@ -8,16 +8,14 @@
  * (through _fatal_error), KeyboardInterrupt/SystemExit are stashed on the loop
  * and re-raised by run_forever. */
 #include "stream.h"
-#include "tls.h"
 #include "errors.h"
 #include "module.h"
 
 #include <errno.h>
-#include <math.h>
 #include <structmember.h>
 #include <sys/socket.h>
 
-#define PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+#define PL_UVH(s) ((PLUVHandle *)(s))
 
 PyObject *pl_stream_tcp_type;
 
@@ -30,23 +28,11 @@ typedef struct {
 
 static int pl_stream_close_handle(PLStream *self);
 
-/* ---- error routing --------------------------------------------------------- */
+/* ---- error routing: the base's policies (uvhandle.h) ------------------------ */
 
-/* The current exception came out of protocol code called from a libuv
- * callback. KeyboardInterrupt/SystemExit stop the loop (re-raised by
- * run_forever); anything else is reported and the connection is dropped. */
-static void pl_stream_fatal_error(PLStream *self, const char *message);
-
-static void
-pl_stream_handle_callback_error(PLStream *self, const char *message)
-{
-    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-        PyErr_ExceptionMatches(PyExc_SystemExit)) {
-        pl_loop_stash_exception(self->loop);
-        return;
-    }
-    pl_stream_fatal_error(self, message);
-}
+#define pl_stream_fatal_error(self, message) pl_uvh_fatal(PL_UVH(self), (message))
+#define pl_stream_handle_callback_error(self, message) \
+    pl_uvh_callback_error(PL_UVH(self), (message))
 
 static void
 pl_stream_stop_reading(PLStream *self)
@@ -57,73 +43,25 @@ pl_stream_stop_reading(PLStream *self)
             self->stop_deferred = 1;
         return;
     }
-    if (self->reading && self->uvh != NULL && self->state == PL_STREAM_OPEN) {
+    if (self->reading && self->uvh != NULL && self->state == PL_UVH_OPEN) {
         uv_read_stop(self->uvh);
         self->reading = 0;
     }
 }
 
-/* loop.call_soon(self.<name>[, arg]): what the transport does on the next
- * loop pass, as the stdlib's transports do. -1 with the error set. */
-static int
-pl_stream_call_soon(PLStream *self, const char *name, PyObject *arg)
-{
-    PyObject *meth = PyObject_GetAttrString((PyObject *)self, name);
-    if (meth == NULL)
-        return -1;
-    PyObject *h = arg ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "OO", meth, arg)
-                      : PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth);
-    Py_DECREF(meth);
-    if (h == NULL)
-        return -1;
-    Py_DECREF(h);
-    return 0;
-}
+#define pl_stream_call_soon(self, name, arg) pl_uvh_call_soon(PL_UVH(self), (name), (arg))
 
-static void
+static int
 pl_stream_force_close(PLStream *self, PyObject *exc)
 {
     if (self->conn_lost)
-        return;
+        return 0;
     if (!self->closing)
         self->closing = 1;
     pl_stream_stop_reading(self);
     self->conn_lost++;
     /* connection_lost runs on the next loop pass, as in the stdlib. */
-    if (pl_stream_call_soon(self, "_call_connection_lost", exc ? exc : Py_None) < 0)
-        PyErr_WriteUnraisable((PyObject *)self);
-}
-
-/* Report the current exception (not an OSError: those are the peer's doing
- * and only logged in debug mode, as the stdlib does) and drop the
- * connection with it. */
-static void
-pl_stream_fatal_error(PLStream *self, const char *message)
-{
-    PyObject *exc = pl_err_fetch();
-    if (exc == NULL)
-        return;
-    if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
-        PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
-                                      "transport", (PyObject *)self, "protocol",
-                                      self->protocol ? self->protocol : Py_None);
-        PyObject *r = ctx ? PyObject_CallMethod((PyObject *)self->loop,
-                                                "call_exception_handler", "O", ctx)
-                          : NULL;
-        Py_XDECREF(ctx);
-        if (r == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-                PyErr_ExceptionMatches(PyExc_SystemExit))
-                pl_loop_stash_exception(self->loop);
-            else
-                PyErr_WriteUnraisable((PyObject *)self);
-        }
-        else {
-            Py_DECREF(r);
-        }
-    }
-    pl_stream_force_close(self, exc);
-    Py_DECREF(exc);
+    return pl_stream_call_soon(self, "_call_connection_lost", exc ? exc : Py_None);
 }
 
 static void
@@ -140,7 +78,7 @@ static int
 pl_stream_check_fd(PLStream *self)
 {
     uv_os_fd_t fd;
-    if (self->conn_lost || self->state != PL_STREAM_OPEN || self->uvh == NULL ||
+    if (self->conn_lost || self->state != PL_UVH_OPEN || self->uvh == NULL ||
         uv_fileno((uv_handle_t *)self->uvh, &fd) < 0 || pl_error_check_fd(fd) == 0)
         return 0;
     pl_stream_fatal_error(self, "Fatal error on transport");
@@ -188,54 +126,6 @@ pl_stream_fail_empty_waiter(PLStream *self)
     }
     pl_stream_settle_empty_waiter(self, exc);
     Py_DECREF(exc);
-}
-
-/* ---- flow control -------------------------------------------------------- */
-
-static void
-pl_stream_protocol_hook(PLStream *self, const char *meth, const char *message)
-{
-    if (self->protocol == NULL)
-        return;
-    PyObject *r = PyObject_CallMethod(self->protocol, meth, NULL);
-    if (r != NULL) {
-        Py_DECREF(r);
-        return;
-    }
-    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-        PyErr_ExceptionMatches(PyExc_SystemExit)) {
-        pl_loop_stash_exception(self->loop);
-        return;
-    }
-    PyObject *exc = pl_err_fetch();
-    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
-                                  "transport", (PyObject *)self, "protocol", self->protocol);
-    PyObject *res =
-        ctx ? PyObject_CallMethod((PyObject *)self->loop, "call_exception_handler", "O", ctx)
-            : NULL;
-    if (res == NULL)
-        PyErr_WriteUnraisable((PyObject *)self);
-    Py_XDECREF(res);
-    Py_XDECREF(ctx);
-    Py_XDECREF(exc);
-}
-
-static void
-pl_stream_maybe_pause(PLStream *self)
-{
-    if (self->write_size <= self->high_water || self->protocol_paused)
-        return;
-    self->protocol_paused = 1;
-    pl_stream_protocol_hook(self, "pause_writing", "protocol.pause_writing() failed");
-}
-
-static void
-pl_stream_maybe_resume(PLStream *self)
-{
-    if (!self->protocol_paused || self->write_size > self->low_water)
-        return;
-    self->protocol_paused = 0;
-    pl_stream_protocol_hook(self, "resume_writing", "protocol.resume_writing() failed");
 }
 
 /* ---- reading --------------------------------------------------------------- */
@@ -297,18 +187,20 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     PLStream *self = (PLStream *)handle->data;
     buf->base = NULL;
     buf->len = 0;
-    if (self->protocol == NULL || self->conn_lost || self->state != PL_STREAM_OPEN)
+    if (self->protocol == NULL || self->conn_lost || self->state != PL_UVH_OPEN)
         return; /* libuv reports UV_ENOBUFS; the read callback ignores it */
-    if (self->buffered && !self->tls) {
+    if (self->buffered && self->raw_in == NULL) {
         /* BufferedProtocol: read straight into the protocol's memory. */
         Py_INCREF(self); /* protocol code may drop the last other reference */
+        int entered = pl_uvh_enter(PL_UVH(self));
         self->in_alloc = 1;
         int rc = pl_stream_get_buffer(self);
         self->in_alloc = 0;
+        pl_uvh_exit(PL_UVH(self), entered);
         if (rc < 0) {
             Py_XSETREF(self->alloc_error, pl_err_fetch());
         }
-        else if (self->conn_lost || self->state != PL_STREAM_OPEN) {
+        else if (self->conn_lost || self->state != PL_UVH_OPEN) {
             /* get_buffer() closed the transport: nothing more to read. */
             pl_stream_release_rbuf(self);
         }
@@ -370,7 +262,7 @@ Stream__deliver_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     self->eof_pending = 0;
     if (self->conn_lost || self->closing || self->protocol == NULL ||
-        self->state != PL_STREAM_OPEN)
+        self->state != PL_UVH_OPEN)
         Py_RETURN_NONE;
     Py_INCREF(self);
     pl_stream_on_eof(self);
@@ -425,6 +317,7 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     PLStream *self = (PLStream *)stream->data;
     PyObject *r;
     Py_INCREF(self); /* protocol code may drop the last other reference */
+    int entered = pl_uvh_enter(PL_UVH(self));
     if (self->alloc_error != NULL) {
         /* get_buffer() failed (nread is UV_ENOBUFS): report it as the
          * stdlib does; KeyboardInterrupt/SystemExit stop the loop and leave
@@ -444,10 +337,10 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         self->read_iteration = self->loop->iteration;
         if (self->loop->monitor != NULL)
             self->loop->monitor->bytes_read += (uint64_t)nread;
-        if (self->tls) {
-            /* TLS records from the loop's buffer (cache-hot, shared by every
-             * connection) into the protocol's incoming BIO */
-            if (pl_tls_data_in(self->protocol, buf->base, nread) < 0)
+        if (self->raw_in != NULL) {
+            /* Raw bytes (TLS records) from the loop's buffer (cache-hot,
+             * shared by every connection) to the protocol's C hook */
+            if (self->raw_in(self->protocol, buf->base, nread) < 0)
                 pl_stream_handle_callback_error(
                     self, "Fatal error: protocol.buffer_updated() call failed.");
         }
@@ -502,13 +395,14 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 done:
     pl_stream_apply_deferred(self);
+    pl_uvh_exit(PL_UVH(self), entered);
     Py_DECREF(self);
 }
 
 static int
 pl_stream_start_reading(PLStream *self)
 {
-    if (self->paused || self->closing || self->state != PL_STREAM_OPEN)
+    if (self->paused || self->closing || self->state != PL_UVH_OPEN)
         return 0;
     if (self->reading) {
         self->stop_deferred = 0; /* get_buffer() paused and resumed */
@@ -564,9 +458,10 @@ static void
 pl_stream_on_drained(PLStream *self)
 {
     if (self->closing && !self->conn_lost) {
-        pl_stream_force_close(self, NULL);
+        if (pl_stream_force_close(self, NULL) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
     }
-    else if (self->eof_sent && !self->closing && self->state == PL_STREAM_OPEN) {
+    else if (self->eof_sent && !self->closing && self->state == PL_UVH_OPEN) {
         if (pl_stream_shutdown(self) < 0)
             pl_stream_fatal_error(self, "Fatal error on transport");
     }
@@ -578,6 +473,7 @@ pl__stream_write_cb(uv_write_t *ureq, int status)
     pl_loop_gil_ensure(ureq->handle->loop);
     pl_write_req *req = (pl_write_req *)ureq;
     PLStream *self = req->stream;
+    int entered = pl_uvh_enter(PL_UVH(self));
     self->write_size -= req->len;
     self->reqs--;
     if (status == 0 && self->loop->monitor != NULL)
@@ -592,12 +488,14 @@ pl__stream_write_cb(uv_write_t *ureq, int status)
         }
     }
     else if (status == 0) {
-        pl_stream_maybe_resume(self);
+        if (pl_uvh_maybe_resume(PL_UVH(self), (Py_ssize_t)self->write_size) < 0)
+            pl_loop_stash_exception(self->loop);
         if (self->write_size == 0) {
             pl_stream_settle_empty_waiter(self, NULL);
             pl_stream_on_drained(self);
         }
     }
+    pl_uvh_exit(PL_UVH(self), entered);
     Py_DECREF(self);
 }
 
@@ -639,18 +537,9 @@ pl_stream_check_write(PLStream *self, int *drop)
         PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
         return -1;
     }
-    if (self->conn_lost || self->state != PL_STREAM_OPEN) {
-        /* As the stdlib: writing to a lost connection is not an error, but
-         * it is logged once it keeps happening. */
-        if (self->conn_lost >= PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-            PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s",
-                                              "socket.send() raised exception.");
-            if (r == NULL)
-                return -1;
-            Py_DECREF(r);
-        }
-        self->conn_lost++;
+    if (self->conn_lost || self->state != PL_UVH_OPEN) {
         *drop = 1;
+        return pl_uvh_lost_write(PL_UVH(self));
     }
     return 0;
 }
@@ -719,8 +608,7 @@ pl_stream_send(PLStream *self, const uv_buf_t *bufs, unsigned int nbufs, size_t 
         return 0;
     }
     Py_DECREF(owner);
-    pl_stream_maybe_pause(self);
-    return PyErr_Occurred() ? -1 : 0;
+    return pl_uvh_maybe_pause(PL_UVH(self), (Py_ssize_t)self->write_size);
 }
 
 static PyObject *
@@ -798,14 +686,14 @@ Stream_writelines(PLStream *self, PyObject *lines)
     Py_ssize_t nviews = 0;
     PyObject *ret = NULL;
     if (PL_WRITELINES_DROP_FIRST && n > 0 && !self->eof_sent && self->empty_waiter == NULL &&
-        (self->conn_lost || self->state != PL_STREAM_OPEN)) {
+        (self->conn_lost || self->state != PL_UVH_OPEN)) {
         int drop;
         if (pl_stream_check_write(self, &drop) == 0)
             ret = Py_NewRef(Py_None);
         goto done;
     }
     if (n > PL_WRITEV_MAX || self->write_size > 0 || self->eof_sent ||
-        self->empty_waiter != NULL || self->conn_lost || self->state != PL_STREAM_OPEN) {
+        self->empty_waiter != NULL || self->conn_lost || self->state != PL_UVH_OPEN) {
         ret = pl_stream_writelines_joined(self, seq);
         goto done;
     }
@@ -850,7 +738,7 @@ Stream_write_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
     if (self->closing || self->eof_sent)
         Py_RETURN_NONE;
     self->eof_sent = 1;
-    if (self->write_size == 0 && self->state == PL_STREAM_OPEN && !self->conn_lost) {
+    if (self->write_size == 0 && self->state == PL_UVH_OPEN && !self->conn_lost) {
         if (pl_stream_shutdown(self) < 0)
             return NULL;
     }
@@ -865,65 +753,31 @@ Stream_can_write_eof(PLStream *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 
 /* ---- close ------------------------------------------------------------------- */
 
-static void
-pl__stream_close_cb(uv_handle_t *handle)
-{
-    pl_loop_gil_ensure(handle->loop);
-    PLStream *self = (PLStream *)handle->data;
-    PyMem_Free(handle);
-    pl_counters.handles_freed++;
-    if (self != NULL) {
-        self->uvh = NULL;
-        self->state = PL_STREAM_CLOSED;
-        Py_DECREF(self); /* the reference held while the handle was open */
-    }
-}
-
 static int
 pl_stream_close_handle(PLStream *self)
 {
-    if (self->state != PL_STREAM_OPEN)
+    if (self->state != PL_UVH_OPEN)
         return 0;
     if (self->in_alloc) {
         self->close_deferred = 1; /* the read callback closes it */
         return 0;
     }
-    self->state = PL_STREAM_CLOSING;
     pl_stream_release_rbuf(self);
-    /* libuv closes the fd: the Python socket object must not close it again. */
-    if (self->sock != NULL) {
-        PyObject *r = PyObject_CallMethod(self->sock, "detach", NULL);
-        if (r == NULL)
-            PyErr_Clear();
-        Py_XDECREF(r);
-    }
-    uv_close((uv_handle_t *)self->uvh, pl__stream_close_cb);
+    pl_uvh_close(PL_UVH(self));
     return 0;
 }
 
-/* Those references are invisible to the collector otherwise: a loop dropped
- * without close() would keep every open transport (and through it the loop,
- * its sockets and queued data) alive for good. Visited from the loop that
- * owns the handle, they make the lot one cycle, freed once unreachable (the
- * loop's finalizer closes the handles), as the stdlib's transports are. */
-int
-pl_stream_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg)
+/* pl_uvh_ops: the references libuv holds besides the open handle's. */
+static size_t
+pl_stream_pending_refs(PLUVHandle *h)
 {
-    PLStream *self = (PLStream *)handle->data;
-    if (self == NULL)
-        return 0; /* never attached: only memory, freed by the close callback */
-    Py_VISIT(self); /* the open handle's reference, until its close callback */
-    for (size_t i = 0; i < self->reqs; i++)
-        Py_VISIT(self);
-    return 0;
+    return ((PLStream *)h)->reqs;
 }
 
-void
-pl_stream_close_for_loop(uv_handle_t *handle)
+static void
+pl_stream_close_for_loop(PLUVHandle *h)
 {
-    PLStream *self = (PLStream *)handle->data;
-    if (self == NULL || uv_is_closing(handle))
-        return;
+    PLStream *self = (PLStream *)h;
     /* The loop is closing under an open transport: no protocol callbacks
      * any more, just release the handle and the transport's self-reference. */
     self->closing = 1;
@@ -948,6 +802,7 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
         Py_XDECREF(r);
     }
     pl_stream_close_handle(self);
+    Py_CLEAR(self->server); /* as the stdlib's transport, once detached */
     /* The protocol's bound methods too: the transport lives on until libuv's
      * close callback, which may be a loop run away (after run_until_complete
      * returned), and must not keep the protocol (an SSLProtocol with its
@@ -1006,36 +861,14 @@ Stream__reset_empty_waiter(PLStream *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* The socket object whose fd the handle uses (for loop.sendfile, which hands
- * it to sock_sendfile while the transport's own reads and writes are held). */
-static PyObject *
-Stream_get_sock(PLStream *self, void *Py_UNUSED(closure))
-{
-    if (self->sock == NULL || self->state != PL_STREAM_OPEN)
-        Py_RETURN_NONE;
-    return Py_NewRef(self->sock);
-}
-
 static PyObject *
 Stream_get_sock_fd(PLStream *self, void *Py_UNUSED(closure))
 {
     uv_os_fd_t fd;
-    if (self->uvh == NULL || self->state != PL_STREAM_OPEN ||
+    if (self->uvh == NULL || self->state != PL_UVH_OPEN ||
         uv_fileno((uv_handle_t *)self->uvh, &fd) < 0)
         return PyLong_FromLong(-1);
     return PyLong_FromLong((long)fd);
-}
-
-static PyObject *
-Stream_get_loop(PLStream *self, void *Py_UNUSED(closure))
-{
-    return Py_NewRef((PyObject *)self->loop);
-}
-
-static PyObject *
-Stream_get_protocol_paused(PLStream *self, void *Py_UNUSED(closure))
-{
-    return PyBool_FromLong(self->protocol_paused);
 }
 
 static PyObject *
@@ -1054,92 +887,35 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
 {
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
-    if (self->closing || self->state != PL_STREAM_OPEN)
+    if (self->closing || self->state != PL_UVH_OPEN)
         Py_RETURN_NONE;
     if (pl_stream_check_fd(self) < 0)
         Py_RETURN_NONE;
     self->closing = 1;
     pl_stream_stop_reading(self);
-    if (self->write_size == 0)
-        pl_stream_force_close(self, NULL);
-    Py_RETURN_NONE;
-}
-
-/* _force_close(exc): what asyncio's own transports offer to sslproto, which
- * drops the connection through it on TLS errors and timeouts. */
-static PyObject *
-Stream__force_close(PLStream *self, PyObject *exc)
-{
-    pl_stream_force_close(self, exc == Py_None ? NULL : exc);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Stream_abort(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
+    if (self->write_size == 0 && pl_stream_force_close(self, NULL) < 0)
         return NULL;
-    pl_stream_force_close(self, NULL);
     Py_RETURN_NONE;
-}
-
-static PyObject *
-Stream_is_closing(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(self->closing || self->state != PL_STREAM_OPEN);
 }
 
 /* ---- reading control, protocol, limits, extra ------------------------------ */
 
-static PyObject *
-Stream_is_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
+/* pl_uvh_ops reading control: see pl_uvh_pause_reading/resume_reading. */
+static void
+pl_stream_pause_op(PLUVHandle *h)
 {
-    return PyBool_FromLong(!self->closing && self->state == PL_STREAM_OPEN && !self->paused);
+    pl_stream_stop_reading((PLStream *)h);
 }
 
-static PyObject *
-Stream_pause_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
+static int
+pl_stream_resume_op(PLUVHandle *h)
 {
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (self->closing || self->paused || self->state != PL_STREAM_OPEN)
-        Py_RETURN_NONE;
-    if (pl_stream_check_fd(self) < 0)
-        Py_RETURN_NONE;
-    self->paused = 1;
-    pl_stream_stop_reading(self);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Stream_resume_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (self->closing || !self->paused || self->state != PL_STREAM_OPEN)
-        Py_RETURN_NONE;
-    if (pl_stream_check_fd(self) < 0)
-        Py_RETURN_NONE;
-    self->paused = 0;
+    PLStream *self = (PLStream *)h;
     if (self->eof_pending) {
         /* The EOF already read waits for us: hand it over, not a read. */
-        if (pl_stream_call_soon(self, "_deliver_eof", NULL) < 0)
-            return NULL;
-        Py_RETURN_NONE;
+        return pl_stream_call_soon(self, "_deliver_eof", NULL);
     }
-    if (pl_stream_start_reading(self) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Stream__start_reading(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (pl_stream_start_reading(self) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return pl_stream_start_reading(self);
 }
 
 static int
@@ -1168,7 +944,7 @@ pl_stream_set_protocol(PLStream *self, PyObject *protocol)
     Py_XSETREF(self->get_buffer_meth, gb);
     Py_XSETREF(self->buffer_updated_meth, bu);
     self->buffered = (char)is_buffered;
-    self->tls = (char)pl_tls_is_plain(protocol);
+    self->raw_in = pl_uvh_raw_in_for(protocol);
     self->protocol_connected = 1;
     return 0;
 }
@@ -1182,109 +958,9 @@ Stream_set_protocol(PLStream *self, PyObject *protocol)
 }
 
 static PyObject *
-Stream_get_protocol(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    return Py_NewRef(self->protocol ? self->protocol : Py_None);
-}
-
-static PyObject *
-Stream_get_write_buffer_size(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromSize_t(self->write_size);
-}
-
-static PyObject *
-Stream_get_write_buffer_limits(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    return Py_BuildValue("(nn)", (Py_ssize_t)self->low_water, (Py_ssize_t)self->high_water);
-}
-
-/* A write-buffer limit as the stdlib takes it: any real number, compared
- * with the (whole) buffer size. A float is floored, which compares the same
- * way (size > 1.5 exactly when size > 1); what exceeds Py_ssize_t (10**30,
- * infinity) saturates, meaning "never"; NaN becomes -1, which the range
- * check refuses with ValueError as the stdlib's comparison does. */
-static int
-pl_stream_limit_from_py(PyObject *obj, Py_ssize_t *out)
-{
-    if (PyFloat_Check(obj)) {
-        double d = PyFloat_AS_DOUBLE(obj);
-        if (isnan(d))
-            *out = -1;
-        else if (d >= (double)PY_SSIZE_T_MAX)
-            *out = PY_SSIZE_T_MAX;
-        else if (d <= (double)PY_SSIZE_T_MIN)
-            *out = PY_SSIZE_T_MIN;
-        else
-            *out = (Py_ssize_t)floor(d);
-        return 0;
-    }
-    /* Ints (anything with __index__) saturate instead of overflowing. */
-    *out = PyNumber_AsSsize_t(obj, NULL);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
-static PyObject *
-Stream_set_write_buffer_limits(PLStream *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"high", "low", NULL};
-    PyObject *high_o = Py_None, *low_o = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist, &high_o,
-                                     &low_o))
-        return NULL;
-    Py_ssize_t high, low;
-    if (high_o == Py_None) {
-        if (low_o == Py_None) {
-            high = 64 * 1024;
-        }
-        else {
-            if (pl_stream_limit_from_py(low_o, &low) < 0)
-                return NULL;
-            high = low > PY_SSIZE_T_MAX / 4   ? PY_SSIZE_T_MAX
-                   : low < PY_SSIZE_T_MIN / 4 ? PY_SSIZE_T_MIN
-                                              : 4 * low;
-        }
-    }
-    else if (pl_stream_limit_from_py(high_o, &high) < 0) {
-        return NULL;
-    }
-    if (low_o == Py_None)
-        low = high / 4;
-    else if (pl_stream_limit_from_py(low_o, &low) < 0)
-        return NULL;
-    if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
-        return NULL;
-    }
-    self->high_water = (size_t)high;
-    self->low_water = (size_t)low;
-    pl_stream_maybe_pause(self);
-    if (PyErr_Occurred())
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Stream_get_extra_info(PLStream *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"name", "default", NULL};
-    PyObject *name, *dflt = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:get_extra_info", kwlist, &name, &dflt))
-        return NULL;
-    if (self->extra != NULL && PyDict_Check(self->extra)) {
-        PyObject *v = PyDict_GetItemWithError(self->extra, name);
-        if (v != NULL)
-            return Py_NewRef(v);
-        if (PyErr_Occurred())
-            return NULL;
-    }
-    return Py_NewRef(dflt);
-}
-
-static PyObject *
 Stream_repr(PLStream *self)
 {
-    const char *st = self->state == PL_STREAM_OPEN ? (self->closing ? "closing" : "open")
+    const char *st = self->state == PL_UVH_OPEN ? (self->closing ? "closing" : "open")
                                                    : "closed";
     return PyUnicode_FromFormat("<%s %s write_buffer=%zu>", Py_TYPE(self)->tp_name, st,
                                 self->write_size);
@@ -1295,90 +971,39 @@ Stream_repr(PLStream *self)
 static int
 Stream_traverse(PLStream *self, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->extra);
-    Py_VISIT((PyObject *)self->loop);
-    Py_VISIT(self->protocol);
     Py_VISIT(self->data_received_meth);
     Py_VISIT(self->get_buffer_meth);
     Py_VISIT(self->buffer_updated_meth);
-    Py_VISIT(self->sock);
     Py_VISIT(self->lost_hook);
     Py_VISIT(self->empty_waiter);
     Py_VISIT(self->alloc_error);
-    return 0;
+    return pl_uvh_traverse(PL_UVH(self), visit, arg);
 }
 
 static int
 Stream_clear(PLStream *self)
 {
-    Py_CLEAR(self->extra);
-    Py_CLEAR(self->protocol);
+    pl_stream_release_rbuf(self);
     Py_CLEAR(self->data_received_meth);
     Py_CLEAR(self->get_buffer_meth);
     Py_CLEAR(self->buffer_updated_meth);
     Py_CLEAR(self->lost_hook);
     Py_CLEAR(self->empty_waiter);
     Py_CLEAR(self->alloc_error);
-    /* loop and sock stay until dealloc: an open handle still needs them. */
+    pl_uvh_clear(PL_UVH(self));
     return 0;
 }
 
-static void
-Stream_finalize(PLStream *self)
-{
-    /* Only reachable once the handle is closed (an open handle keeps a
-     * reference to its transport), or for a transport that never opened. */
-    (void)self;
-}
-
-static void
-Stream_dealloc(PLStream *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    if (self->weakreflist != NULL)
-        PyObject_ClearWeakRefs((PyObject *)self);
-    pl_stream_release_rbuf(self);
-    Stream_clear(self);
-    if (self->sock != NULL) {
-        /* Never opened (no handle took the fd): the socket closes itself. */
-        Py_CLEAR(self->sock);
-    }
-    Py_CLEAR(self->loop);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
-}
-
-static PyObject *
-Stream_new(PyTypeObject *type, PyObject *Py_UNUSED(a), PyObject *Py_UNUSED(k))
-{
-    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly", type->tp_name);
-    return NULL;
-}
-
 static PyMethodDef Stream_methods[] = {
+    PL_UVH_METHODS,
     {"write", (PyCFunction)Stream_write, METH_O, NULL},
     {"writelines", (PyCFunction)Stream_writelines, METH_O, NULL},
     {"write_eof", (PyCFunction)Stream_write_eof, METH_NOARGS, NULL},
     {"can_write_eof", (PyCFunction)Stream_can_write_eof, METH_NOARGS, NULL},
     {"close", (PyCFunction)Stream_close, METH_NOARGS, NULL},
-    {"abort", (PyCFunction)Stream_abort, METH_NOARGS, NULL},
-    {"is_closing", (PyCFunction)Stream_is_closing, METH_NOARGS, NULL},
-    {"is_reading", (PyCFunction)Stream_is_reading, METH_NOARGS, NULL},
-    {"pause_reading", (PyCFunction)Stream_pause_reading, METH_NOARGS, NULL},
-    {"resume_reading", (PyCFunction)Stream_resume_reading, METH_NOARGS, NULL},
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
-    {"get_protocol", (PyCFunction)Stream_get_protocol, METH_NOARGS, NULL},
-    {"get_write_buffer_size", (PyCFunction)Stream_get_write_buffer_size, METH_NOARGS, NULL},
-    {"get_write_buffer_limits", (PyCFunction)Stream_get_write_buffer_limits, METH_NOARGS, NULL},
-    {"set_write_buffer_limits", PL_METH(Stream_set_write_buffer_limits),
-     METH_VARARGS | METH_KEYWORDS, NULL},
-    {"get_extra_info", PL_METH(Stream_get_extra_info), METH_VARARGS | METH_KEYWORDS, NULL},
     {"_call_connection_lost", (PyCFunction)Stream__call_connection_lost, METH_O, NULL},
-    {"_start_reading", (PyCFunction)Stream__start_reading, METH_NOARGS, NULL},
     {"_set_lost_hook", (PyCFunction)Stream__set_lost_hook, METH_O, NULL},
-    {"_force_close", (PyCFunction)Stream__force_close, METH_O, NULL},
     {"_deliver_eof", (PyCFunction)Stream__deliver_eof, METH_NOARGS, NULL},
     {"_make_empty_waiter", (PyCFunction)Stream__make_empty_waiter, METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream__reset_empty_waiter, METH_NOARGS, NULL},
@@ -1386,30 +1011,19 @@ static PyMethodDef Stream_methods[] = {
 };
 
 static PyGetSetDef Stream_getset[] = {
-    {"_sock", (getter)Stream_get_sock, NULL, NULL, NULL},
+    PL_UVH_GETSET,
     {"_sock_fd", (getter)Stream_get_sock_fd, NULL, NULL, NULL},
-    {"_loop", (getter)Stream_get_loop, NULL, NULL, NULL},
-    {"_protocol_paused", (getter)Stream_get_protocol_paused, NULL, NULL, NULL},
     {NULL}
 };
 
 static PyMemberDef Stream_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(PLStream, weakreflist), READONLY, NULL},
+    PL_UVH_MEMBERS,
     {NULL}
 };
 
 static PyType_Slot Stream_slots[] = {
-    {Py_tp_new, Stream_new},
-    {Py_tp_dealloc, Stream_dealloc},
-    {Py_tp_finalize, Stream_finalize},
-    {Py_tp_traverse, Stream_traverse},
-    {Py_tp_clear, Stream_clear},
-    {Py_tp_repr, Stream_repr},
-    {Py_tp_methods, Stream_methods},
-    {Py_tp_members, Stream_members},
-    {Py_tp_getset, Stream_getset},
-    {0, NULL}
-};
+    PL_UVH_SLOTS(Stream_traverse, Stream_clear, Stream_repr, Stream_methods, Stream_members,
+                 Stream_getset)};
 
 static PyType_Spec Stream_tcp_spec = {
     .name = "pyloop._core.TCPTransport",
@@ -1418,40 +1032,64 @@ static PyType_Spec Stream_tcp_spec = {
     .slots = Stream_slots,
 };
 
+static Py_ssize_t
+pl_stream_write_size(PLUVHandle *h)
+{
+    return (Py_ssize_t)((PLStream *)h)->write_size;
+}
+
+static int
+pl_stream_force_close_op(PLUVHandle *h, PyObject *exc)
+{
+    return pl_stream_force_close((PLStream *)h, exc);
+}
+
+static int
+pl_stream_check_fd_op(PLUVHandle *h)
+{
+    return pl_stream_check_fd((PLStream *)h) < 0;
+}
+
+static int
+pl_stream_start_reading_op(PLUVHandle *h)
+{
+    return pl_stream_start_reading((PLStream *)h);
+}
+
+static const pl_uvh_ops pl_stream_ops = {
+    .kind = "stream",
+    .close_for_loop = pl_stream_close_for_loop,
+    .pending_refs = pl_stream_pending_refs,
+    .force_close = pl_stream_force_close_op,
+    .write_size = pl_stream_write_size,
+    .check_fd = pl_stream_check_fd_op,
+    .start_reading = pl_stream_start_reading_op,
+    .pause = pl_stream_pause_op,
+    .resume = pl_stream_resume_op,
+};
+
 int
 pl_stream_init_types(PyObject *module)
 {
     PyObject *asyncio = PyImport_ImportModule("asyncio");
     if (asyncio == NULL)
         return -1;
-    PyObject *base = PyObject_GetAttrString(asyncio, "Transport");
+    PyObject *bases = Py_BuildValue("(N)", PyObject_GetAttrString(asyncio, "Transport"));
     Py_DECREF(asyncio);
-    if (base == NULL)
-        return -1;
-    /* Our `extra` must sit exactly where BaseTransport keeps `_extra`. */
-    if (((PyTypeObject *)base)->tp_basicsize != (Py_ssize_t)offsetof(PLStream, loop)) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "asyncio.Transport layout is not the one pyloop was built for");
-        Py_DECREF(base);
-        return -1;
-    }
-    PyObject *bases = PyTuple_Pack(1, base);
-    Py_DECREF(base);
     if (bases == NULL)
         return -1;
-    pl_stream_tcp_type = PyType_FromSpecWithBases(&Stream_tcp_spec, bases);
+    pl_stream_tcp_type = pl_uvh_make_type(module, &Stream_tcp_spec, bases, "TCPTransport");
     Py_DECREF(bases);
-    if (pl_stream_tcp_type == NULL)
-        return -1;
-    return PyModule_AddObjectRef(module, "TCPTransport", pl_stream_tcp_type);
+    return pl_stream_tcp_type == NULL ? -1 : 0;
 }
 
 /* ---- creation ---------------------------------------------------------------- */
 
-/* loop._new_stream_transport(sock, protocol, extra): wrap a connected stream
- * socket. The Python layer schedules connection_made, reading and the
- * waiter, in the stdlib's order. libuv takes over the socket's fd; the
- * socket object is detached when the handle closes. */
+/* loop._new_stream_transport(sock, protocol, extra[, context]): wrap a
+ * connected stream socket whose protocol callbacks run in `context` (None:
+ * a copy of the current one). The Python layer schedules connection_made,
+ * reading and the waiter, in the stdlib's order. libuv takes over the
+ * socket's fd; the socket object is detached when the handle closes. */
 PyObject *
 Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1460,46 +1098,32 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } *uvh = NULL;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "_new_stream_transport(sock, protocol, extra)");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "_new_stream_transport(sock, protocol, extra, context=None)");
         return NULL;
     }
     PyObject *sock = args[0], *protocol = args[1], *extra = args[2];
+    PyObject *context = nargs == 4 ? args[3] : NULL;
     if (pl_loop_check_closed(self) < 0 || pl_loop_check_uv_thread(self) < 0)
         return NULL;
     if (extra != Py_None && !PyDict_Check(extra)) {
         PyErr_SetString(PyExc_TypeError, "extra must be a dict or None");
         return NULL;
     }
-    PyObject *fdobj = PyObject_CallMethod(sock, "fileno", NULL);
-    if (fdobj == NULL)
+    int fd = pl_uvh_sock_fd(sock);
+    if (fd < 0)
         return NULL;
-    long fd = PyLong_AsLong(fdobj);
-    Py_DECREF(fdobj);
-    if (fd == -1 && PyErr_Occurred())
-        return NULL;
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "the socket is closed");
-        return NULL;
-    }
-
-    PyTypeObject *tp = (PyTypeObject *)pl_stream_tcp_type;
-    t = (PLStream *)tp->tp_alloc(tp, 0);
+    t = (PLStream *)pl_uvh_new((PyTypeObject *)pl_stream_tcp_type, self, &pl_stream_ops, extra,
+                               context);
     if (t == NULL)
         return NULL;
-    t->loop = (PLLoop *)Py_NewRef((PyObject *)self);
-    t->high_water = 64 * 1024;
-    t->low_water = 16 * 1024;
-    t->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
-    if (t->extra == NULL)
-        goto error;
     if (pl_stream_set_protocol(t, protocol) < 0)
         goto error;
 
     /* AF_UNIX sockets become libuv pipes, everything else TCP handles. */
     int domain = AF_INET;
     socklen_t dlen = sizeof(domain);
-    if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0) {
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0) {
         pl_error_set_errno();
         goto error;
     }
@@ -1516,20 +1140,16 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         goto error;
     }
     pl_counters.handles_created++;
-    uvh->tcp.data = NULL; /* the close callback then frees only the memory */
     err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
                             : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
     if (err < 0) {
         /* libuv did not take the fd: it stays with the caller's socket. */
-        uv_close((uv_handle_t *)uvh, pl__stream_close_cb);
+        pl_uvh_discard((uv_handle_t *)uvh);
         pl_error_set_uv(err);
         goto error;
     }
-    uvh->tcp.data = t;
-    t->uvh = (uv_stream_t *)uvh;
     t->sock = Py_NewRef(sock);
-    t->state = PL_STREAM_OPEN;
-    Py_INCREF(t); /* held by the open handle until its close callback */
+    pl_uvh_attach(PL_UVH(t), (uv_handle_t *)uvh);
     return (PyObject *)t;
 
 error:

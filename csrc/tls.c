@@ -25,6 +25,7 @@
  * pl_tls_read_buffered). */
 #include "tls.h"
 #include "module.h"
+#include "uvhandle.h"
 #include "openssl.h"
 
 #include <structmember.h>
@@ -164,6 +165,24 @@ pl_tls_require(PLTLSProtocol *self, PyObject *v, const char *name)
     PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
                  Py_TYPE(self)->tp_name, name);
     return -1;
+}
+
+/* self._loop.call_soon(callback): the C helper on a pyloop loop, the
+ * method on any other. 0, or -1 with the error set. */
+static int
+pl_tls_call_soon(PLTLSProtocol *self, PyObject *callback)
+{
+    if (callback == NULL || pl_tls_require(self, self->loop, "_loop") < 0)
+        return -1;
+    if (PyObject_TypeCheck(self->loop, &PLLoop_Type)) {
+        PyObject *args = PyTuple_New(0);
+        int rc = args ? pl_loop_call_soon_c((PLLoop *)self->loop, callback, args, NULL) : -1;
+        Py_XDECREF(args);
+        return rc;
+    }
+    PyObject *h = PyObject_CallMethod(self->loop, "call_soon", "O", callback);
+    Py_XDECREF(h);
+    return h == NULL ? -1 : 0;
 }
 
 /* ---- flow control ---------------------------------------------------- */
@@ -818,14 +837,10 @@ pl_tls_read_buffered(PLTLSProtocol *self)
         if (offset >= wants) {
             /* full: the rest waits for the next pass, as in the stdlib */
             PyObject *again = PyObject_GetAttrString((PyObject *)self, "_do_read");
-            PyObject *h = again && self->loop
-                ? PyObject_CallMethod(self->loop, "call_soon", "O", again) : NULL;
-            if (again != NULL && self->loop == NULL)
-                pl_tls_require(self, NULL, "_loop");
+            int rc = pl_tls_call_soon(self, again);
             Py_XDECREF(again);
-            if (h == NULL)
+            if (rc < 0)
                 goto done;
-            Py_DECREF(h);
             break;
         }
     }
@@ -1012,7 +1027,7 @@ TLSProtocol_buffer_updated(PLTLSProtocol *self, PyObject *nbytes)
     Py_RETURN_NONE;
 }
 
-int
+static int
 pl_tls_is_plain(PyObject *protocol)
 {
     if (pl_tls_type == NULL || !PyObject_TypeCheck(protocol, pl_tls_type))
@@ -1033,7 +1048,7 @@ pl_tls_is_plain(PyObject *protocol)
     return 1;
 }
 
-int
+static int
 pl_tls_data_in(PyObject *protocol, const char *buf, Py_ssize_t n)
 {
     PLTLSProtocol *self = (PLTLSProtocol *)protocol;
@@ -1052,6 +1067,14 @@ pl_tls_data_in(PyObject *protocol, const char *buf, Py_ssize_t n)
     if (pl_tls_bio_write(self, PyMemoryView_FromMemory((char *)buf, n, PyBUF_READ)) < 0)
         return -1;
     return pl_tls_dispatch(self);
+}
+
+/* The stream transport's raw-bytes-in hook (uvhandle.h) for a plain
+ * TLSProtocol: see pl_tls_is_plain. */
+static pl_uvh_raw_in_fn
+pl_tls_raw_in_probe(PyObject *protocol)
+{
+    return pl_tls_is_plain(protocol) ? pl_tls_data_in : NULL;
 }
 
 /* ---- attributes ------------------------------------------------------ */
@@ -1409,7 +1432,8 @@ pl_tls_init_type(PyObject *module)
         goto done;
     if (PyModule_AddObjectRef(module, "_tls_transport_write", write_method) < 0 ||
         pl_ossl_init() < 0 ||
-        PyModule_AddObjectRef(module, "_tls_direct", pl_ossl_enabled() ? Py_True : Py_False) < 0)
+        PyModule_AddObjectRef(module, "_tls_direct", pl_ossl_enabled() ? Py_True : Py_False) < 0 ||
+        pl_uvh_register_raw_in(pl_tls_raw_in_probe) < 0)
         goto done;
     rc = 0;
 done:

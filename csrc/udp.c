@@ -13,12 +13,12 @@
  *   keep the transport alive while it waits.
  * No exception leaves a libuv callback: ordinary ones reach the loop's
  * exception handler, KeyboardInterrupt/SystemExit are stashed on the loop and
- * re-raised by run_forever. The cold parts (the _fatal_error policy, the
- * write-buffer limits) are the stdlib's own Python methods, borrowed by
- * pyloop/loop.py, which work on the attributes this type exposes. */
+ * re-raised by run_forever. Lifetime, error routing, flow control and the
+ * shared methods are the transport base's (uvhandle.c). */
 #include "udp.h"
 #include "errors.h"
 #include "module.h"
+#include "poll.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,7 +29,7 @@
 
 #define PL_UDP_MAX_SIZE (256 * 1024) /* as _SelectorTransport.max_size */
 #define PL_UDP_MMSG_BUF (16 * 64 * 1024)
-#define PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+#define PL_UVH(s) ((PLUVHandle *)(s))
 
 /* 3.13 counts 8 bytes of header per queued datagram and sends empty ones. */
 #if PY_VERSION_HEX >= 0x030D0000
@@ -51,35 +51,7 @@ typedef struct {
 
 /* ---- error routing --------------------------------------------------------- */
 
-/* The current exception came out of protocol code run from a libuv or poller
- * callback: the stdlib lets it reach the loop's exception handler (the
- * transport stays open); KeyboardInterrupt/SystemExit stop the loop. */
-static void
-pl_udp_route_error(PLUdp *self, const char *message)
-{
-    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-        PyErr_ExceptionMatches(PyExc_SystemExit)) {
-        pl_loop_stash_exception(self->loop);
-        return;
-    }
-    PyObject *exc = pl_err_fetch();
-    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
-                                  "transport", (PyObject *)self, "protocol",
-                                  self->protocol ? self->protocol : Py_None);
-    PyObject *r = ctx ? PyObject_CallMethod((PyObject *)self->loop, "call_exception_handler",
-                                            "O", ctx)
-                      : NULL;
-    if (r == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
-            PyErr_ExceptionMatches(PyExc_SystemExit))
-            pl_loop_stash_exception(self->loop);
-        else
-            PyErr_WriteUnraisable((PyObject *)self);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(ctx);
-    Py_XDECREF(exc);
-}
+#define pl_udp_route_error(self, message) pl_uvh_report(PL_UVH(self), (message))
 
 /* obj.meth(current exception[, message]), clearing it: the stdlib's
  * _fatal_error (report it unless it is the peer's OSError, drop the
@@ -100,10 +72,13 @@ pl_udp_pass_exception(PyObject *obj, const char *meth, const char *message)
     return r == NULL ? -1 : 0;
 }
 
+/* The base's _fatal_error policy; 0 (kept as an int for the callers that
+ * chain it with calls that can fail). */
 static int
 pl_udp_fatal(PLUdp *self, const char *message)
 {
-    return pl_udp_pass_exception((PyObject *)self, "_fatal_error", message);
+    pl_uvh_fatal(PL_UVH(self), message);
+    return 0;
 }
 
 /* The current exception came from a socket call made by sendto() or a
@@ -120,27 +95,8 @@ pl_udp_sort_exception(PLUdp *self, const char *fatal_message)
     return pl_udp_fatal(self, fatal_message);
 }
 
-/* ---- flow control (the stdlib's _FlowControlMixin methods) --------------- */
-
-static int
-pl_udp_maybe_pause(PLUdp *self)
-{
-    if (self->buffer_size <= self->high_water || self->protocol_paused)
-        return 0;
-    PyObject *r = PyObject_CallMethod((PyObject *)self, "_maybe_pause_protocol", NULL);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
-static int
-pl_udp_maybe_resume(PLUdp *self)
-{
-    if (!self->protocol_paused || self->buffer_size > self->low_water)
-        return 0;
-    PyObject *r = PyObject_CallMethod((PyObject *)self, "_maybe_resume_protocol", NULL);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
+#define pl_udp_maybe_pause(self) pl_uvh_maybe_pause(PL_UVH(self), (self)->buffer_size)
+#define pl_udp_maybe_resume(self) pl_uvh_maybe_resume(PL_UVH(self), (self)->buffer_size)
 
 /* ---- addresses ------------------------------------------------------------- */
 
@@ -279,58 +235,36 @@ static int
 pl_udp_uv_usable(PLUdp *self)
 {
     /* The loop's own close walk may have closed the handle behind us. */
-    return self->state == PL_UDP_OPEN && self->uvh != NULL &&
+    return self->state == PL_UVH_OPEN && self->uvh != NULL &&
            !uv_is_closing((uv_handle_t *)self->uvh);
 }
 
 /* libuv's handle owns the fd: once it was closed behind the transport's
  * back (os.close), what would have vanished quietly drops the transport
  * with OSError(EBADF) through _fatal_error, as the stdlib's socket calls
- * report it. 0 while the fd is open, 1 when dropped, -1 when _fatal_error
- * raised. */
+ * report it. 0 while the fd is open, 1 when dropped. */
 static int
 pl_udp_check_fd(PLUdp *self)
 {
     if (!pl_udp_uv_usable(self) || self->conn_lost || pl_error_check_fd(self->fd) == 0)
         return 0;
-    return pl_udp_fatal(self, "Fatal error on datagram transport") < 0 ? -1 : 1;
+    pl_uvh_fatal(PL_UVH(self), "Fatal error on datagram transport");
+    return 1;
 }
 
-static PyObject *
-pl_udp_loop_call(PLUdp *self, const char *meth, const char *attr)
-{
-    PyObject *cb = attr ? PyObject_GetAttrString((PyObject *)self, attr) : NULL;
-    if (attr && cb == NULL)
-        return NULL;
-    PyObject *fd = PyLong_FromLong(self->fd);
-    PyObject *r = fd == NULL ? NULL
-                  : cb       ? PyObject_CallMethod((PyObject *)self->loop, meth, "OO", fd, cb)
-                             : PyObject_CallMethod((PyObject *)self->loop, meth, "O", fd);
-    Py_XDECREF(fd);
-    Py_XDECREF(cb);
-    return r;
-}
-
+/* AF_UNIX: self.<attr>() when the socket is readable (writer 0) or
+ * writable (writer 1), on the loop's own poller; attr NULL: stop watching. */
 static int
-pl_udp_loop_do(PLUdp *self, const char *meth, const char *attr)
+pl_udp_watch(PLUdp *self, int writer, const char *attr)
 {
-    PyObject *r = pl_udp_loop_call(self, meth, attr);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
-static void
-pl__udp_close_cb(uv_handle_t *handle)
-{
-    pl_loop_gil_ensure(handle->loop);
-    PLUdp *self = (PLUdp *)handle->data;
-    PyMem_Free(handle);
-    pl_counters.handles_freed++;
-    if (self != NULL) {
-        self->uvh = NULL;
-        self->state = PL_UDP_CLOSED;
-        Py_DECREF(self); /* the reference held while the handle was open */
-    }
+    if (attr == NULL)
+        return pl_poll_remove(self->loop, self->fd, writer);
+    PyObject *cb = PyObject_GetAttrString((PyObject *)self, attr);
+    if (cb == NULL)
+        return -1;
+    int rc = pl_poll_add(self->loop, self->fd, writer, cb);
+    Py_DECREF(cb);
+    return rc;
 }
 
 /* Release the socket: libuv closes its fd (the socket object is detached
@@ -339,14 +273,14 @@ pl__udp_close_cb(uv_handle_t *handle)
 static void
 pl_udp_release_socket(PLUdp *self)
 {
-    if (self->state != PL_UDP_OPEN)
+    if (self->state != PL_UVH_OPEN)
         return;
     self->reading = 0;
     Py_CLEAR(self->backlog); /* unread once closed, as the stdlib leaves them */
     if (self->uvh == NULL) {
-        self->state = PL_UDP_CLOSED;
-        if (pl_udp_loop_do(self, "_remove_reader", NULL) < 0 ||
-            pl_udp_loop_do(self, "_remove_writer", NULL) < 0)
+        self->state = PL_UVH_CLOSED;
+        if (pl_udp_watch(self, 0, NULL) < 0 ||
+            pl_udp_watch(self, 1, NULL) < 0)
             PyErr_Clear();
         self->writing = 0;
         PyObject *r = PyObject_CallMethod(self->sock, "close", NULL);
@@ -355,18 +289,7 @@ pl_udp_release_socket(PLUdp *self)
         Py_XDECREF(r);
         return;
     }
-    self->state = PL_UDP_CLOSING;
-    PyObject *r = PyObject_CallMethod(self->sock, "detach", NULL);
-    if (r == NULL)
-        PyErr_Clear();
-    Py_XDECREF(r);
-    if (uv_is_closing((uv_handle_t *)self->uvh)) {
-        /* Closed by the loop's walk without our callback: the memory and
-         * our self-reference are lost, but uv_close must not run twice. */
-        self->state = PL_UDP_CLOSED;
-        return;
-    }
-    uv_close((uv_handle_t *)self->uvh, pl__udp_close_cb);
+    pl_uvh_close(PL_UVH(self));
 }
 
 /* ---- reading ------------------------------------------------------------------ */
@@ -455,6 +378,7 @@ pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const stru
     if (nread == 0 && addr == NULL)
         return; /* nothing more to read */
     Py_INCREF(self); /* protocol code may drop the last other reference */
+    int entered = pl_uvh_enter(PL_UVH(self));
     int rc = 0;
     if (nread < 0) {
         if (nread == UV_ENOBUFS)
@@ -470,6 +394,7 @@ pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const stru
     }
     if (rc < 0)
         pl_udp_route_error(self, "Exception in datagram transport read callback");
+    pl_uvh_exit(PL_UVH(self), entered);
     Py_DECREF(self);
 }
 
@@ -499,10 +424,10 @@ Udp__deliver_backlog(PLUdp *self, PyObject *Py_UNUSED(ignored))
 static int
 pl_udp_start_reading(PLUdp *self)
 {
-    if (self->reading || self->paused || self->closing || self->state != PL_UDP_OPEN)
+    if (self->reading || self->paused || self->closing || self->state != PL_UVH_OPEN)
         return 0;
     if (self->uvh == NULL) {
-        if (pl_udp_loop_do(self, "_add_reader", "_read_ready") < 0)
+        if (pl_udp_watch(self, 0, "_read_ready") < 0)
             return -1;
     }
     else {
@@ -525,7 +450,7 @@ pl_udp_stop_reading(PLUdp *self)
         return;
     self->reading = 0;
     if (self->uvh == NULL) {
-        if (pl_udp_loop_do(self, "_remove_reader", NULL) < 0)
+        if (pl_udp_watch(self, 0, NULL) < 0)
             PyErr_WriteUnraisable((PyObject *)self);
     }
     else if (pl_udp_uv_usable(self)) {
@@ -539,7 +464,7 @@ Udp__read_ready(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
-    if (self->conn_lost || self->state != PL_UDP_OPEN || self->protocol == NULL)
+    if (self->conn_lost || self->state != PL_UVH_OPEN || self->protocol == NULL)
         Py_RETURN_NONE;
     PyObject *res = PyObject_CallMethod(self->sock, "recvfrom", "i", PL_UDP_MAX_SIZE);
     if (res == NULL) {
@@ -568,13 +493,7 @@ Udp__read_ready(PLUdp *self, PyObject *Py_UNUSED(ignored))
 static int
 pl_udp_schedule_connection_lost(PLUdp *self, PyObject *exc)
 {
-    PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_call_connection_lost");
-    PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "OO", meth,
-                                             exc ? exc : Py_None)
-                       : NULL;
-    Py_XDECREF(meth);
-    Py_XDECREF(h);
-    return h == NULL ? -1 : 0;
+    return pl_uvh_call_soon(PL_UVH(self), "_call_connection_lost", exc ? exc : Py_None);
 }
 
 /* Drop the transport with `exc` (NULL: none): queued datagrams are
@@ -594,7 +513,7 @@ pl_udp_force_close(PLUdp *self, PyObject *exc)
             self->pending = 0;
         if (self->writing) {
             self->writing = 0;
-            if (pl_udp_loop_do(self, "_remove_writer", NULL) < 0)
+            if (pl_udp_watch(self, 1, NULL) < 0)
                 return -1;
         }
     }
@@ -618,6 +537,7 @@ Udp__call_connection_lost(PLUdp *self, PyObject *exc)
     PyObject *saved = r == NULL ? pl_err_fetch() : NULL;
     pl_udp_release_socket(self);
     Py_CLEAR(self->protocol);
+    Py_CLEAR(self->server);
     if (saved != NULL)
         pl_err_restore(saved);
     if (r == NULL)
@@ -630,7 +550,7 @@ Udp__call_connection_lost(PLUdp *self, PyObject *exc)
 static int
 pl_udp_on_drained(PLUdp *self)
 {
-    if (!self->closing || self->conn_lost || self->state != PL_UDP_OPEN)
+    if (!self->closing || self->conn_lost || self->state != PL_UVH_OPEN)
         return 0;
     self->conn_lost++;
     PyObject *r = Udp__call_connection_lost(self, Py_None);
@@ -646,6 +566,7 @@ pl__udp_send_cb(uv_udp_send_t *ureq, int status)
     pl_loop_gil_ensure(ureq->handle->loop);
     pl_udp_send_req *req = (pl_udp_send_req *)ureq;
     PLUdp *self = req->udp;
+    int entered = 0;
     self->pending--;
     if (!self->conn_lost)
         self->buffer_size -= req->size;
@@ -654,6 +575,7 @@ pl__udp_send_cb(uv_udp_send_t *ureq, int status)
     pl_counters.requests_freed++;
     if (status == UV_ECANCELED || self->conn_lost)
         goto done;
+    entered = pl_uvh_enter(PL_UVH(self));
     int rc = 0;
     if (status < 0) {
         pl_error_set_uv(status);
@@ -666,6 +588,7 @@ pl__udp_send_cb(uv_udp_send_t *ureq, int status)
     if (rc < 0)
         pl_udp_route_error(self, "Exception in datagram transport send callback");
 done:
+    pl_uvh_exit(PL_UVH(self), entered);
     Py_DECREF(self);
 }
 
@@ -765,7 +688,7 @@ pl_udp_poll_sendto(PLUdp *self, PyObject *data, Py_buffer *view, PyObject *addr)
         }
         if (!pl_udp_sock_would_block())
             return 1;
-        if (pl_udp_loop_do(self, "_add_writer", "_sendto_ready") < 0)
+        if (pl_udp_watch(self, 1, "_sendto_ready") < 0)
             return 1;
         self->writing = 1;
     }
@@ -822,7 +745,7 @@ Udp__sendto_ready(PLUdp *self, PyObject *Py_UNUSED(ignored))
     if (self->pending == 0) {
         if (self->writing) {
             self->writing = 0;
-            if (pl_udp_loop_do(self, "_remove_writer", NULL) < 0)
+            if (pl_udp_watch(self, 1, NULL) < 0)
                 goto done;
         }
         if (pl_udp_on_drained(self) < 0)
@@ -906,17 +829,9 @@ Udp_sendto(PLUdp *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
         }
         addr = self->address;
     }
-    if (self->conn_lost || self->state != PL_UDP_OPEN) {
-        /* As the stdlib: sending on a closed transport is not an error, but
-         * it is logged once it keeps happening. */
-        if (self->conn_lost >= PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-            PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s",
-                                              "socket.send() raised exception.");
-            if (r == NULL)
-                goto done;
-            Py_DECREF(r);
-        }
-        self->conn_lost++;
+    if (self->conn_lost || self->state != PL_UVH_OPEN) {
+        if (pl_uvh_lost_write(PL_UVH(self)) < 0)
+            goto done;
         goto sent;
     }
     int rc = self->uvh != NULL ? pl_udp_uv_sendto(self, data, &view, addr)
@@ -945,7 +860,7 @@ Udp_close(PLUdp *self, PyObject *Py_UNUSED(ignored))
 {
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
-    if (self->closing || self->state != PL_UDP_OPEN)
+    if (self->closing || self->state != PL_UVH_OPEN)
         Py_RETURN_NONE;
     int bad = pl_udp_check_fd(self);
     if (bad != 0)
@@ -957,26 +872,6 @@ Udp_close(PLUdp *self, PyObject *Py_UNUSED(ignored))
         if (pl_udp_schedule_connection_lost(self, NULL) < 0)
             return NULL;
     }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Udp_abort(PLUdp *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (pl_udp_force_close(self, NULL) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Udp__force_close(PLUdp *self, PyObject *exc)
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (pl_udp_force_close(self, exc == Py_None ? NULL : exc) < 0)
-        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -996,99 +891,42 @@ Udp__close_for_loop(PLUdp *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* As pl_stream_traverse_uv: the open handle's reference and each pending
- * send request's (`pending` counts libuv requests once a handle exists). */
-int
-pl_udp_traverse_uv(uv_handle_t *handle, visitproc visit, void *arg)
+/* pl_uvh_ops: each pending send request's reference (`pending` counts
+ * libuv requests once a handle exists). */
+static size_t
+pl_udp_pending_refs(PLUVHandle *h)
 {
-    PLUdp *self = (PLUdp *)handle->data;
-    if (self == NULL)
-        return 0; /* never attached: only memory, freed by the close callback */
-    Py_VISIT(self);
-    for (size_t i = 0; i < self->pending; i++)
-        Py_VISIT(self);
-    return 0;
+    return ((PLUdp *)h)->pending;
 }
 
-void
-pl_udp_close_for_loop(uv_handle_t *handle)
+static void
+pl_udp_close_for_loop(PLUVHandle *h)
 {
-    PLUdp *self = (PLUdp *)handle->data;
-    if (self == NULL) {
-        /* Never attached to a transport: only the memory to free. */
-        uv_close(handle, pl__udp_close_cb);
-        return;
-    }
-    PyObject *r = Udp__close_for_loop(self, NULL);
+    PyObject *r = Udp__close_for_loop((PLUdp *)h, NULL);
     if (r == NULL)
-        PyErr_WriteUnraisable((PyObject *)self);
+        PyErr_WriteUnraisable((PyObject *)h);
     Py_XDECREF(r);
 }
 
-static PyObject *
-Udp_is_closing(PLUdp *self, PyObject *Py_UNUSED(ignored))
+/* pl_uvh_ops reading control: see pl_uvh_pause_reading/resume_reading. */
+static void
+pl_udp_pause_op(PLUVHandle *h)
 {
-    return PyBool_FromLong(self->closing || self->state != PL_UDP_OPEN);
-}
-
-static PyObject *
-Udp_is_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(!self->closing && self->state == PL_UDP_OPEN && !self->paused);
-}
-
-static PyObject *
-Udp_pause_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (self->closing || self->paused || self->state != PL_UDP_OPEN)
-        Py_RETURN_NONE;
-    int bad = pl_udp_check_fd(self);
-    if (bad != 0)
-        return bad < 0 ? NULL : Py_NewRef(Py_None);
-    self->paused = 1;
+    PLUdp *self = (PLUdp *)h;
     if (self->in_batch)
         self->stop_deferred = 1; /* see pl__udp_recv_cb */
     else
         pl_udp_stop_reading(self);
-    Py_RETURN_NONE;
 }
 
-static PyObject *
-Udp_resume_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
+static int
+pl_udp_resume_op(PLUVHandle *h)
 {
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (self->closing || !self->paused)
-        Py_RETURN_NONE;
-    int bad = pl_udp_check_fd(self);
-    if (bad != 0)
-        return bad < 0 ? NULL : Py_NewRef(Py_None);
-    self->paused = 0;
+    PLUdp *self = (PLUdp *)h;
     self->stop_deferred = 0;
-    if (self->backlog != NULL) {
-        PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_deliver_backlog");
-        PyObject *h = meth ? PyObject_CallMethod((PyObject *)self->loop, "call_soon", "O", meth)
-                           : NULL;
-        Py_XDECREF(meth);
-        if (h == NULL)
-            return NULL;
-        Py_DECREF(h);
-    }
-    if (pl_udp_start_reading(self) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Udp__start_reading(PLUdp *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (pl_udp_start_reading(self) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    if (self->backlog != NULL && pl_uvh_call_soon(h, "_deliver_backlog", NULL) < 0)
+        return -1;
+    return pl_udp_start_reading(self);
 }
 
 static PyObject *
@@ -1100,29 +938,9 @@ Udp_set_protocol(PLUdp *self, PyObject *protocol)
 }
 
 static PyObject *
-Udp_get_protocol(PLUdp *self, PyObject *Py_UNUSED(ignored))
-{
-    return Py_NewRef(self->protocol ? self->protocol : Py_None);
-}
-
-static PyObject *
-Udp_get_write_buffer_size(PLUdp *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromSsize_t(self->buffer_size);
-}
-
-static PyObject *
-Udp_get_sock(PLUdp *self, void *Py_UNUSED(closure))
-{
-    if (self->sock == NULL || self->state != PL_UDP_OPEN)
-        Py_RETURN_NONE;
-    return Py_NewRef(self->sock);
-}
-
-static PyObject *
 Udp_repr(PLUdp *self)
 {
-    const char *st = self->state == PL_UDP_OPEN ? (self->closing ? "closing" : "open")
+    const char *st = self->state == PL_UVH_OPEN ? (self->closing ? "closing" : "open")
                                                 : "closed";
     return PyUnicode_FromFormat("<%s %s fd=%d write_buffer=%zd>", Py_TYPE(self)->tp_name, st,
                                 self->fd, self->buffer_size);
@@ -1133,55 +951,61 @@ Udp_repr(PLUdp *self)
 static int
 Udp_traverse(PLUdp *self, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->extra);
-    Py_VISIT((PyObject *)self->loop);
-    Py_VISIT(self->protocol);
-    Py_VISIT(self->sock);
     Py_VISIT(self->address);
     Py_VISIT(self->rx_addr);
     Py_VISIT(self->backlog);
     Py_VISIT(self->tx_addr);
     Py_VISIT(self->queue);
-    return 0;
+    return pl_uvh_traverse(PL_UVH(self), visit, arg);
 }
 
 static int
 Udp_clear(PLUdp *self)
 {
-    Py_CLEAR(self->extra);
-    Py_CLEAR(self->protocol);
     Py_CLEAR(self->address);
     Py_CLEAR(self->rx_addr);
     Py_CLEAR(self->backlog);
     Py_CLEAR(self->tx_addr);
     Py_CLEAR(self->queue);
-    /* loop and sock stay until dealloc: an open socket still needs them. */
+    pl_uvh_clear(PL_UVH(self));
     return 0;
 }
 
-static void
-Udp_dealloc(PLUdp *self)
+static Py_ssize_t
+pl_udp_write_size(PLUVHandle *h)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    if (self->weakreflist != NULL)
-        PyObject_ClearWeakRefs((PyObject *)self);
-    Udp_clear(self);
-    /* A socket libuv never took (or an AF_UNIX one never closed) closes
-     * itself, with the socket module's ResourceWarning. */
-    Py_CLEAR(self->sock);
-    Py_CLEAR(self->loop);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    return ((PLUdp *)h)->buffer_size;
 }
 
-static PyObject *
-Udp_tp_new(PyTypeObject *type, PyObject *Py_UNUSED(a), PyObject *Py_UNUSED(k))
+static int
+pl_udp_force_close_op(PLUVHandle *h, PyObject *exc)
 {
-    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly", type->tp_name);
-    return NULL;
+    return pl_udp_force_close((PLUdp *)h, exc);
 }
+
+static int
+pl_udp_check_fd_op(PLUVHandle *h)
+{
+    return pl_udp_check_fd((PLUdp *)h);
+}
+
+static int
+pl_udp_start_reading_op(PLUVHandle *h)
+{
+    return pl_udp_start_reading((PLUdp *)h);
+}
+
+static const pl_uvh_ops pl_udp_ops = {
+    .kind = "udp",
+    .close_for_loop = pl_udp_close_for_loop,
+    .pending_refs = pl_udp_pending_refs,
+    .force_close = pl_udp_force_close_op,
+    .write_size = pl_udp_write_size,
+    .check_fd = pl_udp_check_fd_op,
+    .start_reading = pl_udp_start_reading_op,
+    .pause = pl_udp_pause_op,
+    .resume = pl_udp_resume_op,
+};
 
 /* Open a uv_udp_t on `fd`. uv_udp_open sets SO_REUSEADDR on the socket;
  * the user's setting is put back, since the stdlib leaves it alone. */
@@ -1206,19 +1030,16 @@ pl_udp_open_uv(PLUdp *t, int fd)
         return -1;
     }
     pl_counters.handles_created++;
-    uvh->data = NULL; /* the close callback then frees only the memory */
     err = uv_udp_open(uvh, (uv_os_sock_t)fd);
     if (err < 0) {
         /* libuv did not take the fd: it stays with the socket object. */
-        uv_close((uv_handle_t *)uvh, pl__udp_close_cb);
+        pl_uvh_discard((uv_handle_t *)uvh);
         pl_error_set_uv(err);
         return -1;
     }
     if (!reuse)
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
-    uvh->data = t;
-    t->uvh = uvh;
-    Py_INCREF(t); /* held by the open handle until its close callback */
+    t->uvh = uvh; /* attached (and on the loop's list) once the transport is complete */
     return 0;
 }
 
@@ -1228,12 +1049,13 @@ pl_udp_open_uv(PLUdp *t, int fd)
 static PyObject *
 Udp__new(PyObject *Py_UNUSED(cls), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "_new(loop, sock, protocol, address, extra)");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_new(loop, sock, protocol, address, extra, context=None)");
         return NULL;
     }
     PyObject *loop = args[0], *sock = args[1], *protocol = args[2], *address = args[3],
-             *extra = args[4];
+             *extra = args[4], *context = nargs == 6 ? args[5] : NULL;
     if (!PyObject_TypeCheck(loop, &PLLoop_Type)) {
         PyErr_SetString(PyExc_TypeError, "loop must be a pyloop loop");
         return NULL;
@@ -1246,23 +1068,15 @@ Udp__new(PyObject *Py_UNUSED(cls), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "extra must be a dict");
         return NULL;
     }
-    PyObject *fdobj = PyObject_CallMethod(sock, "fileno", NULL);
-    if (fdobj == NULL)
+    int fd = pl_uvh_sock_fd(sock);
+    if (fd < 0)
         return NULL;
-    long fd = PyLong_AsLong(fdobj);
-    Py_DECREF(fdobj);
-    if (fd == -1 && PyErr_Occurred())
-        return NULL;
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "the socket is closed");
-        return NULL;
-    }
     int family = AF_INET, type = 0;
     socklen_t len = sizeof(family);
-    if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0)
         return pl_error_set_errno();
     len = sizeof(type);
-    if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
         return pl_error_set_errno();
     if (type != SOCK_DGRAM ||
         (family != AF_INET && family != AF_INET6 && family != AF_UNIX)) {
@@ -1275,19 +1089,15 @@ Udp__new(PyObject *Py_UNUSED(cls), PyObject *const *args, Py_ssize_t nargs)
     if (connected < 0)
         return NULL;
 
-    PyTypeObject *tp = (PyTypeObject *)pl_udp_type;
-    PLUdp *t = (PLUdp *)tp->tp_alloc(tp, 0);
+    PLUdp *t = (PLUdp *)pl_uvh_new((PyTypeObject *)pl_udp_type, (PLLoop *)loop, &pl_udp_ops,
+                                   extra, context);
     if (t == NULL)
         return NULL;
-    t->loop = (PLLoop *)Py_NewRef(loop);
-    t->extra = Py_NewRef(extra);
     t->protocol = Py_NewRef(protocol);
     t->protocol_connected = 1;
-    t->fd = (int)fd;
+    t->fd = fd;
     t->family = family;
     t->connected = (char)connected;
-    t->high_water = 64 * 1024;
-    t->low_water = 16 * 1024;
     int truthy = PyObject_IsTrue(address); /* the stdlib tests `if self._address` */
     if (truthy < 0)
         goto error;
@@ -1297,11 +1107,14 @@ Udp__new(PyObject *Py_UNUSED(cls), PyObject *const *args, Py_ssize_t nargs)
         if (t->queue == NULL)
             goto error;
     }
-    else if (pl_udp_open_uv(t, (int)fd) < 0) {
+    else if (pl_udp_open_uv(t, fd) < 0) {
         goto error;
     }
     t->sock = Py_NewRef(sock);
-    t->state = PL_UDP_OPEN;
+    if (t->uvh != NULL)
+        pl_uvh_attach(PL_UVH(t), (uv_handle_t *)t->uvh);
+    else
+        t->state = PL_UVH_OPEN; /* AF_UNIX: the loop's poller, no libuv handle */
     return (PyObject *)t;
 
 error:
@@ -1310,19 +1123,11 @@ error:
 }
 
 static PyMethodDef Udp_methods[] = {
+    PL_UVH_METHODS,
     {"sendto", PL_METH(Udp_sendto), METH_FASTCALL | METH_KEYWORDS, NULL},
     {"close", (PyCFunction)Udp_close, METH_NOARGS, NULL},
-    {"abort", (PyCFunction)Udp_abort, METH_NOARGS, NULL},
-    {"is_closing", (PyCFunction)Udp_is_closing, METH_NOARGS, NULL},
-    {"is_reading", (PyCFunction)Udp_is_reading, METH_NOARGS, NULL},
-    {"pause_reading", (PyCFunction)Udp_pause_reading, METH_NOARGS, NULL},
-    {"resume_reading", (PyCFunction)Udp_resume_reading, METH_NOARGS, NULL},
     {"set_protocol", (PyCFunction)Udp_set_protocol, METH_O, NULL},
-    {"get_protocol", (PyCFunction)Udp_get_protocol, METH_NOARGS, NULL},
-    {"get_write_buffer_size", (PyCFunction)Udp_get_write_buffer_size, METH_NOARGS, NULL},
-    {"_force_close", (PyCFunction)Udp__force_close, METH_O, NULL},
     {"_call_connection_lost", (PyCFunction)Udp__call_connection_lost, METH_O, NULL},
-    {"_start_reading", (PyCFunction)Udp__start_reading, METH_NOARGS, NULL},
     {"_read_ready", (PyCFunction)Udp__read_ready, METH_NOARGS, NULL},
     {"_deliver_backlog", (PyCFunction)Udp__deliver_backlog, METH_NOARGS, NULL},
     {"_sendto_ready", (PyCFunction)Udp__sendto_ready, METH_NOARGS, NULL},
@@ -1332,37 +1137,19 @@ static PyMethodDef Udp_methods[] = {
 };
 
 static PyGetSetDef Udp_getset[] = {
-    {"_sock", (getter)Udp_get_sock, NULL, NULL, NULL},
+    PL_UVH_GETSET,
     {NULL}
 };
 
-/* What the stdlib's borrowed _FlowControlMixin and _fatal_error methods read
- * and write. */
 static PyMemberDef Udp_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(PLUdp, weakreflist), READONLY, NULL},
-    {"_high_water", T_PYSSIZET, offsetof(PLUdp, high_water), 0, NULL},
-    {"_low_water", T_PYSSIZET, offsetof(PLUdp, low_water), 0, NULL},
-    {"_protocol_paused", T_BOOL, offsetof(PLUdp, protocol_paused), 0, NULL},
-    {"_protocol", T_OBJECT, offsetof(PLUdp, protocol), READONLY, NULL},
-    {"_loop", T_OBJECT, offsetof(PLUdp, loop), READONLY, NULL},
+    PL_UVH_MEMBERS,
     {"_address", T_OBJECT, offsetof(PLUdp, address), READONLY, NULL},
-    {"_closing", T_BOOL, offsetof(PLUdp, closing), READONLY, NULL},
-    {"_conn_lost", T_INT, offsetof(PLUdp, conn_lost), READONLY, NULL},
     {"_sock_fd", T_INT, offsetof(PLUdp, fd), READONLY, NULL},
     {NULL}
 };
 
 static PyType_Slot Udp_slots[] = {
-    {Py_tp_new, Udp_tp_new},
-    {Py_tp_dealloc, Udp_dealloc},
-    {Py_tp_traverse, Udp_traverse},
-    {Py_tp_clear, Udp_clear},
-    {Py_tp_repr, Udp_repr},
-    {Py_tp_methods, Udp_methods},
-    {Py_tp_members, Udp_members},
-    {Py_tp_getset, Udp_getset},
-    {0, NULL}
-};
+    PL_UVH_SLOTS(Udp_traverse, Udp_clear, Udp_repr, Udp_methods, Udp_members, Udp_getset)};
 
 static PyType_Spec Udp_spec = {
     .name = "pyloop._core.UDPTransport",
@@ -1384,19 +1171,7 @@ pl_udp_init_types(PyObject *module)
     Py_DECREF(asyncio);
     if (bases == NULL)
         return -1;
-    /* Our `extra` must sit exactly where BaseTransport keeps `_extra`. */
-    for (Py_ssize_t i = 0; i < 2; i++) {
-        if (((PyTypeObject *)PyTuple_GET_ITEM(bases, i))->tp_basicsize !=
-            (Py_ssize_t)offsetof(PLUdp, loop)) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "asyncio.DatagramTransport layout is not the one pyloop was built for");
-            Py_DECREF(bases);
-            return -1;
-        }
-    }
-    pl_udp_type = PyType_FromSpecWithBases(&Udp_spec, bases);
+    pl_udp_type = pl_uvh_make_type(module, &Udp_spec, bases, "UDPTransport");
     Py_DECREF(bases);
-    if (pl_udp_type == NULL)
-        return -1;
-    return PyModule_AddObjectRef(module, "UDPTransport", pl_udp_type);
+    return pl_udp_type == NULL ? -1 : 0;
 }

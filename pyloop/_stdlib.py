@@ -98,8 +98,7 @@ HELPERS = (
     (tasks, "_set_task_name", (3, 11), (3, 12), "naming a factory's task before Task.set_name was enough"),
     (sslproto, "SSLProtocol", (3, 11), None, "the base of pyloop's TLS protocol"),
     (sslproto, "_SSLProtocolTransport", (3, 11), None, "the base of pyloop's TLS app transport"),
-    (transports, "_FlowControlMixin", (3, 11), None, "write-buffer limits of the datagram transport"),
-    (selector_events, "_SelectorTransport", (3, 11), None, "the datagram transport's _fatal_error policy"),
+    (transports, "_FlowControlMixin", (3, 11), None, "telling the stdlib's TLS app transports in sendfile()"),
     (unix_events, "_UnixReadPipeTransport", (3, 11), None, "the base of pyloop's read pipe transport"),
     (trsock, "TransportSocket", (3, 11), None, "get_extra_info('socket')"),
 )

@@ -337,19 +337,24 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 info["peername"] = None
         if extra:
             info.update(extra)
-        transport = self._new_stream_transport(sock, protocol, info)
+        # The context the protocol's callbacks run in: the one 3.15's server
+        # and create_connection capture for the connection, else a copy of
+        # the current one (the stdlib's handles copy it when scheduled).
+        transport = self._new_stream_transport(sock, protocol, info, context)
         self._transports[sock.fileno()] = transport
         if server is not None:
+            transport._server = server
             if _PY313:
                 server._attach(transport)
                 transport._set_lost_hook(functools.partial(server._detach, transport))
             else:
                 server._attach()
                 transport._set_lost_hook(server._detach)
-        # context: the one 3.15's server and create_connection capture for the
-        # connection (None before 3.15: the current one, as call_soon takes it).
+        # As the stdlib's transport: its steps in the context given for the
+        # connection (3.15's server and create_connection give one), else in
+        # a copy of the current one.
         self.call_soon(protocol.connection_made, transport, context=context)
-        self.call_soon(transport._start_reading)
+        self.call_soon(transport._start_reading, context=context)
         if waiter is not None:
             self.call_soon(futures._set_result_unless_cancelled, waiter, None)
         return transport
@@ -751,10 +756,3 @@ if _stdlib.THREADSAFE_HANDLE is not None:
 _core.TCPTransport._start_tls_compatible = True
 _core.TCPTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
-# The C datagram transport's cold paths are the stdlib's own methods: the
-# write-buffer limits and flow-control hooks, and the _fatal_error policy.
-for _name in ("set_write_buffer_limits", "get_write_buffer_limits", "_set_write_buffer_limits",
-              "_maybe_pause_protocol", "_maybe_resume_protocol"):
-    setattr(_core.UDPTransport, _name, vars(transports._FlowControlMixin)[_name])
-_core.UDPTransport._fatal_error = selector_events._SelectorTransport._fatal_error
-del _name

@@ -1,0 +1,236 @@
+/* The base of every libuv-backed transport (stream, UDP): what they share
+ * lives here once. A transport's struct starts with PL_UVHANDLE_HEAD (as
+ * every libuv handle starts with UV_HANDLE_FIELDS), so a PLUVHandle pointer
+ * reaches the common fields of any of them; what differs per kind is in a
+ * pl_uvh_ops table the loop and this file call through. */
+#ifndef PL_UVHANDLE_H
+#define PL_UVHANDLE_H
+
+#include "loop.h"
+
+typedef enum {
+    PL_UVH_INIT = 0, /* allocated; no socket attached yet */
+    PL_UVH_OPEN,     /* attached; reads and writes allowed */
+    PL_UVH_CLOSING,  /* uv_close called, close callback pending */
+    PL_UVH_CLOSED    /* released (the libuv handle's memory freed) */
+} pl_uvh_state;
+
+struct PLUVHandle;
+
+typedef struct {
+    const char *kind; /* "stream", "udp": for messages */
+    /* loop.close() under this open transport: no protocol callbacks any
+     * more, only release the handle (and with it the self-reference). */
+    void (*close_for_loop)(struct PLUVHandle *h);
+    /* References libuv's pending requests hold on the transport. */
+    size_t (*pending_refs)(struct PLUVHandle *h);
+    /* Drop the connection with `exc` (NULL: none), connection_lost on the
+     * next pass: the stdlib's _force_close. -1 with an error set. */
+    int (*force_close)(struct PLUVHandle *h, PyObject *exc);
+    /* What get_write_buffer_size() reports, which flow control compares. */
+    Py_ssize_t (*write_size)(struct PLUVHandle *h);
+    /* 1 when the fd was closed behind the transport's back (os.close): the
+     * transport was dropped with OSError(EBADF); 0 while it is open. */
+    int (*check_fd)(struct PLUVHandle *h);
+    /* Start receiving (a no-op unless open, not paused, not closing). */
+    int (*start_reading)(struct PLUVHandle *h);
+    /* pause_reading()/resume_reading() after the common checks, with
+     * `paused` already updated. -1 with the error set. */
+    void (*pause)(struct PLUVHandle *h);
+    int (*resume)(struct PLUVHandle *h);
+} pl_uvh_ops;
+
+/* The raw-bytes-in hook: a protocol that takes bytes read into the loop's
+ * shared buffer straight from C (TLS records into the incoming BIO), in
+ * place of data_received/get_buffer. 0, or -1 with the error set. */
+typedef int (*pl_uvh_raw_in_fn)(PyObject *protocol, const char *buf, Py_ssize_t n);
+/* Given a protocol, the hook that takes its bytes, or NULL for none. */
+typedef pl_uvh_raw_in_fn (*pl_uvh_raw_in_probe)(PyObject *protocol);
+
+#define PL_UVHANDLE_HEAD                                                                    \
+    PyObject_HEAD                                                                           \
+    /* Same offset as asyncio.BaseTransport's `_extra` slot: the transport                \
+     * types are real subclasses of asyncio's and the slot is shared. */                   \
+    PyObject *extra;                                                                        \
+    PLLoop *loop;                                                                           \
+    const pl_uvh_ops *ops;                                                                  \
+    void *uvh;            /* the libuv handle (PyMem), freed in its close callback */       \
+    PyObject *protocol;                                                                     \
+    PyObject *sock;       /* the Python socket whose fd the transport uses */              \
+    PyObject *context;    /* the contextvars context protocol callbacks run in */          \
+    PyObject *server;     /* `_server`, as the stdlib's transports keep it */              \
+    PyObject *dict;       /* instance attributes: patched methods and the like */         \
+    PyObject *weakreflist;                                                                  \
+    struct PLUVHandle *open_prev; /* the loop's list of open libuv handles */              \
+    struct PLUVHandle *open_next;                                                           \
+    pl_uvh_state state;                                                                     \
+    int conn_lost;        /* as asyncio: > 0 once the connection is lost */                 \
+    char closing;         /* close()/abort() called or connection lost */                  \
+    char paused;          /* pause_reading() in effect */                                   \
+    char reading;         /* the libuv read (or poller registration) is active */          \
+    char protocol_connected;                                                                \
+    char protocol_paused; /* pause_writing() was called */                                  \
+    /* The transport's own steps (connection_lost after close()) are scheduled              \
+     * in `context` when the creator gave one (3.15's stream transports keep              \
+     * it), else in a copy of the context current then, as the stdlib's. */               \
+    char context_given;                                                                     \
+    Py_ssize_t high_water;                                                                  \
+    Py_ssize_t low_water;
+
+typedef struct PLUVHandle {
+    PL_UVHANDLE_HEAD
+} PLUVHandle;
+
+/* Members every transport type lists (weak references, instance dict, the
+ * stdlib transports' private state libraries read). */
+#define PL_UVH_MEMBERS                                                                      \
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(PLUVHandle, weakreflist), READONLY, NULL},  \
+    {"__dictoffset__", T_PYSSIZET, offsetof(PLUVHandle, dict), READONLY, NULL},             \
+    {"_loop", T_OBJECT, offsetof(PLUVHandle, loop), READONLY, NULL},                        \
+    {"_protocol", T_OBJECT, offsetof(PLUVHandle, protocol), READONLY, NULL},                \
+    {"_context", T_OBJECT, offsetof(PLUVHandle, context), READONLY, NULL},                  \
+    {"_server", T_OBJECT, offsetof(PLUVHandle, server), 0, NULL},                           \
+    {"_closing", T_BOOL, offsetof(PLUVHandle, closing), READONLY, NULL},                    \
+    {"_paused", T_BOOL, offsetof(PLUVHandle, paused), READONLY, NULL},                      \
+    {"_conn_lost", T_INT, offsetof(PLUVHandle, conn_lost), READONLY, NULL},                 \
+    {"_protocol_paused", T_BOOL, offsetof(PLUVHandle, protocol_paused), READONLY, NULL},    \
+    {"_high_water", T_PYSSIZET, offsetof(PLUVHandle, high_water), READONLY, NULL},          \
+    {"_low_water", T_PYSSIZET, offsetof(PLUVHandle, low_water), READONLY, NULL}
+
+/* Methods every transport type lists, implemented once here. */
+PyObject *pl_uvh_get_extra_info(PyObject *self, PyObject *args, PyObject *kwds);
+PyObject *pl_uvh_get_protocol(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_is_closing(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_abort(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_force_close_meth(PyObject *self, PyObject *exc);
+PyObject *pl_uvh_get_write_buffer_size(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_get_write_buffer_limits(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_set_write_buffer_limits(PyObject *self, PyObject *args, PyObject *kwds);
+PyObject *pl_uvh_get_sock(PyObject *self, void *closure);
+PyObject *pl_uvh_is_reading(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_pause_reading(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_resume_reading(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_start_reading_meth(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds);
+void pl_uvh_dealloc(PyObject *self);
+
+#define PL_UVH_METHODS                                                                      \
+    {"get_extra_info", PL_METH(pl_uvh_get_extra_info), METH_VARARGS | METH_KEYWORDS, NULL}, \
+    {"get_protocol", pl_uvh_get_protocol, METH_NOARGS, NULL},                               \
+    {"is_closing", pl_uvh_is_closing, METH_NOARGS, NULL},                                   \
+    {"abort", pl_uvh_abort, METH_NOARGS, NULL},                                             \
+    {"_force_close", pl_uvh_force_close_meth, METH_O, NULL},                                \
+    {"get_write_buffer_size", pl_uvh_get_write_buffer_size, METH_NOARGS, NULL},             \
+    {"get_write_buffer_limits", pl_uvh_get_write_buffer_limits, METH_NOARGS, NULL},         \
+    {"set_write_buffer_limits", PL_METH(pl_uvh_set_write_buffer_limits),                    \
+     METH_VARARGS | METH_KEYWORDS, NULL},                                                   \
+    {"is_reading", pl_uvh_is_reading, METH_NOARGS, NULL},                                   \
+    {"pause_reading", pl_uvh_pause_reading, METH_NOARGS, NULL},                             \
+    {"resume_reading", pl_uvh_resume_reading, METH_NOARGS, NULL},                           \
+    {"_start_reading", pl_uvh_start_reading_meth, METH_NOARGS, NULL}
+
+/* A transport type's slots: the common ones and its own four. */
+#define PL_UVH_SLOTS(traverse, clear, repr, methods, members, getset)                       \
+    {Py_tp_new, pl_uvh_tp_new}, {Py_tp_dealloc, pl_uvh_dealloc},                             \
+    {Py_tp_traverse, (traverseproc)(traverse)}, {Py_tp_clear, (inquiry)(clear)},            \
+    {Py_tp_repr, (reprfunc)(repr)}, {Py_tp_methods, (methods)},                             \
+    {Py_tp_members, (members)}, {Py_tp_getset, (getset)}, {0, NULL}
+
+#define PL_UVH_GETSET {"_sock", pl_uvh_get_sock, NULL, NULL, NULL}
+
+/* A transport type as a subclass of `bases` (asyncio's transport classes),
+ * after checking that `extra` sits where they keep `_extra`; added to the
+ * module under `name`. NULL with the error set. */
+PyObject *pl_uvh_make_type(PyObject *module, PyType_Spec *spec, PyObject *bases,
+                           const char *name);
+
+/* The first steps of every transport's creation: a new instance of `type`
+ * on `loop` with its ops, extra dict, default water marks and the context
+ * its protocol callbacks will run in (`context`, or a copy of the current
+ * one when None/NULL; anything else but a Context is a TypeError). NULL with
+ * the error set. */
+PLUVHandle *pl_uvh_new(PyTypeObject *type, PLLoop *loop, const pl_uvh_ops *ops,
+                       PyObject *extra, PyObject *context);
+
+/* sock.fileno() as a valid descriptor, or -1 with ValueError/the error. */
+int pl_uvh_sock_fd(PyObject *sock);
+
+/* `uvh`, initialised on the loop by the caller (and counted), now owned by
+ * `h`: open, on the loop's list, holding a reference to `h` until its close
+ * callback ran. */
+void pl_uvh_attach(PLUVHandle *h, uv_handle_t *uvh);
+/* An initialised libuv handle that never got attached (its open failed):
+ * closed and freed, without touching any transport. */
+void pl_uvh_discard(uv_handle_t *uvh);
+/* uv_close the open handle (the socket object detached first: libuv closes
+ * the fd). A no-op unless open. */
+void pl_uvh_close(PLUVHandle *h);
+
+/* The loop's side: close every open transport (loop.close()), and visit
+ * the references libuv holds on their behalf (the loop's tp_traverse). */
+void pl_uvh_close_all(PLLoop *loop);
+int pl_uvh_traverse_all(PLLoop *loop, visitproc visit, void *arg);
+
+/* tp_traverse / tp_clear of the common fields (pl_uvh_dealloc, every
+ * type's tp_dealloc, calls the type's tp_clear first). */
+int pl_uvh_traverse(PLUVHandle *h, visitproc visit, void *arg);
+void pl_uvh_clear(PLUVHandle *h);
+
+/* Run `self.<name>(arg)` (no argument when arg is NULL) on the next loop
+ * pass, as the stdlib's transports schedule their own steps: in the
+ * transport's context when one was given at creation, else in a copy of the
+ * current one. -1 with the error set. */
+int pl_uvh_call_soon(PLUVHandle *h, const char *name, PyObject *arg);
+
+/* Around protocol calls made from a libuv callback: the transport's context
+ * entered, as the stdlib runs them in the handle that captured it. */
+static inline int
+pl_uvh_enter(PLUVHandle *h)
+{
+    if (h->context == NULL)
+        return 0;
+    if (PyContext_Enter(h->context) < 0) {
+        /* Entered already further up: it is the current one. */
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+static inline void
+pl_uvh_exit(PLUVHandle *h, int entered)
+{
+    if (entered && PyContext_Exit(h->context) < 0)
+        PyErr_WriteUnraisable((PyObject *)h);
+}
+
+/* Error routing, the stdlib's policies:
+ * - report: the current exception goes to the loop's exception handler with
+ *   `message`, the transport and its protocol; the transport stays open.
+ * - fatal (_fatal_error): reported unless it is an OSError (the peer's
+ *   doing: logged in debug mode only), then the connection is dropped with
+ *   it through ops->force_close.
+ * - callback_error: what protocol code raised inside a libuv callback:
+ *   KeyboardInterrupt/SystemExit stop the loop (run_forever re-raises
+ *   them), anything else is fatal.
+ * Each clears the current exception. */
+void pl_uvh_report(PLUVHandle *h, const char *message);
+void pl_uvh_fatal(PLUVHandle *h, const char *message);
+void pl_uvh_callback_error(PLUVHandle *h, const char *message);
+
+/* A write to a lost connection: not an error, as in the stdlib, but logged
+ * once it keeps happening. 0, or -1 when logging raised. */
+int pl_uvh_lost_write(PLUVHandle *h);
+
+/* Flow control against the water marks with `size` queued: the protocol's
+ * pause_writing()/resume_writing(), whose ordinary exceptions go to the
+ * exception handler. -1 only with KeyboardInterrupt/SystemExit set (the
+ * caller raises it, or stashes it inside a libuv callback). */
+int pl_uvh_maybe_pause(PLUVHandle *h, Py_ssize_t size);
+int pl_uvh_maybe_resume(PLUVHandle *h, Py_ssize_t size);
+
+/* The raw-bytes-in hooks (at most a few: TLS registers one at import). */
+int pl_uvh_register_raw_in(pl_uvh_raw_in_probe probe);
+pl_uvh_raw_in_fn pl_uvh_raw_in_for(PyObject *protocol);
+
+#endif
