@@ -64,6 +64,12 @@ pl_stream_force_close(PLStream *self, PyObject *exc)
     return pl_stream_call_soon(self, "_call_connection_lost", exc ? exc : Py_None);
 }
 
+static int
+pl_stream_op_force_close(PLUVHandle *h, PyObject *exc)
+{
+    return pl_stream_force_close((PLStream *)h, exc);
+}
+
 static void
 pl_stream_fatal_uv(PLStream *self, int err, const char *message)
 {
@@ -87,6 +93,12 @@ pl_stream_check_fd(PLStream *self)
      * EBADF libuv answers with abort(). uv_close drops it from the queue. */
     pl_stream_close_handle(self);
     return -1;
+}
+
+static int
+pl_stream_op_check_fd(PLUVHandle *h)
+{
+    return pl_stream_check_fd((PLStream *)h) < 0;
 }
 
 /* ---- empty waiter (loop.sendfile) ------------------------------------------- */
@@ -267,9 +279,7 @@ Stream__deliver_eof(PLStream *self, PyObject *Py_UNUSED(ignored))
     Py_INCREF(self);
     pl_stream_on_eof(self);
     Py_DECREF(self);
-    if (PyErr_Occurred())
-        return NULL;
-    Py_RETURN_NONE;
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
 }
 
 
@@ -408,13 +418,14 @@ pl_stream_start_reading(PLStream *self)
         self->stop_deferred = 0; /* get_buffer() paused and resumed */
         return 0;
     }
-    int err = uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb);
-    if (err < 0) {
-        pl_error_set_uv(err);
-        return -1;
-    }
-    self->reading = 1;
-    return 0;
+    return pl_uvh_reading_started(
+        PL_UVH(self), uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb));
+}
+
+static int
+pl_stream_op_start_reading(PLUVHandle *h)
+{
+    return pl_stream_start_reading((PLStream *)h);
 }
 
 /* ---- writing --------------------------------------------------------------- */
@@ -769,13 +780,20 @@ pl_stream_close_handle(PLStream *self)
 
 /* pl_uvh_ops: the references libuv holds besides the open handle's. */
 static size_t
-pl_stream_pending_refs(PLUVHandle *h)
+pl_stream_op_pending_refs(PLUVHandle *h)
 {
     return ((PLStream *)h)->reqs;
 }
 
+/* What get_write_buffer_size() reports. */
+static Py_ssize_t
+pl_stream_op_write_size(PLUVHandle *h)
+{
+    return (Py_ssize_t)((PLStream *)h)->write_size;
+}
+
 static void
-pl_stream_close_for_loop(PLUVHandle *h)
+pl_stream_op_close_for_loop(PLUVHandle *h)
 {
     PLStream *self = (PLStream *)h;
     /* The loop is closing under an open transport: no protocol callbacks
@@ -902,13 +920,13 @@ Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
 
 /* pl_uvh_ops reading control: see pl_uvh_pause_reading/resume_reading. */
 static void
-pl_stream_pause_op(PLUVHandle *h)
+pl_stream_op_pause(PLUVHandle *h)
 {
     pl_stream_stop_reading((PLStream *)h);
 }
 
 static int
-pl_stream_resume_op(PLUVHandle *h)
+pl_stream_op_resume(PLUVHandle *h)
 {
     PLStream *self = (PLStream *)h;
     if (self->eof_pending) {
@@ -1032,41 +1050,7 @@ static PyType_Spec Stream_tcp_spec = {
     .slots = Stream_slots,
 };
 
-static Py_ssize_t
-pl_stream_write_size(PLUVHandle *h)
-{
-    return (Py_ssize_t)((PLStream *)h)->write_size;
-}
-
-static int
-pl_stream_force_close_op(PLUVHandle *h, PyObject *exc)
-{
-    return pl_stream_force_close((PLStream *)h, exc);
-}
-
-static int
-pl_stream_check_fd_op(PLUVHandle *h)
-{
-    return pl_stream_check_fd((PLStream *)h) < 0;
-}
-
-static int
-pl_stream_start_reading_op(PLUVHandle *h)
-{
-    return pl_stream_start_reading((PLStream *)h);
-}
-
-static const pl_uvh_ops pl_stream_ops = {
-    .kind = "stream",
-    .close_for_loop = pl_stream_close_for_loop,
-    .pending_refs = pl_stream_pending_refs,
-    .force_close = pl_stream_force_close_op,
-    .write_size = pl_stream_write_size,
-    .check_fd = pl_stream_check_fd_op,
-    .start_reading = pl_stream_start_reading_op,
-    .pause = pl_stream_pause_op,
-    .resume = pl_stream_resume_op,
-};
+static const pl_uvh_ops pl_stream_ops = PL_UVH_OPS(stream);
 
 int
 pl_stream_init_types(PyObject *module)

@@ -252,6 +252,12 @@ pl_udp_check_fd(PLUdp *self)
     return 1;
 }
 
+static int
+pl_udp_op_check_fd(PLUVHandle *h)
+{
+    return pl_udp_check_fd((PLUdp *)h);
+}
+
 /* AF_UNIX: self.<attr>() when the socket is readable (writer 0) or
  * writable (writer 1), on the loop's own poller; attr NULL: stop watching. */
 static int
@@ -429,18 +435,19 @@ pl_udp_start_reading(PLUdp *self)
     if (self->uvh == NULL) {
         if (pl_udp_watch(self, 0, "_read_ready") < 0)
             return -1;
+        self->reading = 1;
+        return 0;
     }
-    else {
-        if (!pl_udp_uv_usable(self))
-            return 0;
-        int err = uv_udp_recv_start(self->uvh, pl__udp_alloc_cb, pl__udp_recv_cb);
-        if (err < 0) {
-            pl_error_set_uv(err);
-            return -1;
-        }
-    }
-    self->reading = 1;
-    return 0;
+    if (!pl_udp_uv_usable(self))
+        return 0;
+    return pl_uvh_reading_started(
+        PL_UVH(self), uv_udp_recv_start(self->uvh, pl__udp_alloc_cb, pl__udp_recv_cb));
+}
+
+static int
+pl_udp_op_start_reading(PLUVHandle *h)
+{
+    return pl_udp_start_reading((PLUdp *)h);
 }
 
 static void
@@ -523,6 +530,12 @@ pl_udp_force_close(PLUdp *self, PyObject *exc)
     }
     self->conn_lost++;
     return pl_udp_schedule_connection_lost(self, exc);
+}
+
+static int
+pl_udp_op_force_close(PLUVHandle *h, PyObject *exc)
+{
+    return pl_udp_force_close((PLUdp *)h, exc);
 }
 
 static PyObject *
@@ -894,13 +907,20 @@ Udp__close_for_loop(PLUdp *self, PyObject *Py_UNUSED(ignored))
 /* pl_uvh_ops: each pending send request's reference (`pending` counts
  * libuv requests once a handle exists). */
 static size_t
-pl_udp_pending_refs(PLUVHandle *h)
+pl_udp_op_pending_refs(PLUVHandle *h)
 {
     return ((PLUdp *)h)->pending;
 }
 
+/* What get_write_buffer_size() reports. */
+static Py_ssize_t
+pl_udp_op_write_size(PLUVHandle *h)
+{
+    return ((PLUdp *)h)->buffer_size;
+}
+
 static void
-pl_udp_close_for_loop(PLUVHandle *h)
+pl_udp_op_close_for_loop(PLUVHandle *h)
 {
     PyObject *r = Udp__close_for_loop((PLUdp *)h, NULL);
     if (r == NULL)
@@ -910,7 +930,7 @@ pl_udp_close_for_loop(PLUVHandle *h)
 
 /* pl_uvh_ops reading control: see pl_uvh_pause_reading/resume_reading. */
 static void
-pl_udp_pause_op(PLUVHandle *h)
+pl_udp_op_pause(PLUVHandle *h)
 {
     PLUdp *self = (PLUdp *)h;
     if (self->in_batch)
@@ -920,7 +940,7 @@ pl_udp_pause_op(PLUVHandle *h)
 }
 
 static int
-pl_udp_resume_op(PLUVHandle *h)
+pl_udp_op_resume(PLUVHandle *h)
 {
     PLUdp *self = (PLUdp *)h;
     self->stop_deferred = 0;
@@ -971,41 +991,7 @@ Udp_clear(PLUdp *self)
     return 0;
 }
 
-static Py_ssize_t
-pl_udp_write_size(PLUVHandle *h)
-{
-    return ((PLUdp *)h)->buffer_size;
-}
-
-static int
-pl_udp_force_close_op(PLUVHandle *h, PyObject *exc)
-{
-    return pl_udp_force_close((PLUdp *)h, exc);
-}
-
-static int
-pl_udp_check_fd_op(PLUVHandle *h)
-{
-    return pl_udp_check_fd((PLUdp *)h);
-}
-
-static int
-pl_udp_start_reading_op(PLUVHandle *h)
-{
-    return pl_udp_start_reading((PLUdp *)h);
-}
-
-static const pl_uvh_ops pl_udp_ops = {
-    .kind = "udp",
-    .close_for_loop = pl_udp_close_for_loop,
-    .pending_refs = pl_udp_pending_refs,
-    .force_close = pl_udp_force_close_op,
-    .write_size = pl_udp_write_size,
-    .check_fd = pl_udp_check_fd_op,
-    .start_reading = pl_udp_start_reading_op,
-    .pause = pl_udp_pause_op,
-    .resume = pl_udp_resume_op,
-};
+static const pl_uvh_ops pl_udp_ops = PL_UVH_OPS(udp);
 
 /* Open a uv_udp_t on `fd`. uv_udp_open sets SO_REUSEADDR on the socket;
  * the user's setting is put back, since the stdlib leaves it alone. */

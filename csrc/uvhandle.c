@@ -569,6 +569,17 @@ pl_uvh_start_reading_meth(PyObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+int
+pl_uvh_reading_started(PLUVHandle *h, int err)
+{
+    if (err < 0) {
+        pl_error_set_uv(err);
+        return -1;
+    }
+    h->reading = 1;
+    return 0;
+}
+
 /* ---- raw bytes in --------------------------------------------------------------- */
 
 static pl_uvh_raw_in_probe pl_uvh_probes[PL_UVH_RAW_IN_MAX];

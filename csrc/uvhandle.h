@@ -229,6 +229,21 @@ int pl_uvh_lost_write(PLUVHandle *h);
 int pl_uvh_maybe_pause(PLUVHandle *h, Py_ssize_t size);
 int pl_uvh_maybe_resume(PLUVHandle *h, Py_ssize_t size);
 
+/* After starting libuv's reads with result `err`: `reading` set, or -1 with
+ * the error raised. */
+int pl_uvh_reading_started(PLUVHandle *h, int err);
+
+/* The ops table of a kind whose functions follow the naming convention
+ * pl_<kind>_op_<slot>. */
+#define PL_UVH_OPS(k)                                                                    \
+    {                                                                                       \
+        .kind = #k, .close_for_loop = pl_##k##_op_close_for_loop,                     \
+        .pending_refs = pl_##k##_op_pending_refs, .force_close = pl_##k##_op_force_close, \
+        .write_size = pl_##k##_op_write_size, .check_fd = pl_##k##_op_check_fd,       \
+        .start_reading = pl_##k##_op_start_reading, .pause = pl_##k##_op_pause,       \
+        .resume = pl_##k##_op_resume,                                                    \
+    }
+
 /* The raw-bytes-in hooks (at most a few: TLS registers one at import). */
 int pl_uvh_register_raw_in(pl_uvh_raw_in_probe probe);
 pl_uvh_raw_in_fn pl_uvh_raw_in_for(PyObject *protocol);
