@@ -94,6 +94,26 @@ pl_bytes_join(PyObject *sep, PyObject *iterable)
  * str raises TypeError even then). */
 #define PL_WRITELINES_DROP_FIRST (PY_VERSION_HEX >= 0x030E0000)
 
+/* Instance dicts of the C transports (uvhandle.h). 3.12+: a managed dict,
+ * which costs nothing until an attribute is set and keeps method lookups
+ * specialized. 3.11 has no managed dict for extension types: a dict at
+ * tp_dictoffset, made with the object, since 3.11 specializes method
+ * lookups only when that dict exists (LOAD_METHOD_WITH_DICT). */
+#if PY_VERSION_HEX >= 0x030C0000
+#define PL_MANAGED_DICT 1
+#define PL_MANAGED_DICT_FLAG Py_TPFLAGS_MANAGED_DICT
+#if PY_VERSION_HEX >= 0x030D0000
+#define pl_visit_managed_dict PyObject_VisitManagedDict
+#define pl_clear_managed_dict PyObject_ClearManagedDict
+#else
+#define pl_visit_managed_dict _PyObject_VisitManagedDict
+#define pl_clear_managed_dict _PyObject_ClearManagedDict
+#endif
+#else
+#define PL_MANAGED_DICT 0
+#define PL_MANAGED_DICT_FLAG 0
+#endif
+
 /* The object a weak reference points to, as a new reference (None once it is
  * dead), NULL with an exception on error: PyWeakref_GetRef from 3.13, where
  * the borrowing PyWeakref_GetObject is deprecated. */

@@ -1046,7 +1046,7 @@ static PyType_Slot Stream_slots[] = {
 static PyType_Spec Stream_tcp_spec = {
     .name = "pyloop._core.TCPTransport",
     .basicsize = sizeof(PLStream),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = PL_UVH_TPFLAGS,
     .slots = Stream_slots,
 };
 

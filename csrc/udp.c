@@ -1140,7 +1140,7 @@ static PyType_Slot Udp_slots[] = {
 static PyType_Spec Udp_spec = {
     .name = "pyloop._core.UDPTransport",
     .basicsize = sizeof(PLUdp),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = PL_UVH_TPFLAGS,
     .slots = Udp_slots,
 };
 

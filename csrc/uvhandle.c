@@ -58,6 +58,13 @@ pl_uvh_new(PyTypeObject *type, PLLoop *loop, const pl_uvh_ops *ops, PyObject *ex
     h->extra = extra == NULL || extra == Py_None ? PyDict_New() : Py_NewRef(extra);
     h->context_given = context != NULL && context != Py_None;
     h->context = h->context_given ? Py_NewRef(context) : PyContext_CopyCurrent();
+#if !PL_MANAGED_DICT
+    h->dict = PyDict_New();
+    if (h->dict == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
+#endif
     if (h->extra == NULL || h->context == NULL) {
         Py_DECREF(h);
         return NULL;
@@ -194,8 +201,12 @@ pl_uvh_traverse(PLUVHandle *h, visitproc visit, void *arg)
     Py_VISIT(h->sock);
     Py_VISIT(h->context);
     Py_VISIT(h->server);
+#if PL_MANAGED_DICT
+    return pl_visit_managed_dict((PyObject *)h, visit, arg);
+#else
     Py_VISIT(h->dict);
     return 0;
+#endif
 }
 
 void
@@ -205,7 +216,11 @@ pl_uvh_clear(PLUVHandle *h)
     Py_CLEAR(h->protocol);
     Py_CLEAR(h->context);
     Py_CLEAR(h->server);
+#if PL_MANAGED_DICT
+    pl_clear_managed_dict((PyObject *)h);
+#else
     Py_CLEAR(h->dict);
+#endif
     /* loop and sock stay until dealloc: an open handle still needs them. */
 }
 

@@ -59,7 +59,7 @@ typedef pl_uvh_raw_in_fn (*pl_uvh_raw_in_probe)(PyObject *protocol);
     PyObject *sock;       /* the Python socket whose fd the transport uses */              \
     PyObject *context;    /* the contextvars context protocol callbacks run in */          \
     PyObject *server;     /* `_server`, as the stdlib's transports keep it */              \
-    PyObject *dict;       /* instance attributes: patched methods and the like */         \
+    PyObject *dict;       /* 3.11: instance attributes (3.12+: a managed dict) */        \
     PyObject *weakreflist;                                                                  \
     struct PLUVHandle *open_prev; /* the loop's list of open libuv handles */              \
     struct PLUVHandle *open_next;                                                           \
@@ -81,11 +81,20 @@ typedef struct PLUVHandle {
     PL_UVHANDLE_HEAD
 } PLUVHandle;
 
+#if PL_MANAGED_DICT
+#define PL_UVH_DICT_MEMBER
+#else
+#define PL_UVH_DICT_MEMBER \
+    {"__dictoffset__", T_PYSSIZET, offsetof(PLUVHandle, dict), READONLY, NULL},
+#endif
+/* Type flags every transport type has. */
+#define PL_UVH_TPFLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | PL_MANAGED_DICT_FLAG)
+
 /* Members every transport type lists (weak references, instance dict, the
  * stdlib transports' private state libraries read). */
 #define PL_UVH_MEMBERS                                                                      \
     {"__weaklistoffset__", T_PYSSIZET, offsetof(PLUVHandle, weakreflist), READONLY, NULL},  \
-    {"__dictoffset__", T_PYSSIZET, offsetof(PLUVHandle, dict), READONLY, NULL},             \
+    PL_UVH_DICT_MEMBER                                                                      \
     {"_loop", T_OBJECT, offsetof(PLUVHandle, loop), READONLY, NULL},                        \
     {"_protocol", T_OBJECT, offsetof(PLUVHandle, protocol), READONLY, NULL},                \
     {"_context", T_OBJECT, offsetof(PLUVHandle, context), READONLY, NULL},                  \

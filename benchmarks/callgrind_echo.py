@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Instructions per echo round trip on pyloop, counted by callgrind: a
+Protocol (or BufferedProtocol) echo server and a client, both on one pyloop
+loop in one process, over TCP or a Unix socket. Run twice (N and 2N round
+trips) and subtracted, so start-up and teardown cancel; the figure is the
+whole loop's cost of one round trip (client write, server read + write,
+client read: two transport reads and two writes).
+
+    python benchmarks/callgrind_echo.py [--tree TREE ...] [--n 4000] [--size 1024]
+                                        [--kind protocol|buffered] [--unix]
+
+With several --tree (checkouts with pyloop/_core built in place, e.g. the
+code before a change: `git worktree add /tmp/before REV` and build it), each
+is measured the same way, in turn, for an A/B of a change. Instruction counts
+do not depend on the machine's load, which wall-clock figures on a shared
+2-core machine do."""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CHILD = r"""
+import asyncio, os, socket, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import pyloop
+n, size, kind, unix = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t
+
+    def data_received(self, data):
+        self.t.write(data)
+
+
+class BufEcho(asyncio.BufferedProtocol):
+    def connection_made(self, t):
+        self.t = t
+        self.buf = bytearray(256 * 1024)
+
+    def get_buffer(self, hint):
+        return self.buf
+
+    def buffer_updated(self, n):
+        self.t.write(self.buf[:n])
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, loop, n, msg):
+        self.left, self.msg, self.got = n, msg, 0
+        self.done = loop.create_future()
+
+    def connection_made(self, t):
+        self.t = t
+        if self.left:
+            t.write(self.msg)
+        else:
+            self.done.set_result(None)
+
+    def data_received(self, data):
+        self.got += len(data)
+        if self.got < len(self.msg):
+            return
+        self.got = 0
+        self.left -= 1
+        if self.left:
+            self.t.write(self.msg)
+        else:
+            self.done.set_result(None)
+
+
+async def main(loop):
+    factory = BufEcho if kind == "buffered" else Echo
+    if unix:
+        path = os.path.join(tempfile.mkdtemp(), "s")
+        server = await loop.create_unix_server(factory, path)
+        t, c = await loop.create_unix_connection(lambda: Client(loop, n, b"x" * size), path)
+    else:
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        t, c = await loop.create_connection(lambda: Client(loop, n, b"x" * size), "127.0.0.1", port)
+    await c.done
+    t.close()
+    server.close()
+    await server.wait_closed()
+
+
+loop = pyloop.new_event_loop()
+loop.run_until_complete(main(loop))
+loop.close()
+"""
+
+
+def instructions(tree, n, size, kind, unix):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        script = os.path.join(tmp, "child.py")
+        with open(script, "w") as f:
+            f.write(CHILD)
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        sys.executable, script, tree, str(n), str(size), kind,
+                        "1" if unix else "0"], check=True, capture_output=True)
+        with open(out) as f:
+            for line in f:
+                m = re.match(r"summary: (\d+)", line) or re.match(r"totals: (\d+)", line)
+                if m:
+                    return int(m.group(1))
+    raise RuntimeError("no callgrind summary")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tree", action="append",
+                    help="a checkout with pyloop built in place (default: this one)")
+    ap.add_argument("--n", type=int, default=4000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--kind", default="protocol", choices=["protocol", "buffered"])
+    ap.add_argument("--unix", action="store_true")
+    args = ap.parse_args()
+    trees = args.tree or [os.path.dirname(HERE)]
+    print(f"Python {sys.version.split()[0]}, {args.kind} echo, {args.size} B, "
+          f"{'Unix' if args.unix else 'TCP'}: instructions per round trip")
+    for tree in trees:
+        a = instructions(tree, args.n, args.size, args.kind, args.unix)
+        b = instructions(tree, 2 * args.n, args.size, args.kind, args.unix)
+        print(f"{tree}: {(b - a) / args.n:,.0f}")
+
+
+if __name__ == "__main__":
+    main()
