@@ -350,6 +350,32 @@ def test_context_subprocess_pipes(loop, loop_name):
         assert proto.seen["connection_lost"] == WANT
 
 
+def test_context_tls_server_connection(loop, tls_certs):
+    protos = []
+
+    async def serve():
+        return await loop.create_server(
+            lambda: protos.append(StreamRecorder(loop, reply=b"pong")) or protos[-1],
+            "127.0.0.1", 0, ssl=tls_certs.server_context())
+
+    server = in_context(loop, serve())
+    port = server.sockets[0].getsockname()[1]
+
+    async def client():
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=tls_certs.client_context(),
+                                             server_hostname="localhost")
+        w.write(b"ping")
+        answer = await r.readexactly(4)
+        w.close()
+        await protos[0].lost
+        return answer
+
+    assert loop.run_until_complete(client()) == b"pong"
+    assert_all_creator(protos[0], "connection_made", "data_received", "connection_lost")
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
 @pytest.mark.parametrize("kind", ["stream", "datagram"])
 def test_context_of_connection_lost_after_close_elsewhere(loop, kind):
     """close() called from another context: the stdlib schedules
