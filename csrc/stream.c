@@ -35,8 +35,9 @@ static int pl_stream_close_handle(PLStream *self);
     pl_uvh_callback_error(PL_UVH(self), (message))
 
 static void
-pl_stream_stop_reading(PLStream *self)
+pl_stream_op_stop_reading(PLUVHandle *h)
 {
+    PLStream *self = (PLStream *)h;
     if (self->in_alloc) {
         /* Not now: libuv calls the read callback next whatever happens. */
         if (self->reading)
@@ -58,7 +59,7 @@ pl_stream_force_close(PLStream *self, PyObject *exc)
         return 0;
     if (!self->closing)
         self->closing = 1;
-    pl_stream_stop_reading(self);
+    pl_stream_op_stop_reading(PL_UVH(self));
     self->conn_lost++;
     /* connection_lost runs on the next loop pass, as in the stdlib. */
     return pl_stream_call_soon(self, "_call_connection_lost", exc ? exc : Py_None);
@@ -233,7 +234,7 @@ pl__stream_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 static void
 pl_stream_on_eof(PLStream *self)
 {
-    pl_stream_stop_reading(self);
+    pl_stream_op_stop_reading(PL_UVH(self));
     PyObject *r = PyObject_CallMethod(self->protocol, "eof_received", NULL);
     if (r == NULL) {
         pl_stream_handle_callback_error(self, "Fatal error: protocol.eof_received() call failed.");
@@ -260,7 +261,7 @@ pl_stream_on_eof(PLStream *self)
 static void
 pl_stream_defer_eof(PLStream *self)
 {
-    pl_stream_stop_reading(self);
+    pl_stream_op_stop_reading(PL_UVH(self));
     self->eof_pending = 1;
     if (pl_stream_call_soon(self, "_deliver_eof", NULL) < 0)
         pl_stream_handle_callback_error(self, "Fatal read error on socket transport");
@@ -316,7 +317,7 @@ pl_stream_apply_deferred(PLStream *self)
     }
     else if (self->stop_deferred) {
         self->stop_deferred = 0;
-        pl_stream_stop_reading(self);
+        pl_stream_op_stop_reading(PL_UVH(self));
     }
 }
 
@@ -410,8 +411,9 @@ done:
 }
 
 static int
-pl_stream_start_reading(PLStream *self)
+pl_stream_op_start_reading(PLUVHandle *h)
 {
+    PLStream *self = (PLStream *)h;
     if (self->paused || self->closing || self->state != PL_UVH_OPEN)
         return 0;
     if (self->reading) {
@@ -420,12 +422,6 @@ pl_stream_start_reading(PLStream *self)
     }
     return pl_uvh_reading_started(
         PL_UVH(self), uv_read_start(self->uvh, pl__stream_alloc_cb, pl__stream_read_cb));
-}
-
-static int
-pl_stream_op_start_reading(PLUVHandle *h)
-{
-    return pl_stream_start_reading((PLStream *)h);
 }
 
 /* ---- writing --------------------------------------------------------------- */
@@ -900,30 +896,10 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-Stream_close(PLStream *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (self->closing || self->state != PL_UVH_OPEN)
-        Py_RETURN_NONE;
-    if (pl_stream_check_fd(self) < 0)
-        Py_RETURN_NONE;
-    self->closing = 1;
-    pl_stream_stop_reading(self);
-    if (self->write_size == 0 && pl_stream_force_close(self, NULL) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 /* ---- reading control, protocol, limits, extra ------------------------------ */
 
 /* pl_uvh_ops reading control: see pl_uvh_pause_reading/resume_reading. */
-static void
-pl_stream_op_pause(PLUVHandle *h)
-{
-    pl_stream_stop_reading((PLStream *)h);
-}
+#define pl_stream_op_pause pl_stream_op_stop_reading
 
 static int
 pl_stream_op_resume(PLUVHandle *h)
@@ -933,7 +909,7 @@ pl_stream_op_resume(PLUVHandle *h)
         /* The EOF already read waits for us: hand it over, not a read. */
         return pl_stream_call_soon(self, "_deliver_eof", NULL);
     }
-    return pl_stream_start_reading(self);
+    return pl_stream_op_start_reading(h);
 }
 
 static int
@@ -975,15 +951,6 @@ Stream_set_protocol(PLStream *self, PyObject *protocol)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-Stream_repr(PLStream *self)
-{
-    const char *st = self->state == PL_UVH_OPEN ? (self->closing ? "closing" : "open")
-                                                   : "closed";
-    return PyUnicode_FromFormat("<%s %s write_buffer=%zu>", Py_TYPE(self)->tp_name, st,
-                                self->write_size);
-}
-
 /* ---- type ------------------------------------------------------------------- */
 
 static int
@@ -1018,7 +985,6 @@ static PyMethodDef Stream_methods[] = {
     {"writelines", (PyCFunction)Stream_writelines, METH_O, NULL},
     {"write_eof", (PyCFunction)Stream_write_eof, METH_NOARGS, NULL},
     {"can_write_eof", (PyCFunction)Stream_can_write_eof, METH_NOARGS, NULL},
-    {"close", (PyCFunction)Stream_close, METH_NOARGS, NULL},
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
     {"_call_connection_lost", (PyCFunction)Stream__call_connection_lost, METH_O, NULL},
     {"_set_lost_hook", (PyCFunction)Stream__set_lost_hook, METH_O, NULL},
@@ -1040,8 +1006,7 @@ static PyMemberDef Stream_members[] = {
 };
 
 static PyType_Slot Stream_slots[] = {
-    PL_UVH_SLOTS(Stream_traverse, Stream_clear, Stream_repr, Stream_methods, Stream_members,
-                 Stream_getset)};
+    PL_UVH_SLOTS(Stream_traverse, Stream_clear, Stream_methods, Stream_members, Stream_getset)};
 
 static PyType_Spec Stream_tcp_spec = {
     .name = "pyloop._core.TCPTransport",
@@ -1055,15 +1020,8 @@ static const pl_uvh_ops pl_stream_ops = PL_UVH_OPS(stream);
 int
 pl_stream_init_types(PyObject *module)
 {
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
-    if (asyncio == NULL)
-        return -1;
-    PyObject *bases = Py_BuildValue("(N)", PyObject_GetAttrString(asyncio, "Transport"));
-    Py_DECREF(asyncio);
-    if (bases == NULL)
-        return -1;
+    static const char *const bases[] = {"Transport", NULL};
     pl_stream_tcp_type = pl_uvh_make_type(module, &Stream_tcp_spec, bases, "TCPTransport");
-    Py_DECREF(bases);
     return pl_stream_tcp_type == NULL ? -1 : 0;
 }
 

@@ -300,7 +300,7 @@ pl_udp_release_socket(PLUdp *self)
 
 /* ---- reading ------------------------------------------------------------------ */
 
-static void pl_udp_stop_reading(PLUdp *self);
+static void pl_udp_op_stop_reading(PLUVHandle *h);
 
 static void
 pl__udp_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -373,7 +373,7 @@ pl__udp_recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const stru
         self->in_batch = 0;
         if (self->stop_deferred) {
             self->stop_deferred = 0;
-            pl_udp_stop_reading(self);
+            pl_udp_op_stop_reading(PL_UVH(self));
         }
         return;
     }
@@ -428,8 +428,9 @@ Udp__deliver_backlog(PLUdp *self, PyObject *Py_UNUSED(ignored))
 }
 
 static int
-pl_udp_start_reading(PLUdp *self)
+pl_udp_op_start_reading(PLUVHandle *h)
 {
+    PLUdp *self = (PLUdp *)h;
     if (self->reading || self->paused || self->closing || self->state != PL_UVH_OPEN)
         return 0;
     if (self->uvh == NULL) {
@@ -444,15 +445,10 @@ pl_udp_start_reading(PLUdp *self)
         PL_UVH(self), uv_udp_recv_start(self->uvh, pl__udp_alloc_cb, pl__udp_recv_cb));
 }
 
-static int
-pl_udp_op_start_reading(PLUVHandle *h)
-{
-    return pl_udp_start_reading((PLUdp *)h);
-}
-
 static void
-pl_udp_stop_reading(PLUdp *self)
+pl_udp_op_stop_reading(PLUVHandle *h)
 {
+    PLUdp *self = (PLUdp *)h;
     if (!self->reading)
         return;
     self->reading = 0;
@@ -526,7 +522,7 @@ pl_udp_force_close(PLUdp *self, PyObject *exc)
     }
     if (!self->closing) {
         self->closing = 1;
-        pl_udp_stop_reading(self);
+        pl_udp_op_stop_reading(PL_UVH(self));
     }
     self->conn_lost++;
     return pl_udp_schedule_connection_lost(self, exc);
@@ -868,26 +864,6 @@ done:
 
 /* ---- methods ---------------------------------------------------------------- */
 
-static PyObject *
-Udp_close(PLUdp *self, PyObject *Py_UNUSED(ignored))
-{
-    if (pl_loop_check_uv_thread(self->loop) < 0)
-        return NULL;
-    if (self->closing || self->state != PL_UVH_OPEN)
-        Py_RETURN_NONE;
-    int bad = pl_udp_check_fd(self);
-    if (bad != 0)
-        return bad < 0 ? NULL : Py_NewRef(Py_None);
-    self->closing = 1;
-    pl_udp_stop_reading(self);
-    if (self->pending == 0) {
-        self->conn_lost++;
-        if (pl_udp_schedule_connection_lost(self, NULL) < 0)
-            return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 /* loop.close() with this transport still open: no protocol callbacks any
  * more, just release the socket (and the handle's self-reference). */
 static PyObject *
@@ -936,7 +912,7 @@ pl_udp_op_pause(PLUVHandle *h)
     if (self->in_batch)
         self->stop_deferred = 1; /* see pl__udp_recv_cb */
     else
-        pl_udp_stop_reading(self);
+        pl_udp_op_stop_reading(PL_UVH(self));
 }
 
 static int
@@ -946,7 +922,7 @@ pl_udp_op_resume(PLUVHandle *h)
     self->stop_deferred = 0;
     if (self->backlog != NULL && pl_uvh_call_soon(h, "_deliver_backlog", NULL) < 0)
         return -1;
-    return pl_udp_start_reading(self);
+    return pl_udp_op_start_reading(h);
 }
 
 static PyObject *
@@ -955,15 +931,6 @@ Udp_set_protocol(PLUdp *self, PyObject *protocol)
     Py_XSETREF(self->protocol, Py_NewRef(protocol));
     self->protocol_connected = 1;
     Py_RETURN_NONE;
-}
-
-static PyObject *
-Udp_repr(PLUdp *self)
-{
-    const char *st = self->state == PL_UVH_OPEN ? (self->closing ? "closing" : "open")
-                                                : "closed";
-    return PyUnicode_FromFormat("<%s %s fd=%d write_buffer=%zd>", Py_TYPE(self)->tp_name, st,
-                                self->fd, self->buffer_size);
 }
 
 /* ---- type ------------------------------------------------------------------- */
@@ -1111,7 +1078,6 @@ error:
 static PyMethodDef Udp_methods[] = {
     PL_UVH_METHODS,
     {"sendto", PL_METH(Udp_sendto), METH_FASTCALL | METH_KEYWORDS, NULL},
-    {"close", (PyCFunction)Udp_close, METH_NOARGS, NULL},
     {"set_protocol", (PyCFunction)Udp_set_protocol, METH_O, NULL},
     {"_call_connection_lost", (PyCFunction)Udp__call_connection_lost, METH_O, NULL},
     {"_read_ready", (PyCFunction)Udp__read_ready, METH_NOARGS, NULL},
@@ -1135,7 +1101,7 @@ static PyMemberDef Udp_members[] = {
 };
 
 static PyType_Slot Udp_slots[] = {
-    PL_UVH_SLOTS(Udp_traverse, Udp_clear, Udp_repr, Udp_methods, Udp_members, Udp_getset)};
+    PL_UVH_SLOTS(Udp_traverse, Udp_clear, Udp_methods, Udp_members, Udp_getset)};
 
 static PyType_Spec Udp_spec = {
     .name = "pyloop._core.UDPTransport",
@@ -1147,17 +1113,9 @@ static PyType_Spec Udp_spec = {
 int
 pl_udp_init_types(PyObject *module)
 {
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
-    if (asyncio == NULL)
-        return -1;
     /* asyncio.Transport too, as the stdlib's datagram transport is one (and
      * CPython's tests check it). */
-    PyObject *bases = Py_BuildValue("(NN)", PyObject_GetAttrString(asyncio, "Transport"),
-                                    PyObject_GetAttrString(asyncio, "DatagramTransport"));
-    Py_DECREF(asyncio);
-    if (bases == NULL)
-        return -1;
+    static const char *const bases[] = {"Transport", "DatagramTransport", NULL};
     pl_udp_type = pl_uvh_make_type(module, &Udp_spec, bases, "UDPTransport");
-    Py_DECREF(bases);
     return pl_udp_type == NULL ? -1 : 0;
 }

@@ -19,18 +19,32 @@
 /* ---- creation and the libuv handle ------------------------------------------ */
 
 PyObject *
-pl_uvh_make_type(PyObject *module, PyType_Spec *spec, PyObject *bases, const char *name)
+pl_uvh_make_type(PyObject *module, PyType_Spec *spec, const char *const *bases, const char *name)
 {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bases); i++) {
-        if (((PyTypeObject *)PyTuple_GET_ITEM(bases, i))->tp_basicsize !=
-            (Py_ssize_t)offsetof(PLUVHandle, loop)) {
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return NULL;
+    Py_ssize_t n = 0;
+    while (bases[n] != NULL)
+        n++;
+    PyObject *tuple = PyTuple_New(n), *tp = NULL;
+    for (Py_ssize_t i = 0; tuple != NULL && i < n; i++) {
+        PyObject *base = PyObject_GetAttrString(asyncio, bases[i]);
+        if (base == NULL)
+            goto done;
+        PyTuple_SET_ITEM(tuple, i, base);
+        if (!PyType_Check(base) ||
+            ((PyTypeObject *)base)->tp_basicsize != (Py_ssize_t)offsetof(PLUVHandle, loop)) {
             PyErr_Format(PyExc_RuntimeError,
-                         "asyncio's transport layout is not the one pyloop was built for (%s)",
-                         name);
-            return NULL;
+                         "asyncio.%s's layout is not the one pyloop was built for", bases[i]);
+            goto done;
         }
     }
-    PyObject *tp = PyType_FromSpecWithBases(spec, bases);
+    if (tuple != NULL)
+        tp = PyType_FromSpecWithBases(spec, tuple);
+done:
+    Py_XDECREF(tuple);
+    Py_DECREF(asyncio);
     if (tp == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, name, tp) < 0) {
@@ -222,6 +236,33 @@ pl_uvh_clear(PLUVHandle *h)
     Py_CLEAR(h->dict);
 #endif
     /* loop and sock stay until dealloc: an open handle still needs them. */
+}
+
+/* close(), as the stdlib's transports: reading stops, and connection_lost
+ * follows on the next pass once nothing is queued (else when the queue
+ * drains). */
+PyObject *
+pl_uvh_close_meth(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PLUVHandle *h = (PLUVHandle *)self;
+    if (pl_loop_check_uv_thread(h->loop) < 0)
+        return NULL;
+    if (h->closing || h->state != PL_UVH_OPEN || h->ops->check_fd(h))
+        Py_RETURN_NONE;
+    h->closing = 1;
+    h->ops->stop_reading(h);
+    if (h->ops->write_size(h) == 0 && h->ops->force_close(h, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyObject *
+pl_uvh_repr(PyObject *self)
+{
+    PLUVHandle *h = (PLUVHandle *)self;
+    const char *st = h->state == PL_UVH_OPEN ? (h->closing ? "closing" : "open") : "closed";
+    return PyUnicode_FromFormat("<%s %s write_buffer=%zd>", Py_TYPE(h)->tp_name, st,
+                                h->ops->write_size(h));
 }
 
 PyObject *

@@ -32,8 +32,10 @@ typedef struct {
     /* 1 when the fd was closed behind the transport's back (os.close): the
      * transport was dropped with OSError(EBADF); 0 while it is open. */
     int (*check_fd)(struct PLUVHandle *h);
-    /* Start receiving (a no-op unless open, not paused, not closing). */
+    /* Start receiving (a no-op unless open, not paused, not closing), and
+     * stop (close(), a lost connection). */
     int (*start_reading)(struct PLUVHandle *h);
+    void (*stop_reading)(struct PLUVHandle *h);
     /* pause_reading()/resume_reading() after the common checks, with
      * `paused` already updated. -1 with the error set. */
     void (*pause)(struct PLUVHandle *h);
@@ -120,6 +122,8 @@ PyObject *pl_uvh_is_reading(PyObject *self, PyObject *ignored);
 PyObject *pl_uvh_pause_reading(PyObject *self, PyObject *ignored);
 PyObject *pl_uvh_resume_reading(PyObject *self, PyObject *ignored);
 PyObject *pl_uvh_start_reading_meth(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_close_meth(PyObject *self, PyObject *ignored);
+PyObject *pl_uvh_repr(PyObject *self);
 PyObject *pl_uvh_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds);
 void pl_uvh_dealloc(PyObject *self);
 
@@ -133,24 +137,25 @@ void pl_uvh_dealloc(PyObject *self);
     {"get_write_buffer_limits", pl_uvh_get_write_buffer_limits, METH_NOARGS, NULL},         \
     {"set_write_buffer_limits", PL_METH(pl_uvh_set_write_buffer_limits),                    \
      METH_VARARGS | METH_KEYWORDS, NULL},                                                   \
+    {"close", pl_uvh_close_meth, METH_NOARGS, NULL},                                        \
     {"is_reading", pl_uvh_is_reading, METH_NOARGS, NULL},                                   \
     {"pause_reading", pl_uvh_pause_reading, METH_NOARGS, NULL},                             \
     {"resume_reading", pl_uvh_resume_reading, METH_NOARGS, NULL},                           \
     {"_start_reading", pl_uvh_start_reading_meth, METH_NOARGS, NULL}
 
 /* A transport type's slots: the common ones and its own four. */
-#define PL_UVH_SLOTS(traverse, clear, repr, methods, members, getset)                       \
+#define PL_UVH_SLOTS(traverse, clear, methods, members, getset)                             \
     {Py_tp_new, pl_uvh_tp_new}, {Py_tp_dealloc, pl_uvh_dealloc},                             \
     {Py_tp_traverse, (traverseproc)(traverse)}, {Py_tp_clear, (inquiry)(clear)},            \
-    {Py_tp_repr, (reprfunc)(repr)}, {Py_tp_methods, (methods)},                             \
+    {Py_tp_repr, pl_uvh_repr}, {Py_tp_methods, (methods)},                                  \
     {Py_tp_members, (members)}, {Py_tp_getset, (getset)}, {0, NULL}
 
 #define PL_UVH_GETSET {"_sock", pl_uvh_get_sock, NULL, NULL, NULL}
 
-/* A transport type as a subclass of `bases` (asyncio's transport classes),
- * after checking that `extra` sits where they keep `_extra`; added to the
- * module under `name`. NULL with the error set. */
-PyObject *pl_uvh_make_type(PyObject *module, PyType_Spec *spec, PyObject *bases,
+/* A transport type as a subclass of asyncio's classes named in `bases`
+ * (NULL-terminated), after checking that `extra` sits where they keep
+ * `_extra`; added to the module under `name`. NULL with the error set. */
+PyObject *pl_uvh_make_type(PyObject *module, PyType_Spec *spec, const char *const *bases,
                            const char *name);
 
 /* The first steps of every transport's creation: a new instance of `type`
@@ -249,7 +254,8 @@ int pl_uvh_reading_started(PLUVHandle *h, int err);
         .kind = #k, .close_for_loop = pl_##k##_op_close_for_loop,                     \
         .pending_refs = pl_##k##_op_pending_refs, .force_close = pl_##k##_op_force_close, \
         .write_size = pl_##k##_op_write_size, .check_fd = pl_##k##_op_check_fd,       \
-        .start_reading = pl_##k##_op_start_reading, .pause = pl_##k##_op_pause,       \
+        .start_reading = pl_##k##_op_start_reading,                                   \
+        .stop_reading = pl_##k##_op_stop_reading, .pause = pl_##k##_op_pause,         \
         .resume = pl_##k##_op_resume,                                                    \
     }
 
