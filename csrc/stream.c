@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <structmember.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #define PL_UVH(s) ((PLUVHandle *)(s))
@@ -1068,6 +1070,12 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0) {
         pl_error_set_errno();
         goto error;
+    }
+    if (domain == AF_INET || domain == AF_INET6) {
+        /* TCP_NODELAY, as the stdlib's _set_nodelay sets it on every stream
+         * transport's socket (a non-TCP stream protocol refuses it: kept). */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     uvh = PyMem_Malloc(sizeof(*uvh));
     if (uvh == NULL) {

@@ -37,7 +37,9 @@ METHODS = (
     )),
     (selector_events.BaseSelectorEventLoop, (
         # Accepting connections on the loop's own poller (_add_reader).
-        "_start_serving", "_accept_connection", "_accept_connection2",
+        # (pyloop's own _accept_connection hands TLS and debug mode to the
+        # stdlib's, ACCEPT_CONNECTION below, which makes them in a task.)
+        "_start_serving", "_accept_connection2",
         # loop.sendfile() on a transport: hold its reads, wait for its write
         # queue to empty, then sock_sendfile() on its socket.
         "_sendfile_native",
@@ -86,7 +88,6 @@ ATTRIBUTES = (
 # Module-level private names pyloop's own code uses:
 # (module, name, first version, last version or None, what for).
 HELPERS = (
-    (base_events, "_set_nodelay", (3, 11), None, "TCP_NODELAY on new stream sockets, as the stdlib"),
     (base_events, "_SendfileFallbackProtocol", (3, 11), None, "the base of sendfile()'s fallback protocol"),
     (futures, "_set_result_unless_cancelled", (3, 11), None, "waking a transport's waiter"),
     (events, "_set_running_loop", (3, 11), None, "registering the running loop"),
@@ -146,6 +147,12 @@ check_helpers()
 # registers its loop with both.
 PY_SET_RUNNING_LOOP = events._py__set_running_loop
 C_SET_RUNNING_LOOP = getattr(events, "_c__set_running_loop", None)
+
+# The stdlib's accept loop: pyloop's _accept_connection runs it for TLS
+# servers and in debug mode (its task per connection and debug logging).
+ACCEPT_CONNECTION = vars(selector_events.BaseSelectorEventLoop).get("_accept_connection")
+if ACCEPT_CONNECTION is None:
+    raise _unsupported("asyncio.selector_events.BaseSelectorEventLoop._accept_connection")
 
 # 3.14's call_soon_threadsafe returns this Handle subclass (a lock makes
 # cancel() from another thread wait for a running callback); None before.

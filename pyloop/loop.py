@@ -8,6 +8,7 @@ time, get_debug, create_future and the run loop itself) is C.
 
 import asyncio
 import concurrent.futures
+import contextvars
 import errno
 import functools
 import inspect
@@ -33,6 +34,12 @@ __all__ = ("Loop",)
 
 _PY312 = sys.version_info >= (3, 12)
 _PY313 = sys.version_info >= (3, 13)
+# The stdlib's accept loop: from 3.14 one more than the backlog per wake-up,
+# an aborted connection skipped rather than ending the batch.
+_ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
+_ACCEPT_ABORTED_CONTINUE = sys.version_info >= (3, 14)
+# accept() errors that mean "out of resources": the stdlib pauses accepting.
+_ACCEPT_EXHAUSTED = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 # create_task(coro, **kwargs) passes every keyword to the Task/factory from
 # 3.13.3 (and 3.14) on; earlier versions take only name and context.
 _CREATE_TASK_KWARGS = sys.version_info >= (3, 13, 3)
@@ -324,7 +331,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         # stdlib (3.12+), not the FileExistsError libuv gives for its fd.
         self._ensure_fd_no_transport(sock)
         sock.setblocking(False)
-        base_events._set_nodelay(sock)
         info = {"socket": trsock.TransportSocket(sock)}
         try:
             info["sockname"] = sock.getsockname()
@@ -358,6 +364,52 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         if waiter is not None:
             self.call_soon(futures._set_result_unless_cancelled, waiter, None)
         return transport
+
+    def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None,
+                           backlog=100, *timeouts_and_context):
+        """The listening socket is readable: accept what waits (up to the
+        stdlib's batch) and make each connection's protocol and transport at
+        once, where the stdlib runs a task per connection for it. TLS servers
+        and debug mode take the stdlib's path as it is."""
+        if sslcontext or self.get_debug():
+            return _stdlib.ACCEPT_CONNECTION(self, protocol_factory, sock, sslcontext, server,
+                                             backlog, *timeouts_and_context)
+        context = timeouts_and_context[2] if len(timeouts_and_context) > 2 else None
+        try:
+            accepted = self._accept_batch(sock, backlog + _ACCEPT_EXTRA, _ACCEPT_ABORTED_CONTINUE)
+        except OSError as exc:
+            if exc.errno not in _ACCEPT_EXHAUSTED:
+                raise  # to the exception handler, as from the stdlib's
+            # Out of fds or memory: the socket stays readable, so stop
+            # watching it for a while, as the stdlib does.
+            self.call_exception_handler({
+                "message": "socket.accept() out of system resource",
+                "exception": exc,
+                "socket": trsock.TransportSocket(sock),
+            })
+            self._remove_reader(sock.fileno())
+            self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory,
+                            sock, sslcontext, server, backlog, *timeouts_and_context)
+            return
+        for conn, addr in accepted:
+            # Each connection's protocol is made in a context of its own, as
+            # in the stdlib's task (3.15: a copy of the server's).
+            conn_context = context.copy() if context is not None else contextvars.copy_context()
+            conn_context.run(self._accepted, protocol_factory, conn, addr, server,
+                             conn_context if context is not None else None)
+
+    def _accepted(self, protocol_factory, conn, addr, server, context):
+        try:
+            protocol = protocol_factory()
+            self._make_socket_transport(conn, protocol, extra={"peername": addr},
+                                        server=server, context=context)
+        except (SystemExit, KeyboardInterrupt):
+            conn.close()
+            raise
+        except BaseException:
+            # As the stdlib's outside debug mode: nowhere to report it; the
+            # connection is dropped.
+            conn.close()
 
     # ---- datagram transports --------------------------------------------------
 

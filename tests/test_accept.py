@@ -1,0 +1,173 @@
+"""Accepting connections (csrc/accept.c and Loop._accept_connection), on
+both loops: batches, a failing protocol factory, the context each
+connection's protocol is made in, and running out of file descriptors."""
+import asyncio
+import contextvars
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+VAR = contextvars.ContextVar("pyloop_test_accept", default="unset")
+
+
+class Hello(asyncio.Protocol):
+    made = []
+
+    def __init__(self):
+        self.seen_at_init = VAR.get()
+        VAR.set("set by a factory")  # must not leak to the next connection
+
+    def connection_made(self, transport):
+        Hello.made.append((transport.get_extra_info("peername"), self.seen_at_init))
+        transport.write(b"hello")
+        transport.close()
+
+
+def test_many_connections_in_one_batch(loop):
+    Hello.made = []
+
+    async def main():
+        server = await loop.create_server(Hello, "127.0.0.1", 0, backlog=200)
+        port = server.sockets[0].getsockname()[1]
+        socks = []
+        for _ in range(50):  # all queued before the loop gets to accept them
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            socks.append(s)
+        got = []
+        for s in socks:
+            data = b""
+            while True:
+                chunk = await loop.sock_recv(s, 100)
+                if not chunk:
+                    break
+                data += chunk
+            got.append(data)
+            s.close()
+        server.close()
+        await server.wait_closed()
+        return socks, got
+
+    socks, got = loop.run_until_complete(main())
+    assert got == [b"hello"] * 50
+    assert len(Hello.made) == 50
+    assert all(seen == "unset" for _, seen in Hello.made)
+    assert all(peer[0] == "127.0.0.1" for peer, _ in Hello.made)
+
+
+def test_unix_server_accept(loop, tmp_path):
+    Hello.made = []
+    path = str(tmp_path / "s")
+
+    async def main():
+        server = await loop.create_unix_server(Hello, path)
+        r, w = await asyncio.open_unix_connection(path)
+        data = await r.read()
+        w.close()
+        server.close()
+        await server.wait_closed()
+        return data
+
+    assert loop.run_until_complete(main()) == b"hello"
+    assert Hello.made[0][0] == ""  # an unnamed client, as the socket module reports it
+
+
+def test_failing_factory_drops_the_connection(loop):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no protocol for you")
+        return Hello()
+
+    async def main():
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        results = []
+        for _ in range(2):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                results.append(await r.read())
+            except ConnectionResetError:
+                results.append(b"reset")
+            w.close()
+        server.close()
+        await server.wait_closed()
+        return results
+
+    first, second = loop.run_until_complete(main())
+    assert first in (b"", b"reset")
+    assert second == b"hello"
+
+
+EMFILE_SCRIPT = textwrap.dedent("""
+    import asyncio, resource, socket, sys
+    sys.path.insert(0, sys.argv[2])
+    import pyloop
+    loop = pyloop.new_event_loop() if sys.argv[1] == "pyloop" else asyncio.new_event_loop()
+    errors = []
+    loop.set_exception_handler(lambda l, ctx: errors.append(ctx))
+
+    class Hello(asyncio.Protocol):
+        def connection_made(self, t):
+            t.write(b"hi")
+            t.close()
+
+    async def main():
+        server = await loop.create_server(Hello, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        hog = []
+        try:
+            while True:
+                hog.append(socket.socket())
+        except OSError:
+            pass
+        hog.pop().close()  # room for the client's socket, none for accept()
+        client = socket.socket()
+        client.setblocking(False)
+        try:
+            client.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        while not errors:
+            await asyncio.sleep(0.05)
+        for s in hog:
+            s.close()
+        data = b""
+        while len(data) < 2:
+            data += await loop.sock_recv(client, 10)
+        client.close()
+        server.close()
+        await server.wait_closed()
+        print(errors[0]["message"], type(errors[0]["exception"]).__name__, data.decode())
+
+    loop.run_until_complete(main())
+    loop.close()
+""")
+
+
+def test_out_of_fds_pauses_and_resumes(loop_name, tmp_path):
+    """EMFILE from accept(): reported to the exception handler, accepting
+    stops for a while (the socket stays readable), then resumes."""
+    script = tmp_path / "emfile.py"
+    script.write_text(EMFILE_SCRIPT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); "
+         f"import runpy, sys; sys.argv = [{str(script)!r}, {loop_name!r}, {root!r}]; "
+         f"runpy.run_path({str(script)!r}, run_name='__main__')"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["socket.accept()", "out", "of", "system", "resource",
+                                  "OSError", "hi"]
