@@ -870,6 +870,7 @@ pl__stream_close_cb(uv_handle_t *handle)
 {
     pl_loop_gil_ensure(handle->loop);
     PLStream *self = (PLStream *)handle->data;
+    pl_counters.transports_freed[pl_counters_stream_kind(handle)]++; /* before the free */
     PyMem_Free(handle);
     pl_counters.handles_freed++;
     if (self != NULL) {
@@ -1516,6 +1517,7 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         goto error;
     }
     pl_counters.handles_created++;
+    pl_counters.transports_created[pl_counters_stream_kind(uvh)]++;
     uvh->tcp.data = NULL; /* the close callback then frees only the memory */
     err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
                             : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);

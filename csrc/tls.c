@@ -1332,6 +1332,17 @@ TLSProtocol_clear(PLTLSProtocol *self)
     return 0;
 }
 
+/* A TLS protocol is made per TLS connection (ssl= or start_tls): the
+ * counters' "tls" kind counts them. Arguments are for the Python __init__. */
+static PyObject *
+TLSProtocol_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
+{
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self != NULL)
+        pl_counters.transports_created[PL_TRANSPORT_TLS]++;
+    return self;
+}
+
 static void
 TLSProtocol_dealloc(PLTLSProtocol *self)
 {
@@ -1340,9 +1351,11 @@ TLSProtocol_dealloc(PLTLSProtocol *self)
     TLSProtocol_clear(self);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
+    pl_counters.transports_freed[PL_TRANSPORT_TLS]++;
 }
 
 static PyType_Slot TLSProtocol_slots[] = {
+    {Py_tp_new, TLSProtocol_new},
     {Py_tp_dealloc, TLSProtocol_dealloc},
     {Py_tp_traverse, TLSProtocol_traverse},
     {Py_tp_clear, TLSProtocol_clear},

@@ -326,6 +326,7 @@ pl__udp_close_cb(uv_handle_t *handle)
     PLUdp *self = (PLUdp *)handle->data;
     PyMem_Free(handle);
     pl_counters.handles_freed++;
+    pl_counters.transports_freed[PL_TRANSPORT_UDP]++;
     if (self != NULL) {
         self->uvh = NULL;
         self->state = PL_UDP_CLOSED;
@@ -1206,6 +1207,7 @@ pl_udp_open_uv(PLUdp *t, int fd)
         return -1;
     }
     pl_counters.handles_created++;
+    pl_counters.transports_created[PL_TRANSPORT_UDP]++;
     uvh->data = NULL; /* the close callback then frees only the memory */
     err = uv_udp_open(uvh, (uv_os_sock_t)fd);
     if (err < 0) {
