@@ -290,6 +290,7 @@ pl_loop_poll_start(PLLoop *self, uv_poll_t *p, int fd)
     int err = uv_poll_init(&self->uv, p, fd);
     if (err < 0)
         return err;
+    pl_counters.handles_created++;
     err = uv_poll_start(p, UV_READABLE, pl__loop_fd_poll_cb);
     uv_unref((uv_handle_t *)p);
     return err;
@@ -303,16 +304,19 @@ pl_loop_uv_init_internal(PLLoop *self)
     int err = uv_prepare_init(&self->uv, &self->gil_prepare);
     if (err < 0)
         return err;
+    pl_counters.handles_created++;
     uv_unref((uv_handle_t *)&self->gil_prepare);
     if ((err = uv_prepare_start(&self->gil_prepare, pl__loop_prepare_cb)) < 0)
         return err;
     if ((err = uv_check_init(&self->uv, &self->gil_check)) < 0)
         return err;
+    pl_counters.handles_created++;
     uv_unref((uv_handle_t *)&self->gil_check);
     if ((err = uv_check_start(&self->gil_check, pl__loop_check_cb)) < 0)
         return err;
     if ((err = uv_timer_init(&self->uv, &self->deadline_timer)) < 0)
         return err;
+    pl_counters.handles_created++;
     uv_unref((uv_handle_t *)&self->deadline_timer);
     if ((err = pl_loop_poll_start(self, &self->wake_poll, self->wake_fd)) < 0)
         return err;
@@ -811,12 +815,36 @@ pl__loop_walk_close_cb(uv_handle_t *handle, void *arg)
         uv_close(handle, NULL);
 }
 
+static void
+pl__loop_own_close_cb(uv_handle_t *handle)
+{
+    pl_loop_gil_ensure(handle->loop);
+    pl_counters.handles_freed++;
+}
+
+/* The loop's own handles, closed with a callback that counts them. One
+ * libuv never initialised (init failed before it) has no loop: tp_alloc
+ * zeroed the struct. */
+static void
+pl_loop_close_own(PLLoop *self)
+{
+    uv_handle_t *own[] = {
+        (uv_handle_t *)&self->gil_prepare, (uv_handle_t *)&self->gil_check,
+        (uv_handle_t *)&self->deadline_timer, (uv_handle_t *)&self->wake_poll,
+        (uv_handle_t *)&self->sig_poll, (uv_handle_t *)&self->epfd_poll,
+    };
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (own[i]->loop == &self->uv && !uv_is_closing(own[i]))
+            uv_close(own[i], pl__loop_own_close_cb);
+}
+
 /* Close every handle (ours included), run their close callbacks, close
  * libuv. Before our fds are closed: libuv must not watch a closed fd. */
 static int
 pl_loop_uv_teardown(PLLoop *self)
 {
     pl_uvh_close_all(self);
+    pl_loop_close_own(self);
     uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
     /* fs requests still queued in the thread pool would keep uv_run busy
      * until a worker got to them: take them out; running ones finish. */

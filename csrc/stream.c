@@ -1090,6 +1090,7 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         goto error;
     }
     pl_counters.handles_created++;
+    pl_counters.transports_created[pl_counters_stream_kind(uvh)]++;
     err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
                             : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
     if (err < 0) {

@@ -821,11 +821,32 @@ pl_tls_read_buffered(PLTLSProtocol *self)
     get_buffer = PyObject_GetAttrString((PyObject *)self, "_app_protocol_get_buffer");
     n = get_buffer ? PyLong_FromSsize_t(hint) : NULL;
     buf = n ? PyObject_CallOneArg(get_buffer, n) : NULL;
-    if (buf == NULL || PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0)
+    if (buf == NULL)
         goto done;
-    held = 1;
     reader = Py_NewRef(self->reader);
-    Py_ssize_t wants = view.len, offset = 0;
+    /* The stdlib reads len(buf) bytes (its TypeError for an object without
+     * one) with SSLObject.read(len, buf). */
+    Py_ssize_t wants = PyObject_Length(buf), offset = 0;
+    if (wants < 0)
+        goto done;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        /* not writable memory: that read() refuses it, and its own error
+         * (TypeError, worded by the running version) is the stdlib's */
+        PyErr_Clear();
+        Py_SETREF(n, PyLong_FromSsize_t(wants));
+        PyObject *r = n ? pl_tls_invoke(self->m_reader_read, pl_tls_s_read, reader, n, buf)
+                        : NULL;
+        if (r != NULL) {
+            Py_DECREF(r);
+            PyErr_Format(PyExc_TypeError, "get_buffer() returned %.200s, not writable memory",
+                         Py_TYPE(buf)->tp_name);
+        }
+        goto done;
+    }
+    held = 1;
+    /* as _ssl's read() takes a length outside (0, len(memory)] */
+    if (wants <= 0 || wants > view.len)
+        wants = view.len;
     int eof = 0;
     for (;;) {
         Py_ssize_t count = pl_tls_ssl_read(self, reader, (char *)view.buf + offset, wants - offset, &eof);
@@ -1334,6 +1355,17 @@ TLSProtocol_clear(PLTLSProtocol *self)
     return 0;
 }
 
+/* A TLS protocol is made per TLS connection (ssl= or start_tls): the
+ * counters' "tls" kind counts them. Arguments are for the Python __init__. */
+static PyObject *
+TLSProtocol_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
+{
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self != NULL)
+        pl_counters.transports_created[PL_TRANSPORT_TLS]++;
+    return self;
+}
+
 static void
 TLSProtocol_dealloc(PLTLSProtocol *self)
 {
@@ -1342,9 +1374,11 @@ TLSProtocol_dealloc(PLTLSProtocol *self)
     TLSProtocol_clear(self);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
+    pl_counters.transports_freed[PL_TRANSPORT_TLS]++;
 }
 
 static PyType_Slot TLSProtocol_slots[] = {
+    {Py_tp_new, TLSProtocol_new},
     {Py_tp_dealloc, TLSProtocol_dealloc},
     {Py_tp_traverse, TLSProtocol_traverse},
     {Py_tp_clear, TLSProtocol_clear},

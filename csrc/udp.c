@@ -983,6 +983,7 @@ pl_udp_open_uv(PLUdp *t, int fd)
         return -1;
     }
     pl_counters.handles_created++;
+    pl_counters.transports_created[PL_TRANSPORT_UDP]++;
     err = uv_udp_open(uvh, (uv_os_sock_t)fd);
     if (err < 0) {
         /* libuv did not take the fd: it stays with the socket object. */

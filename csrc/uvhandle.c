@@ -131,6 +131,7 @@ pl__uvh_close_cb(uv_handle_t *handle)
 {
     pl_loop_gil_ensure(handle->loop);
     PLUVHandle *h = (PLUVHandle *)handle->data;
+    pl_counters.transports_freed[pl_counters_stream_kind(handle)]++; /* before the free */
     PyMem_Free(handle);
     pl_counters.handles_freed++;
     if (h == NULL)

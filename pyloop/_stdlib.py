@@ -32,8 +32,6 @@ METHODS = (
         # os.sendfile() for sock_sendfile().
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
-        # The write pipe transport is the stdlib's, on the loop's own poller.
-        "_make_write_pipe_transport",
     )),
     (selector_events.BaseSelectorEventLoop, (
         # Accepting connections on the loop's own poller (_add_reader).
@@ -101,6 +99,7 @@ HELPERS = (
     (sslproto, "_SSLProtocolTransport", (3, 11), None, "the base of pyloop's TLS app transport"),
     (transports, "_FlowControlMixin", (3, 11), None, "telling the stdlib's TLS app transports in sendfile()"),
     (unix_events, "_UnixReadPipeTransport", (3, 11), None, "the base of pyloop's read pipe transport"),
+    (unix_events, "_UnixWritePipeTransport", (3, 11), None, "the base of pyloop's write pipe transport"),
     (trsock, "TransportSocket", (3, 11), None, "get_extra_info('socket')"),
 )
 

@@ -404,6 +404,10 @@ def _spawn(loop, plan, stdin, stdout, stderr, kwargs):
 
 class _SubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
+    def __init__(self, *args, **kwargs):
+        _core._count_transport("subprocess", self)  # _core._counters(), for the tests
+        super().__init__(*args, **kwargs)
+
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
         plan = _plan(args, shell, stdin, stdout, stderr, kwargs)
         if plan is None:

@@ -468,6 +468,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
         return _ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _WritePipeTransport(self, pipe, protocol, waiter, extra)
+
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
                             server=None,
@@ -754,6 +757,10 @@ class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
     close order are the stdlib's), reading through the loop's buffer
     (loop._pipe_read, csrc/pipe.c) instead of os.read(fd, max_size)."""
 
+    def __init__(self, *args):
+        _core._count_transport("pipe", self)  # _core._counters(), for the tests
+        super().__init__(*args)
+
     def _read_ready(self):
         try:
             data = self._loop._pipe_read(self._fileno)
@@ -771,6 +778,14 @@ class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
         self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._protocol.eof_received)
         self._loop.call_soon(self._call_connection_lost, None)
+
+
+class _WritePipeTransport(unix_events._UnixWritePipeTransport):
+    """The stdlib's write pipe transport, on the loop's own poller; counted."""
+
+    def __init__(self, *args):
+        _core._count_transport("pipe", self)
+        super().__init__(*args)
 
 
 def _take_from_stdlib():

@@ -40,17 +40,17 @@ def open_sockets():
 
 
 def counters_balance(before, after):
-    """pyloop made and freed as many libuv handles and requests."""
+    """pyloop made and freed as many libuv handles and requests, and TLS
+    protocols (every other transport kind too)."""
     delta = {k: after[k] - before[k] for k in after}
-    return (delta["handles_created"] == delta["handles_freed"]
-            and delta["requests_created"] == delta["requests_freed"])
+    return all(delta[k] == delta[k.replace("created", "freed")] for k in delta if "created" in k)
 
 
 @pytest.fixture
 def tls_loop(loop_factory):
     """A fresh loop; after the test it is closed, and the process must have
-    exactly the fds it had before the loop existed, and pyloop's handle and
-    request counters must balance."""
+    exactly the fds it had before the loop existed, and each of pyloop's
+    counters (handles, requests, TLS protocols...) must balance."""
     # libuv opens a process-wide pipe with the first loop and keeps it: a
     # loop made and closed first keeps it out of the comparison.
     pyloop.new_event_loop().close()
@@ -65,6 +65,9 @@ def tls_loop(loop_factory):
             lp.stop()
         lp.close()
         asyncio.set_event_loop(None)
+        # a test's handler keeps the contexts it was given, whose exceptions'
+        # tracebacks keep TLS protocols: they go with the handler
+        lp.set_exception_handler(None)
     gc.collect()
     leaked = set(open_fds().items()) - set(fds.items())
     assert not leaked, f"fds left open: {sorted(leaked)}"
@@ -1538,6 +1541,270 @@ def test_tls_buffered_app_protocol_eof_and_faults(tls_loop, read_ctx, fault):
         assert contexts and all(c["message"] == "Fatal error on SSL protocol"
                                 and isinstance(c["exception"], ZeroDivisionError)
                                 for c in contexts)
+
+
+
+# ---- BufferedProtocol apps after start_tls, and switching protocols ------------------
+
+
+def recv_exactly(conn, size):
+    data = bytearray()
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"peer closed after {len(data)} of {size} bytes")
+        data += chunk
+    return bytes(data)
+
+
+class _Sink:
+    """What a chain of app protocols received over one TLS connection: the
+    bytes, which kind of protocol each piece came through, and how it ended."""
+
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.data = bytearray()
+        self.pieces = []  # (protocol name, size)
+        self.events = []
+        self.lost = self.loop.create_future()
+        self.want = None
+
+    def add(self, who, data):
+        self.data += data
+        self.pieces.append((who, len(data)))
+        if self.want is not None and len(self.data) >= self.want[1] and not self.want[0].done():
+            self.want[0].set_result(None)
+
+    def wait_for_total(self, size):
+        self.want = (self.loop.create_future(), size)
+        self.add("-", b"")
+        self.pieces.pop()
+        return self.want[0]
+
+
+class _SinkProtocol:
+    """An app protocol feeding a _Sink under `name`."""
+
+    def __init__(self, sink, name):
+        self.sink, self.name = sink, name
+
+    def connection_made(self, transport):
+        self.sink.events.append(f"made {self.name}")
+
+    def eof_received(self):
+        self.sink.events.append(f"eof {self.name}")
+
+    def connection_lost(self, exc):
+        self.sink.events.append(f"lost {self.name}")
+        self.sink.lost.set_result(exc)
+
+
+class _SinkBuffered(_SinkProtocol, asyncio.BufferedProtocol):
+    """Reads through a 7-byte buffer of its own (a memoryview: the stdlib's
+    _do_read__buffered loses data read into a bytearray's slices)."""
+
+    def __init__(self, sink, name="buffered"):
+        super().__init__(sink, name)
+        self.mem = memoryview(bytearray(7))
+
+    def get_buffer(self, sizehint):
+        return self.mem
+
+    def buffer_updated(self, nbytes):
+        self.sink.add(self.name, bytes(self.mem[:nbytes]))
+
+
+class _SinkCopied(_SinkProtocol, asyncio.Protocol):
+    def data_received(self, data):
+        self.sink.add(self.name, data)
+
+
+def test_start_tls_delivers_to_a_buffered_protocol_and_set_protocol_switches(
+        tls_loop, read_ctx):
+    # A BufferedProtocol app upgraded with start_tls gets the decrypted bytes
+    # through get_buffer/buffer_updated; set_protocol() on the TLS transport
+    # switches it to a Protocol (data_received) and back, the next record
+    # going to the new one; close_notify reaches the last one as eof_received
+    # and connection_lost(None). start_tls calls no connection_made.
+    server_ctx, client_ctx = read_ctx
+    blobs = [os.urandom(n) for n in (70001, 5003, 90007)]
+
+    def peer(conn):
+        assert recv_exactly(conn, 8) == b"upgrade\n"
+        tls = server_ctx.wrap_socket(conn, server_side=True)
+        for blob in blobs:
+            assert recv_exactly(tls, 4) == b"next"
+            tls.sendall(blob)
+        tls.unwrap()  # close_notify
+
+    async def main(addr):
+        sink = _Sink()
+        tr, proto = await tls_loop.create_connection(lambda: _SinkBuffered(sink), *addr)
+        tr.write(b"upgrade\n")
+        tls = await tls_loop.start_tls(tr, proto, client_ctx, server_hostname="localhost")
+        assert tls.get_protocol() is proto
+        total = 0
+        for blob, nxt in zip(blobs, (_SinkCopied(sink, "copied"), _SinkBuffered(sink, "again"),
+                                     None)):
+            total += len(blob)
+            tls.write(b"next")
+            await sink.wait_for_total(total)
+            if nxt is not None:
+                tls.set_protocol(nxt)
+                assert tls.get_protocol() is nxt
+        exc = await asyncio.wait_for(sink.lost, TIMEOUT)
+        tls.close()
+        return exc, sink
+
+    with RawPeer(peer) as srv:
+        exc, sink = run(tls_loop, main(srv.addr))
+    assert exc is None
+    assert bytes(sink.data) == b"".join(blobs)
+    # each blob through the protocol set before it was asked for
+    sizes = {}
+    for who, n in sink.pieces:
+        sizes[who] = sizes.get(who, 0) + n
+    assert sizes == {"buffered": len(blobs[0]), "copied": len(blobs[1]), "again": len(blobs[2])}
+    assert max(n for who, n in sink.pieces if who != "copied") <= 7
+    assert sink.events == ["made buffered", "eof again", "lost again"]
+
+
+@pytest.mark.parametrize("how", ["ssl", "start_tls"])
+def test_tls_server_with_a_buffered_protocol(tls_loop, read_ctx, how):
+    # The server side: a BufferedProtocol app behind create_server(ssl=) or
+    # upgraded by start_tls(server_side=True) reads what the client sent.
+    server_ctx, client_ctx = read_ctx
+    blob = os.urandom(200003)
+
+    async def main():
+        sink = _Sink()
+        upgraded = []
+
+        def factory():
+            proto = _SinkBuffered(sink)
+            if how == "start_tls":
+                # upgraded when the client asks, the plain line not delivered
+                proto.get_buffer = lambda hint, mem=memoryview(bytearray(8)): mem
+
+                def upgrade(n, proto=proto):
+                    assert bytes(proto.get_buffer(0)[:n]) == b"upgrade\n"
+                    del proto.get_buffer, proto.buffer_updated
+                    # no more plain reads: the next bytes are the ClientHello
+                    proto.transport.pause_reading()
+                    upgraded.append(tls_loop.create_task(tls_loop.start_tls(
+                        proto.transport, proto, server_ctx, server_side=True)))
+
+                proto.buffer_updated = upgrade
+                proto.connection_made = lambda t, proto=proto: setattr(proto, "transport", t)
+            return proto
+
+        srv = await tls_loop.create_server(factory, "127.0.0.1", 0,
+                                           ssl=server_ctx if how == "ssl" else None)
+        port = srv.sockets[0].getsockname()[1]
+        if how == "ssl":
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"upgrade\n")
+            await writer.start_tls(client_ctx, server_hostname="localhost")
+        writer.write(blob)
+        await sink.wait_for_total(len(blob))
+        writer.close()
+        exc = await asyncio.wait_for(sink.lost, TIMEOUT)
+        await writer.wait_closed()
+        for task in upgraded:
+            await task
+        srv.close()
+        await srv.wait_closed()
+        return exc, sink
+
+    exc, sink = run(tls_loop, main())
+    assert exc is None
+    assert bytes(sink.data) == blob
+    assert {who for who, n in sink.pieces} == {"buffered"}
+    assert sink.events[-2:] == ["eof buffered", "lost buffered"]
+
+
+@pytest.mark.parametrize("returned", ["bytes", "None", "list"])
+def test_tls_buffered_app_protocol_gives_no_writable_buffer(tls_loop, read_ctx, returned):
+    # get_buffer() returning what cannot be read into: the stdlib's TypeError
+    # (len() of it, or SSLObject.read()'s check of it) is the fatal error of
+    # the TLS protocol and reaches connection_lost; nothing is delivered.
+    contexts = collect_exception_handler_calls(tls_loop)
+    value = {"bytes": bytes(16), "None": None, "list": [0] * 16}[returned]
+
+    class Bad(_SinkBuffered):
+        def get_buffer(self, sizehint):
+            return value
+
+    async def main():
+        sink = _Sink()
+        srv = await tls_loop.create_server(_Collect, "127.0.0.1", 0, ssl=read_ctx[0])
+        # the stdlib asks for a buffer right after the handshake, data or not
+        await tls_loop.create_connection(lambda: Bad(sink), *srv.sockets[0].getsockname(),
+                                         ssl=read_ctx[1], server_hostname="localhost")
+        exc = await asyncio.wait_for(sink.lost, TIMEOUT)
+        srv.close()
+        await srv.wait_closed()
+        return exc, sink
+
+    exc, sink = run(tls_loop, main())
+    assert isinstance(exc, TypeError)
+    if returned == "None":
+        assert str(exc) == "object of type 'NoneType' has no len()"
+    else:
+        assert "read-write" in str(exc)  # SSLObject.read()'s own wording
+    assert sink.data == bytearray() and sink.events == ["made buffered", "lost buffered"]
+    fatal = [c for c in contexts if c["message"] == "Fatal error on SSL protocol"]
+    assert len(fatal) == 1 and fatal[0]["exception"] is exc
+
+
+def test_start_tls_app_protocol_with_get_buffer_but_not_buffered(tls_loop, read_ctx):
+    # uvloop's test_start_tls_client_buf_proto_1 upgrades an
+    # asyncio.BaseProtocol that has get_buffer/buffer_updated. The stdlib
+    # (every version) treats only a BufferedProtocol as one, so the first
+    # record goes to data_received, which it lacks: the AttributeError is the
+    # fatal error of the TLS protocol, the connection closes and the app's
+    # connection_lost gets it, on both loops (nothing waits for ever).
+    server_ctx, client_ctx = read_ctx
+    contexts = collect_exception_handler_calls(tls_loop)
+    calls = []
+
+    class NotBuffered(asyncio.BaseProtocol):
+        def __init__(self):
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def get_buffer(self, sizehint):
+            calls.append("get_buffer")
+            return bytearray(100)
+
+        def buffer_updated(self, nbytes):
+            calls.append("buffer_updated")
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    def peer(conn):
+        assert recv_exactly(conn, 8) == b"upgrade\n"
+        tls = server_ctx.wrap_socket(conn, server_side=True)
+        tls.sendall(b"O")
+        recv_until_eof(tls)
+
+    async def main(addr):
+        tr, proto = await tls_loop.create_connection(NotBuffered, *addr)
+        tr.write(b"upgrade\n")
+        tls = await tls_loop.start_tls(tr, proto, client_ctx, server_hostname="localhost")
+        exc = await asyncio.wait_for(proto.lost, TIMEOUT)
+        return exc, tls.is_closing(), tr.is_closing()
+
+    with RawPeer(peer) as srv:
+        exc, tls_closing, raw_closing = run(tls_loop, main(srv.addr))
+    assert isinstance(exc, AttributeError) and "data_received" in str(exc)
+    assert tls_closing and raw_closing
+    assert calls == []
+    fatal = [c for c in contexts if c["message"] == "Fatal error on SSL protocol"]
+    assert len(fatal) == 1 and fatal[0]["exception"] is exc
 
 
 def test_tls_sslobject_subclass_keeps_its_methods(tls_loop, tls_certs):
