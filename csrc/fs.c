@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stddef.h>
 #include <uv.h>
@@ -24,6 +25,9 @@ typedef enum {
     PL_FS_SCANDIR, PL_FS_READLINK, PL_FS_REALPATH, PL_FS_SYMLINK, PL_FS_LINK,
     PL_FS_CHMOD, PL_FS_FCHMOD, PL_FS_UTIME, PL_FS_LUTIME, PL_FS_FUTIME, PL_FS_ACCESS,
     PL_FS_COPYFILE, PL_FS_SENDFILE, PL_FS_FSYNC, PL_FS_FDATASYNC, PL_FS_FTRUNCATE,
+    /* Compound operations: one uv_queue_work job doing several system calls
+     * in the worker (one thread-pool round trip instead of one per call). */
+    PL_FS_OPENSTAT, PL_FS_READFILE, PL_FS_WRITEFILE,
     PL_FS_NOPS
 } pl_fs_op;
 
@@ -36,7 +40,12 @@ static const Py_ssize_t pl_fs_nargs[PL_FS_NOPS] = {
     [PL_FS_LINK] = 4, [PL_FS_CHMOD] = 3, [PL_FS_FCHMOD] = 2, [PL_FS_UTIME] = 4,
     [PL_FS_LUTIME] = 4, [PL_FS_FUTIME] = 3, [PL_FS_ACCESS] = 3, [PL_FS_COPYFILE] = 5,
     [PL_FS_SENDFILE] = 4, [PL_FS_FSYNC] = 1, [PL_FS_FDATASYNC] = 1, [PL_FS_FTRUNCATE] = 2,
+    [PL_FS_OPENSTAT] = 4, [PL_FS_READFILE] = 2, [PL_FS_WRITEFILE] = 3,
 };
+
+#define PL_FS_IS_WORK(op) ((op) >= PL_FS_OPENSTAT)
+/* Operations whose result is a descriptor the caller must close. */
+#define PL_FS_OPENS_FD(op) ((op) == PL_FS_OPEN || (op) == PL_FS_OPENSTAT)
 
 typedef struct PLFsReq {
     PyObject_HEAD
@@ -51,6 +60,16 @@ typedef struct PLFsReq {
     PyObject *finished;    /* Future resolved when libuv is done with us (closing a file waits) */
     Py_buffer view;        /* PL_FS_READINTO/WRITE: the caller's buffer, held while pending */
     char has_view;
+    /* Compound operations (PL_FS_IS_WORK): libuv runs pl__fs_work_cb on a
+     * worker; it reads only the fields below and writes only w_* ones. The
+     * outcome goes to req.result (>= 0, or -errno) as for an fs request. */
+    uv_work_t work;
+    PyObject *path_obj;    /* the bytes object `path` points into, held while pending */
+    const char *path;
+    int w_flags, w_mode;   /* open(2)'s arguments */
+    char *w_data;          /* PL_FS_READFILE: the file's bytes (PyMem_Raw) */
+    size_t w_len;
+    unsigned long long w_st_mode, w_st_blksize;
     struct PLFsReq *prev, *next; /* every pending request, for loop teardown */
 } PLFsReq;
 
@@ -148,6 +167,13 @@ pl_fs_result(PLFsReq *self)
         return PyBytes_FromString((const char *)req->ptr);
     case PL_FS_ACCESS:
         Py_RETURN_TRUE;
+    case PL_FS_OPENSTAT:
+        return Py_BuildValue("(nKK)", (Py_ssize_t)req->result, self->w_st_mode,
+                             self->w_st_blksize);
+    case PL_FS_READFILE:
+        return PyBytes_FromStringAndSize(self->w_data, (Py_ssize_t)self->w_len);
+    case PL_FS_WRITEFILE:
+        return PyLong_FromSsize_t(req->result);
     default:
         Py_RETURN_NONE;
     }
@@ -157,7 +183,11 @@ pl_fs_result(PLFsReq *self)
 static void
 pl_fs_req_release(PLFsReq *self)
 {
-    uv_fs_req_cleanup(&self->req);
+    if (!PL_FS_IS_WORK(self->op))
+        uv_fs_req_cleanup(&self->req);
+    PyMem_RawFree(self->w_data);
+    self->w_data = NULL;
+    Py_CLEAR(self->path_obj);
     if (self->has_view) {
         PyBuffer_Release(&self->view);
         self->has_view = 0;
@@ -201,7 +231,7 @@ pl_fs_settle(PLFsReq *self)
     if (done == Py_True) {
         /* Cancelled while the worker ran: its result goes nowhere, but a
          * descriptor it opened must not leak. */
-        if (self->op == PL_FS_OPEN && result >= 0)
+        if (PL_FS_OPENS_FD(self->op) && result >= 0)
             close((int)result);
         rc = 0;
         goto cleanup;
@@ -245,11 +275,11 @@ cleanup:
     return rc;
 }
 
+/* Deliver a finished request (an fs request's or a compound job's) and
+ * give back what it held. */
 static void
-pl__fs_done_cb(uv_fs_t *req)
+pl_fs_complete(PLFsReq *self)
 {
-    pl_loop_gil_ensure(req->loop);
-    PLFsReq *self = (PLFsReq *)((char *)req - offsetof(PLFsReq, req));
     PLLoop *loop = self->loop;
     /* A closed loop (teardown runs the last completions) has nobody to
      * deliver to: the Future's callbacks would be scheduled on it. */
@@ -260,8 +290,8 @@ pl__fs_done_cb(uv_fs_t *req)
         else
             PyErr_WriteUnraisable((PyObject *)self);
     }
-    else if (loop->state != PL_LOOP_OPEN && self->op == PL_FS_OPEN && req->result >= 0) {
-        close((int)req->result);
+    else if (loop->state != PL_LOOP_OPEN && PL_FS_OPENS_FD(self->op) && self->req.result >= 0) {
+        close((int)self->req.result);
     }
     if (self->finished != NULL && loop->state == PL_LOOP_OPEN) {
         PyObject *r = PyObject_CallMethodOneArg(self->finished, pl_fs_str_set_result, Py_None);
@@ -270,6 +300,131 @@ pl__fs_done_cb(uv_fs_t *req)
         Py_XDECREF(r);
     }
     pl_fs_req_release(self);
+}
+
+static void
+pl__fs_done_cb(uv_fs_t *req)
+{
+    pl_loop_gil_ensure(req->loop);
+    pl_fs_complete((PLFsReq *)((char *)req - offsetof(PLFsReq, req)));
+}
+
+/* ---- compound operations (run on a worker, without the GIL) ------------- */
+
+static int
+pl_fs_work_open(const char *path, int flags, int mode)
+{
+    int fd;
+    do
+        fd = open(path, flags | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+/* The whole file into a PyMem_Raw buffer (the GIL is not held, so no bytes
+ * object yet): -errno or 0. */
+static ssize_t
+pl_fs_work_slurp(PLFsReq *self, int fd)
+{
+    struct stat st;
+    size_t cap = 64 * 1024, len = 0;
+    char *buf;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    /* One byte more than the size sees EOF in the same read. */
+    if (S_ISREG(st.st_mode) && st.st_size > 0)
+        cap = (size_t)st.st_size + 1;
+    buf = PyMem_RawMalloc(cap);
+    if (buf == NULL)
+        return -ENOMEM;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            PyMem_RawFree(buf);
+            return -err;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == cap) {
+            char *bigger = PyMem_RawRealloc(buf, cap * 2);
+            if (bigger == NULL) {
+                PyMem_RawFree(buf);
+                return -ENOMEM;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    self->w_data = buf;
+    self->w_len = len;
+    return 0;
+}
+
+static ssize_t
+pl_fs_work_spill(PLFsReq *self, int fd)
+{
+    const char *p = self->view.buf;
+    size_t left = (size_t)self->view.len;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        left -= (size_t)n;
+    }
+    return (ssize_t)self->view.len;
+}
+
+static void
+pl__fs_work_cb(uv_work_t *work)
+{
+    PLFsReq *self = (PLFsReq *)((char *)work - offsetof(PLFsReq, work));
+    struct stat st;
+    ssize_t r;
+    int fd = pl_fs_work_open(self->path, self->w_flags, self->w_mode);
+    if (fd < 0) {
+        self->req.result = -errno;
+        return;
+    }
+    switch (self->op) {
+    case PL_FS_OPENSTAT:
+        /* The descriptor is the result; what open() needs to know of it
+         * (directory? block size? regular?) comes along. */
+        if (fstat(fd, &st) < 0) {
+            r = -errno;
+            break; /* closed below */
+        }
+        self->w_st_mode = st.st_mode;
+        self->w_st_blksize = (unsigned long long)st.st_blksize;
+        self->req.result = fd;
+        return;
+    case PL_FS_READFILE:
+        r = pl_fs_work_slurp(self, fd);
+        break;
+    default:
+        r = pl_fs_work_spill(self, fd);
+        break;
+    }
+    /* A failed close can lose written data (NFS, quotas): it is the error. */
+    if (close(fd) < 0 && r >= 0 && errno != EINTR)
+        r = -errno;
+    self->req.result = r;
+}
+
+static void
+pl__fs_work_done_cb(uv_work_t *work, int status)
+{
+    PLFsReq *self = (PLFsReq *)((char *)work - offsetof(PLFsReq, work));
+    pl_loop_gil_ensure(work->loop);
+    if (status < 0) /* UV_ECANCELED: the worker never ran it */
+        self->req.result = status;
+    pl_fs_complete(self);
 }
 
 /* ---- submission ----------------------------------------------------------- */
@@ -474,6 +629,30 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
             return -2;
         return uv_fs_sendfile(uv, req, fd, in_fd, off, (size_t)n64, pl__fs_done_cb);
     }
+    case PL_FS_OPENSTAT:
+    case PL_FS_READFILE:
+    case PL_FS_WRITEFILE:
+        if (pl_fs_arg_path(a[0], &p1) < 0)
+            return -2;
+        if (self->op == PL_FS_OPENSTAT) {
+            if (pl_fs_arg_int(a[2], &self->w_flags) < 0 || pl_fs_arg_int(a[3], &self->w_mode) < 0)
+                return -2;
+        }
+        else if (self->op == PL_FS_READFILE) {
+            self->w_flags = O_RDONLY;
+        }
+        else {
+            if (PyObject_GetBuffer(a[2], &self->view, PyBUF_SIMPLE) < 0)
+                return -2;
+            self->has_view = 1;
+            self->w_flags = O_WRONLY | O_CREAT | O_TRUNC;
+            self->w_mode = 0666;
+        }
+        /* The worker reads the path in place: its bytes object stays alive. */
+        self->path_obj = Py_NewRef(a[0]);
+        self->path = p1;
+        self->filename = Py_NewRef(a[1]);
+        return uv_queue_work(uv, &self->work, pl__fs_work_cb, pl__fs_work_done_cb);
     default:
         PyErr_SetString(PyExc_SystemError, "unknown fs operation");
         return -2;
@@ -539,12 +718,21 @@ cleanup:
     return result;
 }
 
+/* libuv's request behind ours: the fs request, or the compound job. */
+static uv_req_t *
+pl_fs_uv_req(PLFsReq *self)
+{
+    if (PL_FS_IS_WORK(self->op))
+        return (uv_req_t *)&self->work;
+    return (uv_req_t *)&self->req;
+}
+
 void
 pl_fs_cancel_all(PLLoop *loop)
 {
     for (PLFsReq *r = pl_fs_pending; r != NULL; r = r->next) {
         if (r->loop == loop)
-            uv_cancel((uv_req_t *)&r->req);
+            uv_cancel(pl_fs_uv_req(r));
     }
 }
 
@@ -556,7 +744,7 @@ PLFsReq_cancel(PLFsReq *self, PyObject *Py_UNUSED(ignored))
     /* A request still queued is taken out of the pool (its callback then
      * reports UV_ECANCELED); one a worker already runs finishes and its
      * result is dropped by pl_fs_settle, the Future being done. */
-    if (self->pending && uv_cancel((uv_req_t *)&self->req) == 0)
+    if (self->pending && uv_cancel(pl_fs_uv_req(self)) == 0)
         Py_RETURN_TRUE;
     Py_RETURN_FALSE;
 }
@@ -693,6 +881,9 @@ PL_FS_ENTRY(sendfile, PL_FS_SENDFILE)
 PL_FS_ENTRY(fsync, PL_FS_FSYNC)
 PL_FS_ENTRY(fdatasync, PL_FS_FDATASYNC)
 PL_FS_ENTRY(ftruncate, PL_FS_FTRUNCATE)
+PL_FS_ENTRY(openstat, PL_FS_OPENSTAT)
+PL_FS_ENTRY(readfile, PL_FS_READFILE)
+PL_FS_ENTRY(writefile, PL_FS_WRITEFILE)
 
 #define PL_FS_DEF(verb) {"fs_" #verb, PL_METH(pl_fs_##verb), METH_FASTCALL, NULL}
 
@@ -704,5 +895,6 @@ PyMethodDef pl_fs_methods[] = {
     PL_FS_DEF(link), PL_FS_DEF(chmod), PL_FS_DEF(fchmod), PL_FS_DEF(utime),
     PL_FS_DEF(lutime), PL_FS_DEF(futime), PL_FS_DEF(access), PL_FS_DEF(copyfile),
     PL_FS_DEF(sendfile), PL_FS_DEF(fsync), PL_FS_DEF(fdatasync), PL_FS_DEF(ftruncate),
+    PL_FS_DEF(openstat), PL_FS_DEF(readfile), PL_FS_DEF(writefile),
     {NULL}
 };
