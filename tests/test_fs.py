@@ -173,6 +173,64 @@ def test_read_write_helpers(run, tmp_path):
     assert run(fs.read_bytes(p)) == big
 
 
+def test_whole_file_helpers_errors_match_pathlib(run, tmp_path):
+    (tmp_path / "d").mkdir()
+    cases = [(fs.read_bytes, pathlib.Path.read_bytes, ()),
+             (fs.write_bytes, pathlib.Path.write_bytes, (b"x",)),
+             (fs.read_text, pathlib.Path.read_text, ()),
+             (fs.write_text, pathlib.Path.write_text, ("x",))]
+    for name in ("missing/f", "d"):
+        p = tmp_path / name
+        for ours, theirs, args in cases:
+            with pytest.raises(OSError) as want:
+                theirs(p, *args)
+            with pytest.raises(OSError) as got:
+                run(ours(str(p), *args))
+            assert (type(got.value), got.value.errno, got.value.filename) == \
+                (type(want.value), want.value.errno, str(p))
+    with pytest.raises(ValueError):
+        run(fs.read_bytes(str(tmp_path / "a\0b")))
+    (tmp_path / "f").write_text("f")
+    with pytest.raises(LookupError):
+        run(fs.read_text(tmp_path / "f", encoding="no-such-codec"))
+
+
+def test_read_bytes_of_files_without_a_size(run, tmp_path):
+    # /proc files report size 0 and a FIFO none: the whole-file read grows
+    # its buffer until EOF.
+    assert run(fs.read_bytes("/proc/self/cmdline")) == \
+        pathlib.Path("/proc/self/cmdline").read_bytes()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = os.urandom(300 * 1024)
+
+    def feed():
+        with open(fifo, "wb") as w:
+            w.write(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        writer = loop.run_in_executor(None, feed)
+        got = await fs.read_bytes(fifo)
+        await writer
+        return got
+
+    assert run(main()) == data
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-8-sig", "cp1252"])
+@pytest.mark.parametrize("newline", [None, "", "\n", "\r", "\r\n"])
+def test_read_text_write_text_match_io(run, tmp_path, encoding, newline):
+    text = "a\nb\r\nc\rd \u00e9\n" * 50
+    ours, theirs = tmp_path / "ours", tmp_path / "io"
+    n = run(fs.write_text(ours, text, encoding=encoding, newline=newline))
+    with open(theirs, "w", encoding=encoding, newline=newline) as f:
+        assert f.write(text) == n
+    assert ours.read_bytes() == theirs.read_bytes()
+    with open(theirs, encoding=encoding, newline=newline) as f:
+        assert run(fs.read_text(ours, encoding=encoding, newline=newline)) == f.read()
+
+
 # ---- files: binary -------------------------------------------------------------
 
 def test_binary_read_seek_tell(run, tmp_path):
@@ -499,6 +557,37 @@ def test_concurrent_tasks(run, tmp_path):
     assert run(main()) == list(range(100))
 
 
+def test_cancelled_lock_waiter_passes_the_file_on(run, tmp_path, loop_name):
+    # Reads queued behind one another on one file; some of the waiting ones
+    # are cancelled (before and after the lock was handed to them): the
+    # others still get consecutive, non-overlapping parts of the file.
+    p = tmp_path / "f"
+    p.write_bytes(b"".join(b"%04d" % i for i in range(200)))
+
+    async def main():
+        async with fs.open(p, "rb") as f:
+            tasks = [asyncio.ensure_future(f.read(4)) for _ in range(40)]
+            await asyncio.sleep(0)
+            for t in tasks[1::3]:
+                t.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            got = [r for r in results if isinstance(r, bytes)]
+            rest = await f.read()
+            end = await f.tell()
+        return got, rest, end
+
+    got, rest, end = run(main())
+    records = [b"%04d" % i for i in range(200)]
+    assert len(got) >= 26 and len(set(got)) == len(got) and set(got) <= set(records)
+    assert end == 800
+    if loop_name == "pyloop":
+        # a cancelled pyloop read moves nothing: the survivors read the
+        # first records and the rest follows them (the executor's thread
+        # reads for a cancelled caller too)
+        assert sorted(got) == records[:len(got)]
+        assert b"".join(sorted(got)) + rest == p.read_bytes()
+
+
 def test_concurrent_reads_one_file_are_serialised(run, tmp_path):
     p = tmp_path / "f"
     p.write_bytes(b"".join(b"%04d" % i for i in range(100)))
@@ -534,15 +623,25 @@ def test_cancellation_keeps_position(run, tmp_path, loop_name):
                 assert await f.tell() == 3
                 assert await f.read(4) == b"3456"
         # cancelled before the task ever started, and at every step of open()
-        for delay in range(6):
-            t = asyncio.ensure_future(fs.read_bytes(p))
-            for _ in range(delay):
-                await asyncio.sleep(0)
-            t.cancel()
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+        # and of the whole-file helpers
+        def read_via_open():
+            async def go():
+                async with fs.open(p, "rb") as f:
+                    return await f.read()
+            return go()
+
+        for make in (lambda: fs.read_bytes(p), read_via_open,
+                     lambda: fs.write_bytes(tmp_path / "w", b"w" * 1000),
+                     lambda: fs.read_text(p)):
+            for delay in range(6):
+                t = asyncio.ensure_future(make())
+                for _ in range(delay):
+                    await asyncio.sleep(0)
+                t.cancel()
+                try:
+                    await t
+                except asyncio.CancelledError:
+                    pass
 
     fds_before = len(os.listdir("/proc/self/fd"))
     run(main())
@@ -585,9 +684,16 @@ def test_loop_close_with_pending_requests(tmp_path):
     before = _core._counters()
     loop = pyloop.new_event_loop()
 
+    async def opened():
+        f = await fs.open(p, "rb")
+        await f.close()
+
     async def start():
         return [asyncio.ensure_future(fs.read_bytes(p)) for _ in range(50)] + \
-               [asyncio.ensure_future(fs.stat(p)) for _ in range(50)]
+               [asyncio.ensure_future(fs.stat(p)) for _ in range(50)] + \
+               [asyncio.ensure_future(fs.write_bytes(tmp_path / f"w{i}", b"w"))
+                for i in range(20)] + \
+               [asyncio.ensure_future(opened()) for _ in range(20)]
 
     tasks = loop.run_until_complete(start())
     loop.run_until_complete(asyncio.sleep(0))  # the requests are in libuv now
@@ -599,6 +705,10 @@ def test_loop_close_with_pending_requests(tmp_path):
         after["requests_freed"] - before["requests_freed"] > 0
     del tasks
     gc.collect()
+    # the descriptors opened by jobs that finished after their tasks were
+    # cancelled were closed (by the completion, or by the abandoned coroutine)
+    assert [fd for fd in os.listdir("/proc/self/fd")
+            if os.path.realpath(f"/proc/self/fd/{fd}").startswith(str(tmp_path))] == []
 
 
 def test_fork_child_does_not_hang(tmp_path):
