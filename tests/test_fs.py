@@ -600,6 +600,20 @@ def test_concurrent_reads_one_file_are_serialised(run, tmp_path):
     assert run(main()) == sorted(b"%04d" % i for i in range(100))
 
 
+async def _cancelled_after(coro, steps):
+    """Run coro as a task, cancel it after `steps` loop iterations; True
+    when the cancellation came in time (the task did not finish first)."""
+    t = asyncio.ensure_future(coro)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    t.cancel()
+    try:
+        await t
+    except asyncio.CancelledError:
+        return True
+    return False
+
+
 def test_cancellation_keeps_position(run, tmp_path, loop_name):
     p = tmp_path / "f"
     p.write_bytes(b"0123456789" * 1000)
@@ -608,14 +622,7 @@ def test_cancellation_keeps_position(run, tmp_path, loop_name):
         async with fs.open(p, "rb") as f:
             await f.read(3)
             for _ in range(50):
-                t = asyncio.ensure_future(f.read(100))
-                await asyncio.sleep(0)
-                t.cancel()
-                try:
-                    await t
-                except asyncio.CancelledError:
-                    pass
-                else:
+                if not await _cancelled_after(f.read(100), 1):
                     await f.seek(3)
             if loop_name == "pyloop":
                 # the executor fallback's thread reads whether or not its
@@ -634,14 +641,7 @@ def test_cancellation_keeps_position(run, tmp_path, loop_name):
                      lambda: fs.write_bytes(tmp_path / "w", b"w" * 1000),
                      lambda: fs.read_text(p)):
             for delay in range(6):
-                t = asyncio.ensure_future(make())
-                for _ in range(delay):
-                    await asyncio.sleep(0)
-                t.cancel()
-                try:
-                    await t
-                except asyncio.CancelledError:
-                    pass
+                await _cancelled_after(make(), delay)
 
     fds_before = len(os.listdir("/proc/self/fd"))
     run(main())
