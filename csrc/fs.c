@@ -64,7 +64,7 @@ typedef struct PLFsReq {
      * worker; it reads only the fields below and writes only w_* ones. The
      * outcome goes to req.result (>= 0, or -errno) as for an fs request. */
     uv_work_t work;
-    PyObject *path_obj;    /* the bytes object `path` points into, held while pending */
+    PyObject *path_obj, *path_obj2; /* the paths as bytes (`path` points into the first) */
     const char *path;
     int w_flags, w_mode;   /* open(2)'s arguments */
     char *w_data;          /* PL_FS_READFILE: the file's bytes (PyMem_Raw) */
@@ -76,9 +76,16 @@ typedef struct PLFsReq {
 static PyTypeObject *PLFsReq_Type;
 static PLFsReq *pl_fs_pending; /* list head; touched only with the GIL */
 static PyObject *pl_fs_stat_result; /* os.stat_result */
+static int pl_fs_stat_direct;       /* its layout is the 19 fields filled below */
 static PyObject *pl_fs_str_done, *pl_fs_str_set_result, *pl_fs_str_set_exception;
 
 /* ---- completion ----------------------------------------------------------- */
+
+/* A struct sequence is a tuple underneath, but the limited accessors differ. */
+#define PL_FS_STAT_SET(t, i, v) \
+    (pl_fs_stat_direct ? PyStructSequence_SET_ITEM((t), (i), (v)) : PyTuple_SET_ITEM((t), (i), (v)))
+#define PL_FS_STAT_GET(t, i) \
+    (pl_fs_stat_direct ? PyStructSequence_GET_ITEM((t), (i)) : PyTuple_GET_ITEM((t), (i)))
 
 static PyObject *
 pl_fs_stat_to_py(const uv_stat_t *st)
@@ -87,31 +94,44 @@ pl_fs_stat_to_py(const uv_stat_t *st)
      * 7-9), then float times, ns times, blksize, blocks, rdev. */
     PyObject *t = NULL, *r = NULL;
     const uv_timespec_t *ts[3] = {&st->st_atim, &st->st_mtim, &st->st_ctim};
-    t = PyTuple_New(19);
+    /* Filling the struct sequence in place skips os.stat_result's
+     * constructor (argument parsing, a copy of every field): a third of a
+     * stat's cost on the loop thread. The tuple detour stays for a layout
+     * other than the one known here. */
+    if (pl_fs_stat_direct)
+        t = PyStructSequence_New((PyTypeObject *)pl_fs_stat_result);
+    else
+        t = PyTuple_New(19);
     if (t == NULL)
         goto cleanup;
-    PyTuple_SET_ITEM(t, 0, PyLong_FromUnsignedLongLong(st->st_mode));
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong(st->st_ino));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromUnsignedLongLong(st->st_dev));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromUnsignedLongLong(st->st_nlink));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromUnsignedLongLong(st->st_uid));
-    PyTuple_SET_ITEM(t, 5, PyLong_FromUnsignedLongLong(st->st_gid));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLongLong(st->st_size));
+    PL_FS_STAT_SET(t, 0, PyLong_FromUnsignedLongLong(st->st_mode));
+    PL_FS_STAT_SET(t, 1, PyLong_FromUnsignedLongLong(st->st_ino));
+    PL_FS_STAT_SET(t, 2, PyLong_FromUnsignedLongLong(st->st_dev));
+    PL_FS_STAT_SET(t, 3, PyLong_FromUnsignedLongLong(st->st_nlink));
+    PL_FS_STAT_SET(t, 4, PyLong_FromUnsignedLongLong(st->st_uid));
+    PL_FS_STAT_SET(t, 5, PyLong_FromUnsignedLongLong(st->st_gid));
+    PL_FS_STAT_SET(t, 6, PyLong_FromUnsignedLongLong(st->st_size));
     for (int i = 0; i < 3; i++) {
         long long ns = (long long)ts[i]->tv_sec * 1000000000LL + ts[i]->tv_nsec;
-        PyTuple_SET_ITEM(t, 7 + i, PyLong_FromLongLong(ts[i]->tv_sec));
-        PyTuple_SET_ITEM(t, 10 + i,
+        PL_FS_STAT_SET(t, 7 + i, PyLong_FromLongLong(ts[i]->tv_sec));
+        PL_FS_STAT_SET(t, 10 + i,
                          PyFloat_FromDouble((double)ts[i]->tv_sec + ts[i]->tv_nsec * 1e-9));
-        PyTuple_SET_ITEM(t, 13 + i, PyLong_FromLongLong(ns));
+        PL_FS_STAT_SET(t, 13 + i, PyLong_FromLongLong(ns));
     }
-    PyTuple_SET_ITEM(t, 16, PyLong_FromUnsignedLongLong(st->st_blksize));
-    PyTuple_SET_ITEM(t, 17, PyLong_FromUnsignedLongLong(st->st_blocks));
-    PyTuple_SET_ITEM(t, 18, PyLong_FromUnsignedLongLong(st->st_rdev));
+    PL_FS_STAT_SET(t, 16, PyLong_FromUnsignedLongLong(st->st_blksize));
+    PL_FS_STAT_SET(t, 17, PyLong_FromUnsignedLongLong(st->st_blocks));
+    PL_FS_STAT_SET(t, 18, PyLong_FromUnsignedLongLong(st->st_rdev));
     for (Py_ssize_t i = 0; i < 19; i++) {
-        if (PyTuple_GET_ITEM(t, i) == NULL)
+        if (PL_FS_STAT_GET(t, i) == NULL)
             goto cleanup;
     }
-    r = PyObject_CallOneArg(pl_fs_stat_result, t);
+    if (pl_fs_stat_direct) {
+        r = t;
+        t = NULL;
+    }
+    else {
+        r = PyObject_CallOneArg(pl_fs_stat_result, t);
+    }
 cleanup:
     Py_XDECREF(t);
     return r;
@@ -188,6 +208,7 @@ pl_fs_req_release(PLFsReq *self)
     PyMem_RawFree(self->w_data);
     self->w_data = NULL;
     Py_CLEAR(self->path_obj);
+    Py_CLEAR(self->path_obj2);
     if (self->has_view) {
         PyBuffer_Release(&self->view);
         self->has_view = 0;
@@ -429,15 +450,28 @@ pl__fs_work_done_cb(uv_work_t *work, int status)
 
 /* ---- submission ----------------------------------------------------------- */
 
+/* A path argument: bytes as given, or str encoded as os.fsencode does. The
+ * request keeps the bytes object in *keep until it is released (libuv copies
+ * paths, but a compound job's worker reads it in place). */
 static int
-pl_fs_arg_path(PyObject *o, const char **out)
+pl_fs_arg_path(PyObject *o, const char **out, PyObject **keep)
 {
-    if (!PyBytes_Check(o)) {
-        PyErr_SetString(PyExc_TypeError, "path must be bytes (os.fsencode)");
+    PyObject *b;
+    if (PyUnicode_Check(o)) {
+        b = PyUnicode_EncodeFSDefault(o);
+        if (b == NULL)
+            return -1;
+    }
+    else if (PyBytes_Check(o)) {
+        b = Py_NewRef(o);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "path must be str or bytes (os.fspath)");
         return -1;
     }
-    *out = PyBytes_AS_STRING(o);
-    if (strlen(*out) != (size_t)PyBytes_GET_SIZE(o)) {
+    Py_XSETREF(*keep, b);
+    *out = PyBytes_AS_STRING(b);
+    if (strlen(*out) != (size_t)PyBytes_GET_SIZE(b)) {
         PyErr_SetString(PyExc_ValueError, "embedded null byte");
         return -1;
     }
@@ -494,7 +528,7 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
 
     switch (self->op) {
     case PL_FS_OPEN:
-        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_int(a[2], &fd) < 0 ||
+        if (pl_fs_arg_path(a[0], &p1, &self->path_obj) < 0 || pl_fs_arg_int(a[2], &fd) < 0 ||
             pl_fs_arg_int(a[3], &i1) < 0)
             return -2;
         self->filename = Py_NewRef(a[1]);
@@ -543,7 +577,7 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
     case PL_FS_SCANDIR:
     case PL_FS_READLINK:
     case PL_FS_REALPATH:
-        if (pl_fs_arg_path(a[0], &p1) < 0)
+        if (pl_fs_arg_path(a[0], &p1, &self->path_obj) < 0)
             return -2;
         self->filename = Py_NewRef(a[1]);
         switch (self->op) {
@@ -576,7 +610,7 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
     case PL_FS_LINK:
     case PL_FS_SYMLINK:
     case PL_FS_COPYFILE:
-        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_path(a[1], &p2) < 0)
+        if (pl_fs_arg_path(a[0], &p1, &self->path_obj) < 0 || pl_fs_arg_path(a[1], &p2, &self->path_obj2) < 0)
             return -2;
         if ((self->op == PL_FS_SYMLINK || self->op == PL_FS_COPYFILE) &&
             pl_fs_arg_int(a[4], &i1) < 0)
@@ -593,7 +627,7 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
     case PL_FS_MKDIR:
     case PL_FS_CHMOD:
     case PL_FS_ACCESS:
-        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_int(a[2], &i1) < 0)
+        if (pl_fs_arg_path(a[0], &p1, &self->path_obj) < 0 || pl_fs_arg_int(a[2], &i1) < 0)
             return -2;
         self->filename = Py_NewRef(a[1]);
         if (self->op == PL_FS_MKDIR)
@@ -610,7 +644,7 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
         return uv_fs_ftruncate(uv, req, fd, n64, pl__fs_done_cb);
     case PL_FS_UTIME:
     case PL_FS_LUTIME:
-        if (pl_fs_arg_path(a[0], &p1) < 0 || pl_fs_arg_double(a[2], &d1) < 0 ||
+        if (pl_fs_arg_path(a[0], &p1, &self->path_obj) < 0 || pl_fs_arg_double(a[2], &d1) < 0 ||
             pl_fs_arg_double(a[3], &d2) < 0)
             return -2;
         self->filename = Py_NewRef(a[1]);
@@ -632,7 +666,7 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
     case PL_FS_OPENSTAT:
     case PL_FS_READFILE:
     case PL_FS_WRITEFILE:
-        if (pl_fs_arg_path(a[0], &p1) < 0)
+        if (pl_fs_arg_path(a[0], &p1, &self->path_obj) < 0)
             return -2;
         if (self->op == PL_FS_OPENSTAT) {
             if (pl_fs_arg_int(a[2], &self->w_flags) < 0 || pl_fs_arg_int(a[3], &self->w_mode) < 0)
@@ -648,9 +682,7 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
             self->w_flags = O_WRONLY | O_CREAT | O_TRUNC;
             self->w_mode = 0666;
         }
-        /* The worker reads the path in place: its bytes object stays alive. */
-        self->path_obj = Py_NewRef(a[0]);
-        self->path = p1;
+        self->path = p1; /* read in place by the worker: path_obj holds it */
         self->filename = Py_NewRef(a[1]);
         return uv_queue_work(uv, &self->work, pl__fs_work_cb, pl__fs_work_done_cb);
     default:
@@ -831,6 +863,16 @@ pl_fs_init_types(PyObject *module)
     Py_DECREF(os);
     if (pl_fs_stat_result == NULL)
         return -1;
+    {
+        /* n_fields counts the hidden fields too: 19 on Linux (3.11-3.15). */
+        PyObject *n = PyObject_GetAttrString(pl_fs_stat_result, "n_fields");
+        if (n == NULL)
+            return -1;
+        pl_fs_stat_direct = PyLong_AsLong(n) == 19;
+        Py_DECREF(n);
+        if (PyErr_Occurred())
+            return -1;
+    }
     pl_fs_str_done = PyUnicode_InternFromString("done");
     pl_fs_str_set_result = PyUnicode_InternFromString("set_result");
     pl_fs_str_set_exception = PyUnicode_InternFromString("set_exception");

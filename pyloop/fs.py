@@ -42,8 +42,7 @@ _READ_ALL_CHUNK = 64 * 1024
 _MAX_REQUEST = 1 << 30  # one request moves at most 1 GiB (libuv's buffer length is 32-bit)
 
 
-def _loop():
-    return _asyncio.get_running_loop()
+_loop = _asyncio.get_running_loop
 
 
 async def _submit(fn, loop, *args):
@@ -58,10 +57,11 @@ async def _submit(fn, loop, *args):
 
 
 def _paths(path):
-    """(bytes for libuv, the object an OSError names): os names the fspath
-    of what the caller passed."""
-    p = _os.fspath(path)
-    return _os.fsencode(p), p
+    """(the path for libuv, the object an OSError names): os names the
+    fspath of what the caller passed; the C side encodes a str as
+    os.fsencode does."""
+    p = path if type(path) is str else _os.fspath(path)
+    return p, p
 
 
 def _fd_of(f):
@@ -586,7 +586,7 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
 
 
 async def _open_fd(loop, file, flags):
-    req = _core.fs_openstat(loop, _os.fsencode(file), file, flags, 0o666)
+    req = _core.fs_openstat(loop, file, file, flags, 0o666)
     fut = req.future
     try:
         return await fut

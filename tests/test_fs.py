@@ -63,6 +63,20 @@ def test_errors_match_os(run, tmp_path, make_path):
         assert str(got.value) == str(expected.value)
 
 
+def test_str_paths_are_encoded_as_os_fsencode(run, tmp_path):
+    # an undecodable byte survives as a surrogate escape, both ways
+    raw = os.fsencode(tmp_path) + b"/caf\xff"
+    with open(raw, "wb") as f:
+        f.write(b"data")
+    name = os.fsdecode(raw)
+    assert run(fs.read_bytes(name)) == b"data"
+    assert _stat_fields(run(fs.stat(name))) == _stat_fields(os.stat(raw))
+    run(fs.write_bytes(name + "2", b"two"))
+    assert pathlib.Path(os.fsdecode(raw + b"2")).read_bytes() == b"two"
+    with pytest.raises(UnicodeEncodeError):
+        run(fs.stat(str(tmp_path / "\ud800x")))
+
+
 def test_rename_error_names_both_paths(run, tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "nodir" / "b")
     with pytest.raises(OSError) as expected:
