@@ -804,6 +804,8 @@ class AsyncBinaryFile:
             if not chunk:
                 break
             parts.append(chunk)
+            if self._regular and len(chunk) < min(want, _MAX_REQUEST):
+                break  # a regular file's short read is its end: no empty read to confirm
             want = max(want, _READ_ALL_CHUNK)
         return b"".join(parts)
 
