@@ -239,7 +239,8 @@ def main(argv=None):
                         {"ops": ops, "seconds": wall, "cpu": cpu})
 
     keys = [f"{i}@{lp}" for i, lp in impls]
-    print(f"libuv {pyloop._core.libuv_version}, Python {sys.version.split()[0]}, "
+    print(f"libuv {pyloop.libuv_version()}, Python {sys.version.split()[0]}, "
+          f"UV_USE_IO_URING={os.environ.get('UV_USE_IO_URING', '(unset)')}, "
           f"UV_THREADPOOL_SIZE={os.environ.get('UV_THREADPOOL_SIZE', '(default 4)')}, "
           f"reps={args.reps}, scale={args.scale}")
     print()
