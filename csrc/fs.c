@@ -762,8 +762,10 @@ pl_fs_uv_req(PLFsReq *self)
 void
 pl_fs_cancel_all(PLLoop *loop)
 {
+    /* A queued close is left to run: taken back, its descriptor would leak
+     * (the file object already counts it as closed). */
     for (PLFsReq *r = pl_fs_pending; r != NULL; r = r->next) {
-        if (r->loop == loop)
+        if (r->loop == loop && r->op != PL_FS_CLOSE)
             uv_cancel(pl_fs_uv_req(r));
     }
 }

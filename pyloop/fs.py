@@ -496,6 +496,18 @@ def _parse_mode(mode, buffering, encoding, errors, newline):
             appending)
 
 
+def _binary_mode_name(mode):
+    """The mode a binary io file reports: io.FileIO's normal form, so
+    open(p, "w+b").mode is "rb+" as with the built-in open()."""
+    plus = "+" if "+" in mode else ""
+    for kind in "xa":
+        if kind in mode:
+            return kind + "b" + plus
+    if plus:
+        return "rb+"
+    return "rb" if "r" in mode else "wb"
+
+
 class _Opening:
     """What open() returns: awaitable (the file) and an async context manager
     (the file, closed at the end), as aiofiles' open()."""
@@ -576,7 +588,7 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
         if owned:
             _os.close(fd)
     if not text:
-        raw.mode = mode
+        raw.mode = _binary_mode_name(mode)
         return raw
     try:
         return AsyncTextFile(raw, encoding, errors, newline, buffering == 1, mode)
