@@ -1,6 +1,9 @@
 /* pyloop.fs's C core. Every call submits one libuv fs request (uv_fs_*) that
  * libuv runs on its thread pool without the GIL; pl__fs_done_cb resolves the
- * request's asyncio.Future on the loop thread.
+ * request's asyncio.Future on the loop thread. A few calls that would be a
+ * chain of requests (open+fstat, whole-file read, whole-file write) are one
+ * uv_queue_work job instead, its system calls made in the worker: one
+ * thread-pool round trip, where most of a small operation's cost is.
  *
  * A request is a Python object (PLFsReq) so that the Python layer can cancel
  * it: `req = fs_read(loop, ...)`, `await req.future`, `req.cancel()` when the
