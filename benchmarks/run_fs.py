@@ -5,7 +5,8 @@ interleaved run (every repetition runs every implementation once, in turn).
     python benchmarks/run_fs.py [--reps 5] [--scale 1.0] [--json PATH]
 
 Rows: 4 KiB reads from a cached file (one task; 64 concurrent tasks), stat,
-1 MiB sequential reads, writing then reading 1,000 small files. For each row
+1 MiB sequential reads, writing then reading 1,000 small files (pyloop.fs
+with write_bytes/read_bytes, and again through open()). For each row
 and implementation: the median throughput and the CPU time per operation
 (process CPU, every thread included: the thread pools' work counts), then
 pyloop.fs's ratios to aiofiles on each loop. The "executor" rows call
@@ -133,9 +134,12 @@ def _read_file(p):
         return f.read()
 
 
-async def small_files(impl, directory, n, tasks=16):
+async def small_files(impl, directory, n, tasks=16, whole=True):
     """Write n files of 200 bytes, then read them back (16 tasks at a time);
-    one operation is one file written and read."""
+    one operation is one file written and read. pyloop.fs uses its
+    whole-file helpers (write_bytes/read_bytes: one thread-pool job each)
+    when `whole`, else open()/write()/read()/close() as aiofiles does;
+    aiofiles has no whole-file helper and always opens."""
     data = b"x" * 200
     loop = asyncio.get_running_loop()
     names = [os.path.join(directory, f"small-{i}") for i in range(n)]
@@ -143,6 +147,8 @@ async def small_files(impl, directory, n, tasks=16):
     async def write(p):
         if impl == "executor":
             await loop.run_in_executor(None, _write_file, p, data)
+        elif impl == "pyloop.fs" and whole:
+            await pyloop.fs.write_bytes(p, data)
         elif impl == "pyloop.fs":
             async with pyloop.fs.open(p, "wb") as f:
                 await f.write(data)
@@ -153,6 +159,8 @@ async def small_files(impl, directory, n, tasks=16):
     async def read(p):
         if impl == "executor":
             got = await loop.run_in_executor(None, _read_file, p)
+        elif impl == "pyloop.fs" and whole:
+            got = await pyloop.fs.read_bytes(p)
         elif impl == "pyloop.fs":
             async with pyloop.fs.open(p, "rb") as f:
                 got = await f.read()
@@ -181,6 +189,8 @@ ROWS = [
     ("read 1 MiB sequential", "MiB/s", lambda impl, env, n: seq1m(impl, env["big"], n), 256),
     ("write+read 1,000 small files", "files/s",
      lambda impl, env, n: small_files(impl, env["dir"], n), 1000),
+    ("small files through open()", "files/s",
+     lambda impl, env, n: small_files(impl, env["dir"], n, whole=False), 1000),
 ]
 
 
@@ -229,7 +239,8 @@ def main(argv=None):
                         {"ops": ops, "seconds": wall, "cpu": cpu})
 
     keys = [f"{i}@{lp}" for i, lp in impls]
-    print(f"libuv {pyloop._core.libuv_version}, Python {sys.version.split()[0]}, "
+    print(f"libuv {pyloop.libuv_version()}, Python {sys.version.split()[0]}, "
+          f"UV_USE_IO_URING={os.environ.get('UV_USE_IO_URING', '(unset)')}, "
           f"UV_THREADPOOL_SIZE={os.environ.get('UV_THREADPOOL_SIZE', '(default 4)')}, "
           f"reps={args.reps}, scale={args.scale}")
     print()

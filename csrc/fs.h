@@ -1,5 +1,6 @@
-/* pyloop.fs's C core: one libuv fs request per call, run on libuv's thread
- * pool, its completion resolving an asyncio.Future. */
+/* pyloop.fs's C core: one libuv fs request (or one compound thread-pool job)
+ * per call, run on libuv's thread pool, its completion resolving an
+ * asyncio.Future. */
 #ifndef PL_FS_H
 #define PL_FS_H
 
@@ -9,8 +10,9 @@
 int pl_fs_init_types(PyObject *module);
 extern PyMethodDef pl_fs_methods[];
 
-/* Loop teardown: cancel this loop's fs requests still queued in the pool (the
- * ones running finish on their own); uv_run then sees them complete. */
+/* Loop teardown: cancel this loop's fs requests still queued in the pool,
+ * closes excepted (the ones running finish on their own); uv_run then sees
+ * them complete. */
 void pl_fs_cancel_all(PLLoop *loop);
 
 #endif

@@ -19,6 +19,7 @@ aiofiles.os.path.
 """
 import asyncio as _asyncio
 import codecs as _codecs
+import collections as _collections
 import io as _io
 import os as _os
 import shutil as _shutil
@@ -41,8 +42,7 @@ _READ_ALL_CHUNK = 64 * 1024
 _MAX_REQUEST = 1 << 30  # one request moves at most 1 GiB (libuv's buffer length is 32-bit)
 
 
-def _loop():
-    return _asyncio.get_running_loop()
+_loop = _asyncio.get_running_loop
 
 
 async def _submit(fn, loop, *args):
@@ -57,10 +57,11 @@ async def _submit(fn, loop, *args):
 
 
 def _paths(path):
-    """(bytes for libuv, the object an OSError names): os names the fspath
-    of what the caller passed."""
-    p = _os.fspath(path)
-    return _os.fsencode(p), p
+    """(the path for libuv, the object an OSError names): os names the
+    fspath of what the caller passed; the C side encodes a str as
+    os.fsencode does."""
+    p = path if type(path) is str else _os.fspath(path)
+    return p, p
 
 
 def _fd_of(f):
@@ -393,19 +394,40 @@ async def fdatasync(fd):
 
 
 async def read_bytes(path):
-    """pathlib.Path(path).read_bytes()."""
+    """pathlib.Path(path).read_bytes(). On pyloop one thread-pool job opens,
+    sizes, reads and closes the file."""
+    loop = _loop()
+    if type(loop) is _CoreLoop or isinstance(loop, _CoreLoop):
+        b, p = _paths(path)
+        return await _submit(_core.fs_readfile, loop, b, p)
     async with open(path, "rb") as f:
         return await f.read()
 
 
 async def write_bytes(path, data):
-    """pathlib.Path(path).write_bytes(data): the number of bytes written."""
+    """pathlib.Path(path).write_bytes(data): the number of bytes written. On
+    pyloop one thread-pool job opens, writes and closes the file."""
     view = memoryview(data)
+    loop = _loop()
+    if type(loop) is _CoreLoop or isinstance(loop, _CoreLoop):
+        b, p = _paths(path)
+        return await _submit(_core.fs_writefile, loop, b, p, view.cast("B"))
     async with open(path, "wb") as f:
         return await f.write(view)
 
 
+def _text_codec(encoding, errors, newline, data=None):
+    """io.TextIOWrapper over a BytesIO: open()'s rules for the encoding's
+    default, BOMs, errors and newline translation, applied in memory."""
+    return _io.TextIOWrapper(_io.BytesIO(data if data is not None else b""),
+                             encoding=encoding, errors=errors, newline=newline)
+
+
 async def read_text(path, encoding=None, errors=None, newline=None):
+    loop = _loop()
+    if type(loop) is _CoreLoop or isinstance(loop, _CoreLoop):
+        _text_codec(encoding, errors, newline)  # bad arguments fail before any I/O
+        return _text_codec(encoding, errors, newline, await read_bytes(path)).read()
     async with open(path, "r", encoding=encoding, errors=errors, newline=newline) as f:
         return await f.read()
 
@@ -413,6 +435,13 @@ async def read_text(path, encoding=None, errors=None, newline=None):
 async def write_text(path, data, encoding=None, errors=None, newline=None):
     if not isinstance(data, str):
         raise TypeError(f"data must be str, not {type(data).__name__}")
+    loop = _loop()
+    if type(loop) is _CoreLoop or isinstance(loop, _CoreLoop):
+        w = _text_codec(encoding, errors, newline)
+        w.write(data)
+        w.flush()
+        await write_bytes(path, w.buffer.getvalue())
+        return len(data)
     async with open(path, "w", encoding=encoding, errors=errors, newline=newline) as f:
         return await f.write(data)
 
@@ -465,6 +494,18 @@ def _parse_mode(mode, buffering, encoding, errors, newline):
     flags |= getattr(_os, "O_CLOEXEC", 0)
     return (flags, not binary, reading or updating, writing or creating or appending or updating,
             appending)
+
+
+def _binary_mode_name(mode):
+    """The mode a binary io file reports: io.FileIO's normal form, so
+    open(p, "w+b").mode is "rb+" as with the built-in open()."""
+    plus = "+" if "+" in mode else ""
+    for kind in "xa":
+        if kind in mode:
+            return kind + "b" + plus
+    if plus:
+        return "rb+"
+    return "rb" if "r" in mode else "wb"
 
 
 class _Opening:
@@ -527,24 +568,27 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
         if fd < 0:
             raise ValueError(f"opener returned {fd}")
     else:
-        fd = await _open_fd(loop, file, flags)
+        # open(2) and fstat(2) in one thread-pool job.
+        fd, st_mode, st_blksize = await _open_fd(loop, file, flags)
     owned = closefd
     try:
-        st = await _submit(_core.fs_fstat, loop, fd)
-        if _stat.S_ISDIR(st.st_mode):
+        if isinstance(file, int) or opener is not None:
+            st = await _submit(_core.fs_fstat, loop, fd)
+            st_mode, st_blksize = st.st_mode, st.st_blksize
+        if _stat.S_ISDIR(st_mode):
             raise IsADirectoryError(21, _os.strerror(21), file)
         if buffering < 0 or buffering == 1:
-            bufsize = st.st_blksize if st.st_blksize > 1 else _io.DEFAULT_BUFFER_SIZE
+            bufsize = st_blksize if st_blksize > 1 else _io.DEFAULT_BUFFER_SIZE
         else:
             bufsize = buffering
         raw = AsyncBinaryFile(loop, fd, file, mode, readable, writable, append, closefd,
-                              buffering == 0, bufsize, _stat.S_ISREG(st.st_mode))
+                              buffering == 0, bufsize, _stat.S_ISREG(st_mode))
         owned = False
     finally:
         if owned:
             _os.close(fd)
     if not text:
-        raw.mode = mode
+        raw.mode = _binary_mode_name(mode)
         return raw
     try:
         return AsyncTextFile(raw, encoding, errors, newline, buffering == 1, mode)
@@ -554,7 +598,7 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
 
 
 async def _open_fd(loop, file, flags):
-    req = _core.fs_open(loop, _os.fsencode(file), file, flags, 0o666)
+    req = _core.fs_openstat(loop, file, file, flags, 0o666)
     fut = req.future
     try:
         return await fut
@@ -564,8 +608,56 @@ async def _open_fd(loop, file, flags):
         # again (the task throws CancelledError in, the result unread):
         # nobody else will close the descriptor.
         if fut.done() and not fut.cancelled() and fut.exception() is None:
-            _os.close(fut.result())
+            _os.close(fut.result()[0])
         raise
+
+
+class _FileLock:
+    """asyncio.Lock's first-come-first-served exclusion for one file's
+    operations, where taking a free lock is a flag test: the common case (a
+    file nobody else is using) then costs no coroutine and no Future. A
+    release hands the lock straight to the next waiter (busy stays set)."""
+
+    __slots__ = ("busy", "_waiters")
+
+    def __init__(self):
+        self.busy = False
+        self._waiters = _collections.deque()
+
+    def locked(self):
+        return self.busy
+
+    async def acquire(self):
+        if not self.busy:
+            self.busy = True
+            return True
+        fut = _loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over, then cancelled: pass it on
+            else:
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+            raise
+        return True
+
+    def release(self):
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.busy = False
+
+    __aenter__ = acquire
+
+    async def __aexit__(self, *exc):
+        self.release()
 
 
 class AsyncBinaryFile:
@@ -589,7 +681,7 @@ class AsyncBinaryFile:
         self._regular = regular
         self._rbuf = b""     # bytes read ahead (readline, peek); _pos is past them
         self._closed = False
-        self._lock = _asyncio.Lock()
+        self._lock = _FileLock()
         self._reqs = set()   # requests libuv may still hold (cancelled ones)
         try:
             self._pos = _os.lseek(fd, 0, _os.SEEK_END if append else _os.SEEK_CUR)
@@ -612,10 +704,15 @@ class AsyncBinaryFile:
         try:
             return await req.future
         except BaseException:
-            req.cancel()
-            if req.pending:  # a worker still has it: close() waits for it
-                self._reqs.add(req)
+            self._abandon(req)
             raise
+
+    def _abandon(self, req):
+        """An await of req was interrupted: take it back from the pool if
+        still queued; a worker still running it is waited for by close()."""
+        req.cancel()
+        if req.pending:
+            self._reqs.add(req)
 
     def _offset(self):
         return self._pos if self._seekable else -1
@@ -663,10 +760,17 @@ class AsyncBinaryFile:
 
     # -- reading
     async def read(self, size=-1):
+        # The hot path of small reads: the lock's flag, the request and its
+        # Future inline here (no helper coroutines; see docs/performance.md).
         self._check(reading=True)
         if size is None:
             size = -1
-        async with self._lock:
+        lock = self._lock
+        if lock.busy:
+            await lock.acquire()
+        else:
+            lock.busy = True
+        try:
             if size < 0:
                 return await self._read_all()
             if self._rbuf:
@@ -679,9 +783,16 @@ class AsyncBinaryFile:
             else:
                 parts = []
             while size > 0:
-                chunk = await self._pread(size)
+                req = _core.fs_read(self._loop, self._fd, min(size, _MAX_REQUEST),
+                                    self._pos if self._seekable else -1)
+                try:
+                    chunk = await req.future
+                except BaseException:
+                    self._abandon(req)
+                    raise
                 if not chunk:
                     break
+                self._pos += len(chunk)
                 parts.append(chunk)
                 size -= len(chunk)
                 if self._raw:
@@ -689,6 +800,8 @@ class AsyncBinaryFile:
             if len(parts) == 1:
                 return parts[0]
             return b"".join(parts)
+        finally:
+            lock.release()
 
     async def _read_all(self):
         parts = [self._rbuf]
@@ -703,6 +816,8 @@ class AsyncBinaryFile:
             if not chunk:
                 break
             parts.append(chunk)
+            if self._regular and len(chunk) < min(want, _MAX_REQUEST):
+                break  # a regular file's short read is its end: no empty read to confirm
             want = max(want, _READ_ALL_CHUNK)
         return b"".join(parts)
 

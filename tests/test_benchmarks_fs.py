@@ -14,7 +14,7 @@ def test_run_fs_prints_every_row(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     for row in ["read 4 KiB, 1 task", "read 4 KiB, 64 tasks", "stat", "read 1 MiB sequential",
-                "write+read 1,000 small files"]:
+                "write+read 1,000 small files", "small files through open()"]:
         assert f"| {row} | " in out.stdout
     assert "pyloop.fs@pyloop" in out.stdout and "aiofiles@asyncio" in out.stdout
     assert (tmp_path / "r.json").exists()

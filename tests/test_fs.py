@@ -63,6 +63,20 @@ def test_errors_match_os(run, tmp_path, make_path):
         assert str(got.value) == str(expected.value)
 
 
+def test_str_paths_are_encoded_as_os_fsencode(run, tmp_path):
+    # an undecodable byte survives as a surrogate escape, both ways
+    raw = os.fsencode(tmp_path) + b"/caf\xff"
+    with open(raw, "wb") as f:
+        f.write(b"data")
+    name = os.fsdecode(raw)
+    assert run(fs.read_bytes(name)) == b"data"
+    assert _stat_fields(run(fs.stat(name))) == _stat_fields(os.stat(raw))
+    run(fs.write_bytes(name + "2", b"two"))
+    assert pathlib.Path(os.fsdecode(raw + b"2")).read_bytes() == b"two"
+    with pytest.raises(UnicodeEncodeError):
+        run(fs.stat(str(tmp_path / "\ud800x")))
+
+
 def test_rename_error_names_both_paths(run, tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "nodir" / "b")
     with pytest.raises(OSError) as expected:
@@ -171,6 +185,64 @@ def test_read_write_helpers(run, tmp_path):
     big = os.urandom(3 * 1024 * 1024 + 7)
     run(fs.write_bytes(p, big))
     assert run(fs.read_bytes(p)) == big
+
+
+def test_whole_file_helpers_errors_match_pathlib(run, tmp_path):
+    (tmp_path / "d").mkdir()
+    cases = [(fs.read_bytes, pathlib.Path.read_bytes, ()),
+             (fs.write_bytes, pathlib.Path.write_bytes, (b"x",)),
+             (fs.read_text, pathlib.Path.read_text, ()),
+             (fs.write_text, pathlib.Path.write_text, ("x",))]
+    for name in ("missing/f", "d"):
+        p = tmp_path / name
+        for ours, theirs, args in cases:
+            with pytest.raises(OSError) as want:
+                theirs(p, *args)
+            with pytest.raises(OSError) as got:
+                run(ours(str(p), *args))
+            assert (type(got.value), got.value.errno, got.value.filename) == \
+                (type(want.value), want.value.errno, str(p))
+    with pytest.raises(ValueError):
+        run(fs.read_bytes(str(tmp_path / "a\0b")))
+    (tmp_path / "f").write_text("f")
+    with pytest.raises(LookupError):
+        run(fs.read_text(tmp_path / "f", encoding="no-such-codec"))
+
+
+def test_read_bytes_of_files_without_a_size(run, tmp_path):
+    # /proc files report size 0 and a FIFO none: the whole-file read grows
+    # its buffer until EOF.
+    assert run(fs.read_bytes("/proc/self/cmdline")) == \
+        pathlib.Path("/proc/self/cmdline").read_bytes()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = os.urandom(300 * 1024)
+
+    def feed():
+        with open(fifo, "wb") as w:
+            w.write(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        writer = loop.run_in_executor(None, feed)
+        got = await fs.read_bytes(fifo)
+        await writer
+        return got
+
+    assert run(main()) == data
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-8-sig", "cp1252"])
+@pytest.mark.parametrize("newline", [None, "", "\n", "\r", "\r\n"])
+def test_read_text_write_text_match_io(run, tmp_path, encoding, newline):
+    text = "a\nb\r\nc\rd \u00e9\n" * 50
+    ours, theirs = tmp_path / "ours", tmp_path / "io"
+    n = run(fs.write_text(ours, text, encoding=encoding, newline=newline))
+    with open(theirs, "w", encoding=encoding, newline=newline) as f:
+        assert f.write(text) == n
+    assert ours.read_bytes() == theirs.read_bytes()
+    with open(theirs, encoding=encoding, newline=newline) as f:
+        assert run(fs.read_text(ours, encoding=encoding, newline=newline)) == f.read()
 
 
 # ---- files: binary -------------------------------------------------------------
@@ -300,6 +372,41 @@ def test_binary_write_modes(run, tmp_path, mode, loop_name):
 
     assert run(ours_()) == sync()
     assert ours.read_bytes() == theirs.read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["rb", "r", "r+b", "r+", "wb", "w+b", "w+", "ab", "a+b", "a",
+                                  "xb", "x+b", "x"])
+def test_mode_name_and_flush_match_io(run, tmp_path, mode):
+    p = tmp_path / "f"
+
+    async def ours():
+        async with fs.open(p, mode) as f:
+            if f.writable():
+                await f.write(b"data" if "b" in mode else "data")
+                await f.flush()
+                seen = p.read_bytes()  # flushed: another reader sees it
+            else:
+                seen = None
+            return f.mode, f.name, seen
+
+    def theirs():
+        with open(p, mode) as f:
+            if f.writable():
+                f.write(b"data" if "b" in mode else "data")
+                f.flush()
+                return f.mode, f.name, p.read_bytes()
+            return f.mode, f.name, None
+
+    def fresh():
+        if p.exists():
+            p.unlink()
+        if "x" not in mode:
+            p.write_bytes(b"old\n")
+
+    fresh()
+    got = run(ours())
+    fresh()
+    assert got == theirs()
 
 
 def test_unbuffered_and_fd(run, tmp_path, loop_name):
@@ -499,6 +606,37 @@ def test_concurrent_tasks(run, tmp_path):
     assert run(main()) == list(range(100))
 
 
+def test_cancelled_lock_waiter_passes_the_file_on(run, tmp_path, loop_name):
+    # Reads queued behind one another on one file; some of the waiting ones
+    # are cancelled (before and after the lock was handed to them): the
+    # others still get consecutive, non-overlapping parts of the file.
+    p = tmp_path / "f"
+    p.write_bytes(b"".join(b"%04d" % i for i in range(200)))
+
+    async def main():
+        async with fs.open(p, "rb") as f:
+            tasks = [asyncio.ensure_future(f.read(4)) for _ in range(40)]
+            await asyncio.sleep(0)
+            for t in tasks[1::3]:
+                t.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            got = [r for r in results if isinstance(r, bytes)]
+            rest = await f.read()
+            end = await f.tell()
+        return got, rest, end
+
+    got, rest, end = run(main())
+    records = [b"%04d" % i for i in range(200)]
+    assert len(got) >= 26 and len(set(got)) == len(got) and set(got) <= set(records)
+    assert end == 800
+    if loop_name == "pyloop":
+        # a cancelled pyloop read moves nothing: the survivors read the
+        # first records and the rest follows them (the executor's thread
+        # reads for a cancelled caller too)
+        assert sorted(got) == records[:len(got)]
+        assert b"".join(sorted(got)) + rest == p.read_bytes()
+
+
 def test_concurrent_reads_one_file_are_serialised(run, tmp_path):
     p = tmp_path / "f"
     p.write_bytes(b"".join(b"%04d" % i for i in range(100)))
@@ -511,6 +649,20 @@ def test_concurrent_reads_one_file_are_serialised(run, tmp_path):
     assert run(main()) == sorted(b"%04d" % i for i in range(100))
 
 
+async def _cancelled_after(coro, steps):
+    """Run coro as a task, cancel it after `steps` loop iterations; True
+    when the cancellation came in time (the task did not finish first)."""
+    t = asyncio.ensure_future(coro)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    t.cancel()
+    try:
+        await t
+    except asyncio.CancelledError:
+        return True
+    return False
+
+
 def test_cancellation_keeps_position(run, tmp_path, loop_name):
     p = tmp_path / "f"
     p.write_bytes(b"0123456789" * 1000)
@@ -519,14 +671,7 @@ def test_cancellation_keeps_position(run, tmp_path, loop_name):
         async with fs.open(p, "rb") as f:
             await f.read(3)
             for _ in range(50):
-                t = asyncio.ensure_future(f.read(100))
-                await asyncio.sleep(0)
-                t.cancel()
-                try:
-                    await t
-                except asyncio.CancelledError:
-                    pass
-                else:
+                if not await _cancelled_after(f.read(100), 1):
                     await f.seek(3)
             if loop_name == "pyloop":
                 # the executor fallback's thread reads whether or not its
@@ -534,15 +679,18 @@ def test_cancellation_keeps_position(run, tmp_path, loop_name):
                 assert await f.tell() == 3
                 assert await f.read(4) == b"3456"
         # cancelled before the task ever started, and at every step of open()
-        for delay in range(6):
-            t = asyncio.ensure_future(fs.read_bytes(p))
-            for _ in range(delay):
-                await asyncio.sleep(0)
-            t.cancel()
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+        # and of the whole-file helpers
+        def read_via_open():
+            async def go():
+                async with fs.open(p, "rb") as f:
+                    return await f.read()
+            return go()
+
+        for make in (lambda: fs.read_bytes(p), read_via_open,
+                     lambda: fs.write_bytes(tmp_path / "w", b"w" * 1000),
+                     lambda: fs.read_text(p)):
+            for delay in range(6):
+                await _cancelled_after(make(), delay)
 
     fds_before = len(os.listdir("/proc/self/fd"))
     run(main())
@@ -585,9 +733,16 @@ def test_loop_close_with_pending_requests(tmp_path):
     before = _core._counters()
     loop = pyloop.new_event_loop()
 
+    async def opened():
+        f = await fs.open(p, "rb")
+        await f.close()
+
     async def start():
         return [asyncio.ensure_future(fs.read_bytes(p)) for _ in range(50)] + \
-               [asyncio.ensure_future(fs.stat(p)) for _ in range(50)]
+               [asyncio.ensure_future(fs.stat(p)) for _ in range(50)] + \
+               [asyncio.ensure_future(fs.write_bytes(tmp_path / f"w{i}", b"w"))
+                for i in range(20)] + \
+               [asyncio.ensure_future(opened()) for _ in range(20)]
 
     tasks = loop.run_until_complete(start())
     loop.run_until_complete(asyncio.sleep(0))  # the requests are in libuv now
@@ -597,8 +752,19 @@ def test_loop_close_with_pending_requests(tmp_path):
     after = _core._counters()
     assert after["requests_created"] - before["requests_created"] == \
         after["requests_freed"] - before["requests_freed"] > 0
-    del tasks
+    # A task whose open() completed just before the loop closed never runs
+    # again: its coroutine holds the descriptor until it is finalized. Close
+    # the coroutines as their collection would (when is up to the GC: the
+    # closed loop's ready queue still holds the woken tasks).
+    for t in tasks:
+        t.get_coro().close()
+    del tasks, loop
     gc.collect()
+    # every descriptor is closed: by the completion (a job finished after its
+    # task was cancelled), by the teardown (a queued close still runs), or by
+    # the abandoned coroutine's cleanup
+    left = [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+    assert [name for name in left if name.startswith(str(tmp_path))] == []
 
 
 def test_fork_child_does_not_hang(tmp_path):
