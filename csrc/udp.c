@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "module.h"
 #include "poll.h"
+#include "sockaddr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -100,28 +101,6 @@ pl_udp_sort_exception(PLUdp *self, const char *fatal_message)
 
 /* ---- addresses ------------------------------------------------------------- */
 
-/* A received address as the socket module gives it: (host, port) for
- * AF_INET, (host, port, flowinfo, scope_id) for AF_INET6. */
-static PyObject *
-pl_udp_addr_to_py(const struct sockaddr *sa)
-{
-    char host[NI_MAXHOST];
-    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-    int rc = getnameinfo(sa, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
-    if (rc != 0) {
-        PyErr_Format(PyExc_OSError, "getnameinfo() failed: %s", gai_strerror(rc));
-        return NULL;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        return Py_BuildValue("(siII)", host, (int)ntohs(s6->sin6_port),
-                             (unsigned int)ntohl(s6->sin6_flowinfo),
-                             (unsigned int)s6->sin6_scope_id);
-    }
-    return Py_BuildValue("(si)", host, (int)ntohs(((const struct sockaddr_in *)sa)->sin_port));
-}
-
 static socklen_t
 pl_udp_sa_len(const struct sockaddr *sa)
 {
@@ -136,7 +115,7 @@ pl_udp_rx_addr(PLUdp *self, const struct sockaddr *sa)
     socklen_t len = pl_udp_sa_len(sa);
     if (self->rx_addr != NULL && memcmp(&self->rx_sa, sa, len) == 0)
         return Py_NewRef(self->rx_addr);
-    PyObject *a = pl_udp_addr_to_py(sa);
+    PyObject *a = pl_sockaddr_to_py(sa, len);
     if (a != NULL) {
         Py_XSETREF(self->rx_addr, Py_NewRef(a));
         memset(&self->rx_sa, 0, sizeof(self->rx_sa));
