@@ -4,17 +4,34 @@ an interleaved wall-clock/CPU-time run, one process per (loop, workload, rep).
 
     python benchmarks/steps.py [--loops pyloop,uvloop,rloop,zuvloop]
                                [--only task_gather,sleep0] [--reps 7] [--callgrind]
+                               [--before OTHER_CHECKOUT --loops pyloop-before,pyloop,...]
 
 A loop that is not installed is listed as missing; one that fails a row says so.
 """
 import argparse
+import os
 import statistics
 import sys
 
-from run import callgrind_ir, fmt_rate, run_worker
+import run
+from run import fmt_rate
 from workloads_core import REGISTRY
 
 ALL = ("pyloop", "uvloop", "rloop", "zuvloop", "asyncio")
+# --before DIR: another checkout (built in place), run as the loop "pyloop-before"
+BEFORE = None
+
+
+def with_checkout(fn, lp, *args, **kw):
+    """fn (run.run_worker or run.callgrind_ir) for `lp`, the --before
+    checkout's worker.py for "pyloop-before"."""
+    if lp != "pyloop-before":
+        return fn(lp, *args, **kw)
+    own, run.WORKER = run.WORKER, os.path.join(BEFORE, "benchmarks", "worker.py")
+    try:
+        return fn("pyloop", *args, **kw)
+    finally:
+        run.WORKER = own
 
 
 def main():
@@ -25,7 +42,10 @@ def main():
     ap.add_argument("--callgrind", action="store_true",
                     help="instructions per operation instead of timing")
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--before", help="a checkout built in place, run as pyloop-before")
     a = ap.parse_args()
+    global BEFORE
+    BEFORE = a.before and os.path.abspath(a.before)
     loops, rows = a.loops.split(","), a.only.split(",")
     print(f"Python {sys.version.split()[0]}", flush=True)
     if a.callgrind:
@@ -33,8 +53,8 @@ def main():
             n_hi = max(10, int(REGISTRY[w]["n"] * a.scale / 10))
             n_lo = max(2, n_hi // 5)
             for lp in loops:  # Ir(n) - Ir(n/5): start-up and imports cancel out
-                hi, rh = callgrind_ir(lp, w, n_hi)
-                lo, rl = callgrind_ir(lp, w, n_lo)
+                hi, rh = with_checkout(run.callgrind_ir, lp, w, n_hi)
+                lo, rl = with_checkout(run.callgrind_ir, lp, w, n_lo)
                 if hi is None or lo is None:
                     print(f"{w:12} {lp:8} {rh.get('missing') or rh.get('error') or rl}")
                     continue
@@ -49,7 +69,7 @@ def main():
             for lp in loops:  # interleaved: A B C, A B C, ...
                 if (w, lp) in notes:
                     continue
-                out = run_worker(lp, w, n)
+                out = with_checkout(run.run_worker, lp, w, n)
                 if "ops" in out:
                     res[w, lp].append((out["ops"] / out["seconds"],
                                        out["cpu_seconds"] / out["ops"] * 1e6))
