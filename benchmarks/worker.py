@@ -24,12 +24,13 @@ def main():
         print(json.dumps({"loop": loop_name, "workload": wl_name, "missing": str(exc)}))
         return
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ops = wl["fn"](loop, n) if n else 0
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         loop.close()
-    print(json.dumps({"loop": loop_name, "workload": wl_name, "ops": ops, "seconds": dt}))
+    print(json.dumps({"loop": loop_name, "workload": wl_name, "ops": ops, "seconds": dt,
+                      "cpu_seconds": cpu}))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,31 @@
 #include <math.h>
 #include <structmember.h>
 
+/* Plain Handles (not subclasses, not timers) that were freed, kept for the
+ * next call_soon: a task step allocates one and frees it a moment later, and
+ * a reused one skips the allocator, the zeroing of a new GC object and the
+ * young-generation count (which would trigger collections of objects that
+ * are not garbage). Each entry is untracked, its references all cleared and
+ * its weak references gone; PyObject_Init gives it a new reference count.
+ * The module is single-phase (no per-interpreter GIL), so one list is safe. */
+#define PL_HANDLE_FREELIST_MAX 256
+static PLHandle *pl_handle_freelist[PL_HANDLE_FREELIST_MAX];
+static int pl_handle_nfree;
+
 PLHandle *
 pl_handle_new(PyTypeObject *type, PLLoop *loop, PyObject *callback, PyObject *args,
               PyObject *context)
 {
-    PLHandle *h = PyObject_GC_New(PLHandle, type);
-    if (h == NULL)
-        return NULL;
+    PLHandle *h;
+    if (type == &PLHandle_Type && pl_handle_nfree > 0) {
+        h = pl_handle_freelist[--pl_handle_nfree];
+        PyObject_Init((PyObject *)h, type);
+    }
+    else {
+        h = PyObject_GC_New(PLHandle, type);
+        if (h == NULL)
+            return NULL;
+    }
     if (context == NULL || context == Py_None) {
         context = PyContext_CopyCurrent();
         if (context == NULL) {
@@ -237,7 +255,14 @@ pl_handle_call(PLHandle *h, PyObject *report_as)
     PyObject *ctx = Py_NewRef(h->context);
 
     if (PyContext_Enter(ctx) == 0) {
-        res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args), NULL);
+        /* A callable without vectorcall (the C Task's step wrapper, on
+         * every task step) is called through tp_call with the tuple we
+         * already hold, instead of having one made for it. */
+        if (PyVectorcall_Function(cb) != NULL)
+            res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args),
+                                      NULL);
+        else
+            res = PyObject_Call(cb, args, NULL);
         if (PyContext_Exit(ctx) < 0 && res != NULL)
             Py_CLEAR(res);
     }
@@ -309,6 +334,11 @@ Handle_dealloc(PLHandle *h)
     if (h->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)h);
     Handle_clear(h);
+    /* Only now: the clears above may run code that takes a handle. */
+    if (Py_IS_TYPE(h, &PLHandle_Type) && pl_handle_nfree < PL_HANDLE_FREELIST_MAX) {
+        pl_handle_freelist[pl_handle_nfree++] = h;
+        return;
+    }
     Py_TYPE(h)->tp_free((PyObject *)h);
 }
 

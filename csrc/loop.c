@@ -626,13 +626,22 @@ pl_loop_threadsafe_throttle(PLLoop *self)
     }
 }
 
+/* The last kwnames tuple that was exactly ("context",) (a strong reference,
+ * so its address cannot be reused by another object). The C Task passes the
+ * same tuple on every step, and on 3.14 its "context" string is not the
+ * interned one, so matching the tuple itself saves a string compare per step. */
+static PyObject *pl_loop_context_kwnames;
+
 /* call_soon(callback, *args, context=None) */
 static PyObject *
 pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
                        Py_ssize_t nargs, PyObject *kwnames, int threadsafe)
 {
     PyObject *callback = NULL, *context = NULL, *tuple;
-    if (kwnames != NULL) {
+    if (kwnames != NULL && kwnames == pl_loop_context_kwnames) {
+        context = args[nargs];
+    }
+    else if (kwnames != NULL) {
         Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
         for (Py_ssize_t i = 0; i < nk; i++) {
             PyObject *k = PyTuple_GET_ITEM(kwnames, i);
@@ -649,6 +658,8 @@ pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
                 return NULL;
             }
         }
+        if (nk == 1 && context != NULL)
+            Py_XSETREF(pl_loop_context_kwnames, Py_NewRef(kwnames));
     }
     if (nargs > 0) {
         callback = args[0];

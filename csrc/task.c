@@ -71,6 +71,17 @@ Loop_create_task(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         return res;
     }
 
+    if (nrest == 0) {
+        /* The common create_task(coro): Task(coro, loop=self) from the C
+         * stack with one kwnames tuple kept for it, nothing allocated. */
+        static PyObject *loop_kwnames;
+        if (loop_kwnames == NULL &&
+            (loop_kwnames = PyTuple_Pack(1, pl_state.str_loop)) == NULL)
+            return NULL;
+        PyObject *small[2] = {coro, (PyObject *)self};
+        return PyObject_Vectorcall(pl_state.task_type, small, 1, loop_kwnames);
+    }
+
     /* Task(coro, <keywords>..., loop=self) */
     stack = PyMem_Malloc((size_t)(nrest + 2) * sizeof(PyObject *));
     rest_names = PyTuple_New(nrest + 1);

@@ -3,6 +3,7 @@ errors in callbacks."""
 import asyncio
 import contextvars
 import logging
+import weakref
 
 import pytest
 
@@ -207,3 +208,40 @@ def test_unexpected_keyword(loop):
 def test_missing_callback(loop):
     with pytest.raises(TypeError):
         loop.call_soon()
+
+
+def test_context_keyword_by_any_string_object(loop):
+    # The C Task passes context= with a kwnames tuple of its own, whose
+    # "context" need not be the interned string; a built one must match too,
+    # as must the keyword in another tuple afterwards.
+    out = []
+    key = "".join(["con", "text"])
+    for value in ("a", "b"):
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, value)
+        loop.call_soon(lambda: out.append(var.get()), **{key: ctx})
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "c")
+    loop.call_soon(callback=lambda: out.append(var.get()), context=ctx)
+    loop.call_soon(lambda x: out.append((x, var.get())), 1)
+    run_once(loop)
+    assert out == ["a", "b", "c", (1, "unset")]
+
+
+def test_handles_made_after_others_were_freed_are_fresh(loop):
+    # Handles that ran and were dropped may be reused by the loop: a weak
+    # reference to an old one stays dead, and a new one has its own state.
+    out = []
+    old = loop.call_soon(out.append, 1)
+    ref = weakref.ref(old)
+    old.cancel()
+    del old
+    run_once(loop)
+    assert ref() is None
+    handles = [loop.call_soon(out.append, i) for i in range(2, 6)]
+    assert ref() is None
+    assert not any(h.cancelled() for h in handles)
+    assert [h._args for h in handles] == [(i,) for i in range(2, 6)]
+    handles[0].cancel()
+    run_once(loop)
+    assert out == [3, 4, 5]
