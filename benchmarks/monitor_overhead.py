@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""What pyloop.monitor costs, in instructions per operation (callgrind):
+
+    python benchmarks/monitor_overhead.py [--core] [--net] [--only a,b] [--scale S]
+                                          [--jobs J] [--json PATH]
+
+Four builds/settings of pyloop, on the core workloads of workloads_core.py and
+on the HTTP server of net_server.py:
+
+  no hooks   the extension built from a copy of this tree in which every
+             monitoring hook's test (`X->monitor != NULL` in csrc/loop.c,
+             loop.h and stream.c) is replaced by 0, so the compiler drops
+             the hooks: the loop as if pyloop.monitor did not exist
+  off        this tree's extension, monitoring off (the default)
+  on         pyloop.monitor.enable(loop): everything but per-task figures
+  on+tasks   pyloop.monitor.enable(loop, tasks=True)
+
+Core rows: each workload runs once per variant under valgrind --tool=callgrind
+at two sizes, N and N/5, and (Ir(N) - Ir(N/5)) / (ops(N) - ops(N/5)) is the
+cost of one operation with start-up and imports cancelled out (as run.py
+--callgrind). Network row: callgrind_net.py's instructions per request of the
+HTTP server loaded by wrk (difference of a short and a long run). Instruction
+counts do not depend on what else the machine runs; PYTHONHASHSEED is fixed
+so that repeated runs execute the same code."""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import workloads_core  # noqa: E402,F401  (registers the core workloads)
+from workloads_core import REGISTRY  # noqa: E402
+
+VARIANTS = ("no hooks", "off", "on", "on+tasks")
+# variant -> (the tree whose benchmarks/ and pyloop/ run it, its loop name)
+LOOP_NAME = {"no hooks": "pyloop", "off": "pyloop", "on": "pyloop+monitor",
+             "on+tasks": "pyloop+monitor-tasks"}
+HOOK_FILES = ("csrc/loop.c", "csrc/loop.h", "csrc/stream.c")
+HOOK_TEST = re.compile(r"\b[A-Za-z_]\w*(?:->\w+)*->monitor != NULL")
+ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def build_without_hooks(dest):
+    """Copy the tree to `dest`, compile the monitoring hooks out, build the
+    extension there in place. Returns the number of hook tests removed."""
+    ignore = shutil.ignore_patterns("*.so", "results", "__pycache__", ".venv*", ".git")
+    for name in ("csrc", "pyloop", "benchmarks", "tools", "third_party", "build"):
+        src = os.path.join(ROOT, name)
+        if os.path.isdir(src):  # build/ keeps the libuv archive (mtimes copied)
+            shutil.copytree(src, os.path.join(dest, name), ignore=ignore, dirs_exist_ok=True)
+    for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md"):
+        shutil.copy2(os.path.join(ROOT, name), dest)
+    removed = 0
+    for rel in HOOK_FILES:
+        path = os.path.join(dest, rel)
+        with open(path) as f:
+            text = f.read()
+        text, n = HOOK_TEST.subn("0 /* monitoring hook compiled out */", text)
+        removed += n
+        with open(path, "w") as f:
+            f.write(text)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=dest,
+                   check=True, stdout=subprocess.DEVNULL, env=ENV)
+    # The worker must import the copy's pyloop, not this tree's.
+    where = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "import pyloop._core as c; print(c.__file__)", dest],
+                           check=True, capture_output=True, text=True, env=ENV).stdout.strip()
+    if not where.startswith(dest):
+        raise RuntimeError(f"the hook-less copy imports {where}, not its own extension")
+    return removed
+
+
+def callgrind_ir(root, loop, workload, n):
+    """(instructions, ops) of one worker run under callgrind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                            sys.executable, os.path.join(root, "benchmarks", "worker.py"), loop,
+                            workload, str(n)], capture_output=True, text=True, env=ENV,
+                           timeout=3600)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+        if r.returncode != 0 or not lines:
+            raise RuntimeError(f"{loop} {workload} {n}: worker failed: {r.stderr[-2000:]}")
+        ops = json.loads(lines[-1])["ops"]
+        with open(out) as f:
+            for line in f:
+                m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+                if m:
+                    return int(m.group(1)), ops
+    raise RuntimeError(f"{loop} {workload}: no totals in callgrind's output")
+
+
+def core(roots, workloads, scale, jobs):
+    jobs_list = []
+    for w in workloads:
+        n_hi = max(10, int(REGISTRY[w]["n"] * scale / 10))
+        for v in VARIANTS:
+            for n in (n_hi, max(2, n_hi // 5)):
+                jobs_list.append((w, v, n))
+    got = {}
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        futs = {pool.submit(callgrind_ir, roots[v], LOOP_NAME[v], w, n): (w, v, n)
+                for w, v, n in jobs_list}
+        for fut in concurrent.futures.as_completed(futs):
+            got[futs[fut]] = fut.result()
+            print(f"  callgrind {' '.join(map(str, futs[fut]))} done", file=sys.stderr,
+                  flush=True)
+    res = {}
+    for w in workloads:
+        n_hi = max(10, int(REGISTRY[w]["n"] * scale / 10))
+        n_lo = max(2, n_hi // 5)
+        res[w] = {}
+        for v in VARIANTS:
+            (ih, oh), (il, ol) = got[(w, v, n_hi)], got[(w, v, n_lo)]
+            res[w][v] = (ih - il) / (oh - ol)
+    return res
+
+
+def net(roots, conns, short, long_):
+    res = {}
+    for v in VARIANTS:
+        out = subprocess.run([sys.executable, os.path.join(roots[v], "benchmarks",
+                                                           "callgrind_net.py"),
+                              "--loops", LOOP_NAME[v], "--kind", "http", "--conns", str(conns),
+                              "--short", str(short), "--long", str(long_)],
+                             check=True, capture_output=True, text=True, env=ENV).stdout
+        m = re.search(r": ([\d,]+) instructions per request", out)
+        res[v] = float(m.group(1).replace(",", ""))
+        print(f"  net {v}: {out.splitlines()[0]}", file=sys.stderr, flush=True)
+    return {"http-tcp-wrk": res}
+
+
+def pct(a, b):
+    return f"{(a / b - 1) * 100:+.2f}%"
+
+
+def table(rows, title):
+    print(f"\n{title}")
+    print(f"| workload | {' | '.join(VARIANTS)} | off vs no hooks | on vs off | "
+          "on+tasks vs off |")
+    print("| --- " * (len(VARIANTS) + 4) + "|")
+    for w, v in rows.items():
+        print(f"| {w} | " + " | ".join(f"{v[k]:,.0f}" for k in VARIANTS) +
+              f" | {pct(v['off'], v['no hooks'])} | {pct(v['on'], v['off'])} | "
+              f"{pct(v['on+tasks'], v['off'])} |")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--core", action="store_true", help="the core rows (default: both)")
+    ap.add_argument("--net", action="store_true", help="the network row (default: both)")
+    ap.add_argument("--only", help="core workloads, comma-separated")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="work per run relative to run.py --callgrind's (default 1)")
+    ap.add_argument("--jobs", type=int, default=2, help="callgrind runs at once (default 2)")
+    ap.add_argument("--conns", type=int, default=20)
+    ap.add_argument("--short", type=int, default=4)
+    ap.add_argument("--long", type=int, default=10)
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args(argv)
+    do_core = args.core or not args.net
+    do_net = args.net or not args.core
+    workloads = (args.only.split(",") if args.only else
+                 [w for w, d in REGISTRY.items() if d["group"] == "core"])
+    import pyloop
+    print(f"Python {sys.version.split()[0]}, libuv {pyloop.libuv_version()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="pyloop-nohooks-") as copy:
+        removed = build_without_hooks(copy)
+        print(f"no-hooks build: {removed} hook tests compiled out of {', '.join(HOOK_FILES)}",
+              flush=True)
+        roots = {v: ROOT for v in VARIANTS}
+        roots["no hooks"] = copy
+        out = {"python": sys.version.split()[0], "libuv": pyloop.libuv_version(),
+               "hooks_removed": removed}
+        if do_core:
+            out["core"] = core(roots, workloads, args.scale, args.jobs)
+            table(out["core"], "core rows: instructions per operation (callgrind)")
+        if do_net:
+            out["net"] = net(roots, args.conns, args.short, args.long)
+            table(out["net"], f"network row: instructions per request (callgrind, HTTP "
+                  f"hello-world, wrk -t1 -c{args.conns})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
