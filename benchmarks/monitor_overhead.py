@@ -18,7 +18,8 @@ on the HTTP server of net_server.py:
 Core rows: each workload runs once per variant under valgrind --tool=callgrind
 at two sizes, N and N/5, and (Ir(N) - Ir(N/5)) / (ops(N) - ops(N/5)) is the
 cost of one operation with start-up and imports cancelled out (as run.py
---callgrind). Network row: callgrind_net.py's instructions per request of the
+--callgrind), counted in the loop's thread (the figures of every thread,
+the monitor's watchdog included, go to the JSON). Network row: callgrind_net.py's instructions per request of the
 HTTP server loaded by wrk (difference of a short and a long run). Instruction
 counts do not depend on what else the machine runs; PYTHONHASHSEED is fixed
 so that repeated runs execute the same code."""
@@ -79,23 +80,35 @@ def build_without_hooks(dest):
 
 
 def callgrind_ir(root, loop, workload, n):
-    """(instructions, ops) of one worker run under callgrind."""
+    """(instructions of the loop's thread, of every thread, ops) of one worker
+    run under callgrind. The threads apart: the monitor's watchdog thread
+    wakes a fixed number of times per second, and under callgrind a second
+    holds about fifty times fewer operations than natively, so its share per
+    operation would be fifty times too large."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
-        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                            sys.executable, os.path.join(root, "benchmarks", "worker.py"), loop,
-                            workload, str(n)], capture_output=True, text=True, env=ENV,
-                           timeout=3600)
+        r = subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                            f"--callgrind-out-file={out}", sys.executable,
+                            os.path.join(root, "benchmarks", "worker.py"), loop, workload,
+                            str(n)], capture_output=True, text=True, env=ENV, timeout=3600)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
         if r.returncode != 0 or not lines:
             raise RuntimeError(f"{loop} {workload} {n}: worker failed: {r.stderr[-2000:]}")
         ops = json.loads(lines[-1])["ops"]
-        with open(out) as f:
-            for line in f:
-                m = re.match(r"(?:summary|totals):\s+(\d+)", line)
-                if m:
-                    return int(m.group(1)), ops
-    raise RuntimeError(f"{loop} {workload}: no totals in callgrind's output")
+        per_thread = {}
+        for name in os.listdir(tmp):
+            m = re.fullmatch(r"cg\.out-(\d+)", name)
+            if not m:
+                continue
+            with open(os.path.join(tmp, name)) as f:
+                for line in f:
+                    t = re.match(r"(?:summary|totals):\s+(\d+)", line)
+                    if t:
+                        per_thread[int(m.group(1))] = int(t.group(1))
+                        break
+        if 1 not in per_thread:
+            raise RuntimeError(f"{loop} {workload}: no totals in callgrind's output")
+        return per_thread[1], sum(per_thread.values()), ops
 
 
 def core(roots, workloads, scale, jobs):
@@ -119,8 +132,9 @@ def core(roots, workloads, scale, jobs):
         n_lo = max(2, n_hi // 5)
         res[w] = {}
         for v in VARIANTS:
-            (ih, oh), (il, ol) = got[(w, v, n_hi)], got[(w, v, n_lo)]
+            (ih, ah, oh), (il, al, ol) = got[(w, v, n_hi)], got[(w, v, n_lo)]
             res[w][v] = (ih - il) / (oh - ol)
+            res[w][v + " (all threads)"] = (ah - al) / (oh - ol)
     return res
 
 

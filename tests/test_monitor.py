@@ -204,9 +204,11 @@ def test_slow_callback_stack_sampled_while_it_runs(mloop, caplog):
 
     def wait_for_the_sample():
         # Blocks the loop until the watchdog thread has sampled this very
-        # callback's stack (bounded: 10 s).
-        deadline = time.monotonic() + 10
-        while mloop not in monitor._samples and time.monotonic() < deadline:
+        # callback's stack (bounded: 10 s) and past the threshold, so that
+        # the callback is a slow one.
+        start = time.monotonic()
+        while (mloop not in monitor._samples or time.monotonic() - start < 0.06) and \
+                time.monotonic() - start < 10:
             time.sleep(0.01)
 
     async def blocking_io():
