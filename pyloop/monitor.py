@@ -633,7 +633,7 @@ def render(snap, previous=None, width=100):
         "",
         f"utilization  [{bar}] {util * 100:5.1f}%   (busy {active:.2f} s, idle {idle:.2f} s)",
         f"delay        p50 {_ms(pct['50'])}   p90 {_ms(pct['90'])}   p99 {_ms(pct['99'])}"
-        f"   p99.9 {_ms(pct['99.9'])}   max {_ms(d['max'])}   ({d['count']} callbacks)",
+        f"   p99.9 {_ms(pct['99.9'])}   max {_ms(d['max'])}",
         f"queues       ready {c['ready']}   timers {c['timers']}   libuv handles "
         f"{c['uv_handles']}   transports: {tr}",
         f"totals       callbacks {c['callbacks']}   slow {c['slow_callbacks']}   "
