@@ -111,6 +111,40 @@ def callgrind_ir(root, loop, workload, n):
         return per_thread[1], sum(per_thread.values()), ops
 
 
+CPU_CODE = """
+import json, os, sys, time
+sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
+from loops import new_loop
+from workloads_core import REGISTRY
+loop = new_loop(sys.argv[2])
+t0 = time.process_time()
+ops = REGISTRY[sys.argv[3]]["fn"](loop, int(sys.argv[4]))
+dt = time.process_time() - t0
+loop.close()
+print(json.dumps({"ops": ops, "cpu": dt}))
+"""
+
+
+def cpu(roots, workloads, scale, reps):
+    """Median CPU time (user + system of the whole process, time.process_time())
+    per operation, the variants interleaved in each repetition."""
+    import statistics
+    res = {}
+    for w in workloads:
+        n = max(10, int(REGISTRY[w]["n"] * scale))
+        runs = {v: [] for v in VARIANTS}
+        for _ in range(reps):
+            for v in VARIANTS:
+                out = subprocess.run([sys.executable, "-c", CPU_CODE, roots[v], LOOP_NAME[v], w,
+                                      str(n)], check=True, capture_output=True, text=True,
+                                     env=ENV).stdout
+                r = json.loads(out.splitlines()[-1])
+                runs[v].append(r["cpu"] / r["ops"] * 1e9)
+        res[w] = {v: statistics.median(runs[v]) for v in VARIANTS}
+        print(f"  cpu {w} done", file=sys.stderr, flush=True)
+    return res
+
+
 def core(roots, workloads, scale, jobs):
     jobs_list = []
     for w in workloads:
@@ -162,7 +196,8 @@ def table(rows, title):
           "on+tasks vs off |")
     print("| --- " * (len(VARIANTS) + 4) + "|")
     for w, v in rows.items():
-        print(f"| {w} | " + " | ".join(f"{v[k]:,.0f}" for k in VARIANTS) +
+        print(f"| {w} | " + " | ".join(f"{v[k]:,.1f}" if v[k] < 1000 else f"{v[k]:,.0f}"
+                                       for k in VARIANTS) +
               f" | {pct(v['off'], v['no hooks'])} | {pct(v['on'], v['off'])} | "
               f"{pct(v['on+tasks'], v['off'])} |")
 
@@ -178,6 +213,9 @@ def main(argv=None):
     ap.add_argument("--conns", type=int, default=20)
     ap.add_argument("--short", type=int, default=4)
     ap.add_argument("--long", type=int, default=10)
+    ap.add_argument("--cpu", type=int, metavar="REPS", default=0,
+                    help="instead of callgrind: CPU ns per operation of the core rows, the "
+                         "median of REPS interleaved runs (noisy on a shared machine)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
     do_core = args.core or not args.net
@@ -194,10 +232,14 @@ def main(argv=None):
         roots["no hooks"] = copy
         out = {"python": sys.version.split()[0], "libuv": pyloop.libuv_version(),
                "hooks_removed": removed}
-        if do_core:
+        if args.cpu:
+            out["cpu"] = cpu(roots, workloads, args.scale, args.cpu)
+            table(out["cpu"], f"core rows: CPU ns per operation (median of {args.cpu}, "
+                  "interleaved)")
+        elif do_core:
             out["core"] = core(roots, workloads, args.scale, args.jobs)
             table(out["core"], "core rows: instructions per operation (callgrind)")
-        if do_net:
+        if do_net and not args.cpu:
             out["net"] = net(roots, args.conns, args.short, args.long)
             table(out["net"], f"network row: instructions per request (callgrind, HTTP "
                   f"hello-world, wrk -t1 -c{args.conns})")
