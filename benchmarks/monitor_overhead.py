@@ -5,7 +5,7 @@
                                           [--jobs J] [--json PATH]
 
 Four builds/settings of pyloop, on the core workloads of workloads_core.py and
-on the HTTP server of net_server.py:
+on the HTTP and streams echo servers of net_server.py:
 
   no hooks   the extension built from a copy of this tree in which every
              monitoring hook's test (`X->monitor != NULL` in csrc/loop.c,
@@ -19,8 +19,10 @@ Core rows: each workload runs once per variant under valgrind --tool=callgrind
 at two sizes, N and N/5, and (Ir(N) - Ir(N/5)) / (ops(N) - ops(N/5)) is the
 cost of one operation with start-up and imports cancelled out (as run.py
 --callgrind), counted in the loop's thread (the figures of every thread,
-the monitor's watchdog included, go to the JSON). Network row: callgrind_net.py's instructions per request of the
-HTTP server loaded by wrk (difference of a short and a long run). Instruction
+the monitor's watchdog included, go to the JSON). Network rows: the loop
+thread's instructions per request of net_server.py's HTTP server under wrk
+and of its streams echo server under benchmarks/tools/echo_client.c (a 4 s and
+a 10 s run, each dumped; the difference over the difference of requests). Instruction
 counts do not depend on what else the machine runs; PYTHONHASHSEED is fixed
 so that repeated runs execute the same code."""
 import argparse
@@ -172,18 +174,79 @@ def core(roots, workloads, scale, jobs):
     return res
 
 
-def net(roots, conns, short, long_):
+def _loop_thread_ir(path):
+    """The loop thread's instructions in a dump of --separate-threads=yes
+    (thread 1: net_server.py runs its loop in the main thread)."""
+    with open(path) as f:
+        for line in f:
+            t = re.match(r"(?:summary|totals):\s+(\d+)", line)
+            if t:
+                return int(t.group(1))
+    raise RuntimeError(f"no totals in {path}")
+
+
+def net_row(root, loop, kind, load, tmp):
+    """Instructions of the server's loop thread per request: `load(port,
+    seconds)` runs the client and returns its requests; a short and a long
+    run, each dumped, and (long - short) / (their requests' difference), as
+    callgrind_net.py does."""
+    from callgrind_net import free_port
+    port = free_port()
+    out = os.path.join(tmp, f"cg.{kind}.{loop}")
+    server = subprocess.Popen(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                               f"--callgrind-out-file={out}", sys.executable,
+                               os.path.join(root, "benchmarks", "net_server.py"), loop, kind,
+                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env=ENV)
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{loop} {kind} server did not start")
+        load(port, 2)  # warm-up
+        reqs = []
+        subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,
+                       capture_output=True)
+        for seconds in (4, 10):
+            reqs.append(load(port, seconds))
+            subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True,
+                           capture_output=True)
+    finally:
+        server.terminate()
+        server.wait(60)
+    ir = [_loop_thread_ir(f"{out}.{n}-01") for n in (1, 2)]
+    if reqs[1] <= reqs[0]:
+        raise RuntimeError(f"{loop} {kind}: the long run served no more requests {reqs}")
+    return (ir[1] - ir[0]) / (reqs[1] - reqs[0]), reqs
+
+
+def net(roots, conns):
+    """The HTTP server (an asyncio.Protocol: its callbacks run inside libuv's
+    pass, no handle per request) under wrk, and the streams echo server
+    (asyncio.start_server: a task step per message, the handles monitoring
+    times) under benchmarks/tools/echo_client.c, 1 KiB messages."""
+    from callgrind_net import wrk
     res = {}
-    for v in VARIANTS:
-        out = subprocess.run([sys.executable, os.path.join(roots[v], "benchmarks",
-                                                           "callgrind_net.py"),
-                              "--loops", LOOP_NAME[v], "--kind", "http", "--conns", str(conns),
-                              "--short", str(short), "--long", str(long_)],
-                             check=True, capture_output=True, text=True, env=ENV).stdout
-        m = re.search(r": ([\d,]+) instructions per request", out)
-        res[v] = float(m.group(1).replace(",", ""))
-        print(f"  net {v}: {out.splitlines()[0]}", file=sys.stderr, flush=True)
-    return {"http-tcp-wrk": res}
+    with tempfile.TemporaryDirectory() as tmp:
+        client = os.path.join(tmp, "echo_client")
+        subprocess.run(["gcc", "-O2", "-o", client,
+                        os.path.join(HERE, "tools", "echo_client.c")], check=True)
+
+        def http(port, seconds):
+            return wrk(f"http://127.0.0.1:{port}/", conns, seconds)
+
+        def echo(port, seconds):
+            out = subprocess.run([client, "127.0.0.1", str(port), str(conns), "1024",
+                                  str(seconds)], check=True, capture_output=True,
+                                 text=True).stdout
+            return int(out.split()[0])
+
+        for kind, row, load in (("http", f"http (wrk -c{conns})", http),
+                                ("streams", f"streams echo 1 KiB (c{conns})", echo)):
+            res[row] = {}
+            for v in VARIANTS:
+                res[row][v], reqs = net_row(roots[v], LOOP_NAME[v], kind, load, tmp)
+                print(f"  net {row} {v}: {res[row][v]:,.0f} per request {reqs}",
+                      file=sys.stderr, flush=True)
+    return res
 
 
 def pct(a, b):
@@ -205,14 +268,12 @@ def table(rows, title):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--core", action="store_true", help="the core rows (default: both)")
-    ap.add_argument("--net", action="store_true", help="the network row (default: both)")
+    ap.add_argument("--net", action="store_true", help="the network rows (default: both)")
     ap.add_argument("--only", help="core workloads, comma-separated")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="work per run relative to run.py --callgrind's (default 1)")
     ap.add_argument("--jobs", type=int, default=2, help="callgrind runs at once (default 2)")
     ap.add_argument("--conns", type=int, default=20)
-    ap.add_argument("--short", type=int, default=4)
-    ap.add_argument("--long", type=int, default=10)
     ap.add_argument("--cpu", type=int, metavar="REPS", default=0,
                     help="instead of callgrind: CPU ns per operation of the core rows, the "
                          "median of REPS interleaved runs (noisy on a shared machine)")
@@ -240,9 +301,9 @@ def main(argv=None):
             out["core"] = core(roots, workloads, args.scale, args.jobs)
             table(out["core"], "core rows: instructions per operation (callgrind)")
         if do_net and not args.cpu:
-            out["net"] = net(roots, args.conns, args.short, args.long)
-            table(out["net"], f"network row: instructions per request (callgrind, HTTP "
-                  f"hello-world, wrk -t1 -c{args.conns})")
+            out["net"] = net(roots, args.conns)
+            table(out["net"], "network rows: instructions of the loop's thread per request "
+                  "(callgrind)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
