@@ -21,8 +21,8 @@ cost of one operation with start-up and imports cancelled out (as run.py
 --callgrind), counted in the loop's thread (the figures of every thread,
 the monitor's watchdog included, go to the JSON). Network rows: the loop
 thread's instructions per request of net_server.py's HTTP server under wrk
-and of its streams echo server under benchmarks/tools/echo_client.c (a 4 s and
-a 10 s run, each dumped; the difference over the difference of requests). Instruction
+and of its streams echo server under benchmarks/tools/echo_client.c (the 10 s
+run after a warm-up and a 4 s run). Instruction
 counts do not depend on what else the machine runs; PYTHONHASHSEED is fixed
 so that repeated runs execute the same code."""
 import argparse
@@ -187,9 +187,9 @@ def _loop_thread_ir(path):
 
 def net_row(root, loop, kind, load, tmp):
     """Instructions of the server's loop thread per request: `load(port,
-    seconds)` runs the client and returns its requests; a short and a long
-    run, each dumped, and (long - short) / (their requests' difference), as
-    callgrind_net.py does."""
+    seconds)` runs the client and returns its requests; a warm-up, then a
+    short and a long run, each dumped; the long run's instructions over its
+    requests."""
     from callgrind_net import free_port
     port = free_port()
     out = os.path.join(tmp, f"cg.{kind}.{loop}")
@@ -213,9 +213,11 @@ def net_row(root, loop, kind, load, tmp):
         server.terminate()
         server.wait(60)
     ir = [_loop_thread_ir(f"{out}.{n}-01") for n in (1, 2)]
-    if reqs[1] <= reqs[0]:
-        raise RuntimeError(f"{loop} {kind}: the long run served no more requests {reqs}")
-    return (ir[1] - ir[0]) / (reqs[1] - reqs[0]), reqs
+    # The long run alone: its 20 connections' set-up is a few instructions
+    # per request, while the difference of two runs of a server sharing the
+    # machine can rest on a few thousand requests (how many each run serves
+    # follows the machine's load).
+    return ir[1] / reqs[1], reqs
 
 
 def net(roots, conns):
