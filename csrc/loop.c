@@ -21,7 +21,7 @@
 #include "fs.h"
 #include "errors.h"
 #include "module.h"
-#include "monitor.h"
+#include "monitor_hooks.h"
 #include "pipe.h"
 #include "poll.h"
 #include "stream.h"

@@ -101,44 +101,54 @@ pl_monitor_taskstats_new(void)
 
 /* ---- histogram ------------------------------------------------------------- */
 
-static inline size_t
-pl_monitor_hist_index(uint64_t us)
+/* The microsecond values of bucket `i`: [lower, upper). */
+static void
+pl_monitor_hist_range(size_t i, uint64_t *lower, uint64_t *upper)
 {
-    if (us < PL_MONITOR_HIST_EXACT)
-        return (size_t)us;
-    if (us > PL_MONITOR_HIST_MAX_US)
-        us = PL_MONITOR_HIST_MAX_US;
-    int e = 63 - __builtin_clzll(us); /* >= 8 */
-    int shift = e - 7;
-    return PL_MONITOR_HIST_EXACT + (size_t)(e - 8) * PL_MONITOR_HIST_SUB +
-           (size_t)((us >> shift) - PL_MONITOR_HIST_SUB);
-}
-
-/* The first microsecond value past bucket `i`. */
-static uint64_t
-pl_monitor_hist_upper(size_t i)
-{
-    if (i < PL_MONITOR_HIST_EXACT)
-        return i + 1;
+    if (i < PL_MONITOR_HIST_EXACT) {
+        *lower = i;
+        *upper = i + 1;
+        return;
+    }
     size_t k = i - PL_MONITOR_HIST_EXACT;
     int shift = (int)(k / PL_MONITOR_HIST_SUB) + 1;
     uint64_t mant = PL_MONITOR_HIST_SUB + k % PL_MONITOR_HIST_SUB;
-    return (mant + 1) << shift;
+    *lower = mant << shift;
+    *upper = (mant + 1) << shift;
 }
 
-static inline void
-pl_monitor_hist_record(PLMonitor *m, double d)
+static uint64_t
+pl_monitor_hist_upper(size_t i)
 {
-    double us = d * 1e6;
-    uint64_t v = us >= (double)PL_MONITOR_HIST_MAX_US ? PL_MONITOR_HIST_MAX_US : (uint64_t)us;
-    m->hist[pl_monitor_hist_index(v)]++;
-    if (m->hist_count == 0 || d < m->hist_min)
-        m->hist_min = d;
-    if (d > m->hist_max)
-        m->hist_max = d;
-    m->hist_count++;
-    m->hist_sum += d;
-    m->hist_sumsq += d * d;
+    uint64_t lower, upper;
+    pl_monitor_hist_range(i, &lower, &upper);
+    return upper;
+}
+
+/* The mean and the standard deviation from the buckets, each counted at its
+ * middle (kept within the exact min and max, so a histogram of one value
+ * gives that value): the precision of the buckets, and no sums to keep up
+ * per callback. */
+static void
+pl_monitor_hist_moments(PLMonitor *m, double *mean, double *sd)
+{
+    double n = (double)m->hist_count, sum = 0.0, sumsq = 0.0;
+    for (size_t i = 0; i < PL_MONITOR_HIST_BUCKETS; i++) {
+        if (m->hist[i] == 0)
+            continue;
+        uint64_t lower, upper;
+        pl_monitor_hist_range(i, &lower, &upper);
+        double v = (double)(lower + upper) * 0.5e-6;
+        if (v < m->hist_min)
+            v = m->hist_min;
+        if (v > m->hist_max)
+            v = m->hist_max;
+        sum += v * (double)m->hist[i];
+        sumsq += v * v * (double)m->hist[i];
+    }
+    *mean = sum / n;
+    double var = sumsq / n - *mean * *mean;
+    *sd = var > 0.0 ? sqrt(var) : 0.0;
 }
 
 static void
@@ -146,7 +156,8 @@ pl_monitor_hist_reset(PLMonitor *m)
 {
     memset(m->hist, 0, sizeof(m->hist));
     m->hist_count = 0;
-    m->hist_min = m->hist_max = m->hist_sum = m->hist_sumsq = 0.0;
+    m->hist_min = INFINITY; /* the record path compares without a count test */
+    m->hist_max = 0.0;
 }
 
 /* ---- measuring points -------------------------------------------------------- */
@@ -170,7 +181,7 @@ pl_monitor_run_begin(PLLoop *loop)
     m->mark = m->stamp = t;
     m->in_run = 1;
     m->in_idle = 0;
-    m->chain_ok = 0;
+    m->chain = 0;
 }
 
 void
@@ -200,41 +211,7 @@ pl_monitor_idle_end(PLLoop *loop)
     pl_monitor_span_end(m, t);
     m->stamp = t;
     m->in_idle = 0;
-    m->chain_ok = 0;
-}
-
-void
-pl_monitor_on_push(PLLoop *loop, PLHandle *h)
-{
-    /* A timer keeps its deadline: its delay counts from when it was due. */
-    if (h->is_timer)
-        return;
-    /* Another thread queueing while the loop waits without the GIL: the
-     * loop's last reading is from before the wait, so read the clock. */
-    h->when = loop->gil_tstate != NULL ? pl_loop_now() : loop->monitor->stamp;
-}
-
-void
-pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
-{
-    PLMonitor *m = loop->monitor;
-    double start;
-    if (m->chain_ok && m->last_iter == loop->iteration && m->last_timer == h->is_timer)
-        start = m->last_end;
-    else
-        start = pl_loop_now();
-    m->cur_active = 1;
-    m->cur_start = m->stamp = start;
-    m->cur_ready_len = loop->ready_len;
-    m->cur_delay = -1.0;
-    /* A plain handle queued while monitoring was off has no stamp (0). */
-    if (h->is_timer || h->when != 0.0) {
-        double d = start - h->when;
-        if (!(d > 0.0)) /* NaN deadlines too */
-            d = 0.0;
-        pl_monitor_hist_record(m, d);
-        m->cur_delay = d;
-    }
+    m->chain = 0;
 }
 
 /* The task a handle's callback steps: the stdlib C Task schedules its step
@@ -390,33 +367,15 @@ pl_monitor_record_slow(PLLoop *loop, PLMonitor *m, PLHandle *h, PyObject *task, 
     return 0;
 }
 
+/* The rare part of the end of a callback (monitor_hooks.h calls it for a
+ * slow callback or with per-task figures on): Python code, which may even
+ * turn monitoring off. */
 void
-pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
+pl_monitor_handle_end_cold(PLLoop *loop, PLHandle *h, double dur)
 {
     PLMonitor *m = loop->monitor;
-    if (!m->cur_active) /* enabled from inside this very callback */
-        return;
-    double end = pl_loop_now();
-    double dur = end - m->cur_start;
-    double delay = m->cur_delay;
-    m->cur_active = 0;
-    m->callbacks++;
-    m->last_end = m->stamp = end;
-    m->last_iter = loop->iteration;
-    m->last_timer = h->is_timer;
-    m->chain_ok = 1;
-    if (dur > m->busy_longest)
-        m->busy_longest = dur;
-    /* What this callback queued counts from its end (see the top). */
-    for (size_t i = m->cur_ready_len; i < loop->ready_len; i++) {
-        PLHandle *q = loop->ready[(loop->ready_head + i) & (loop->ready_cap - 1)];
-        if (!q->is_timer)
-            q->when = end;
-    }
-    if (dur < m->slow_threshold && !m->per_task)
-        return;
-
-    /* The cold part: Python code, which may even turn monitoring off. */
+    /* the delay the histogram got (0 for a handle without a stamp) */
+    double delay = h->is_timer || h->when != 0.0 ? m->cur_start - h->when : 0.0;
     PyObject *exc = pl_err_fetch();
     PyObject *task = pl_monitor_task_of(h->callback);
     Py_INCREF(m);
@@ -424,7 +383,7 @@ pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
         PyErr_WriteUnraisable((PyObject *)h);
     if (m->per_task && task != NULL && pl_monitor_task_step(m, task, dur, delay) < 0)
         PyErr_WriteUnraisable((PyObject *)h);
-    m->chain_ok = 0; /* that Python code took time of its own */
+    m->chain = 0; /* that Python code took time of its own */
     Py_DECREF(m);
     Py_XDECREF(task);
     if (exc != NULL)
@@ -481,13 +440,12 @@ static PyObject *
 Monitor_histogram(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 {
     double mean = 0.0, sd = 0.0;
+    double lo = 0.0;
     if (m->hist_count > 0) {
-        double n = (double)m->hist_count;
-        mean = m->hist_sum / n;
-        double var = m->hist_sumsq / n - mean * mean;
-        sd = var > 0.0 ? sqrt(var) : 0.0;
+        lo = m->hist_min;
+        pl_monitor_hist_moments(m, &mean, &sd);
     }
-    return Py_BuildValue("(Kdddd)", (unsigned long long)m->hist_count, m->hist_min, m->hist_max,
+    return Py_BuildValue("(Kdddd)", (unsigned long long)m->hist_count, lo, m->hist_max,
                          mean, sd);
 }
 
@@ -718,6 +676,7 @@ pl_monitor_enable(PyObject *Py_UNUSED(mod), PyObject *arg)
         return NULL;
     }
     m->mark = m->stamp = pl_loop_now();
+    m->hist_min = INFINITY;
     /* Turned on from inside a running loop: the run is in progress. */
     m->in_run = loop->running;
     loop->monitor = (PLMonitor *)Py_NewRef((PyObject *)m);

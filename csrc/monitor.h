@@ -42,16 +42,13 @@ typedef struct PLMonitor {
     /* the callback being run */
     char cur_active;
     double cur_start;
-    double cur_delay;       /* -1: the handle had no stamp */
     size_t cur_ready_len;
-    /* The end of the last callback and the pass it ran in: the next callback
-     * of the same batch starts there, so a batch reads the clock once per
-     * callback, not twice. */
-    double last_end;
-    unsigned long long last_iter;
-    char last_timer;
-    char chain_ok;
-    /* what a handle queued now is stamped with: the latest clock reading */
+    unsigned long long cur_key; /* its batch (`chain` below) */
+    /* The batch the last callback ended in ((iteration << 1) | timer; 0:
+     * none): the next callback of the same batch starts where it ended, at
+     * `stamp`, so a batch reads the clock once per callback, not twice. */
+    unsigned long long chain;
+    /* the latest clock reading: what a handle queued now is stamped with */
     double stamp;
 
     /* delay histogram */
@@ -59,8 +56,6 @@ typedef struct PLMonitor {
     uint64_t hist_count;
     double hist_min;
     double hist_max;
-    double hist_sum;
-    double hist_sumsq;
 
     uint64_t callbacks;
     double busy_longest;
@@ -91,9 +86,9 @@ void pl_monitor_run_begin(struct PLLoop *loop);
 void pl_monitor_run_end(struct PLLoop *loop);
 void pl_monitor_idle_begin(struct PLLoop *loop);
 void pl_monitor_idle_end(struct PLLoop *loop);
-void pl_monitor_on_push(struct PLLoop *loop, PLHandle *h);
-void pl_monitor_handle_begin(struct PLLoop *loop, PLHandle *h);
-void pl_monitor_handle_end(struct PLLoop *loop, PLHandle *h);
+/* The per-callback ones are inline, in monitor_hooks.h; this is their rare
+ * part: a slow callback, per-task figures. */
+void pl_monitor_handle_end_cold(struct PLLoop *loop, PLHandle *h, double dur);
 
 int pl_monitor_init(PyObject *module);
 

@@ -108,10 +108,12 @@ def is_enabled(loop=None):
 #
 # The C side knows a callback was slow only once it returns, when the code that
 # blocked is gone. A watchdog thread looks at each monitored loop's running
-# callback a few times per threshold and, once one has run past it, keeps the
-# loop thread's stack (sys._current_frames()): the blocking call's line. It
-# costs the loop nothing per callback; the thread takes the GIL a few times a
-# second.
+# callback four times per threshold and, once one has run for half of it,
+# keeps the loop thread's stack (sys._current_frames()): the blocking call's
+# line, kept if the callback goes on to be slow. Sampling only past the whole
+# threshold missed most callbacks a little over it (a 120 ms one gave a 20 ms
+# window to a look every 50 ms). It costs the loop nothing per callback; the
+# thread takes the GIL 40 times a second at the default threshold.
 
 _samples = weakref.WeakKeyDictionary()  # loop -> (callback start, stack)
 _watchdog = None
@@ -129,9 +131,9 @@ def _frame_stack(frame):
 
 
 def _watch_once():
-    """Sample the stack of every monitored loop's callback that is running
-    past its threshold; the seconds to wait before the next look."""
-    interval = 0.05
+    """Sample the stack of every monitored loop's callback that has run for
+    half its threshold; the seconds to wait before the next look."""
+    interval = 0.025
     try:
         loops = list(_loops.keys())
     except RuntimeError:  # the loop thread changed it meanwhile
@@ -141,9 +143,9 @@ def _watch_once():
         if m is None:
             continue
         threshold = m.slow_callback_duration
-        interval = min(interval, max(0.005, threshold / 2))
+        interval = min(interval, max(0.005, threshold / 4))
         running, started = m.current()
-        if not running or time.monotonic() - started < threshold:
+        if not running or time.monotonic() - started < threshold / 2:
             continue
         seen = _samples.get(loop)
         if seen is not None and seen[0] == started:
@@ -631,7 +633,7 @@ def render(snap, previous=None, width=100):
         "",
         f"utilization  [{bar}] {util * 100:5.1f}%   (busy {active:.2f} s, idle {idle:.2f} s)",
         f"delay        p50 {_ms(pct['50'])}   p90 {_ms(pct['90'])}   p99 {_ms(pct['99'])}"
-        f"   p99.9 {_ms(pct['99.9'])}   max {_ms(d['max'])}   ({d['count']} callbacks)",
+        f"   p99.9 {_ms(pct['99.9'])}   max {_ms(d['max'])}",
         f"queues       ready {c['ready']}   timers {c['timers']}   libuv handles "
         f"{c['uv_handles']}   transports: {tr}",
         f"totals       callbacks {c['callbacks']}   slow {c['slow_callbacks']}   "

@@ -204,9 +204,11 @@ def test_slow_callback_stack_sampled_while_it_runs(mloop, caplog):
 
     def wait_for_the_sample():
         # Blocks the loop until the watchdog thread has sampled this very
-        # callback's stack (bounded: 10 s).
-        deadline = time.monotonic() + 10
-        while mloop not in monitor._samples and time.monotonic() < deadline:
+        # callback's stack (bounded: 10 s) and past the threshold, so that
+        # the callback is a slow one.
+        start = time.monotonic()
+        while (mloop not in monitor._samples or time.monotonic() - start < 0.06) and \
+                time.monotonic() - start < 10:
             time.sleep(0.01)
 
     async def blocking_io():
@@ -360,6 +362,60 @@ def test_figures_read_from_another_thread_do_not_tear(mloop):
         stop.set()
         t.join()
     assert problems == []
+
+
+def test_every_reader_from_another_thread_while_the_loop_changes_them(mloop):
+    # Per-task figures and slow-callback records are Python objects the loop
+    # thread adds and drops while this thread reads them.
+    pytest.importorskip("prometheus_client", reason="the parser checks the format")
+    monitor.enable(mloop, tasks=True, slow_callback_duration=0.0005)
+    stop = threading.Event()
+    errors = []
+    seen = {"reads": 0, "callbacks": 0}
+
+    def reader():
+        while not stop.is_set():
+            try:
+                c = monitor.counts(mloop)
+                assert c["callbacks"] >= seen["callbacks"]
+                seen["callbacks"] = c["callbacks"]
+                report = monitor.tasks(mloop)
+                assert all(f.steps >= 1 for f in report.live + report.finished)
+                assert all(r.duration >= 0.0005 for r in monitor.slow_callbacks(mloop))
+                _parse(monitor.prometheus(mloop))
+                assert monitor.render(monitor.snapshot(mloop))[0].startswith("pyloop monitor")
+                seen["reads"] += 1
+            except Exception as exc:  # reported below with the test's failure
+                errors.append(repr(exc))
+                return
+
+    async def worker(i):
+        for j in range(20):
+            if j % 5 == 0:
+                time.sleep(0.001)  # a slow step now and then
+            await asyncio.sleep(0)
+
+    async def main():
+        # at least 10 rounds, and on until the reader has read a few times
+        # while the loop was running (bounded: 10 s)
+        rounds = 0
+        deadline = time.monotonic() + 10
+        while rounds < 10 or (seen["reads"] < 3 and not errors and time.monotonic() < deadline):
+            await asyncio.gather(*(worker(i) for i in range(20)))
+            rounds += 1
+        return rounds
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        rounds = mloop.run_until_complete(main())
+    finally:
+        stop.set()
+        t.join()
+    assert errors == []
+    assert seen["reads"] >= 3
+    fin = {f.coro.rsplit(".", 1)[-1]: f for f in monitor.tasks(mloop).finished}
+    assert fin["worker"].tasks == 20 * rounds and fin["worker"].steps == 20 * rounds * 21
 
 
 def _parse(text):

@@ -1,0 +1,127 @@
+/* The per-callback measuring points of pyloop.monitor, inlined into the loop
+ * (csrc/loop.c includes this header; nothing else should).
+ *
+ * They run for every callback while monitoring is on, so they are inline:
+ * as out-of-line calls (pl_monitor_handle_begin/end, pl_monitor_on_push in
+ * monitor.c) their calls, register saves and reloads of loop->monitor cost
+ * about as much as the measuring itself (callgrind, the call_soon row of
+ * benchmarks/monitor_overhead.py). What is rare (a slow callback, per-task
+ * figures) stays out of line in monitor.c. */
+#ifndef PL_MONITOR_HOOKS_H
+#define PL_MONITOR_HOOKS_H
+
+#include "loop.h"
+#include "monitor.h"
+
+#include <time.h>
+
+/* pl_loop_now() itself, without the call into loop.c. */
+static inline double
+pl_monitor_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline size_t
+pl_monitor_hist_index(uint64_t us)
+{
+    if (us < PL_MONITOR_HIST_EXACT)
+        return (size_t)us;
+    if (us > PL_MONITOR_HIST_MAX_US)
+        us = PL_MONITOR_HIST_MAX_US;
+    int e = 63 - __builtin_clzll(us); /* >= 8 */
+    int shift = e - 7;
+    return PL_MONITOR_HIST_EXACT + (size_t)(e - 8) * PL_MONITOR_HIST_SUB +
+           (size_t)((us >> shift) - PL_MONITOR_HIST_SUB);
+}
+
+static inline void
+pl_monitor_hist_record(PLMonitor *m, double d)
+{
+    double us = d * 1e6;
+    uint64_t v = us >= (double)PL_MONITOR_HIST_MAX_US ? PL_MONITOR_HIST_MAX_US : (uint64_t)us;
+    m->hist[pl_monitor_hist_index(v)]++;
+    /* hist_min starts at +inf (pl_monitor_hist_reset): no count test */
+    if (d < m->hist_min)
+        m->hist_min = d;
+    if (d > m->hist_max)
+        m->hist_max = d;
+    m->hist_count++;
+    /* no sum of squares here: the mean and the deviation come from the
+     * buckets when read, as an HDR histogram's do (monitor.c) */
+}
+
+/* A batch's key: callbacks run back to back share it (see monitor.c's top). */
+static inline unsigned long long
+pl_monitor_chain_key(PLLoop *loop, PLHandle *h)
+{
+    /* iteration >= 1 while running, so a key is never 0 (0: no chain) */
+    return (loop->iteration << 1) | (unsigned long long)(h->is_timer != 0);
+}
+
+static inline void
+pl_monitor_on_push(PLLoop *loop, PLHandle *h)
+{
+    /* A timer keeps its deadline: its delay counts from when it was due. */
+    if (h->is_timer)
+        return;
+    /* Another thread queueing while the loop waits without the GIL: the
+     * loop's last reading is from before the wait, so read the clock. */
+    h->when = loop->gil_tstate != NULL ? pl_monitor_clock() : loop->monitor->stamp;
+}
+
+static inline void
+pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
+{
+    PLMonitor *m = loop->monitor;
+    unsigned long long key = pl_monitor_chain_key(loop, h);
+    double start;
+    if (m->chain == key)
+        start = m->stamp; /* the previous callback's end */
+    else
+        start = pl_monitor_clock();
+    m->cur_key = key;
+    m->cur_active = 1;
+    m->cur_start = m->stamp = start;
+    m->cur_ready_len = loop->ready_len;
+    /* A plain handle queued while monitoring was off has no stamp (0). */
+    if (h->is_timer || h->when != 0.0) {
+        double d = start - h->when;
+        if (!(d > 0.0)) /* NaN deadlines too */
+            d = 0.0;
+        pl_monitor_hist_record(m, d);
+    }
+}
+
+static inline void
+pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
+{
+    PLMonitor *m = loop->monitor;
+    if (!m->cur_active) /* enabled from inside this very callback */
+        return;
+    double end = pl_monitor_clock();
+    double dur = end - m->cur_start;
+    m->cur_active = 0;
+    m->callbacks++;
+    m->stamp = end;
+    m->chain = m->cur_key;
+    if (dur > m->busy_longest)
+        m->busy_longest = dur;
+    /* What this callback queued counts from its end (see monitor.c's top). */
+    size_t to = loop->ready_len;
+    if (to > m->cur_ready_len) {
+        PLHandle **ring = loop->ready;
+        size_t head = loop->ready_head, mask = loop->ready_cap - 1;
+        for (size_t i = m->cur_ready_len; i < to; i++) {
+            PLHandle *q = ring[(head + i) & mask];
+            if (!q->is_timer)
+                q->when = end;
+        }
+    }
+    if (dur >= m->slow_threshold || m->per_task)
+        pl_monitor_handle_end_cold(loop, h, dur);
+}
+
+#endif
