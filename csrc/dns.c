@@ -390,12 +390,40 @@ pl_dns_getaddrinfo(PyObject *Py_UNUSED(m), PyObject *args)
     return pl_dns_req_submit(self, pl_dns_addrinfo_args(self, host, port, port_buf));
 }
 
+/* Whether the "idna" codec would give back an ASCII host as it is: every
+ * label but the last 1 to 63 characters long, the last under 64 (the codec's
+ * ASCII shortcut on every supported Python; any other host goes through the
+ * codec, which raises its own version's error or encodes). The codec is
+ * Python code: skipping it is most of a lookup's cost on the loop thread. */
+static int
+pl_dns_idna_is_identity(PyObject *host)
+{
+    if (!PyUnicode_IS_ASCII(host))
+        return 0;
+    const char *c = (const char *)PyUnicode_DATA(host);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(host), label = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (c[i] != '.') {
+            label++;
+            continue;
+        }
+        if (label == 0 || label >= 64)
+            return 0;
+        label = 0;
+    }
+    return label < 64;
+}
+
 /* Where the worker finds host and port: C strings inside objects the
  * request holds until it completes. 0, or -1 with an exception set. */
 static int
 pl_dns_addrinfo_args(PLDnsReq *self, PyObject *host, PyObject *port, const char *port_text)
 {
-    if (PyUnicode_Check(host)) {
+    if (PyUnicode_Check(host) && pl_dns_idna_is_identity(host)) {
+        self->host_obj = Py_NewRef(host);
+        self->host = (const char *)PyUnicode_DATA(host);
+    }
+    else if (PyUnicode_Check(host)) {
         self->host_obj = PyUnicode_AsEncodedString(host, "idna", NULL);
         if (self->host_obj == NULL)
             return -1;

@@ -133,6 +133,10 @@ ODD_CASES = [
     (b"b\xc3\xbccher.test", 80, {"flags": socket.AI_NUMERICHOST}),
     (b"1" * 300, 80, {"flags": socket.AI_NUMERICHOST}),
     (42, 80, {}),
+    # the "idna" codec's ASCII rules (labels 1-63 long, the last may be empty)
+    *((host, 80, {"flags": socket.AI_NUMERICHOST}) for host in (
+        "", ".", "a.", ".a", "a..", "127.0.0.1.", "x" * 63 + ".y", "x" * 63, "x" * 64,
+        "y." + "x" * 64, "x" * 64 + ".y", "a\x00.b", "127.0.0.1\x00")),
     ("127.0.0.1", 80, {"family": 1.0}),
     ("127.0.0.1", 80, {"family": 2 ** 40}),
     ("127.0.0.1", 80, {"family": socket.AF_INET, "type": socket.SOCK_DGRAM,
