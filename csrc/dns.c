@@ -267,7 +267,7 @@ pl_dns_settle(PLDnsReq *self)
         method = pl_dns_str_set_exception;
         arg = pl_err_fetch();
         if (arg == NULL)
-            return -1;
+            return 0; /* nothing raised after all: nothing to deliver */
     }
     PyObject *r = PyObject_CallMethodOneArg(self->future, method, arg);
     Py_DECREF(arg);
