@@ -132,8 +132,12 @@ async def serve(loop, kind, where, cert=None):
     else:
         raise SystemExit(f"unknown kind {kind}")
     print("ready", flush=True)
+    # The server serves from create_server on (start_serving=True); waiting on
+    # a future that never completes is what serve_forever() does on every loop
+    # but rloop 0.5, whose serve_forever() leaves the listening socket
+    # unbound: every connection is refused.
     async with srv:
-        await srv.serve_forever()
+        await loop.create_future()
 
 
 def main():

@@ -128,28 +128,31 @@ def callgrind(workloads, scale):
     return res
 
 
+def show_cell(cell):
+    """A loop's cell: its median rate, `not installed`, or `fails` when every
+    run of an installed loop failed (a peer failing a row stays in the table)."""
+    if "missing" in cell:
+        return "not installed" if "not installed" in cell["missing"] else "missing"
+    if cell.get("median") is None:
+        return "fails" if cell.get("errors") else "-"
+    return fmt_rate(cell["median"])
+
+
 def print_table(res, targets=None):
-    cols = ["workload", "asyncio ops/s", "uvloop ops/s", "pyloop ops/s", "pyloop/asyncio",
-            "pyloop/uvloop"]
+    others = [lp for lp in LOOPS if lp != "pyloop"]
+    cols = ["workload", *(f"{lp} ops/s" for lp in LOOPS), *(f"pyloop/{lp}" for lp in others)]
     rows = []
     ratios_a, ratios_u = [], []
     for w, cells in res.items():
         med = {lp: cells[lp].get("median") for lp in LOOPS}
-        ra = med["pyloop"] / med["asyncio"] if med["pyloop"] and med["asyncio"] else None
-        ru = med["pyloop"] / med["uvloop"] if med["pyloop"] and med["uvloop"] else None
-        if ra:
-            ratios_a.append(ra)
-        if ru:
-            ratios_u.append(ru)
-        def show(lp):
-            c = cells[lp]
-            if "missing" in c:
-                return "missing"
-            if c.get("median") is None:
-                return "error"
-            return fmt_rate(c["median"])
-        rows.append([w, show("asyncio"), show("uvloop"), show("pyloop"),
-                     f"{ra:.2f}x" if ra else "-", f"{ru:.2f}x" if ru else "-"])
+        ratio = {lp: med["pyloop"] / med[lp] if med["pyloop"] and med[lp] else None
+                 for lp in others}
+        if ratio["asyncio"]:
+            ratios_a.append(ratio["asyncio"])
+        if ratio["uvloop"]:
+            ratios_u.append(ratio["uvloop"])
+        rows.append([w, *(show_cell(cells[lp]) for lp in LOOPS),
+                     *(f"{ratio[lp]:.2f}x" if ratio[lp] else "-" for lp in others)])
     widths = [max(len(str(r[i])) for r in rows + [cols]) for i in range(len(cols))]
     line = " | ".join(c.ljust(widths[i]) for i, c in enumerate(cols))
     print(line)
@@ -158,6 +161,11 @@ def print_table(res, targets=None):
         print(" | ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)))
     ga, gu = geomean(ratios_a), geomean(ratios_u)
     print(f"geometric mean: pyloop/asyncio {ga:.2f}x, pyloop/uvloop {gu:.2f}x")
+    for w, cells in res.items():
+        for lp in LOOPS:
+            if cells[lp].get("errors"):
+                print(f"  {w} on {lp}: {len(cells[lp]['errors'])} run(s) failed, first: "
+                      f"{cells[lp]['errors'][0]}")
     if targets is not None:
         # Per-workload targets (the OS-surface issue's): (against, minimum).
         for w, wanted in targets.items():
@@ -183,7 +191,7 @@ def print_table(res, targets=None):
 
 def print_callgrind(cg):
     print("\ninstructions per operation (valgrind --tool=callgrind; lower is better)")
-    print(f"{'workload':22} {'asyncio':>10} {'uvloop':>10} {'pyloop':>10} {'uvloop/pyloop':>14}")
+    print(f"{'workload':22} " + " ".join(f"{lp:>10}" for lp in LOOPS) + f" {'uvloop/pyloop':>14}")
     for w, cells in cg.items():
         vals = {lp: cells[lp].get("ir_per_op") for lp in LOOPS}
         ratio = (f"{vals['uvloop'] / vals['pyloop']:.2f}x"
@@ -226,14 +234,14 @@ def chart(res, path):
         return False
     names = list(res)
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4.5))
-    width = 0.27
+    width = 0.8 / len(LOOPS)
     for i, lp in enumerate(LOOPS):
         vals = []
         for w in names:
             base = res[w]["asyncio"].get("median")
             v = res[w][lp].get("median")
             vals.append(v / base if v and base else 0)
-        xs = [x + (i - 1) * width for x in range(len(names))]
+        xs = [x + (i - (len(LOOPS) - 1) / 2) * width for x in range(len(names))]
         bars = ax.bar(xs, vals, width, label=lp)
         for x, v in zip(xs, vals):
             if v:
@@ -241,7 +249,7 @@ def chart(res, path):
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("throughput relative to asyncio (higher is better)")
-    ax.set_title(f"pyloop vs uvloop vs asyncio, Python {platform.python_version()} (median)")
+    ax.set_title(f"pyloop and its peers vs asyncio, Python {platform.python_version()} (median)")
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.legend()
     fig.tight_layout()

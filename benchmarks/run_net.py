@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Network benchmarks: echo servers on pyloop, asyncio, uvloop and a plain C
+"""Network benchmarks: echo servers on pyloop, asyncio, uvloop, rloop, zuvloop and a plain C
 libuv server, driven by one C client (benchmarks/tools/echo_client.c) pinned
 to the other core, and an httptools HTTP/1.1 hello-world server on the three
 Python loops driven by wrk (keep-alive, 100 connections). The tls rows are
@@ -11,7 +11,10 @@ runs twice: `-warm` rows after one TLS connection has been served and closed
 (the client's --warmup), as in any server that has been up a while, and
 `-fresh` rows as the first traffic of a fresh server process, which costs
 uvloop an mmap/munmap per record (docs/performance.md, "TLS"). The https row
-is the hello world with ssl= under wrk's https. Reports round trips
+is the hello world with ssl= under wrk's https. The churn row is the hello
+world under wrk -c20 -H "Connection: close": a new connection per request.
+rloop and zuvloop run where installed (the bench extra), else their cells say
+"not installed"; a server whose every run failed shows "fails". Reports round trips
 (or requests) per second and the server's CPU time per round trip (or request):
 user+sys of the server process divided by what it served. Servers are
 interleaved within each repetition, medians over repetitions.
@@ -36,12 +39,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(HERE, "tools")
 RESULTS = os.path.join(HERE, "results")
-SERVERS = ("asyncio", "uvloop", "pyloop", "c-libuv")
-KINDS = ("protocol", "buffered", "streams", "sock", "http", "tls", "https")
+SERVERS = ("asyncio", "uvloop", "pyloop", "rloop", "zuvloop", "c-libuv")
+KINDS = ("protocol", "buffered", "streams", "sock", "http", "churn", "tls", "https")
+WRK_KINDS = ("http", "churn", "https")
+CHURN_CONNS = 20  # the churn row: a new connection per request (Connection: close)
 TLS_SIZES = (1024, 102400)
 TLS_VARIANTS = ("warm", "fresh")  # client --warmup or not
 HTTP_CONNS = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+from loops import PEER_PACKAGES  # noqa: E402  (this script's folder is on sys.path)
 
 
 def build_tools(outdir, tls):
@@ -82,13 +89,24 @@ def last_line(path, default=""):
         return (f.read().strip().splitlines() or [default])[-1]
 
 
+def not_installed(server):
+    """Why a peer's server cannot run with this Python (its package is not
+    installed: the bench extra installs it where it has wheels), or None."""
+    package = PEER_PACKAGES.get(server)
+    if package and importlib.util.find_spec(package) is None:
+        return f"{package} is not installed for this Python"
+    return None
+
+
 def start_server(server, kind, where, tools, log):
     """The server's stderr goes to the file `log` (a pipe nobody reads could
     fill up and stall a server that logs per connection)."""
     if server == "c-libuv":
         cmd = [tools["c_server"], where]
     else:
-        cmd = [sys.executable, os.path.join(HERE, "net_server.py"), server, kind, where]
+        # the churn row's server is the hello world: only the client differs
+        cmd = [sys.executable, os.path.join(HERE, "net_server.py"), server,
+               "http" if kind == "churn" else kind, where]
         if kind in ("tls", "https"):
             cmd += tools["cert"]
     with open(log, "w") as err:
@@ -133,10 +151,13 @@ def median(xs):
 
 def cell_text(cell, digits=1):
     """One server's medians as the tables show them: `12.3k|4.5` (thousands
-    per second | CPU us each), `error` when every run failed, else `-`."""
+    per second | CPU us each), `not installed`, `fails` when every run failed
+    (the notes under the row say how), else `-`."""
     rate, cpu = median(cell["rps"]), median(cell["cpu_us"])
+    if cell.get("missing"):
+        return "not installed"
     if rate is None:
-        return "error" if cell["errors"] else "-"
+        return "fails" if cell["errors"] else "-"
     return f"{rate / 1000:.{digits}f}k|{cpu:.{digits}f}"
 
 
@@ -197,10 +218,12 @@ def http_check(port, tls=False):
     return None
 
 
-def run_wrk(port, seconds, scheme="http"):
-    """wrk on CPU 1; returns (requests, requests/s, error, warnings, latency)."""
+def run_wrk(port, seconds, scheme="http", conns=HTTP_CONNS, close=False):
+    """wrk on CPU 1; returns (requests, requests/s, error, warnings, latency).
+    close: every request says `Connection: close`, so each is a new connection."""
     secs = max(1, round(seconds))  # wrk takes whole seconds
-    out = subprocess.run(pin(1) + ["wrk", "-t1", f"-c{HTTP_CONNS}", f"-d{secs}s", "--latency",
+    extra = ["-H", "Connection: close"] if close else []
+    out = subprocess.run(pin(1) + ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", *extra,
                                    f"{scheme}://127.0.0.1:{port}/"],
                          capture_output=True, text=True, timeout=secs + 60)
     text = out.stdout
@@ -234,12 +257,16 @@ def one_run(server, kind, size, unix, variant, args, tools, tmp):
         return {"error": err}
     result = {"warnings": []}
     try:
-        if kind in ("http", "https"):
+        if kind in WRK_KINDS:
             err = http_check(int(port), tls=kind == "https")
             if err:
                 return {"error": err}
             cpu0 = cpu_seconds(proc.pid)
-            served, rps, err, warnings, latency = run_wrk(port, args.seconds, kind)
+            if kind == "churn":
+                served, rps, err, warnings, latency = run_wrk(port, args.seconds, "http",
+                                                              CHURN_CONNS, close=True)
+            else:
+                served, rps, err, warnings, latency = run_wrk(port, args.seconds, kind)
             cpu1 = cpu_seconds(proc.pid)
             if err:
                 return {"error": err}
@@ -270,7 +297,7 @@ def skip_reason(kind):
     if kind in ("tls", "https") and not (shutil.which("openssl")
                                          and os.path.exists("/usr/include/openssl/ssl.h")):
         return "openssl or its headers not found (PYLOOP_BENCH=1 tools/sysdeps.sh installs them)"
-    if kind in ("http", "https"):
+    if kind in WRK_KINDS:
         if not shutil.which("wrk"):
             return "wrk not found (PYLOOP_BENCH=1 tools/sysdeps.sh installs it)"
         if importlib.util.find_spec("httptools") is None:
@@ -280,6 +307,8 @@ def skip_reason(kind):
 
 def row_name(row):
     kind, size, unix, variant = row
+    if kind == "churn":
+        return f"churn-tcp-wrk-c{CHURN_CONNS}-close"
     if kind in ("http", "https"):
         return f"{kind}-tcp-wrk-c{HTTP_CONNS}"
     return f"{kind}-{'unix' if unix else 'tcp'}-{size // 1024}k" + (f"-{variant}" if variant else "")
@@ -306,11 +335,13 @@ def main():
     variants = args.tls_variants.split(",")
     if set(variants) - set(TLS_VARIANTS):
         ap.error(f"--tls-variants: choose from {','.join(TLS_VARIANTS)}")
-    rows = [(k, s, False, None) for k in kinds if k not in ("http", "https", "tls") for s in sizes]
+    rows = [(k, s, False, None) for k in kinds if k not in (*WRK_KINDS, "tls") for s in sizes]
     if not args.no_unix and "protocol" in kinds:
         rows.append(("protocol", 1024, True, None))
     if "http" in kinds:
         rows.append(("http", None, False, None))
+    if "churn" in kinds:
+        rows.append(("churn", None, False, None))
     if "tls" in kinds:
         rows += [("tls", s, False, v) for v in variants for s in TLS_SIZES]
     if "https" in kinds:
@@ -320,7 +351,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tls = any(row[0] in ("tls", "https") and row not in skipped for row in rows)
         tools = build_tools(tmp, tls)
-        res = {r: {s: {"rps": [], "cpu_us": [], "errors": [], "warnings": [], "latency": []}
+        absent = {s: not_installed(s) for s in SERVERS}
+        res = {r: {s: {"rps": [], "cpu_us": [], "errors": [], "warnings": [], "latency": [],
+                       "missing": absent[s]}
                    for s in SERVERS} for r in rows}
         for rep in range(args.reps):
             for row in rows:
@@ -328,7 +361,7 @@ def main():
                     continue
                 kind, size, unix, variant = row
                 for server in SERVERS:
-                    if server == "c-libuv" and kind != "protocol":
+                    if (server == "c-libuv" and kind != "protocol") or absent[server]:
                         continue
                     r = one_run(server, kind, size, unix, variant, args, tools, tmp)
                     record(res[row][server], r)
@@ -336,7 +369,7 @@ def main():
 
     print(f"\nNetwork servers, {args.seconds}s per run, {args.reps} interleaved repetitions, "
           f"medians; client pinned to CPU 1, server to CPU 0")
-    if any(row[0] not in ("http", "https") for row in rows):
+    if any(row[0] not in WRK_KINDS for row in rows):
         print(f"echo rows: C echo client, {args.conns} connections, one message in flight each"
               f" (tls rows: the same over TLS 1.3, handshakes not timed, one record per 16 KiB"
               f" of message; -warm: after one connection served and closed, -fresh: the first"
@@ -344,8 +377,11 @@ def main():
     if "http" in kinds or "https" in kinds:
         print(f"http(s) rows: wrk -t1 -c{HTTP_CONNS} keep-alive against an httptools hello world; "
               f"requests/s as wrk reports it")
-    hdr = (f"{'workload':24} {'asyncio':>16} {'uvloop':>16} {'pyloop':>16} {'c-libuv':>16}"
-           f" {'rps p/uv':>9} {'cpu p/uv':>9} {'cpu p/C':>8}")
+    if "churn" in kinds:
+        print(f"churn row: the same server, wrk -t1 -c{CHURN_CONNS} -H 'Connection: close': "
+              f"a new TCP connection per request")
+    hdr = (f"{'workload':24} " + " ".join(f"{s:>16}" for s in SERVERS)
+           + f" {'rps p/uv':>9} {'cpu p/uv':>9} {'cpu p/C':>8}")
     print(hdr)
     print(" " * 24 + " (round trips or requests/s | server CPU us per round trip or request)")
     report = []
@@ -365,6 +401,7 @@ def main():
         print_notes(res[row], args.reps)
         report.append({"workload": name,
                        "cells": {s: {"rps": cells[s][0], "cpu_us": cells[s][1],
+                                     "missing": res[row][s]["missing"],
                                      "errors": res[row][s]["errors"],
                                      "warnings": res[row][s]["warnings"],
                                      "latency": res[row][s]["latency"]}

@@ -4,6 +4,7 @@ Each workload is `fn(loop, n) -> ops`: it runs on the given (fresh) loop and
 returns the number of operations it performed; the worker times it.
 """
 import asyncio
+import socket
 import threading
 
 REGISTRY = {}
@@ -143,4 +144,27 @@ def call_soon_threadsafe(loop, n):
     t.start()
     loop.run_until_complete(done)
     t.join()
+    return n
+
+
+GETADDRINFO_QUERY = ("localhost", 80)
+GETADDRINFO_KW = {"type": socket.SOCK_STREAM}
+
+
+@workload("getaddrinfo", 20_000,
+          "loop.getaddrinfo('localhost', 80, type=SOCK_STREAM), 100 at a time; every answer must "
+          "equal socket.getaddrinfo's")
+def getaddrinfo(loop, n):
+    want = socket.getaddrinfo(*GETADDRINFO_QUERY, **GETADDRINFO_KW)
+
+    async def main():
+        for start in range(0, n, 100):
+            batch = min(100, n - start)
+            got = await asyncio.gather(*(loop.getaddrinfo(*GETADDRINFO_QUERY, **GETADDRINFO_KW)
+                                         for _ in range(batch)))
+            for answer in got:
+                if answer != want:
+                    raise AssertionError(f"getaddrinfo answered {answer!r}, socket {want!r}")
+
+    loop.run_until_complete(main())
     return n

@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "accept.h"
 #include "fs.h"
+#include "dns.h"
 #include "errors.h"
 #include "module.h"
 #include "monitor_hooks.h"
@@ -860,6 +861,7 @@ pl_loop_uv_teardown(PLLoop *self)
     /* fs requests still queued in the thread pool would keep uv_run busy
      * until a worker got to them: take them out; running ones finish. */
     pl_fs_cancel_all(self);
+    pl_dns_cancel_all(self);
     uv_run(&self->uv, UV_RUN_DEFAULT);
     return uv_loop_close(&self->uv);
 }

@@ -1,6 +1,7 @@
 /* pyloop._core: module init, the Python helpers the C core calls on its cold
  * paths, and the handle/request counters the tests read. */
 #include "compat.h"
+#include "dns.h"
 #include "fs.h"
 #include "handle.h"
 #include "loop.h"
@@ -219,7 +220,7 @@ PyInit__core(void)
         goto error;
     if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0 ||
         pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0 || pl_monitor_init(m) < 0 ||
-        pl_fs_init_types(m) < 0)
+        pl_fs_init_types(m) < 0 || pl_dns_init(m) < 0)
         goto error;
     if (PyModule_AddFunctions(m, pl_fs_methods) < 0)
         goto error;

@@ -53,8 +53,8 @@ METHODS = (
         "sock_accept", "_sock_accept",
     )),
     (base_events.BaseEventLoop, (
-        # Name resolution through run_in_executor.
-        "getaddrinfo", "getnameinfo", "_getaddrinfo_debug", "_ensure_resolved",
+        # Resolving before connecting (getaddrinfo itself is pyloop's: _dns.py).
+        "_ensure_resolved",
         # Connections, servers and endpoints: argument checks, happy eyeballs,
         # errors; the transports they make are pyloop's (_make_*_transport).
         "create_connection", "_connect_sock", "_create_connection_transport",

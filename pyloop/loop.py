@@ -28,7 +28,7 @@ from asyncio import (base_events, constants, coroutines, events, futures, select
                      sslproto, streams, tasks, transports, trsock, unix_events)
 from asyncio.log import logger
 
-from . import _core, _stdlib, _subprocess
+from . import _core, _dns, _stdlib, _subprocess
 
 __all__ = ("Loop",)
 
@@ -67,6 +67,10 @@ def _sighandler_noop(signum, frame):
 
 class Loop(_core.Loop, asyncio.AbstractEventLoop):
     """An asyncio event loop on libuv."""
+
+    # name resolution on libuv's thread pool (csrc/dns.c)
+    getaddrinfo = _dns.getaddrinfo
+    getnameinfo = _dns.getnameinfo
 
     def __init__(self):
         self._default_executor = None

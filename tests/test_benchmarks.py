@@ -11,7 +11,7 @@ WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
                       "benchmarks", "worker.py")
 SMALL = {"call_soon": 100, "call_later_cancel": 100, "task_gather": 1000, "sleep0": 200,
          "future_pingpong": 100, "queue": 100, "call_soon_threadsafe": 100,
-         "udp_echo": 200, "subprocess_spawn": 4, "pipe_cat": 2}
+         "udp_echo": 200, "subprocess_spawn": 4, "pipe_cat": 2, "getaddrinfo": 200}
 
 
 @pytest.mark.parametrize("workload", sorted(SMALL))
@@ -33,6 +33,27 @@ def test_every_registered_workload_is_covered():
     finally:
         sys.path.pop(0)
     assert set(workloads_core.REGISTRY) == set(SMALL)
+
+
+def test_a_peer_that_fails_or_is_missing_keeps_its_cell():
+    """The tables say why a loop has no figure instead of dropping its column."""
+    sys.path.insert(0, os.path.dirname(WORKER))
+    try:
+        import loops
+        import run
+        import run_net
+    finally:
+        sys.path.pop(0)
+    assert {"rloop", "zuvloop"} <= set(loops.LOOPS) and {"rloop", "zuvloop"} <= set(run_net.SERVERS)
+    assert run.show_cell({"rates": [], "errors": ["exit 1: boom"], "median": None}) == "fails"
+    assert run.show_cell({"missing": "zuvloop is not installed for this Python (x)"}) == \
+        "not installed"
+    assert run.show_cell({"rates": [2000.0], "median": 2000.0}) == "2.0k"
+    cell = {"rps": [], "cpu_us": [], "errors": ["http check: refused"], "warnings": [],
+            "missing": None}
+    assert run_net.cell_text(cell) == "fails"
+    assert run_net.cell_text(dict(cell, missing="rloop is not installed")) == "not installed"
+    assert run_net.row_name(("churn", None, False, None)) == "churn-tcp-wrk-c20-close"
 
 
 NET_SERVER = os.path.join(os.path.dirname(WORKER), "net_server.py")
