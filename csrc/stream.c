@@ -518,14 +518,9 @@ pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
         return -1;
     }
     uv_buf_t b = uv_buf_init(base, (unsigned int)len);
-    int err = uv_write(&req->req, self->uvh, &b, 1, pl__stream_write_cb);
-    if (err < 0) {
-        PyMem_Free(req);
-        pl_error_set_uv(err);
+    if (pl_uvh_req_started(req, uv_write(&req->req, self->uvh, &b, 1, pl__stream_write_cb)) < 0)
         return -1;
-    }
     /* libuv accepted the request: only now take the references it needs. */
-    pl_counters.requests_created++;
     req->stream = (PLStream *)Py_NewRef((PyObject *)self);
     self->reqs++;
     req->owner = Py_NewRef(owner);
@@ -955,30 +950,16 @@ Stream_set_protocol(PLStream *self, PyObject *protocol)
 
 /* ---- type ------------------------------------------------------------------- */
 
-static int
-Stream_traverse(PLStream *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->data_received_meth);
-    Py_VISIT(self->get_buffer_meth);
-    Py_VISIT(self->buffer_updated_meth);
-    Py_VISIT(self->lost_hook);
-    Py_VISIT(self->empty_waiter);
-    Py_VISIT(self->alloc_error);
-    return pl_uvh_traverse(PL_UVH(self), visit, arg);
-}
+/* The stream's own references, which the base traverses and clears. */
+static const Py_ssize_t pl_stream_fields[] = {
+    offsetof(PLStream, data_received_meth), offsetof(PLStream, get_buffer_meth),
+    offsetof(PLStream, buffer_updated_meth), offsetof(PLStream, lost_hook),
+    offsetof(PLStream, empty_waiter), offsetof(PLStream, alloc_error), -1};
 
-static int
-Stream_clear(PLStream *self)
+static void
+pl_stream_op_release(PLUVHandle *h)
 {
-    pl_stream_release_rbuf(self);
-    Py_CLEAR(self->data_received_meth);
-    Py_CLEAR(self->get_buffer_meth);
-    Py_CLEAR(self->buffer_updated_meth);
-    Py_CLEAR(self->lost_hook);
-    Py_CLEAR(self->empty_waiter);
-    Py_CLEAR(self->alloc_error);
-    pl_uvh_clear(PL_UVH(self));
-    return 0;
+    pl_stream_release_rbuf((PLStream *)h);
 }
 
 static PyMethodDef Stream_methods[] = {
@@ -1007,15 +988,8 @@ static PyMemberDef Stream_members[] = {
     {NULL}
 };
 
-static PyType_Slot Stream_slots[] = {
-    PL_UVH_SLOTS(Stream_traverse, Stream_clear, Stream_methods, Stream_members, Stream_getset)};
-
-static PyType_Spec Stream_tcp_spec = {
-    .name = "pyloop._core.TCPTransport",
-    .basicsize = sizeof(PLStream),
-    .flags = PL_UVH_TPFLAGS,
-    .slots = Stream_slots,
-};
+PL_UVH_TYPE_SPEC(Stream_tcp_spec, "pyloop._core.TCPTransport", PLStream, Stream_methods,
+                 Stream_members, Stream_getset);
 
 static const pl_uvh_ops pl_stream_ops = PL_UVH_OPS(stream);
 

@@ -590,14 +590,9 @@ pl_udp_uv_queue(PLUdp *self, PyObject *owner, const struct sockaddr *sa)
         return -1;
     }
     uv_buf_t b = uv_buf_init(PyBytes_AS_STRING(owner), (unsigned int)PyBytes_GET_SIZE(owner));
-    int err = uv_udp_send(&req->req, self->uvh, &b, 1, sa, pl__udp_send_cb);
-    if (err < 0) {
-        PyMem_Free(req);
-        pl_error_set_uv(err);
+    if (pl_uvh_req_started(req, uv_udp_send(&req->req, self->uvh, &b, 1, sa, pl__udp_send_cb)) < 0)
         return -1;
-    }
     /* libuv accepted the request: only now take the references it needs. */
-    pl_counters.requests_created++;
     req->udp = (PLUdp *)Py_NewRef((PyObject *)self);
     req->owner = Py_NewRef(owner);
     req->size = PyBytes_GET_SIZE(owner) + PL_UDP_HEADER_SIZE;
@@ -914,28 +909,12 @@ Udp_set_protocol(PLUdp *self, PyObject *protocol)
 
 /* ---- type ------------------------------------------------------------------- */
 
-static int
-Udp_traverse(PLUdp *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->address);
-    Py_VISIT(self->rx_addr);
-    Py_VISIT(self->backlog);
-    Py_VISIT(self->tx_addr);
-    Py_VISIT(self->queue);
-    return pl_uvh_traverse(PL_UVH(self), visit, arg);
-}
+/* The endpoint's own references, which the base traverses and clears. */
+static const Py_ssize_t pl_udp_fields[] = {
+    offsetof(PLUdp, address), offsetof(PLUdp, rx_addr), offsetof(PLUdp, backlog),
+    offsetof(PLUdp, tx_addr), offsetof(PLUdp, queue), -1};
 
-static int
-Udp_clear(PLUdp *self)
-{
-    Py_CLEAR(self->address);
-    Py_CLEAR(self->rx_addr);
-    Py_CLEAR(self->backlog);
-    Py_CLEAR(self->tx_addr);
-    Py_CLEAR(self->queue);
-    pl_uvh_clear(PL_UVH(self));
-    return 0;
-}
+#define pl_udp_op_release NULL
 
 static const pl_uvh_ops pl_udp_ops = PL_UVH_OPS(udp);
 
@@ -1080,15 +1059,8 @@ static PyMemberDef Udp_members[] = {
     {NULL}
 };
 
-static PyType_Slot Udp_slots[] = {
-    PL_UVH_SLOTS(Udp_traverse, Udp_clear, Udp_methods, Udp_members, Udp_getset)};
-
-static PyType_Spec Udp_spec = {
-    .name = "pyloop._core.UDPTransport",
-    .basicsize = sizeof(PLUdp),
-    .flags = PL_UVH_TPFLAGS,
-    .slots = Udp_slots,
-};
+PL_UVH_TYPE_SPEC(Udp_spec, "pyloop._core.UDPTransport", PLUdp, Udp_methods, Udp_members,
+                 Udp_getset);
 
 int
 pl_udp_init_types(PyObject *module)

@@ -207,8 +207,9 @@ pl_uvh_traverse_all(PLLoop *loop, visitproc visit, void *arg)
 /* ---- the object --------------------------------------------------------------- */
 
 int
-pl_uvh_traverse(PLUVHandle *h, visitproc visit, void *arg)
+pl_uvh_traverse(PyObject *self, visitproc visit, void *arg)
 {
+    PLUVHandle *h = (PLUVHandle *)self;
     Py_VISIT(Py_TYPE(h));
     Py_VISIT(h->extra);
     Py_VISIT((PyObject *)h->loop);
@@ -216,27 +217,35 @@ pl_uvh_traverse(PLUVHandle *h, visitproc visit, void *arg)
     Py_VISIT(h->sock);
     Py_VISIT(h->context);
     Py_VISIT(h->server);
+    for (const Py_ssize_t *f = h->ops ? h->ops->fields : NULL; f != NULL && *f >= 0; f++)
+        Py_VISIT(*(PyObject **)((char *)h + *f));
 #if PL_MANAGED_DICT
-    return pl_visit_managed_dict((PyObject *)h, visit, arg);
+    return pl_visit_managed_dict(self, visit, arg);
 #else
     Py_VISIT(h->dict);
     return 0;
 #endif
 }
 
-void
-pl_uvh_clear(PLUVHandle *h)
+int
+pl_uvh_clear(PyObject *self)
 {
+    PLUVHandle *h = (PLUVHandle *)self;
+    if (h->ops != NULL && h->ops->release != NULL)
+        h->ops->release(h);
+    for (const Py_ssize_t *f = h->ops ? h->ops->fields : NULL; f != NULL && *f >= 0; f++)
+        Py_CLEAR(*(PyObject **)((char *)h + *f));
     Py_CLEAR(h->extra);
     Py_CLEAR(h->protocol);
     Py_CLEAR(h->context);
     Py_CLEAR(h->server);
 #if PL_MANAGED_DICT
-    pl_clear_managed_dict((PyObject *)h);
+    pl_clear_managed_dict(self);
 #else
     Py_CLEAR(h->dict);
 #endif
     /* loop and sock stay until dealloc: an open handle still needs them. */
+    return 0;
 }
 
 /* close(), as the stdlib's transports: reading stops, and connection_lost
@@ -634,6 +643,18 @@ pl_uvh_reading_started(PLUVHandle *h, int err)
         return -1;
     }
     h->reading = 1;
+    return 0;
+}
+
+int
+pl_uvh_req_started(void *req, int err)
+{
+    if (err < 0) {
+        PyMem_Free(req);
+        pl_error_set_uv(err);
+        return -1;
+    }
+    pl_counters.requests_created++;
     return 0;
 }
 

@@ -40,6 +40,11 @@ typedef struct {
      * `paused` already updated. -1 with the error set. */
     void (*pause)(struct PLUVHandle *h);
     int (*resume)(struct PLUVHandle *h);
+    /* The kind's own object references, as offsets in its struct (-1 ends
+     * the list): traversed and cleared by the base. */
+    const Py_ssize_t *fields;
+    /* Anything else tp_clear must let go of (NULL: nothing). */
+    void (*release)(struct PLUVHandle *h);
 } pl_uvh_ops;
 
 /* The raw-bytes-in hook: a protocol that takes bytes read into the loop's
@@ -143,12 +148,17 @@ void pl_uvh_dealloc(PyObject *self);
     {"resume_reading", pl_uvh_resume_reading, METH_NOARGS, NULL},                           \
     {"_start_reading", pl_uvh_start_reading_meth, METH_NOARGS, NULL}
 
-/* A transport type's slots: the common ones and its own four. */
-#define PL_UVH_SLOTS(traverse, clear, methods, members, getset)                             \
-    {Py_tp_new, pl_uvh_tp_new}, {Py_tp_dealloc, pl_uvh_dealloc},                             \
-    {Py_tp_traverse, (traverseproc)(traverse)}, {Py_tp_clear, (inquiry)(clear)},            \
-    {Py_tp_repr, pl_uvh_repr}, {Py_tp_methods, (methods)},                                  \
-    {Py_tp_members, (members)}, {Py_tp_getset, (getset)}, {0, NULL}
+/* A transport type's spec `var` (named `qualname`, instances `ctype`): the
+ * base's slots with the kind's methods, members and getset tables. */
+#define PL_UVH_TYPE_SPEC(var, qualname, ctype, methods, members, getset)                    \
+    static PyType_Slot var##_slots[] = {                                                    \
+        {Py_tp_new, pl_uvh_tp_new},   {Py_tp_dealloc, pl_uvh_dealloc},                       \
+        {Py_tp_traverse, pl_uvh_traverse}, {Py_tp_clear, pl_uvh_clear},                     \
+        {Py_tp_repr, pl_uvh_repr},    {Py_tp_methods, (methods)},                           \
+        {Py_tp_members, (members)},   {Py_tp_getset, (getset)},                              \
+        {0, NULL}};                                                                         \
+    static PyType_Spec var = {.name = (qualname), .basicsize = sizeof(ctype),               \
+                              .flags = PL_UVH_TPFLAGS, .slots = var##_slots}
 
 #define PL_UVH_GETSET {"_sock", pl_uvh_get_sock, NULL, NULL, NULL}
 
@@ -185,10 +195,15 @@ void pl_uvh_close(PLUVHandle *h);
 void pl_uvh_close_all(PLLoop *loop);
 int pl_uvh_traverse_all(PLLoop *loop, visitproc visit, void *arg);
 
-/* tp_traverse / tp_clear of the common fields (pl_uvh_dealloc, every
- * type's tp_dealloc, calls the type's tp_clear first). */
-int pl_uvh_traverse(PLUVHandle *h, visitproc visit, void *arg);
-void pl_uvh_clear(PLUVHandle *h);
+/* tp_traverse / tp_clear of every transport type: the common fields and
+ * the kind's (ops->fields, ops->release); pl_uvh_dealloc calls tp_clear. */
+int pl_uvh_traverse(PyObject *self, visitproc visit, void *arg);
+int pl_uvh_clear(PyObject *self);
+
+/* After submitting a libuv request (`req`, PyMem-allocated) with result
+ * `err`: on failure the request is freed and the error raised (-1); on
+ * success it is counted (0), and the caller takes the references it needs. */
+int pl_uvh_req_started(void *req, int err);
 
 /* Run `self.<name>(arg)` (no argument when arg is NULL) on the next loop
  * pass, as the stdlib's transports schedule their own steps: in the
@@ -251,6 +266,7 @@ int pl_uvh_reading_started(PLUVHandle *h, int err);
  * pl_<kind>_op_<slot>. */
 #define PL_UVH_OPS(k)                                                                    \
     {                                                                                       \
+        .fields = pl_##k##_fields, .release = pl_##k##_op_release,                          \
         .kind = #k, .close_for_loop = pl_##k##_op_close_for_loop,                     \
         .pending_refs = pl_##k##_op_pending_refs, .force_close = pl_##k##_op_force_close, \
         .write_size = pl_##k##_op_write_size, .check_fd = pl_##k##_op_check_fd,       \
