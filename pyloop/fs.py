@@ -24,6 +24,7 @@ import io as _io
 import os as _os
 import shutil as _shutil
 import stat as _stat
+import sys as _sys
 import time as _time
 import types as _types
 
@@ -496,15 +497,20 @@ def _parse_mode(mode, buffering, encoding, errors, newline):
             appending)
 
 
+_FILEIO_KEEPS_W = _sys.version_info >= (3, 15)
+
+
 def _binary_mode_name(mode):
     """The mode a binary io file reports: io.FileIO's normal form, so
-    open(p, "w+b").mode is "rb+" as with the built-in open()."""
+    open(p, "w+b").mode is what the built-in open() reports."""
     plus = "+" if "+" in mode else ""
     for kind in "xa":
         if kind in mode:
             return kind + "b" + plus
     if plus:
-        return "rb+"
+        # 3.15's FileIO keeps "w" for a truncating update mode ("wb+");
+        # earlier ones report every update mode as "rb+".
+        return "wb+" if "w" in mode and _FILEIO_KEEPS_W else "rb+"
     return "rb" if "r" in mode else "wb"
 
 
