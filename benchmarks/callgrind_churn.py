@@ -27,6 +27,10 @@ SERVER = r"""
 import asyncio, sys
 sys.path.insert(0, sys.argv[1])
 loop_name, port_file = sys.argv[2], sys.argv[3]
+if loop_name == "pyloop":
+    import pyloop  # the tree's, before benchmarks/ (this checkout's) goes on the path
+sys.path.insert(1, sys.argv[4])
+from loops import new_loop
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
 
 
@@ -38,19 +42,6 @@ class OneShot(asyncio.Protocol):
         if b"\r\n\r\n" in data:
             self.t.write(RESPONSE)
             self.t.close()
-
-
-def new_loop():
-    if loop_name == "pyloop":
-        import pyloop
-        return pyloop.new_event_loop()
-    if loop_name == "uvloop":
-        import uvloop
-        return uvloop.new_event_loop()
-    if loop_name == "rloop":
-        import rloop
-        return rloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 async def main(loop):
@@ -65,7 +56,7 @@ async def main(loop):
     server.close()
 
 
-loop = new_loop()
+loop = new_loop(loop_name)
 loop.run_until_complete(main(loop))
 loop.close()
 """
@@ -90,7 +81,7 @@ def instructions(tree, loop_name, n, keep=None):
         with open(script, "w") as f:
             f.write(SERVER)
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                                 sys.executable, script, tree, loop_name, port_file],
+                                 sys.executable, script, tree, loop_name, port_file, HERE],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120

@@ -26,28 +26,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = r"""
 import asyncio, os, socket, sys, tempfile
 sys.path.insert(0, sys.argv[1])
-import pyloop
+import pyloop  # the tree's, before benchmarks/ (this checkout's) goes on the path
+sys.path.insert(1, sys.argv[6])
+from net_server import EchoBuffered, EchoProtocol
 n, size, kind, unix = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
-
-
-class Echo(asyncio.Protocol):
-    def connection_made(self, t):
-        self.t = t
-
-    def data_received(self, data):
-        self.t.write(data)
-
-
-class BufEcho(asyncio.BufferedProtocol):
-    def connection_made(self, t):
-        self.t = t
-        self.buf = bytearray(256 * 1024)
-
-    def get_buffer(self, hint):
-        return self.buf
-
-    def buffer_updated(self, n):
-        self.t.write(self.buf[:n])
 
 
 class Client(asyncio.Protocol):
@@ -75,7 +57,7 @@ class Client(asyncio.Protocol):
 
 
 async def main(loop):
-    factory = BufEcho if kind == "buffered" else Echo
+    factory = EchoBuffered if kind == "buffered" else EchoProtocol
     if unix:
         path = os.path.join(tempfile.mkdtemp(), "s")
         server = await loop.create_unix_server(factory, path)
@@ -104,7 +86,7 @@ def instructions(tree, n, size, kind, unix):
             f.write(CHILD)
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         sys.executable, script, tree, str(n), str(size), kind,
-                        "1" if unix else "0"], check=True, capture_output=True)
+                        "1" if unix else "0", HERE], check=True, capture_output=True)
         with open(out) as f:
             for line in f:
                 m = re.match(r"summary: (\d+)", line) or re.match(r"totals: (\d+)", line)

@@ -18,7 +18,6 @@ typedef enum {
 struct PLUVHandle;
 
 typedef struct {
-    const char *kind; /* "stream", "udp": for messages */
     /* loop.close() under this open transport: no protocol callbacks any
      * more, only release the handle (and with it the self-reference). */
     void (*close_for_loop)(struct PLUVHandle *h);
@@ -267,7 +266,7 @@ int pl_uvh_reading_started(PLUVHandle *h, int err);
 #define PL_UVH_OPS(k)                                                                    \
     {                                                                                       \
         .fields = pl_##k##_fields, .release = pl_##k##_op_release,                          \
-        .kind = #k, .close_for_loop = pl_##k##_op_close_for_loop,                     \
+        .close_for_loop = pl_##k##_op_close_for_loop,                                 \
         .pending_refs = pl_##k##_op_pending_refs, .force_close = pl_##k##_op_force_close, \
         .write_size = pl_##k##_op_write_size, .check_fd = pl_##k##_op_check_fd,       \
         .start_reading = pl_##k##_op_start_reading,                                   \
