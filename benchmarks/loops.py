@@ -14,6 +14,22 @@ PEER_PACKAGES = {"uvloop": "uvloop", "rloop": "rloop", "zuvloop": "zuvloop"}
 # pyloop with pyloop.monitor on (run.py --monitor adds it as a fourth loop):
 # everything but the per-task figures, and everything with them.
 MONITOR_LOOPS = ("pyloop+monitor", "pyloop+monitor-tasks")
+# Another checkout of pyloop (built in place), named by the environment
+# variable below, runs as the loop "pyloop-before": run.py, run_net.py and
+# steps.py take it as --before DIR, so a change is measured against the
+# code before it in the same interleaved run. Every loop runs in a process of
+# its own, so the two builds never meet in one interpreter.
+BEFORE_LOOP = "pyloop-before"
+BEFORE_ENV = "PYLOOP_BENCH_BEFORE"
+
+
+def use_before(checkout):
+    """Make "pyloop-before" the pyloop of `checkout` for this process and the
+    workers and servers it starts."""
+    checkout = os.path.abspath(checkout)
+    if not os.path.isfile(os.path.join(checkout, "pyloop", "__init__.py")):
+        raise SystemExit(f"--before {checkout}: not a pyloop checkout")
+    os.environ[BEFORE_ENV] = checkout
 
 
 class LoopMissing(Exception):
@@ -29,6 +45,18 @@ def new_loop(name):
         except ImportError as exc:
             raise LoopMissing(f"{name} is not installed for this Python ({exc})")
         return module.new_event_loop()
+    if name == BEFORE_LOOP:
+        root = os.environ.get(BEFORE_ENV)
+        if not root:
+            raise LoopMissing(f"{name} needs --before DIR (a checkout built in place)")
+        sys.path.insert(0, root)
+        try:
+            import pyloop
+        except ImportError as exc:
+            raise LoopMissing(f"{name} ({root}): {exc}")
+        if not os.path.abspath(pyloop.__file__).startswith(root + os.sep):
+            raise LoopMissing(f"{name}: imported {pyloop.__file__}, not the one in {root}")
+        return pyloop.new_event_loop()
     if name == "pyloop" or name in MONITOR_LOOPS:
         if ROOT not in sys.path:
             sys.path.insert(0, ROOT)

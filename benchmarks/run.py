@@ -21,7 +21,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from loops import LOOPS, MONITOR_LOOPS  # noqa: E402
+from loops import BEFORE_LOOP, LOOPS, MONITOR_LOOPS, use_before  # noqa: E402
 import workloads_core  # noqa: E402,F401
 import workloads_os  # noqa: E402,F401
 from workloads_core import REGISTRY  # noqa: E402
@@ -32,6 +32,8 @@ TARGET_GEOMEAN = 1.3
 TARGET_EACH = 1.1
 # The loops run: LOOPS, plus the pyloop+monitor variants with --monitor.
 RUN_LOOPS = list(LOOPS)
+# The tables' columns: LOOPS, and pyloop-before right after pyloop with --before.
+TABLE_LOOPS = list(LOOPS)
 
 
 def run_worker(loop, workload, n=None, prefix=(), timeout=600):
@@ -70,7 +72,7 @@ def fmt_rate(x):
 def timing(workloads, reps, scale):
     """{workload: {loop: {"rates": [...], "median": x} | {"missing"/"error": ...}}}"""
     res = {w: {lp: {"rates": []} if lp in RUN_LOOPS else {"missing": "not run"}
-               for lp in dict.fromkeys([*LOOPS, *RUN_LOOPS])} for w in workloads}
+               for lp in dict.fromkeys([*TABLE_LOOPS, *RUN_LOOPS])} for w in workloads}
     for rep in range(reps):
         for w in workloads:
             n = max(1, int(REGISTRY[w]["n"] * scale))
@@ -115,7 +117,7 @@ def callgrind(workloads, scale):
     for w in workloads:
         n_hi = max(10, int(REGISTRY[w]["n"] * scale / 10))
         n_lo = max(2, n_hi // 5)
-        res[w] = {lp: {"missing": "not run"} for lp in LOOPS if lp not in RUN_LOOPS}
+        res[w] = {lp: {"missing": "not run"} for lp in TABLE_LOOPS if lp not in RUN_LOOPS}
         for lp in RUN_LOOPS:
             hi, rh = callgrind_ir(lp, w, n_hi)
             lo, rl = callgrind_ir(lp, w, n_lo)
@@ -139,19 +141,19 @@ def show_cell(cell):
 
 
 def print_table(res, targets=None):
-    others = [lp for lp in LOOPS if lp != "pyloop"]
-    cols = ["workload", *(f"{lp} ops/s" for lp in LOOPS), *(f"pyloop/{lp}" for lp in others)]
+    others = [lp for lp in TABLE_LOOPS if lp != "pyloop"]
+    cols = ["workload", *(f"{lp} ops/s" for lp in TABLE_LOOPS), *(f"pyloop/{lp}" for lp in others)]
     rows = []
     ratios_a, ratios_u = [], []
     for w, cells in res.items():
-        med = {lp: cells[lp].get("median") for lp in LOOPS}
+        med = {lp: cells[lp].get("median") for lp in TABLE_LOOPS}
         ratio = {lp: med["pyloop"] / med[lp] if med["pyloop"] and med[lp] else None
                  for lp in others}
         if ratio["asyncio"]:
             ratios_a.append(ratio["asyncio"])
         if ratio["uvloop"]:
             ratios_u.append(ratio["uvloop"])
-        rows.append([w, *(show_cell(cells[lp]) for lp in LOOPS),
+        rows.append([w, *(show_cell(cells[lp]) for lp in TABLE_LOOPS),
                      *(f"{ratio[lp]:.2f}x" if ratio[lp] else "-" for lp in others)])
     widths = [max(len(str(r[i])) for r in rows + [cols]) for i in range(len(cols))]
     line = " | ".join(c.ljust(widths[i]) for i, c in enumerate(cols))
@@ -162,7 +164,7 @@ def print_table(res, targets=None):
     ga, gu = geomean(ratios_a), geomean(ratios_u)
     print(f"geometric mean: pyloop/asyncio {ga:.2f}x, pyloop/uvloop {gu:.2f}x")
     for w, cells in res.items():
-        for lp in LOOPS:
+        for lp in TABLE_LOOPS:
             if cells[lp].get("errors"):
                 print(f"  {w} on {lp}: {len(cells[lp]['errors'])} run(s) failed, first: "
                       f"{cells[lp]['errors'][0]}")
@@ -191,13 +193,17 @@ def print_table(res, targets=None):
 
 def print_callgrind(cg):
     print("\ninstructions per operation (valgrind --tool=callgrind; lower is better)")
-    print(f"{'workload':22} " + " ".join(f"{lp:>10}" for lp in LOOPS) + f" {'uvloop/pyloop':>14}")
+    before = BEFORE_LOOP in TABLE_LOOPS
+    print(f"{'workload':22} " + " ".join(f"{lp:>13}" for lp in TABLE_LOOPS) + f" {'uvloop/pyloop':>14}"
+          + (f" {'pyloop/before':>14}" if before else ""))
     for w, cells in cg.items():
-        vals = {lp: cells[lp].get("ir_per_op") for lp in LOOPS}
-        ratio = (f"{vals['uvloop'] / vals['pyloop']:.2f}x"
-                 if vals["uvloop"] and vals["pyloop"] else "-")
-        print(f"{w:22} " + " ".join(f"{vals[lp]:10.0f}" if vals[lp] else f"{'missing':>10}"
-                                    for lp in LOOPS) + f" {ratio:>14}")
+        vals = {lp: cells[lp].get("ir_per_op") for lp in TABLE_LOOPS}
+
+        def ratio(a, b):
+            return f"{vals[a] / vals[b]:.3f}x" if vals[a] and vals[b] else "-"
+        print(f"{w:22} " + " ".join(f"{vals[lp]:13.0f}" if vals[lp] else f"{'missing':>13}"
+                                    for lp in TABLE_LOOPS) + f" {ratio('uvloop', 'pyloop'):>14}"
+              + (f" {ratio('pyloop', BEFORE_LOOP):>14}" if before else ""))
 
 
 def print_monitor(res, cg):
@@ -234,14 +240,14 @@ def chart(res, path):
         return False
     names = list(res)
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4.5))
-    width = 0.8 / len(LOOPS)
-    for i, lp in enumerate(LOOPS):
+    width = 0.8 / len(TABLE_LOOPS)
+    for i, lp in enumerate(TABLE_LOOPS):
         vals = []
         for w in names:
             base = res[w]["asyncio"].get("median")
             v = res[w][lp].get("median")
             vals.append(v / base if v and base else 0)
-        xs = [x + (i - (len(LOOPS) - 1) / 2) * width for x in range(len(names))]
+        xs = [x + (i - (len(TABLE_LOOPS) - 1) / 2) * width for x in range(len(names))]
         bars = ax.bar(xs, vals, width, label=lp)
         for x, v in zip(xs, vals):
             if v:
@@ -270,9 +276,16 @@ def main(argv=None):
                     + ") and print its overhead against pyloop")
     ap.add_argument("--loops", help="comma-separated loops to run (default: all; with "
                                     "--monitor e.g. pyloop,pyloop+monitor)")
+    ap.add_argument("--before", metavar="DIR",
+                    help="also run the pyloop of another checkout built in place (e.g. a git "
+                         "worktree of the commit before a change) as the loop pyloop-before")
     args = ap.parse_args(argv)
     if args.monitor:
         RUN_LOOPS.extend(MONITOR_LOOPS)
+    if args.before:
+        use_before(args.before)
+        RUN_LOOPS.insert(RUN_LOOPS.index("pyloop") + 1, BEFORE_LOOP)
+        TABLE_LOOPS.insert(TABLE_LOOPS.index("pyloop") + 1, BEFORE_LOOP)
     if args.loops:
         wanted = [lp for lp in args.loops.split(",") if lp]
         unknown = [lp for lp in wanted if lp not in RUN_LOOPS]

@@ -48,7 +48,7 @@ TLS_VARIANTS = ("warm", "fresh")  # client --warmup or not
 HTTP_CONNS = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-from loops import PEER_PACKAGES  # noqa: E402  (this script's folder is on sys.path)
+from loops import BEFORE_LOOP, PEER_PACKAGES, use_before  # noqa: E402  (this script's folder is on sys.path)
 
 
 def build_tools(outdir, tls):
@@ -325,8 +325,20 @@ def main():
     ap.add_argument("--no-unix", action="store_true")
     ap.add_argument("--tls-variants", default=",".join(TLS_VARIANTS),
                     help="tls rows: warm (after one closed connection), fresh (first traffic)")
+    ap.add_argument("--servers", help="comma-separated servers to run (default: all of "
+                    + ",".join(SERVERS) + ")")
+    ap.add_argument("--before", metavar="DIR",
+                    help="also run the pyloop of another checkout built in place as the server "
+                         "pyloop-before (the code before a change, in the same interleaved run)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    servers = [s for s in (args.servers or ",".join(SERVERS)).split(",") if s]
+    if set(servers) - set(SERVERS):
+        ap.error(f"--servers: choose from {','.join(SERVERS)}")
+    if args.before:
+        use_before(args.before)
+        at = servers.index("pyloop") + 1 if "pyloop" in servers else len(servers)
+        servers.insert(at, BEFORE_LOOP)
     kinds = args.only.split(",") if args.only else list(KINDS)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -351,16 +363,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tls = any(row[0] in ("tls", "https") and row not in skipped for row in rows)
         tools = build_tools(tmp, tls)
-        absent = {s: not_installed(s) for s in SERVERS}
+        absent = {s: not_installed(s) if s in servers else "not run" for s in SERVERS}
+        absent[BEFORE_LOOP] = None if BEFORE_LOOP in servers else "not run"
         res = {r: {s: {"rps": [], "cpu_us": [], "errors": [], "warnings": [], "latency": [],
                        "missing": absent[s]}
-                   for s in SERVERS} for r in rows}
+                   for s in absent} for r in rows}
         for rep in range(args.reps):
             for row in rows:
                 if row in skipped:
                     continue
                 kind, size, unix, variant = row
-                for server in SERVERS:
+                for server in servers:
                     if (server == "c-libuv" and kind != "protocol") or absent[server]:
                         continue
                     r = one_run(server, kind, size, unix, variant, args, tools, tmp)
@@ -380,8 +393,10 @@ def main():
     if "churn" in kinds:
         print(f"churn row: the same server, wrk -t1 -c{CHURN_CONNS} -H 'Connection: close': "
               f"a new TCP connection per request")
-    hdr = (f"{'workload':24} " + " ".join(f"{s:>16}" for s in SERVERS)
-           + f" {'rps p/uv':>9} {'cpu p/uv':>9} {'cpu p/C':>8}")
+    before = BEFORE_LOOP in servers
+    hdr = (f"{'workload':24} " + " ".join(f"{s:>16}" for s in servers)
+           + f" {'rps p/uv':>9} {'cpu p/uv':>9} {'cpu p/C':>8}"
+           + (f" {'cpu p/before':>13}" if before else ""))
     print(hdr)
     print(" " * 24 + " (round trips or requests/s | server CPU us per round trip or request)")
     report = []
@@ -391,13 +406,14 @@ def main():
             print(f"{name:24} skipped: {skipped[row]}")
             report.append({"workload": name, "skipped": skipped[row]})
             continue
-        cells = {s: (median(res[row][s]["rps"]), median(res[row][s]["cpu_us"])) for s in SERVERS}
-        p, u, c = cells["pyloop"], cells["uvloop"], cells["c-libuv"]
+        cells = {s: (median(res[row][s]["rps"]), median(res[row][s]["cpu_us"])) for s in absent}
+        p, u, c, b = cells["pyloop"], cells["uvloop"], cells["c-libuv"], cells[BEFORE_LOOP]
         rr = f"{p[0] / u[0]:.2f}x" if p[0] and u[0] else "-"
         cr = f"{p[1] / u[1]:.2f}" if p[1] and u[1] else "-"
         cc = f"{p[1] / c[1]:.2f}" if p[1] and c[1] else "-"
-        print(f"{name:24} " + " ".join(f"{cell_text(res[row][s]):>16}" for s in SERVERS)
-              + f" {rr:>9} {cr:>9} {cc:>8}")
+        cb = f"{p[1] / b[1]:.3f}" if p[1] and b[1] else "-"
+        print(f"{name:24} " + " ".join(f"{cell_text(res[row][s]):>16}" for s in servers)
+              + f" {rr:>9} {cr:>9} {cc:>8}" + (f" {cb:>13}" if before else ""))
         print_notes(res[row], args.reps)
         report.append({"workload": name,
                        "cells": {s: {"rps": cells[s][0], "cpu_us": cells[s][1],
@@ -405,7 +421,7 @@ def main():
                                      "errors": res[row][s]["errors"],
                                      "warnings": res[row][s]["warnings"],
                                      "latency": res[row][s]["latency"]}
-                                 for s in SERVERS}})
+                                 for s in absent}})
     write_json(args, report, "net")
 
 
