@@ -248,14 +248,6 @@ pl__loop_prepare_cb(uv_prepare_t *handle)
 }
 
 static void
-pl__loop_check_cb(uv_check_t *handle)
-{
-    /* The poll woke up for a reason none of our callbacks saw (libuv's own
-     * watchers, a timeout): take the GIL back before close callbacks. */
-    pl_loop_gil_ensure(handle->loop);
-}
-
-static void
 pl__loop_deadline_cb(uv_timer_t *handle)
 {
     /* Only ends the wait: the timer heap decides what is due. uv_run runs
@@ -309,12 +301,11 @@ pl_loop_uv_init_internal(PLLoop *self)
     uv_unref((uv_handle_t *)&self->gil_prepare);
     if ((err = uv_prepare_start(&self->gil_prepare, pl__loop_prepare_cb)) < 0)
         return err;
-    if ((err = uv_check_init(&self->uv, &self->gil_check)) < 0)
-        return err;
-    pl_counters.handles_created++;
-    uv_unref((uv_handle_t *)&self->gil_check);
-    if ((err = uv_check_start(&self->gil_check, pl__loop_check_cb)) < 0)
-        return err;
+    /* No check handle takes the GIL back after the poll: every libuv
+     * callback of ours starts with pl_loop_gil_ensure (the thread-pool work
+     * functions, which run on other threads, touch no Python object), and
+     * pl_loop_sleep takes it when uv_run returns, so a pass that ran none of
+     * our callbacks costs nothing here. */
     if ((err = uv_timer_init(&self->uv, &self->deadline_timer)) < 0)
         return err;
     pl_counters.handles_created++;
@@ -841,9 +832,9 @@ static void
 pl_loop_close_own(PLLoop *self)
 {
     uv_handle_t *own[] = {
-        (uv_handle_t *)&self->gil_prepare, (uv_handle_t *)&self->gil_check,
-        (uv_handle_t *)&self->deadline_timer, (uv_handle_t *)&self->wake_poll,
-        (uv_handle_t *)&self->sig_poll, (uv_handle_t *)&self->epfd_poll,
+        (uv_handle_t *)&self->gil_prepare, (uv_handle_t *)&self->deadline_timer,
+        (uv_handle_t *)&self->wake_poll, (uv_handle_t *)&self->sig_poll,
+        (uv_handle_t *)&self->epfd_poll,
     };
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
         if (own[i]->loop == &self->uv && !uv_is_closing(own[i]))

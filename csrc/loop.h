@@ -73,7 +73,6 @@ typedef struct PLLoop {
      * their own): the GIL release/re-take around libuv's poll, our own fds
      * watched from libuv's epoll set, and the timer-heap deadline. */
     uv_prepare_t gil_prepare;
-    uv_check_t gil_check;
     uv_poll_t wake_poll;
     uv_poll_t sig_poll;
     uv_poll_t epfd_poll;

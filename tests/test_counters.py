@@ -12,7 +12,7 @@ import pytest
 import pyloop
 
 KINDS = ("tcp", "unix", "udp", "tls", "pipe", "subprocess")
-LOOP_OWN_HANDLES = 6  # gil_prepare, gil_check, deadline_timer, wake/sig/epfd polls
+LOOP_OWN_HANDLES = 5  # gil_prepare, deadline_timer, wake/sig/epfd polls
 TIMEOUT = 30
 
 
