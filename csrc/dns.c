@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "sockaddr.h"
 #include "module.h"
+#include "task.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -298,7 +299,11 @@ pl_dns_req_submit(PLDnsReq *self, int prepared)
     int err;
     if (prepared < 0)
         goto cleanup;
-    self->future = PyObject_Vectorcall(pl_state.future_type, stack, 0, pl_state.kwnames_loop);
+    /* Future() binds to the running loop as Future(loop=...) does, without
+     * the keyword's dict and parse, when that loop is this one. */
+    self->future = pl_task_loop_is_current(self->loop)
+                       ? PyObject_Vectorcall(pl_state.future_type, NULL, 0, NULL)
+                       : PyObject_Vectorcall(pl_state.future_type, stack, 0, pl_state.kwnames_loop);
     if (self->future == NULL)
         goto cleanup;
     err = uv_queue_work(&self->loop->uv, &self->work, pl__dns_work_cb, pl__dns_after_cb);

@@ -15,7 +15,7 @@
  * are not garbage). Each entry is untracked, its references all cleared and
  * its weak references gone; PyObject_Init gives it a new reference count.
  * The module is single-phase (no per-interpreter GIL), so one list is safe. */
-#define PL_HANDLE_FREELIST_MAX 256
+#define PL_HANDLE_FREELIST_MAX 1024 /* gather() of 1,000 tasks: one step handle each */
 static PLHandle *pl_handle_freelist[PL_HANDLE_FREELIST_MAX];
 static int pl_handle_nfree;
 

@@ -663,25 +663,29 @@ pl_loop_call_soon_impl(PLLoop *self, const char *meth, PyObject *const *args,
     }
     if (threadsafe)
         pl_loop_threadsafe_throttle(self);
-    if (pl_loop_check_closed(self) < 0)
+    /* pl_loop_check_closed's two tests inline: this runs once per task step. */
+    if ((self->state != PL_LOOP_OPEN || self->fork_gen != pl_fork_generation) &&
+        pl_loop_check_closed(self) < 0)
         return NULL;
     if (self->debug && !threadsafe && pl_loop_check_thread(self) < 0)
         return NULL;
     /* The stdlib checks callability only in debug mode and otherwise fails
-     * later in the exception handler; failing at the call site is clearer. */
+     * later in the exception handler; failing at the call site is clearer.
+     * (The test is PyCallable_Check's own, without the call.) */
     if (self->debug) {
         if (pl_loop_check_callback_debug(self, callback, meth) < 0)
             return NULL;
     }
-    else if (!PyCallable_Check(callback)) {
+    else if (Py_TYPE(callback)->tp_call == NULL) {
         PyErr_Format(PyExc_TypeError, "a callable object was expected by %s(), got %R", meth,
                      callback);
         return NULL;
     }
     if (nargs <= 1) {
-        tuple = PyTuple_New(0); /* the shared empty tuple */
-        if (tuple == NULL)
+        static PyObject *no_args; /* the shared empty tuple, kept */
+        if (no_args == NULL && (no_args = PyTuple_New(0)) == NULL)
             return NULL;
+        tuple = Py_NewRef(no_args);
     }
     else {
         tuple = PyTuple_New(nargs - 1);

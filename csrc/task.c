@@ -10,6 +10,63 @@
 /* 3.13.3 and 3.14 pass every keyword through: create_task(coro, **kwargs). */
 #define PL_CREATE_TASK_KWARGS (PY_VERSION_HEX >= 0x030D03F0)
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* _asyncio._get_running_loop, the running loop the C Future and Task find
+ * when they are made without loop=; NULL until looked up (or when _asyncio's
+ * Future/Task are not asyncio's, and the fast path is off). */
+static PyObject *pl_task_running_getter;
+static char pl_task_running_looked_up;
+
+static int
+pl_task_running_lookup(void)
+{
+    pl_task_running_looked_up = 1;
+    PyObject *mod = PyImport_ImportModule("_asyncio");
+    if (mod == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *task = PyObject_GetAttrString(mod, "Task");
+    PyObject *future = PyObject_GetAttrString(mod, "Future");
+    PyObject *getter = PyObject_GetAttrString(mod, "_get_running_loop");
+    if (task == pl_state.task_type && future == pl_state.future_type && getter != NULL)
+        pl_task_running_getter = Py_NewRef(getter);
+    PyErr_Clear();
+    Py_XDECREF(task);
+    Py_XDECREF(future);
+    Py_XDECREF(getter);
+    Py_DECREF(mod);
+    return 0;
+}
+
+#endif
+
+/* From 3.12 the C running-loop lookup is a thread-state read; 3.11's makes a
+ * getpid() system call each time (twice, with the Task's own): not worth it. */
+int
+pl_task_loop_is_current(PLLoop *loop)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!loop->running)
+        return 0;
+    if (!pl_task_running_looked_up)
+        pl_task_running_lookup();
+    if (pl_task_running_getter == NULL)
+        return 0;
+    PyObject *running = PyObject_CallNoArgs(pl_task_running_getter);
+    if (running == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int same = running == (PyObject *)loop;
+    Py_DECREF(running);
+    return same;
+#else
+    (void)loop;
+    return 0;
+#endif
+}
+
 PyObject *
 Loop_create_task(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -72,14 +129,14 @@ Loop_create_task(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     }
 
     if (nrest == 0) {
-        /* The common create_task(coro): Task(coro, loop=self) from the C
-         * stack with one kwnames tuple kept for it, nothing allocated. */
-        static PyObject *loop_kwnames;
-        if (loop_kwnames == NULL &&
-            (loop_kwnames = PyTuple_Pack(1, pl_state.str_loop)) == NULL)
-            return NULL;
+        /* The common create_task(coro). Inside this loop's own run, Task(coro)
+         * binds the task to the same loop as loop=self would, without the
+         * keyword (a dict for tp_init and its parse: about 400 instructions
+         * per task on 3.14). Otherwise Task(coro, loop=self) from the C stack. */
         PyObject *small[2] = {coro, (PyObject *)self};
-        return PyObject_Vectorcall(pl_state.task_type, small, 1, loop_kwnames);
+        if (pl_task_loop_is_current(self))
+            return PyObject_Vectorcall(pl_state.task_type, small, 1, NULL);
+        return PyObject_Vectorcall(pl_state.task_type, small, 1, pl_state.kwnames_loop);
     }
 
     /* Task(coro, <keywords>..., loop=self) */

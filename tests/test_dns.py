@@ -327,3 +327,24 @@ def test_request_type_cannot_be_made_from_python():
     finally:
         loop.close()
     assert req_type is not type(req)
+
+
+@pytest.mark.parametrize("running", ["this loop", "none"])
+def test_lookup_future_belongs_to_its_loop(pyloop_loop, running):
+    """A lookup's Future is the loop's, whether or not asyncio's running loop
+    of this thread is the loop (it is made without loop= only when it is)."""
+    loop = pyloop_loop
+
+    async def main():
+        if running == "none":
+            asyncio.events._set_running_loop(None)
+        try:
+            req = _core.dns_getaddrinfo(loop, "127.0.0.1", 80, 0, socket.SOCK_STREAM, 0, 0)
+        finally:
+            asyncio.events._set_running_loop(None)
+            asyncio.events._set_running_loop(loop)
+        assert req.future.get_loop() is loop
+        return await req.future
+
+    got = loop.run_until_complete(main())
+    assert got == socket.getaddrinfo("127.0.0.1", 80, 0, socket.SOCK_STREAM)

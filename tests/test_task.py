@@ -160,3 +160,55 @@ def test_many_tasks(loop):
         return await asyncio.gather(*(one(i) for i in range(5000)))
 
     assert loop.run_until_complete(main()) == list(range(5000))
+
+
+@pytest.mark.parametrize("other", ["none", "another loop"])
+def test_create_task_binds_to_its_own_loop_whatever_asyncio_runs(loop, loop_factory, other):
+    """create_task(coro) makes a task of this loop, also while asyncio's running
+    loop of this thread is something else (pyloop leaves out loop= only when
+    that loop is this one)."""
+    async def child():
+        return "done"
+
+    async def main():
+        inner = loop_factory() if other == "another loop" else None
+        asyncio.events._set_running_loop(None)
+        asyncio.events._set_running_loop(inner)
+        try:
+            task = loop.create_task(child())
+        finally:
+            asyncio.events._set_running_loop(None)
+            asyncio.events._set_running_loop(loop)
+            if inner is not None:
+                inner.close()
+        own = loop.create_task(child())
+        assert task.get_loop() is loop
+        assert own.get_loop() is loop
+        return await task, await own
+
+    assert loop.run_until_complete(main()) == ("done", "done")
+
+
+def test_create_task_before_the_loop_runs(loop):
+    async def child():
+        return asyncio.get_running_loop()
+
+    task = loop.create_task(child())
+    assert task.get_loop() is loop
+    assert loop.run_until_complete(task) is loop
+
+
+def test_many_tasks_beyond_the_handle_free_list(loop):
+    """More handles alive at once than pyloop keeps freed ones for, three rounds:
+    each handle, reused or new, runs its own callback with its own arguments."""
+    seen = []
+
+    async def main():
+        for _ in range(3):
+            for i in range(3000):
+                loop.call_soon(seen.append, i)
+            await asyncio.sleep(0)
+            assert seen == list(range(3000))
+            seen.clear()
+
+    loop.run_until_complete(main())
