@@ -363,11 +363,18 @@ pl_monitor_idle_end(PLLoop *loop)
  * as a TaskStepMethWrapper and its wake-up as a builtin method bound to the
  * task; both expose the task as __self__. New reference or NULL. */
 /* "TaskStepMethWrapper" (3.11-3.13) or "_asyncio.TaskStepMethWrapper" (3.14). */
+static PyTypeObject *pl_monitor_step_type; /* found by name once */
+
 static int
 pl_monitor_is_step_wrapper(PyTypeObject *t)
 {
+    if (pl_monitor_step_type != NULL)
+        return t == pl_monitor_step_type;
     const char *dot = strrchr(t->tp_name, '.');
-    return strcmp(dot != NULL ? dot + 1 : t->tp_name, "TaskStepMethWrapper") == 0;
+    if (strcmp(dot != NULL ? dot + 1 : t->tp_name, "TaskStepMethWrapper") != 0)
+        return 0;
+    pl_monitor_step_type = (PyTypeObject *)Py_NewRef((PyObject *)t);
+    return 1;
 }
 
 static PyObject *
@@ -414,44 +421,88 @@ cleanup:
     return name;
 }
 
+/* Whether the weak reference `ref` points at `obj` (no reference taken:
+ * only the address is compared). */
+static inline int
+pl_monitor_weakref_is(PyObject *ref, PyObject *obj)
+{
+    return ((PyWeakReference *)ref)->wr_object == obj;
+}
+
+/* the stdlib C Task's done(), an unbound method descriptor (NULL: not found) */
+static PyObject *pl_monitor_task_done_meth;
+
+/* task.done(): 1, 0, or -1 with an exception set. For the stdlib C Task the
+ * method's C function is called directly (no attribute lookup). */
+static int
+pl_monitor_task_is_done(PyObject *task)
+{
+    PyObject *r;
+    if (pl_monitor_task_done_meth != NULL && Py_TYPE(task) == (PyTypeObject *)pl_state.task_type)
+        r = PyObject_Vectorcall(pl_monitor_task_done_meth, &task, 1, NULL);
+    else
+        r = PyObject_CallMethodNoArgs(task, pl_monitor_str_done);
+    if (r == NULL)
+        return -1;
+    int done = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return done;
+}
+
+static inline size_t
+pl_monitor_task_slot(PyObject *task)
+{
+    return ((uintptr_t)task >> 4) & (PL_MONITOR_TASK_CACHE - 1);
+}
+
+/* The figures of a live task, made when it is first seen. New reference, or
+ * NULL with an exception set. */
+static PLTaskStats *
+pl_monitor_task_stats(PLMonitor *m, PyObject *task)
+{
+    size_t slot = pl_monitor_task_slot(task);
+    PLTaskStats *st = (PLTaskStats *)m->task_cache_stats[slot];
+    if (m->task_cache_key[slot] == task && pl_monitor_weakref_is(st->ref, task))
+        return (PLTaskStats *)Py_NewRef((PyObject *)st);
+    PyObject *key = PyLong_FromVoidPtr(task);
+    if (key == NULL)
+        return NULL;
+    st = (PLTaskStats *)PyDict_GetItemWithError(m->tasks, key);
+    /* Same address, different task: the one recorded was collected. */
+    if (st != NULL && !pl_monitor_weakref_is(st->ref, task))
+        st = NULL;
+    if (st != NULL) {
+        Py_INCREF(st);
+    }
+    else if (!PyErr_Occurred()) {
+        st = pl_monitor_taskstats_new();
+        if (st != NULL) {
+            st->ref = PyWeakref_NewRef(task, NULL);
+            st->name = PyObject_CallMethod(task, "get_name", NULL);
+            st->coro = pl_monitor_coro_name(task);
+            if (st->ref == NULL || st->name == NULL || st->coro == NULL ||
+                PyDict_SetItem(m->tasks, key, (PyObject *)st) < 0)
+                Py_CLEAR(st);
+        }
+    }
+    Py_DECREF(key);
+    if (st != NULL) {
+        m->task_cache_key[slot] = task;
+        m->task_cache_stats[slot] = (PyObject *)st;
+    }
+    return st;
+}
+
 /* Add one step to the task's figures; a finished task's go to the summary of
  * its coroutine name. -1 with an exception set on failure. */
 static int
 pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
 {
     int rc = -1;
-    PyObject *key = PyLong_FromVoidPtr(task);
-    PLTaskStats *st = NULL, *sum = NULL;
-    PyObject *done = NULL;
-    if (key == NULL)
+    PLTaskStats *st = pl_monitor_task_stats(m, task), *sum = NULL;
+    PyObject *key = NULL;
+    if (st == NULL)
         goto cleanup;
-    st = (PLTaskStats *)PyDict_GetItemWithError(m->tasks, key);
-    /* Same address, different task: the one recorded was collected. */
-    if (st != NULL) {
-        PyObject *recorded = pl_weakref_get(st->ref);
-        if (recorded == NULL)
-            goto cleanup;
-        if (recorded != task)
-            st = NULL;
-        Py_DECREF(recorded);
-    }
-    if (st != NULL) {
-        Py_INCREF(st);
-    }
-    else {
-        if (PyErr_Occurred())
-            goto cleanup;
-        st = pl_monitor_taskstats_new();
-        if (st == NULL)
-            goto cleanup;
-        st->ref = PyWeakref_NewRef(task, NULL);
-        st->name = PyObject_CallMethod(task, "get_name", NULL);
-        st->coro = pl_monitor_coro_name(task);
-        if (st->ref == NULL || st->name == NULL || st->coro == NULL)
-            goto cleanup;
-        if (PyDict_SetItem(m->tasks, key, (PyObject *)st) < 0)
-            goto cleanup;
-    }
     st->steps++;
     st->total += dur;
     if (dur > st->longest)
@@ -459,10 +510,10 @@ pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
     if (delay > 0.0)
         st->waited += delay;
 
-    done = PyObject_CallMethodNoArgs(task, pl_monitor_str_done);
-    if (done == NULL)
+    int done = pl_monitor_task_is_done(task);
+    if (done < 0)
         goto cleanup;
-    if (done == Py_True) {
+    if (done) {
         sum = (PLTaskStats *)PyDict_GetItemWithError(m->finished, st->coro);
         if (sum != NULL) {
             Py_INCREF(sum);
@@ -484,7 +535,11 @@ pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
         sum->waited += st->waited;
         if (st->longest > sum->longest)
             sum->longest = st->longest;
-        if (PyDict_DelItem(m->tasks, key) < 0)
+        size_t slot = pl_monitor_task_slot(task);
+        if (m->task_cache_key[slot] == task)
+            m->task_cache_key[slot] = NULL;
+        key = PyLong_FromVoidPtr(task);
+        if (key == NULL || PyDict_DelItem(m->tasks, key) < 0)
             goto cleanup;
     }
     rc = 0;
@@ -492,7 +547,6 @@ cleanup:
     Py_XDECREF(key);
     Py_XDECREF(st);
     Py_XDECREF(sum);
-    Py_XDECREF(done);
     return rc;
 }
 
@@ -550,6 +604,7 @@ Monitor_traverse(PLMonitor *m, visitproc visit, void *arg)
 static int
 Monitor_clear(PLMonitor *m)
 {
+    memset(m->task_cache_key, 0, sizeof(m->task_cache_key));
     for (size_t i = 0; i < PL_MONITOR_SLOW_RING; i++)
         Py_CLEAR(m->slow_ring[i]);
     Py_CLEAR(m->tasks);
@@ -680,6 +735,8 @@ Monitor_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
             goto cleanup;
         }
     }
+    if (PyList_GET_SIZE(dead) > 0)
+        memset(m->task_cache_key, 0, sizeof(m->task_cache_key)); /* slots may name them */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dead); i++) {
         if (PyDict_DelItem(m->tasks, PyList_GET_ITEM(dead, i)) < 0)
             goto cleanup;
@@ -698,6 +755,7 @@ cleanup:
 static PyObject *
 Monitor_reset_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 {
+    memset(m->task_cache_key, 0, sizeof(m->task_cache_key));
     PyDict_Clear(m->tasks);
     PyDict_Clear(m->finished);
     Py_RETURN_NONE;
@@ -902,6 +960,12 @@ pl_monitor_init(PyObject *module)
     pl_monitor_str_self = PyUnicode_InternFromString("__self__");
     if (pl_monitor_str_done == NULL || pl_monitor_str_self == NULL)
         return -1;
+    /* pl_state.task_type is set before the types are (module.c) */
+    if (pl_state.task_type != NULL) {
+        pl_monitor_task_done_meth = PyObject_GetAttr(pl_state.task_type, pl_monitor_str_done);
+        if (pl_monitor_task_done_meth == NULL)
+            PyErr_Clear(); /* the method call then */
+    }
     if (PyModule_AddObjectRef(module, "Monitor", (PyObject *)&PLMonitor_Type) < 0 ||
         PyModule_AddObjectRef(module, "TaskStats", (PyObject *)&PLTaskStats_Type) < 0)
         return -1;

@@ -27,6 +27,9 @@ struct PLLoop;
 #define PL_MONITOR_HIST_MAX_US 60000000ULL
 #define PL_MONITOR_HIST_BUCKETS (PL_MONITOR_HIST_EXACT + 18 * PL_MONITOR_HIST_SUB)
 
+/* Slots of the per-task figures' cache (a power of two). */
+#define PL_MONITOR_TASK_CACHE 256
+
 /* The slow-callback ring keeps the latest ones. */
 #define PL_MONITOR_SLOW_RING 64
 
@@ -87,6 +90,11 @@ typedef struct PLMonitor {
     char per_task;
     PyObject *tasks;    /* {id(task): TaskStats} of the tasks seen alive */
     PyObject *finished; /* {coroutine name: TaskStats} summed */
+    /* In front of `tasks`: the stats of a task found by its address without
+     * a dict lookup (borrowed from `tasks`; checked against the stats' weak
+     * reference, so a dead task's slot never matches a new one). */
+    PyObject *task_cache_key[PL_MONITOR_TASK_CACHE];
+    PyObject *task_cache_stats[PL_MONITOR_TASK_CACHE];
 
     /* bytes through the loop's stream transports */
     uint64_t bytes_read;

@@ -206,7 +206,9 @@ pl_monitor_precise_end(PLLoop *loop, PLMonitor *m, PLHandle *h)
                 q->when = end;
         }
     }
-    if (dur >= m->slow_threshold || m->per_task)
+    /* A Python function's call is no task's step: no per-task figures. */
+    if (dur >= m->slow_threshold ||
+        (m->per_task && h->callback != NULL && !PyFunction_Check(h->callback)))
         pl_monitor_handle_end_cold(loop, h, dur, m->cur_start);
 }
 
