@@ -478,9 +478,8 @@ pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
     Py_ssize_t n = pl_timer_take_due(self, now, seq_limit);
     if (n < 0)
         return -1;
-    size_t queued_before = self->ready_len;
     if (n > 0 && self->monitor != NULL)
-        pl_monitor_batch_begin(self, self->time_override == NULL ? now : -1.0);
+        pl_monitor_batch_begin(self, self->time_override == NULL ? now : -1.0, 1);
     int rc = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PLHandle *h = self->due[i];
@@ -492,7 +491,7 @@ pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
         Py_DECREF(h);
     }
     if (n > 0 && rc == 0 && self->monitor != NULL)
-        pl_monitor_batch_end(self, queued_before);
+        pl_monitor_batch_end(self, 1);
     return rc;
 }
 
@@ -550,7 +549,7 @@ pl_loop_run_once(PLLoop *self)
     if (ntodo > 0) {
         io_at_start = pl_loop_io_at_start(self);
         if (self->monitor != NULL)
-            pl_monitor_batch_begin(self, -1.0);
+            pl_monitor_batch_begin(self, -1.0, 0);
     }
     for (size_t i = 0; i < ntodo && self->ready_len > 0; i++) {
         PLHandle *h = pl_loop_ready_pop(self);
@@ -559,7 +558,6 @@ pl_loop_run_once(PLLoop *self)
         if (rc < 0)
             return -1;
     }
-    /* everything queued now was queued by this batch */
     if (ntodo > 0 && self->monitor != NULL)
         pl_monitor_batch_end(self, 0);
     /* The stdlib's poll happens before the ready callbacks: what it found

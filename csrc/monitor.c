@@ -17,8 +17,9 @@
  *   are exact when it ran alone in its batch and within one tick (5 ms) of
  *   the truth otherwise: its duration may include quick callbacks that ran
  *   just before it in the same batch, its start may be up to a tick early.
- *   A handle queued during a batch is stamped with the batch's end (the
- *   earliest its queueing is known to be over). Per callback that is two
+ *   A handle queued during a batch counts from the batch's end (the
+ *   earliest its queueing is known to be over): it is stamped with a
+ *   stand-in for that end, resolved when it runs (monitor.h). Per callback that is two
  *   loads, a compare and a few stores: no clock read, no call.
  * - Precise mode (per-task figures on, or a slow threshold under
  *   PL_MONITOR_BATCH_MIN): every callback is timed, one reading per callback
@@ -144,7 +145,7 @@ pl_monitor_run_flush(PLMonitor *m)
         d = 0.0;
     pl_monitor_hist_record_n(m, d, m->run_n);
     m->run_n = 0;
-    m->run_when = NAN; /* equal to nothing: the next callback starts a run */
+    m->run_key = NAN; /* equal to nothing: the next callback starts a run */
 }
 
 void
@@ -298,7 +299,7 @@ pl_monitor_hist_reset(PLMonitor *m)
     m->hist_min = INFINITY; /* the record path compares without a count test */
     m->hist_max = 0.0;
     m->run_n = 0;
-    m->run_when = NAN;
+    m->run_key = NAN;
 }
 
 /* ---- measuring points -------------------------------------------------------- */
@@ -319,7 +320,7 @@ pl_monitor_run_begin(PLLoop *loop)
 {
     PLMonitor *m = loop->monitor;
     double t = pl_loop_now();
-    m->mark = t;
+    m->mark = m->push_stamp = t;
     pl_monitor_restamp(m, t);
     m->in_run = 1;
     m->in_idle = 0;
@@ -354,6 +355,7 @@ pl_monitor_idle_end(PLLoop *loop)
     /* handles queued by the I/O callbacks of this pass count from here; the
      * next batch reads the clock again (they ran in between) */
     pl_monitor_restamp(m, t);
+    m->push_stamp = t;
     m->stale = 1;
     m->in_idle = 0;
     m->chain = 0;
@@ -574,7 +576,7 @@ pl_monitor_handle_end_cold(PLLoop *loop, PLHandle *h, double dur, double start)
 {
     PLMonitor *m = loop->monitor;
     /* the delay the histogram got (0 for a handle without a stamp) */
-    double delay = h->is_timer || h->when != 0.0 ? start - h->when : 0.0;
+    double delay = h->is_timer || h->when != 0.0 ? start - pl_monitor_queued_at(m, h) : 0.0;
     PyObject *exc = pl_err_fetch();
     PyObject *task = pl_monitor_task_of(h->callback);
     Py_INCREF(m);
@@ -821,6 +823,12 @@ Monitor_set_per_task(PLMonitor *m, PyObject *v, void *Py_UNUSED(c))
     return 0;
 }
 
+static PyObject *
+Monitor_get_precise(PLMonitor *m, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(m->precise);
+}
+
 static PyMethodDef Monitor_methods[] = {
     {"utilization", PL_METH(Monitor_utilization), METH_NOARGS, NULL},
     {"histogram", PL_METH(Monitor_histogram), METH_NOARGS, NULL},
@@ -838,6 +846,9 @@ static PyGetSetDef Monitor_getset[] = {
     {"slow_callback_duration", (getter)Monitor_get_threshold, (setter)Monitor_set_threshold,
      NULL, NULL},
     {"per_task", (getter)Monitor_get_per_task, (setter)Monitor_set_per_task, NULL, NULL},
+    {"times_each_callback", (getter)Monitor_get_precise, NULL,
+     "True when every callback is timed (per-task figures, or a threshold under 20 ms); "
+     "False when callbacks are timed by batch.", NULL},
     {NULL}
 };
 
@@ -889,10 +900,10 @@ pl_monitor_enable(PyObject *Py_UNUSED(mod), PyObject *arg)
         Py_DECREF(m);
         return NULL;
     }
-    m->mark = pl_loop_now();
+    m->mark = m->push_stamp = m->ready_end = m->timer_end = pl_loop_now();
     pl_monitor_restamp(m, m->mark);
     m->hist_min = INFINITY;
-    m->run_when = NAN;
+    m->run_key = NAN;
     pl_monitor_set_mode(m);
     /* Turned on from inside a running loop: the run is in progress. */
     m->in_run = loop->running;

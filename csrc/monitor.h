@@ -27,6 +27,12 @@ struct PLLoop;
 #define PL_MONITOR_HIST_MAX_US 60000000ULL
 #define PL_MONITOR_HIST_BUCKETS (PL_MONITOR_HIST_EXACT + 18 * PL_MONITOR_HIST_SUB)
 
+/* A handle's `when` while it waits in the ready queue, batch mode: queued
+ * during a batch of ready callbacks or of timers, so queued at that batch's
+ * end (no timer deadline is that far in the past). */
+#define PL_MONITOR_QUEUED_READY (-1e300)
+#define PL_MONITOR_QUEUED_TIMERS (-2e300)
+
 /* Slots of the per-task figures' cache (a power of two). */
 #define PL_MONITOR_TASK_CACHE 256
 
@@ -66,8 +72,17 @@ typedef struct PLMonitor {
     unsigned long tick_seen;
     uint64_t callbacks_at_stamp; /* `callbacks` at that reading */
 
+    /* What a handle queued now is stamped with: `stamp`, or while a batch
+     * runs (batch mode) PL_MONITOR_QUEUED_READY/_TIMERS, which stand for the
+     * end of that batch, known once it is over (ready_end, timer_end). */
+    double push_stamp;
+    double ready_end;
+    double timer_end;
+
     /* Batch mode: the delays not yet in the histogram, a run of equal ones
-     * (handles queued at the same reading, run from the same reading). */
+     * (handles stamped alike, run from the same reading): the stamp, what
+     * it stands for, the start. */
+    double run_key;
     double run_when;
     double run_start;
     uint64_t run_n;

@@ -91,7 +91,18 @@ pl_monitor_on_push(PLLoop *loop, PLHandle *h)
         return;
     /* Another thread queueing while the loop waits without the GIL: the
      * loop's last reading is from before the wait, so read the clock. */
-    h->when = loop->gil_tstate != NULL ? pl_monitor_clock() : loop->monitor->stamp;
+    h->when = loop->gil_tstate != NULL ? pl_monitor_clock() : loop->monitor->push_stamp;
+}
+
+/* When a plain handle was queued, its stamp resolved (monitor.h); a timer's
+ * deadline as it is. */
+static inline double
+pl_monitor_queued_at(PLMonitor *m, PLHandle *h)
+{
+    double w = h->when;
+    if (h->is_timer || w > PL_MONITOR_QUEUED_READY)
+        return w;
+    return w == PL_MONITOR_QUEUED_READY ? m->ready_end : m->timer_end;
 }
 
 /* Batch mode, before a batch of callbacks (the ready ones of an iteration,
@@ -99,11 +110,12 @@ pl_monitor_on_push(PLLoop *loop, PLHandle *h)
  * (no tick and no libuv pass since; `now`: a reading the caller just made,
  * or -1). */
 static inline void
-pl_monitor_batch_begin(PLLoop *loop, double now)
+pl_monitor_batch_begin(PLLoop *loop, double now, int timers)
 {
     PLMonitor *m = loop->monitor;
     if (m->precise)
         return;
+    m->push_stamp = timers ? PL_MONITOR_QUEUED_TIMERS : PL_MONITOR_QUEUED_READY;
     if (now >= 0.0)
         pl_monitor_restamp(m, now);
     else if (m->stale || pl_monitor_tick_now() != m->tick_seen)
@@ -111,11 +123,11 @@ pl_monitor_batch_begin(PLLoop *loop, double now)
 }
 
 /* Batch mode, after a batch: one reading, its end. What the batch queued
- * (ready[from:]) counts from it, the earliest its queueing is known to be
- * over, as a callback's queueing counts from that callback's end in
- * precise mode. */
+ * (stamped PL_MONITOR_QUEUED_*) counts from it, the earliest its queueing
+ * is known to be over, as a callback's queueing counts from that
+ * callback's end in precise mode. */
 static inline void
-pl_monitor_batch_end(PLLoop *loop, size_t from)
+pl_monitor_batch_end(PLLoop *loop, int timers)
 {
     PLMonitor *m = loop->monitor;
     if (m->precise)
@@ -124,16 +136,11 @@ pl_monitor_batch_end(PLLoop *loop, size_t from)
     /* One callback since the last reading: its own duration, exactly. */
     if (m->callbacks - m->callbacks_at_stamp == 1 && end - m->stamp > m->busy_longest)
         m->busy_longest = end - m->stamp;
-    size_t to = loop->ready_len;
-    if (to > from) {
-        PLHandle **ring = loop->ready;
-        size_t head = loop->ready_head, mask = loop->ready_cap - 1;
-        for (size_t i = from; i < to; i++) {
-            PLHandle *q = ring[(head + i) & mask];
-            if (!q->is_timer)
-                q->when = end;
-        }
-    }
+    if (timers)
+        m->timer_end = end;
+    else
+        m->ready_end = end;
+    m->push_stamp = end;
     pl_monitor_restamp(m, end);
 }
 
@@ -153,7 +160,7 @@ pl_monitor_precise_begin(PLLoop *loop, PLMonitor *m, PLHandle *h)
     m->cur_ready_len = loop->ready_len;
     /* A plain handle queued while monitoring was off has no stamp (0). */
     if (h->is_timer || h->when != 0.0) {
-        double d = start - h->when;
+        double d = start - pl_monitor_queued_at(m, h);
         if (!(d > 0.0)) /* NaN deadlines too */
             d = 0.0;
         pl_monitor_hist_record(m, d);
@@ -173,14 +180,15 @@ pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
      * whole batch) have one delay: counted as a run, recorded once. */
     m->cur_active = 1;
     double w = h->when;
-    if (w == m->run_when && m->stamp == m->run_start) {
+    if (w == m->run_key && m->stamp == m->run_start) {
         m->run_n++;
         return;
     }
     pl_monitor_run_flush(m);
     /* A plain handle queued while monitoring was off has no stamp (0). */
     if (h->is_timer || w != 0.0) {
-        m->run_when = w;
+        m->run_key = w;
+        m->run_when = pl_monitor_queued_at(m, h);
         m->run_start = m->stamp;
         m->run_n = 1;
     }
@@ -191,7 +199,7 @@ pl_monitor_precise_end(PLLoop *loop, PLMonitor *m, PLHandle *h)
 {
     double end = pl_monitor_clock();
     double dur = end - m->cur_start;
-    m->stamp = end;
+    m->stamp = m->push_stamp = end;
     m->chain = m->cur_key;
     if (dur > m->busy_longest)
         m->busy_longest = dur;
