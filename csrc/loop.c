@@ -469,6 +469,8 @@ pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
     Py_ssize_t n = pl_timer_take_due(self, now, seq_limit);
     if (n < 0)
         return -1;
+    if (n > 0 && self->monitor != NULL)
+        pl_monitor_batch_begin(self, self->time_override == NULL ? now : -1.0, 1);
     int rc = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PLHandle *h = self->due[i];
@@ -479,6 +481,8 @@ pl_loop_run_due_timers(PLLoop *self, unsigned long long seq_limit)
             PyErr_WriteUnraisable((PyObject *)h);
         Py_DECREF(h);
     }
+    if (n > 0 && rc == 0 && self->monitor != NULL)
+        pl_monitor_batch_end(self, 1);
     return rc;
 }
 
@@ -533,8 +537,11 @@ pl_loop_run_once(PLLoop *self)
     size_t ntodo = self->ready_len;
     int io_at_start = 1;
     self->iteration++;
-    if (ntodo > 0)
+    if (ntodo > 0) {
         io_at_start = pl_loop_io_at_start(self);
+        if (self->monitor != NULL)
+            pl_monitor_batch_begin(self, -1.0, 0);
+    }
     for (size_t i = 0; i < ntodo && self->ready_len > 0; i++) {
         PLHandle *h = pl_loop_ready_pop(self);
         int rc = pl_loop_run_handle(self, h);
@@ -542,11 +549,17 @@ pl_loop_run_once(PLLoop *self)
         if (rc < 0)
             return -1;
     }
+    if (ntodo > 0 && self->monitor != NULL)
+        pl_monitor_batch_end(self, 0);
     /* The stdlib's poll happens before the ready callbacks: what it found
      * runs in this iteration even when one of them called stop(), and a
      * stop() from one of them makes the pass non-blocking. */
-    if (io_at_start && pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
-        return -1;
+    if (io_at_start) {
+        if (pl_loop_poll(self, self->ready_len > 0 || self->stopping) < 0)
+            return -1;
+        if (self->monitor != NULL) /* I/O callbacks ran, unmeasured */
+            self->monitor->stale = 1;
+    }
     if (self->heap_len > 0 && pl_loop_run_due_timers(self, timer_seq_before) < 0)
         return -1;
     return 0;

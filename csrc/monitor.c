@@ -2,18 +2,38 @@
  * and per-task figures, recorded at the loop's measuring points (see
  * monitor.h for the thread-safety argument), read by pyloop/monitor.py.
  *
- * Clock readings are the cost that matters (a clock_gettime costs about as
- * much as a short callback), so the loop reads the clock once per callback:
- * a callback's start is the previous callback's end when both ran back to
- * back in the same batch, and a handle queued while a callback runs is
- * stamped with that callback's end (the earliest its queueing can be proven
- * to be finished), which also makes a delay a lower bound rather than a
- * figure inflated by the rest of the callback that queued it. */
+ * Clock readings are the cost that matters: a clock_gettime costs about as
+ * much as a short callback (25-30 ns of vDSO code on the machines measured,
+ * docs/performance.md), so callbacks are timed by batch, not one by one:
+ *
+ * - Batch mode (the default). The loop reads the clock once per batch of
+ *   callbacks (the ready ones of an iteration, the timers due), at its end;
+ *   that reading is also the start of the next batch unless a libuv pass ran
+ *   in between (`stale`). Every callback of a batch starts, as far as the
+ *   figures go, at the latest reading. A ticker thread bumps pl_monitor_tick
+ *   every 5 ms; a callback that ends after a tick reads the clock (it may
+ *   have run long), which times it from the latest reading and gives the
+ *   callbacks after it in the batch a fresh start. So a callback's figures
+ *   are exact when it ran alone in its batch and within one tick (5 ms) of
+ *   the truth otherwise: its duration may include quick callbacks that ran
+ *   just before it in the same batch, its start may be up to a tick early.
+ *   A handle queued during a batch counts from the batch's end (the
+ *   earliest its queueing is known to be over): it is stamped with a
+ *   stand-in for that end, resolved when it runs (monitor.h). Per callback that is two
+ *   loads, a compare and a few stores: no clock read, no call.
+ * - Precise mode (per-task figures on, or a slow threshold under
+ *   PL_MONITOR_BATCH_MIN): every callback is timed, one reading per callback
+ *   (a callback run right after another one in the same batch starts where
+ *   that one ended), and a handle queued while a callback runs is stamped
+ *   with that callback's end. */
 #include "monitor.h"
 #include "loop.h"
 #include "module.h"
+#include "monitor_hooks.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 #include <structmember.h>
 
 /* The Python function that builds (and logs) a slow-callback record:
@@ -26,6 +46,126 @@ double
 pl_monitor_now(void)
 {
     return pl_loop_now();
+}
+
+/* ---- the ticker ---------------------------------------------------------------- */
+
+/* The batch mode's sense of time passing (monitor.c's top): one thread for
+ * every monitor of the process, running while one exists. It takes no GIL,
+ * so a callback that blocks while holding the GIL is still seen to run
+ * across ticks. */
+unsigned long pl_monitor_tick;
+static int pl_monitor_live;    /* monitors alive (atomic) */
+static int pl_monitor_ticking; /* the thread runs (atomic) */
+static int pl_monitor_atfork_done;
+
+static void *
+pl__monitor_ticker_main(void *arg)
+{
+    (void)arg;
+    const struct timespec period = {0, PL_MONITOR_TICK_NS};
+    for (;;) {
+        while (__atomic_load_n(&pl_monitor_live, __ATOMIC_ACQUIRE) > 0) {
+            nanosleep(&period, NULL);
+            __atomic_add_fetch(&pl_monitor_tick, 1, __ATOMIC_RELAXED);
+        }
+        __atomic_store_n(&pl_monitor_ticking, 0, __ATOMIC_RELEASE);
+        /* A monitor made while this thread was leaving: stay, unless another
+         * thread has been started for it meanwhile. */
+        int expected = 0;
+        if (__atomic_load_n(&pl_monitor_live, __ATOMIC_ACQUIRE) == 0 ||
+            !__atomic_compare_exchange_n(&pl_monitor_ticking, &expected, 1, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return NULL;
+    }
+}
+
+/* The child of fork() has no ticker thread: the next monitor starts one. */
+static void
+pl__monitor_atfork_child(void)
+{
+    pl_monitor_ticking = 0;
+}
+
+/* 0, or -1 when no thread could be started (the monitor then times every
+ * callback: monitor->precise). */
+static int
+pl_monitor_ticker_start(void)
+{
+    if (!pl_monitor_atfork_done) {
+        if (pthread_atfork(NULL, NULL, pl__monitor_atfork_child) != 0)
+            return -1;
+        pl_monitor_atfork_done = 1;
+    }
+    int expected = 0;
+    if (!__atomic_compare_exchange_n(&pl_monitor_ticking, &expected, 1, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_t th;
+    pthread_attr_t attr;
+    int err = pthread_attr_init(&attr);
+    if (err == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        err = pthread_create(&th, &attr, pl__monitor_ticker_main, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (err != 0) {
+        __atomic_store_n(&pl_monitor_ticking, 0, __ATOMIC_RELEASE);
+        return -1;
+    }
+    return 0;
+}
+
+static int pl_monitor_ticker_failed;
+
+/* Batch mode or precise mode for `m`'s current settings. */
+static void
+pl_monitor_set_mode(PLMonitor *m)
+{
+    char precise = m->per_task || m->slow_threshold < PL_MONITOR_BATCH_MIN ||
+                   pl_monitor_ticker_failed;
+    if (precise != m->precise) {
+        /* Either way the next callback starts from a new reading. */
+        m->chain = 0;
+        m->stale = 1;
+    }
+    m->precise = precise;
+}
+
+/* ---- batch mode ------------------------------------------------------------------ */
+
+void
+pl_monitor_run_flush(PLMonitor *m)
+{
+    if (m->run_n == 0)
+        return;
+    double d = m->run_start - m->run_when;
+    if (!(d > 0.0)) /* NaN deadlines too */
+        d = 0.0;
+    pl_monitor_hist_record_n(m, d, m->run_n);
+    m->run_n = 0;
+    m->run_key = NAN; /* equal to nothing: the next callback starts a run */
+}
+
+void
+pl_monitor_tick_end(PLLoop *loop, PLHandle *h)
+{
+    PLMonitor *m = loop->monitor;
+    double start = m->stamp;
+    double end = pl_monitor_clock();
+    double dur = end - start;
+    /* Only this callback since the reading: its own duration. Otherwise an
+     * upper bound, within a tick (monitor.c's top). */
+    if (dur > m->busy_longest)
+        m->busy_longest = dur;
+    pl_monitor_restamp(m, end);
+    if (dur >= m->slow_threshold) {
+        pl_monitor_handle_end_cold(loop, h, dur, start);
+        /* its Python code took time of its own */
+        if (loop->monitor != NULL)
+            pl_monitor_restamp(loop->monitor, pl_monitor_clock());
+    }
 }
 
 /* ---- TaskStats -------------------------------------------------------------- */
@@ -158,6 +298,8 @@ pl_monitor_hist_reset(PLMonitor *m)
     m->hist_count = 0;
     m->hist_min = INFINITY; /* the record path compares without a count test */
     m->hist_max = 0.0;
+    m->run_n = 0;
+    m->run_key = NAN;
 }
 
 /* ---- measuring points -------------------------------------------------------- */
@@ -178,7 +320,8 @@ pl_monitor_run_begin(PLLoop *loop)
 {
     PLMonitor *m = loop->monitor;
     double t = pl_loop_now();
-    m->mark = m->stamp = t;
+    m->mark = m->push_stamp = t;
+    pl_monitor_restamp(m, t);
     m->in_run = 1;
     m->in_idle = 0;
     m->chain = 0;
@@ -209,7 +352,11 @@ pl_monitor_idle_end(PLLoop *loop)
     PLMonitor *m = loop->monitor;
     double t = pl_loop_now();
     pl_monitor_span_end(m, t);
-    m->stamp = t;
+    /* handles queued by the I/O callbacks of this pass count from here; the
+     * next batch reads the clock again (they ran in between) */
+    pl_monitor_restamp(m, t);
+    m->push_stamp = t;
+    m->stale = 1;
     m->in_idle = 0;
     m->chain = 0;
 }
@@ -218,11 +365,18 @@ pl_monitor_idle_end(PLLoop *loop)
  * as a TaskStepMethWrapper and its wake-up as a builtin method bound to the
  * task; both expose the task as __self__. New reference or NULL. */
 /* "TaskStepMethWrapper" (3.11-3.13) or "_asyncio.TaskStepMethWrapper" (3.14). */
+static PyTypeObject *pl_monitor_step_type; /* found by name once */
+
 static int
 pl_monitor_is_step_wrapper(PyTypeObject *t)
 {
+    if (pl_monitor_step_type != NULL)
+        return t == pl_monitor_step_type;
     const char *dot = strrchr(t->tp_name, '.');
-    return strcmp(dot != NULL ? dot + 1 : t->tp_name, "TaskStepMethWrapper") == 0;
+    if (strcmp(dot != NULL ? dot + 1 : t->tp_name, "TaskStepMethWrapper") != 0)
+        return 0;
+    pl_monitor_step_type = (PyTypeObject *)Py_NewRef((PyObject *)t);
+    return 1;
 }
 
 static PyObject *
@@ -269,44 +423,88 @@ cleanup:
     return name;
 }
 
+/* Whether the weak reference `ref` points at `obj` (no reference taken:
+ * only the address is compared). */
+static inline int
+pl_monitor_weakref_is(PyObject *ref, PyObject *obj)
+{
+    return ((PyWeakReference *)ref)->wr_object == obj;
+}
+
+/* the stdlib C Task's done(), an unbound method descriptor (NULL: not found) */
+static PyObject *pl_monitor_task_done_meth;
+
+/* task.done(): 1, 0, or -1 with an exception set. For the stdlib C Task the
+ * method's C function is called directly (no attribute lookup). */
+static int
+pl_monitor_task_is_done(PyObject *task)
+{
+    PyObject *r;
+    if (pl_monitor_task_done_meth != NULL && Py_TYPE(task) == (PyTypeObject *)pl_state.task_type)
+        r = PyObject_Vectorcall(pl_monitor_task_done_meth, &task, 1, NULL);
+    else
+        r = PyObject_CallMethodNoArgs(task, pl_monitor_str_done);
+    if (r == NULL)
+        return -1;
+    int done = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return done;
+}
+
+static inline size_t
+pl_monitor_task_slot(PyObject *task)
+{
+    return ((uintptr_t)task >> 4) & (PL_MONITOR_TASK_CACHE - 1);
+}
+
+/* The figures of a live task, made when it is first seen. New reference, or
+ * NULL with an exception set. */
+static PLTaskStats *
+pl_monitor_task_stats(PLMonitor *m, PyObject *task)
+{
+    size_t slot = pl_monitor_task_slot(task);
+    PLTaskStats *st = (PLTaskStats *)m->task_cache_stats[slot];
+    if (m->task_cache_key[slot] == task && pl_monitor_weakref_is(st->ref, task))
+        return (PLTaskStats *)Py_NewRef((PyObject *)st);
+    PyObject *key = PyLong_FromVoidPtr(task);
+    if (key == NULL)
+        return NULL;
+    st = (PLTaskStats *)PyDict_GetItemWithError(m->tasks, key);
+    /* Same address, different task: the one recorded was collected. */
+    if (st != NULL && !pl_monitor_weakref_is(st->ref, task))
+        st = NULL;
+    if (st != NULL) {
+        Py_INCREF(st);
+    }
+    else if (!PyErr_Occurred()) {
+        st = pl_monitor_taskstats_new();
+        if (st != NULL) {
+            st->ref = PyWeakref_NewRef(task, NULL);
+            st->name = PyObject_CallMethod(task, "get_name", NULL);
+            st->coro = pl_monitor_coro_name(task);
+            if (st->ref == NULL || st->name == NULL || st->coro == NULL ||
+                PyDict_SetItem(m->tasks, key, (PyObject *)st) < 0)
+                Py_CLEAR(st);
+        }
+    }
+    Py_DECREF(key);
+    if (st != NULL) {
+        m->task_cache_key[slot] = task;
+        m->task_cache_stats[slot] = (PyObject *)st;
+    }
+    return st;
+}
+
 /* Add one step to the task's figures; a finished task's go to the summary of
  * its coroutine name. -1 with an exception set on failure. */
 static int
 pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
 {
     int rc = -1;
-    PyObject *key = PyLong_FromVoidPtr(task);
-    PLTaskStats *st = NULL, *sum = NULL;
-    PyObject *done = NULL;
-    if (key == NULL)
+    PLTaskStats *st = pl_monitor_task_stats(m, task), *sum = NULL;
+    PyObject *key = NULL;
+    if (st == NULL)
         goto cleanup;
-    st = (PLTaskStats *)PyDict_GetItemWithError(m->tasks, key);
-    /* Same address, different task: the one recorded was collected. */
-    if (st != NULL) {
-        PyObject *recorded = pl_weakref_get(st->ref);
-        if (recorded == NULL)
-            goto cleanup;
-        if (recorded != task)
-            st = NULL;
-        Py_DECREF(recorded);
-    }
-    if (st != NULL) {
-        Py_INCREF(st);
-    }
-    else {
-        if (PyErr_Occurred())
-            goto cleanup;
-        st = pl_monitor_taskstats_new();
-        if (st == NULL)
-            goto cleanup;
-        st->ref = PyWeakref_NewRef(task, NULL);
-        st->name = PyObject_CallMethod(task, "get_name", NULL);
-        st->coro = pl_monitor_coro_name(task);
-        if (st->ref == NULL || st->name == NULL || st->coro == NULL)
-            goto cleanup;
-        if (PyDict_SetItem(m->tasks, key, (PyObject *)st) < 0)
-            goto cleanup;
-    }
     st->steps++;
     st->total += dur;
     if (dur > st->longest)
@@ -314,10 +512,10 @@ pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
     if (delay > 0.0)
         st->waited += delay;
 
-    done = PyObject_CallMethodNoArgs(task, pl_monitor_str_done);
-    if (done == NULL)
+    int done = pl_monitor_task_is_done(task);
+    if (done < 0)
         goto cleanup;
-    if (done == Py_True) {
+    if (done) {
         sum = (PLTaskStats *)PyDict_GetItemWithError(m->finished, st->coro);
         if (sum != NULL) {
             Py_INCREF(sum);
@@ -339,7 +537,11 @@ pl_monitor_task_step(PLMonitor *m, PyObject *task, double dur, double delay)
         sum->waited += st->waited;
         if (st->longest > sum->longest)
             sum->longest = st->longest;
-        if (PyDict_DelItem(m->tasks, key) < 0)
+        size_t slot = pl_monitor_task_slot(task);
+        if (m->task_cache_key[slot] == task)
+            m->task_cache_key[slot] = NULL;
+        key = PyLong_FromVoidPtr(task);
+        if (key == NULL || PyDict_DelItem(m->tasks, key) < 0)
             goto cleanup;
     }
     rc = 0;
@@ -347,7 +549,6 @@ cleanup:
     Py_XDECREF(key);
     Py_XDECREF(st);
     Py_XDECREF(sum);
-    Py_XDECREF(done);
     return rc;
 }
 
@@ -371,15 +572,15 @@ pl_monitor_record_slow(PLLoop *loop, PLMonitor *m, PLHandle *h, PyObject *task, 
  * slow callback or with per-task figures on): Python code, which may even
  * turn monitoring off. */
 void
-pl_monitor_handle_end_cold(PLLoop *loop, PLHandle *h, double dur)
+pl_monitor_handle_end_cold(PLLoop *loop, PLHandle *h, double dur, double start)
 {
     PLMonitor *m = loop->monitor;
     /* the delay the histogram got (0 for a handle without a stamp) */
-    double delay = h->is_timer || h->when != 0.0 ? m->cur_start - h->when : 0.0;
+    double delay = h->is_timer || h->when != 0.0 ? start - pl_monitor_queued_at(m, h) : 0.0;
     PyObject *exc = pl_err_fetch();
     PyObject *task = pl_monitor_task_of(h->callback);
     Py_INCREF(m);
-    if (dur >= m->slow_threshold && pl_monitor_record_slow(loop, m, h, task, dur, m->cur_start) < 0)
+    if (dur >= m->slow_threshold && pl_monitor_record_slow(loop, m, h, task, dur, start) < 0)
         PyErr_WriteUnraisable((PyObject *)h);
     if (m->per_task && task != NULL && pl_monitor_task_step(m, task, dur, delay) < 0)
         PyErr_WriteUnraisable((PyObject *)h);
@@ -405,6 +606,7 @@ Monitor_traverse(PLMonitor *m, visitproc visit, void *arg)
 static int
 Monitor_clear(PLMonitor *m)
 {
+    memset(m->task_cache_key, 0, sizeof(m->task_cache_key));
     for (size_t i = 0; i < PL_MONITOR_SLOW_RING; i++)
         Py_CLEAR(m->slow_ring[i]);
     Py_CLEAR(m->tasks);
@@ -416,6 +618,7 @@ static void
 Monitor_dealloc(PLMonitor *m)
 {
     PyObject_GC_UnTrack(m);
+    __atomic_sub_fetch(&pl_monitor_live, 1, __ATOMIC_ACQ_REL); /* the ticker may stop */
     Monitor_clear(m);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
@@ -441,6 +644,7 @@ Monitor_histogram(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 {
     double mean = 0.0, sd = 0.0;
     double lo = 0.0;
+    pl_monitor_run_flush(m);
     if (m->hist_count > 0) {
         lo = m->hist_min;
         pl_monitor_hist_moments(m, &mean, &sd);
@@ -461,6 +665,7 @@ Monitor_percentile(PLMonitor *m, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "percentile must be between 0 and 100");
         return NULL;
     }
+    pl_monitor_run_flush(m);
     if (m->hist_count == 0)
         return PyFloat_FromDouble(0.0);
     if (p == 0.0)
@@ -532,6 +737,8 @@ Monitor_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
             goto cleanup;
         }
     }
+    if (PyList_GET_SIZE(dead) > 0)
+        memset(m->task_cache_key, 0, sizeof(m->task_cache_key)); /* slots may name them */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dead); i++) {
         if (PyDict_DelItem(m->tasks, PyList_GET_ITEM(dead, i)) < 0)
             goto cleanup;
@@ -550,6 +757,7 @@ cleanup:
 static PyObject *
 Monitor_reset_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 {
+    memset(m->task_cache_key, 0, sizeof(m->task_cache_key));
     PyDict_Clear(m->tasks);
     PyDict_Clear(m->finished);
     Py_RETURN_NONE;
@@ -571,7 +779,10 @@ still runs. */
 static PyObject *
 Monitor_current(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("(Od)", m->cur_active ? Py_True : Py_False, m->cur_start);
+    /* In batch mode the callback's start is the latest reading, as its
+     * record will say (monitor.c's top). */
+    return Py_BuildValue("(Od)", m->cur_active ? Py_True : Py_False,
+                         m->cur_active == 2 ? m->cur_start : m->stamp);
 }
 
 static PyObject *
@@ -591,6 +802,7 @@ Monitor_set_threshold(PLMonitor *m, PyObject *v, void *Py_UNUSED(c))
         return -1;
     }
     m->slow_threshold = d;
+    pl_monitor_set_mode(m);
     return 0;
 }
 
@@ -607,7 +819,14 @@ Monitor_set_per_task(PLMonitor *m, PyObject *v, void *Py_UNUSED(c))
     if (b < 0)
         return -1;
     m->per_task = (char)b;
+    pl_monitor_set_mode(m);
     return 0;
+}
+
+static PyObject *
+Monitor_get_precise(PLMonitor *m, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(m->precise);
 }
 
 static PyMethodDef Monitor_methods[] = {
@@ -627,6 +846,9 @@ static PyGetSetDef Monitor_getset[] = {
     {"slow_callback_duration", (getter)Monitor_get_threshold, (setter)Monitor_set_threshold,
      NULL, NULL},
     {"per_task", (getter)Monitor_get_per_task, (setter)Monitor_set_per_task, NULL, NULL},
+    {"times_each_callback", (getter)Monitor_get_precise, NULL,
+     "True when every callback is timed (per-task figures, or a threshold under 20 ms); "
+     "False when callbacks are timed by batch.", NULL},
     {NULL}
 };
 
@@ -668,6 +890,9 @@ pl_monitor_enable(PyObject *Py_UNUSED(mod), PyObject *arg)
     PLMonitor *m = (PLMonitor *)PLMonitor_Type.tp_alloc(&PLMonitor_Type, 0);
     if (m == NULL)
         return NULL;
+    __atomic_add_fetch(&pl_monitor_live, 1, __ATOMIC_ACQ_REL); /* dealloc takes it back */
+    if (pl_monitor_ticker_start() < 0)
+        pl_monitor_ticker_failed = 1;
     m->slow_threshold = 0.1;
     m->tasks = PyDict_New();
     m->finished = PyDict_New();
@@ -675,8 +900,11 @@ pl_monitor_enable(PyObject *Py_UNUSED(mod), PyObject *arg)
         Py_DECREF(m);
         return NULL;
     }
-    m->mark = m->stamp = pl_loop_now();
+    m->mark = m->push_stamp = m->ready_end = m->timer_end = pl_loop_now();
+    pl_monitor_restamp(m, m->mark);
     m->hist_min = INFINITY;
+    m->run_key = NAN;
+    pl_monitor_set_mode(m);
     /* Turned on from inside a running loop: the run is in progress. */
     m->in_run = loop->running;
     loop->monitor = (PLMonitor *)Py_NewRef((PyObject *)m);
@@ -743,6 +971,12 @@ pl_monitor_init(PyObject *module)
     pl_monitor_str_self = PyUnicode_InternFromString("__self__");
     if (pl_monitor_str_done == NULL || pl_monitor_str_self == NULL)
         return -1;
+    /* pl_state.task_type is set before the types are (module.c) */
+    if (pl_state.task_type != NULL) {
+        pl_monitor_task_done_meth = PyObject_GetAttr(pl_state.task_type, pl_monitor_str_done);
+        if (pl_monitor_task_done_meth == NULL)
+            PyErr_Clear(); /* the method call then */
+    }
     if (PyModule_AddObjectRef(module, "Monitor", (PyObject *)&PLMonitor_Type) < 0 ||
         PyModule_AddObjectRef(module, "TaskStats", (PyObject *)&PLTaskStats_Type) < 0)
         return -1;

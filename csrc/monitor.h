@@ -27,6 +27,15 @@ struct PLLoop;
 #define PL_MONITOR_HIST_MAX_US 60000000ULL
 #define PL_MONITOR_HIST_BUCKETS (PL_MONITOR_HIST_EXACT + 18 * PL_MONITOR_HIST_SUB)
 
+/* A handle's `when` while it waits in the ready queue, batch mode: queued
+ * during a batch of ready callbacks or of timers, so queued at that batch's
+ * end (no timer deadline is that far in the past). */
+#define PL_MONITOR_QUEUED_READY (-1e300)
+#define PL_MONITOR_QUEUED_TIMERS (-2e300)
+
+/* Slots of the per-task figures' cache (a power of two). */
+#define PL_MONITOR_TASK_CACHE 256
+
 /* The slow-callback ring keeps the latest ones. */
 #define PL_MONITOR_SLOW_RING 64
 
@@ -39,24 +48,50 @@ typedef struct PLMonitor {
     char in_idle;
     char in_run;
 
-    /* the callback being run */
+    /* How callbacks are timed (monitor.c's top): 0, by batch; 1, each
+     * callback (per-task figures, or a slow threshold under
+     * PL_MONITOR_BATCH_MIN). */
+    char precise;
+    /* the callback being run: 0 none, 1 timed by batch, 2 timed alone */
     char cur_active;
+    /* A reading is due at the next batch: unmeasured code (libuv's I/O
+     * callbacks, Python code outside the loop) may have run since `stamp`. */
+    char stale;
     double cur_start;
     size_t cur_ready_len;
     unsigned long long cur_key; /* its batch (`chain` below) */
-    /* The batch the last callback ended in ((iteration << 1) | timer; 0:
-     * none): the next callback of the same batch starts where it ended, at
-     * `stamp`, so a batch reads the clock once per callback, not twice. */
+    /* Precise mode: the batch the last callback ended in ((iteration << 1) |
+     * timer; 0: none): the next callback of the same batch starts where it
+     * ended, at `stamp`, so a batch reads the clock once per callback. */
     unsigned long long chain;
-    /* the latest clock reading: what a handle queued now is stamped with */
+    /* The latest clock reading: what a handle queued now is stamped with
+     * and, in batch mode, the start of the callback about to run. */
     double stamp;
+    /* pl_monitor_tick at that reading (batch mode): a tick since means the
+     * clock must be read again at the next callback boundary. */
+    unsigned long tick_seen;
+    uint64_t callbacks_at_stamp; /* `callbacks` at that reading */
+
+    /* What a handle queued now is stamped with: `stamp`, or while a batch
+     * runs (batch mode) PL_MONITOR_QUEUED_READY/_TIMERS, which stand for the
+     * end of that batch, known once it is over (ready_end, timer_end). */
+    double push_stamp;
+    double ready_end;
+    double timer_end;
+
+    /* Batch mode: the delays not yet in the histogram, a run of equal ones
+     * (handles stamped alike, run from the same reading): the stamp, what
+     * it stands for, the start. */
+    double run_key;
+    double run_when;
+    double run_start;
+    uint64_t run_n;
 
     /* delay histogram */
     uint64_t hist[PL_MONITOR_HIST_BUCKETS];
     uint64_t hist_count;
     double hist_min;
     double hist_max;
-
     uint64_t callbacks;
     double busy_longest;
 
@@ -70,6 +105,11 @@ typedef struct PLMonitor {
     char per_task;
     PyObject *tasks;    /* {id(task): TaskStats} of the tasks seen alive */
     PyObject *finished; /* {coroutine name: TaskStats} summed */
+    /* In front of `tasks`: the stats of a task found by its address without
+     * a dict lookup (borrowed from `tasks`; checked against the stats' weak
+     * reference, so a dead task's slot never matches a new one). */
+    PyObject *task_cache_key[PL_MONITOR_TASK_CACHE];
+    PyObject *task_cache_stats[PL_MONITOR_TASK_CACHE];
 
     /* bytes through the loop's stream transports */
     uint64_t bytes_read;
@@ -88,7 +128,19 @@ void pl_monitor_idle_begin(struct PLLoop *loop);
 void pl_monitor_idle_end(struct PLLoop *loop);
 /* The per-callback ones are inline, in monitor_hooks.h; this is their rare
  * part: a slow callback, per-task figures. */
-void pl_monitor_handle_end_cold(struct PLLoop *loop, PLHandle *h, double dur);
+void pl_monitor_handle_end_cold(struct PLLoop *loop, PLHandle *h, double dur, double start);
+/* Batch mode: a tick went by while `h` ran: read the clock, time it. */
+void pl_monitor_tick_end(struct PLLoop *loop, PLHandle *h);
+/* Batch mode: put the pending run of equal delays into the histogram. */
+void pl_monitor_run_flush(PLMonitor *m);
+
+/* Bumped every PL_MONITOR_TICK_NS by the ticker thread while a monitor
+ * exists (monitor.c): the loop reads the clock again only when it moved. */
+extern unsigned long pl_monitor_tick;
+#define PL_MONITOR_TICK_NS 5000000L
+/* Slow thresholds under this time every callback (batch mode's durations
+ * are known to about one tick). */
+#define PL_MONITOR_BATCH_MIN 0.02
 
 int pl_monitor_init(PyObject *module);
 

@@ -1,5 +1,5 @@
 /* The per-callback measuring points of pyloop.monitor, inlined into the loop
- * (csrc/loop.c includes this header; nothing else should).
+ * (csrc/loop.c includes this header, and monitor.c for their rare parts).
  *
  * They run for every callback while monitoring is on, so they are inline:
  * as out-of-line calls (pl_monitor_handle_begin/end, pl_monitor_on_push in
@@ -38,19 +38,41 @@ pl_monitor_hist_index(uint64_t us)
 }
 
 static inline void
-pl_monitor_hist_record(PLMonitor *m, double d)
+pl_monitor_hist_record_n(PLMonitor *m, double d, uint64_t n)
 {
     double us = d * 1e6;
     uint64_t v = us >= (double)PL_MONITOR_HIST_MAX_US ? PL_MONITOR_HIST_MAX_US : (uint64_t)us;
-    m->hist[pl_monitor_hist_index(v)]++;
+    m->hist[pl_monitor_hist_index(v)] += n;
     /* hist_min starts at +inf (pl_monitor_hist_reset): no count test */
     if (d < m->hist_min)
         m->hist_min = d;
     if (d > m->hist_max)
         m->hist_max = d;
-    m->hist_count++;
+    m->hist_count += n;
     /* no sum of squares here: the mean and the deviation come from the
      * buckets when read, as an HDR histogram's do (monitor.c) */
+}
+
+static inline void
+pl_monitor_hist_record(PLMonitor *m, double d)
+{
+    pl_monitor_hist_record_n(m, d, 1);
+}
+
+static inline unsigned long
+pl_monitor_tick_now(void)
+{
+    return __atomic_load_n(&pl_monitor_tick, __ATOMIC_RELAXED);
+}
+
+/* A new reading: the start of what runs next. */
+static inline void
+pl_monitor_restamp(PLMonitor *m, double t)
+{
+    m->stamp = t;
+    m->tick_seen = pl_monitor_tick_now();
+    m->callbacks_at_stamp = m->callbacks;
+    m->stale = 0;
 }
 
 /* A batch's key: callbacks run back to back share it (see monitor.c's top). */
@@ -69,13 +91,63 @@ pl_monitor_on_push(PLLoop *loop, PLHandle *h)
         return;
     /* Another thread queueing while the loop waits without the GIL: the
      * loop's last reading is from before the wait, so read the clock. */
-    h->when = loop->gil_tstate != NULL ? pl_monitor_clock() : loop->monitor->stamp;
+    h->when = loop->gil_tstate != NULL ? pl_monitor_clock() : loop->monitor->push_stamp;
 }
 
+/* When a plain handle was queued, its stamp resolved (monitor.h); a timer's
+ * deadline as it is. */
+static inline double
+pl_monitor_queued_at(PLMonitor *m, PLHandle *h)
+{
+    double w = h->when;
+    if (h->is_timer || w > PL_MONITOR_QUEUED_READY)
+        return w;
+    return w == PL_MONITOR_QUEUED_READY ? m->ready_end : m->timer_end;
+}
+
+/* Batch mode, before a batch of callbacks (the ready ones of an iteration,
+ * or the timers due): read the clock unless the latest reading still holds
+ * (no tick and no libuv pass since; `now`: a reading the caller just made,
+ * or -1). */
 static inline void
-pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
+pl_monitor_batch_begin(PLLoop *loop, double now, int timers)
 {
     PLMonitor *m = loop->monitor;
+    if (m->precise)
+        return;
+    m->push_stamp = timers ? PL_MONITOR_QUEUED_TIMERS : PL_MONITOR_QUEUED_READY;
+    if (now >= 0.0)
+        pl_monitor_restamp(m, now);
+    else if (m->stale || pl_monitor_tick_now() != m->tick_seen)
+        pl_monitor_restamp(m, pl_monitor_clock());
+}
+
+/* Batch mode, after a batch: one reading, its end. What the batch queued
+ * (stamped PL_MONITOR_QUEUED_*) counts from it, the earliest its queueing
+ * is known to be over, as a callback's queueing counts from that
+ * callback's end in precise mode. */
+static inline void
+pl_monitor_batch_end(PLLoop *loop, int timers)
+{
+    PLMonitor *m = loop->monitor;
+    if (m->precise)
+        return;
+    double end = pl_monitor_clock();
+    /* One callback since the last reading: its own duration, exactly. */
+    if (m->callbacks - m->callbacks_at_stamp == 1 && end - m->stamp > m->busy_longest)
+        m->busy_longest = end - m->stamp;
+    if (timers)
+        m->timer_end = end;
+    else
+        m->ready_end = end;
+    m->push_stamp = end;
+    pl_monitor_restamp(m, end);
+}
+
+/* Precise mode: each callback timed (one clock reading per callback). */
+static inline void
+pl_monitor_precise_begin(PLLoop *loop, PLMonitor *m, PLHandle *h)
+{
     unsigned long long key = pl_monitor_chain_key(loop, h);
     double start;
     if (m->chain == key)
@@ -83,12 +155,12 @@ pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
     else
         start = pl_monitor_clock();
     m->cur_key = key;
-    m->cur_active = 1;
+    m->cur_active = 2;
     m->cur_start = m->stamp = start;
     m->cur_ready_len = loop->ready_len;
     /* A plain handle queued while monitoring was off has no stamp (0). */
     if (h->is_timer || h->when != 0.0) {
-        double d = start - h->when;
+        double d = start - pl_monitor_queued_at(m, h);
         if (!(d > 0.0)) /* NaN deadlines too */
             d = 0.0;
         pl_monitor_hist_record(m, d);
@@ -96,16 +168,38 @@ pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
 }
 
 static inline void
-pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
+pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
 {
     PLMonitor *m = loop->monitor;
-    if (!m->cur_active) /* enabled from inside this very callback */
+    if (m->precise) {
+        pl_monitor_precise_begin(loop, m, h);
         return;
+    }
+    /* Batch mode: the callback starts at the latest reading. Handles
+     * queued at one reading and run from one reading (the common case: a
+     * whole batch) have one delay: counted as a run, recorded once. */
+    m->cur_active = 1;
+    double w = h->when;
+    if (w == m->run_key && m->stamp == m->run_start) {
+        m->run_n++;
+        return;
+    }
+    pl_monitor_run_flush(m);
+    /* A plain handle queued while monitoring was off has no stamp (0). */
+    if (h->is_timer || w != 0.0) {
+        m->run_key = w;
+        m->run_when = pl_monitor_queued_at(m, h);
+        m->run_start = m->stamp;
+        m->run_n = 1;
+    }
+}
+
+static inline void
+pl_monitor_precise_end(PLLoop *loop, PLMonitor *m, PLHandle *h)
+{
     double end = pl_monitor_clock();
     double dur = end - m->cur_start;
-    m->cur_active = 0;
-    m->callbacks++;
-    m->stamp = end;
+    m->stamp = m->push_stamp = end;
     m->chain = m->cur_key;
     if (dur > m->busy_longest)
         m->busy_longest = dur;
@@ -120,8 +214,25 @@ pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
                 q->when = end;
         }
     }
-    if (dur >= m->slow_threshold || m->per_task)
-        pl_monitor_handle_end_cold(loop, h, dur);
+    /* A Python function's call is no task's step: no per-task figures. */
+    if (dur >= m->slow_threshold ||
+        (m->per_task && h->callback != NULL && !PyFunction_Check(h->callback)))
+        pl_monitor_handle_end_cold(loop, h, dur, m->cur_start);
+}
+
+static inline void
+pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
+{
+    PLMonitor *m = loop->monitor;
+    char how = m->cur_active;
+    if (how == 0) /* enabled from inside this very callback */
+        return;
+    m->cur_active = 0;
+    m->callbacks++;
+    if (how == 2)
+        pl_monitor_precise_end(loop, m, h);
+    else if (pl_monitor_tick_now() != m->tick_seen)
+        pl_monitor_tick_end(loop, h); /* it may have run long: time it */
 }
 
 #endif

@@ -11,6 +11,13 @@
 
 The figures are kept in C by the loop (csrc/monitor.c) at the points where it
 already is: the GIL release around the poll and the run of each callback.
+Callbacks are timed by batch: the loop reads the clock once per batch of
+callbacks (the ready ones of an iteration, the timers due), and again after
+a callback only when a 5 ms tick went by while it ran. A callback's start and
+duration are therefore exact when it ran alone in its batch and known to
+within 5 ms otherwise (a duration may include quick callbacks run just before
+it). Per-task figures, or a slow-callback threshold under 20 ms, time every
+callback instead (one clock reading each; Monitor.times_each_callback).
 Every function here may be called from any thread: the C side writes and
 reads them only with the GIL held, so a figure never tears.
 """
@@ -39,7 +46,8 @@ Utilization.__doc__ = ("Seconds blocked in the poll, seconds running, and the ru
                        "(0..1), as Node's eventLoopUtilization().")
 SlowCallback = collections.namedtuple("SlowCallback", "when duration callback task stack during")
 SlowCallback.__doc__ = ("A callback that ran longer than the threshold: when it started "
-                        "(time.time()), how long it ran (s), what it was, the task it "
+                        "(time.time()), how long it ran (s; timed by batch, within 5 ms, "
+                        "see the module's docstring), what it was, the task it "
                         "stepped (its name, or None), where that task's coroutines stood "
                         "after the step, and the loop thread's stack sampled while the "
                         "callback ran past the threshold (both outermost first; () when "
@@ -195,8 +203,11 @@ def utilization(loop=None, previous=None):
 
 class DelayHistogram:
     """How late callbacks ran: timers after their deadline, other callbacks
-    after they were queued (counted from the end of the callback that queued
-    them). Seconds; log-linear buckets from 1 us to 60 s with two significant
+    after they were queued (counted from the end of the batch of callbacks
+    that queued them; of the callback itself when every callback is timed).
+    A callback's start is the loop's latest clock reading, exact for the
+    first of a batch and within 5 ms for the others (module docstring).
+    Seconds; log-linear buckets from 1 us to 60 s with two significant
     digits. Each attribute reads the loop's live figures."""
 
     def __init__(self, loop):

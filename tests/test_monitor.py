@@ -199,6 +199,47 @@ def test_slow_callback_named_with_its_task_and_stack(mloop, caplog):
     assert monitor.counts(mloop)["slow_callbacks"] == 2
 
 
+def _busy(seconds):
+    """Run Python code for `seconds` without sleeping (the GIL held but for
+    the interpreter's switches)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_timing_by_batch_unless_per_task_or_a_short_threshold(mloop):
+    m = monitor._core._monitor_get(mloop)
+    assert not m.times_each_callback  # the default: by batch
+    monitor.enable(mloop, slow_callback_duration=0.01)
+    assert m.times_each_callback
+    monitor.enable(mloop, slow_callback_duration=0.05)
+    assert not m.times_each_callback
+    monitor.enable(mloop, tasks=True)
+    assert m.times_each_callback
+
+
+def test_slow_callback_behind_quick_ones_in_its_batch(mloop):
+    # Timed by batch: the slow callback runs after quick ones queued with
+    # it, and one queued with them waits behind it.
+    monitor.enable(mloop, slow_callback_duration=0.05)
+    h = monitor.delay_histogram(mloop)
+    done = mloop.create_future()
+
+    def blocker():
+        _busy(0.06)
+
+    for _ in range(20):
+        mloop.call_soon(lambda: None)
+    mloop.call_soon(blocker)
+    mloop.call_soon(done.set_result, None)  # >= 60 ms late
+    mloop.run_until_complete(done)
+    (rec,) = monitor.slow_callbacks(mloop)
+    assert "blocker" in rec.callback and rec.task is None
+    assert rec.duration >= 0.06
+    assert h.max >= 0.06
+    assert monitor.counts(mloop)["longest_callback"] >= 0.06
+
+
 def test_slow_callback_stack_sampled_while_it_runs(mloop, caplog):
     monitor.enable(mloop, slow_callback_duration=0.05)
 
