@@ -8,6 +8,7 @@
  * (through _fatal_error), KeyboardInterrupt/SystemExit are stashed on the loop
  * and re-raised by run_forever. */
 #include "stream.h"
+#include "accept.h"
 #include "errors.h"
 #include "module.h"
 
@@ -827,7 +828,8 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
         /* Whatever connection_lost did, the server learns the client left. */
         PyObject *hook = self->lost_hook;
         self->lost_hook = NULL;
-        PyObject *hr = PyObject_CallNoArgs(hook);
+        PyObject *hr = self->lost_hook_self ? PyObject_CallOneArg(hook, (PyObject *)self)
+                                            : PyObject_CallNoArgs(hook);
         Py_DECREF(hook);
         if (hr == NULL) {
             if (err == NULL)
@@ -890,7 +892,140 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
         return NULL;
     }
     Py_XSETREF(self->lost_hook, hook == Py_None ? NULL : Py_NewRef(hook));
+    self->lost_hook_self = 0;
     Py_RETURN_NONE;
+}
+
+int
+pl_stream_attach_server(PLStream *t, PyObject *server)
+{
+    PyObject *detach = PyObject_GetAttrString(server, "_detach");
+    if (detach == NULL)
+        return -1;
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13+: the server keeps its clients (close_clients/abort_clients). */
+    PyObject *r = PyObject_CallMethod(server, "_attach", "O", (PyObject *)t);
+#else
+    PyObject *r = PyObject_CallMethod(server, "_attach", NULL);
+#endif
+    if (r == NULL) {
+        Py_DECREF(detach);
+        return -1;
+    }
+    Py_DECREF(r);
+    Py_XSETREF(t->server, Py_NewRef(server));
+    Py_XSETREF(t->lost_hook, detach);
+    t->lost_hook_self = PY_VERSION_HEX >= 0x030D0000;
+    return 0;
+}
+
+/* transport._attach_server(server): the Python layer's way to the above. */
+static PyObject *
+Stream__attach_server(PLStream *self, PyObject *server)
+{
+    if (pl_stream_attach_server(self, server) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---- the socket object, made on first use ------------------------------------ */
+
+/* Give a transport accepted in C its socket object (and the TransportSocket
+ * in `extra`), as the stdlib's transport has from the start. While open: a
+ * socket object on the fd libuv owns, detached when the handle closes. Once
+ * closed, libuv closed the fd (its number may be another file's by now): a
+ * closed socket object of the same kind, as the stdlib's transport keeps. */
+static int
+pl_stream_make_sock(PLStream *self)
+{
+    static PyObject *trsock_type; /* asyncio.trsock.TransportSocket */
+    static PyObject *key;         /* "socket" */
+    if (self->lazy_fd < 0)
+        return 0;
+    if (key == NULL && (key = PyUnicode_InternFromString("socket")) == NULL)
+        return -1;
+    PyObject *socket_type = pl_accept_socket_class();
+    if (socket_type == NULL)
+        return -1;
+    if (trsock_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("asyncio.trsock");
+        trsock_type = mod ? PyObject_GetAttrString(mod, "TransportSocket") : NULL;
+        Py_XDECREF(mod);
+        if (trsock_type == NULL)
+            return -1;
+    }
+    int open = self->state == PL_UVH_OPEN;
+    PyObject *sock = open ? PyObject_CallFunction(socket_type, "iiii", self->lazy_family,
+                                                  self->lazy_type, self->lazy_proto,
+                                                  self->lazy_fd)
+                          : PyObject_CallFunction(socket_type, "iii", self->lazy_family,
+                                                  self->lazy_type, self->lazy_proto);
+    if (sock == NULL)
+        return -1;
+    /* The object's own flag too: its timeout reads 0.0 as the stdlib's. */
+    PyObject *r = open ? PyObject_CallMethod(sock, "setblocking", "O", Py_False)
+                       : PyObject_CallMethod(sock, "close", NULL);
+    PyObject *wrapped = r ? PyObject_CallOneArg(trsock_type, sock) : NULL;
+    Py_XDECREF(r);
+    if (wrapped == NULL || (PyDict_Check(self->extra) &&
+                            PyDict_SetDefault(self->extra, key, wrapped) == NULL)) {
+        Py_XDECREF(wrapped);
+        if (open) {
+            /* libuv owns the fd: the failed object must not close it. */
+            PyObject *d = PyObject_CallMethod(sock, "detach", NULL);
+            Py_XDECREF(d);
+        }
+        Py_DECREF(sock);
+        return -1;
+    }
+    Py_DECREF(wrapped);
+    self->lazy_fd = -1;
+    Py_XSETREF(self->sock, sock);
+    return 0;
+}
+
+static PyObject *
+Stream_get_sock(PLStream *self, void *closure)
+{
+    if (pl_stream_make_sock(self) < 0)
+        return NULL;
+    return pl_uvh_get_sock((PyObject *)self, closure);
+}
+
+/* `_extra`, the slot asyncio.BaseTransport declares: complete when read. */
+static PyObject *
+Stream_get_extra(PLStream *self, void *Py_UNUSED(closure))
+{
+    if (pl_stream_make_sock(self) < 0)
+        return NULL;
+    return Py_NewRef(self->extra);
+}
+
+static int
+Stream_set_extra(PLStream *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _extra");
+        return -1;
+    }
+    if (pl_stream_make_sock(self) < 0)
+        return -1;
+    Py_SETREF(self->extra, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+Stream_get_extra_info(PLStream *self, PyObject *args, PyObject *kwds)
+{
+    if (self->lazy_fd >= 0) {
+        PyObject *name = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0)
+                         : kwds != NULL              ? PyDict_GetItemString(kwds, "name")
+                                                     : NULL;
+        if (name != NULL && PyUnicode_Check(name) &&
+            PyUnicode_CompareWithASCIIString(name, "socket") == 0 && pl_stream_make_sock(self) < 0)
+            return NULL;
+    }
+    return pl_uvh_get_extra_info((PyObject *)self, args, kwds);
 }
 
 /* ---- reading control, protocol, limits, extra ------------------------------ */
@@ -963,6 +1098,9 @@ pl_stream_op_release(PLUVHandle *h)
 }
 
 static PyMethodDef Stream_methods[] = {
+    /* Before the base's: the first of a name is the one the type keeps. */
+    {"get_extra_info", (PyCFunction)(void (*)(void))Stream_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
     PL_UVH_METHODS,
     {"write", (PyCFunction)Stream_write, METH_O, NULL},
     {"writelines", (PyCFunction)Stream_writelines, METH_O, NULL},
@@ -971,6 +1109,7 @@ static PyMethodDef Stream_methods[] = {
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
     {"_call_connection_lost", (PyCFunction)Stream__call_connection_lost, METH_O, NULL},
     {"_set_lost_hook", (PyCFunction)Stream__set_lost_hook, METH_O, NULL},
+    {"_attach_server", (PyCFunction)Stream__attach_server, METH_O, NULL},
     {"_deliver_eof", (PyCFunction)Stream__deliver_eof, METH_NOARGS, NULL},
     {"_make_empty_waiter", (PyCFunction)Stream__make_empty_waiter, METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream__reset_empty_waiter, METH_NOARGS, NULL},
@@ -978,7 +1117,8 @@ static PyMethodDef Stream_methods[] = {
 };
 
 static PyGetSetDef Stream_getset[] = {
-    PL_UVH_GETSET,
+    {"_sock", (getter)Stream_get_sock, NULL, NULL, NULL},
+    {"_extra", (getter)Stream_get_extra, (setter)Stream_set_extra, NULL, NULL},
     {"_sock_fd", (getter)Stream_get_sock_fd, NULL, NULL, NULL},
     {NULL}
 };
@@ -1003,6 +1143,61 @@ pl_stream_init_types(PyObject *module)
 
 /* ---- creation ---------------------------------------------------------------- */
 
+/* The transport on an open connected fd of `domain`: libuv's handle made,
+ * the fd given to it, the transport open. NULL with the error set, the fd
+ * then still the caller's. */
+static PLStream *
+pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *extra,
+               PyObject *context)
+{
+    union pl_stream_uvh {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } *uvh = NULL;
+    PLStream *t = (PLStream *)pl_uvh_new((PyTypeObject *)pl_stream_tcp_type, loop,
+                                         &pl_stream_ops, extra, context);
+    if (t == NULL)
+        return NULL;
+    t->lazy_fd = -1; /* 0 is a descriptor */
+    if (pl_stream_set_protocol(t, protocol) < 0)
+        goto error;
+    if (domain == AF_INET || domain == AF_INET6) {
+        /* TCP_NODELAY, as the stdlib's _set_nodelay sets it on every stream
+         * transport's socket (a non-TCP stream protocol refuses it: kept). */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    uvh = PyMem_Malloc(sizeof(*uvh));
+    if (uvh == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    /* AF_UNIX sockets become libuv pipes, everything else TCP handles. */
+    int err = domain == AF_UNIX ? uv_pipe_init(&loop->uv, &uvh->pipe, 0)
+                                : uv_tcp_init(&loop->uv, &uvh->tcp);
+    if (err < 0) {
+        PyMem_Free(uvh);
+        pl_error_set_uv(err);
+        goto error;
+    }
+    pl_counters.handles_created++;
+    pl_counters.transports_created[pl_counters_stream_kind(uvh)]++;
+    err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
+                            : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
+    if (err < 0) {
+        /* libuv did not take the fd: it stays with the caller. */
+        pl_uvh_discard((uv_handle_t *)uvh);
+        pl_error_set_uv(err);
+        goto error;
+    }
+    pl_uvh_attach(PL_UVH(t), (uv_handle_t *)uvh);
+    return t;
+
+error:
+    Py_DECREF(t);
+    return NULL;
+}
+
 /* loop._new_stream_transport(sock, protocol, extra[, context]): wrap a
  * connected stream socket whose protocol callbacks run in `context` (None:
  * a copy of the current one). The Python layer schedules connection_made,
@@ -1011,11 +1206,6 @@ pl_stream_init_types(PyObject *module)
 PyObject *
 Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PLStream *t = NULL;
-    union pl_stream_uvh {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } *uvh = NULL;
     if (nargs != 3 && nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "_new_stream_transport(sock, protocol, extra, context=None)");
         return NULL;
@@ -1031,53 +1221,28 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
     int fd = pl_uvh_sock_fd(sock);
     if (fd < 0)
         return NULL;
-    t = (PLStream *)pl_uvh_new((PyTypeObject *)pl_stream_tcp_type, self, &pl_stream_ops, extra,
-                               context);
-    if (t == NULL)
-        return NULL;
-    if (pl_stream_set_protocol(t, protocol) < 0)
-        goto error;
-
-    /* AF_UNIX sockets become libuv pipes, everything else TCP handles. */
     int domain = AF_INET;
     socklen_t dlen = sizeof(domain);
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0) {
         pl_error_set_errno();
-        goto error;
+        return NULL;
     }
-    if (domain == AF_INET || domain == AF_INET6) {
-        /* TCP_NODELAY, as the stdlib's _set_nodelay sets it on every stream
-         * transport's socket (a non-TCP stream protocol refuses it: kept). */
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    uvh = PyMem_Malloc(sizeof(*uvh));
-    if (uvh == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    int err = domain == AF_UNIX ? uv_pipe_init(&self->uv, &uvh->pipe, 0)
-                                : uv_tcp_init(&self->uv, &uvh->tcp);
-    if (err < 0) {
-        PyMem_Free(uvh);
-        pl_error_set_uv(err);
-        goto error;
-    }
-    pl_counters.handles_created++;
-    pl_counters.transports_created[pl_counters_stream_kind(uvh)]++;
-    err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
-                            : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
-    if (err < 0) {
-        /* libuv did not take the fd: it stays with the caller's socket. */
-        pl_uvh_discard((uv_handle_t *)uvh);
-        pl_error_set_uv(err);
-        goto error;
-    }
-    t->sock = Py_NewRef(sock);
-    pl_uvh_attach(PL_UVH(t), (uv_handle_t *)uvh);
+    PLStream *t = pl_stream_open(self, fd, domain, protocol, extra, context);
+    if (t != NULL)
+        t->sock = Py_NewRef(sock);
     return (PyObject *)t;
+}
 
-error:
-    Py_XDECREF(t);
-    return NULL;
+PLStream *
+pl_stream_new_fd(PLLoop *loop, int fd, int family, int type, int proto, PyObject *protocol,
+                 PyObject *extra, PyObject *context)
+{
+    PLStream *t = pl_stream_open(loop, fd, family, protocol, extra, context);
+    if (t == NULL)
+        return NULL;
+    t->lazy_fd = fd;
+    t->lazy_family = family;
+    t->lazy_type = type;
+    t->lazy_proto = proto;
+    return t;
 }

@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import errno
-import functools
 import inspect
 import os
 import signal
@@ -353,13 +352,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         transport = self._new_stream_transport(sock, protocol, info, context)
         self._transports[sock.fileno()] = transport
         if server is not None:
-            transport._server = server
-            if _PY313:
-                server._attach(transport)
-                transport._set_lost_hook(functools.partial(server._detach, transport))
-            else:
-                server._attach()
-                transport._set_lost_hook(server._detach)
+            transport._attach_server(server)
         # As the stdlib's transport: its steps in the context given for the
         # connection (3.15's server and create_connection give one), else in
         # a copy of the current one.
@@ -380,7 +373,11 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                                              backlog, *timeouts_and_context)
         context = timeouts_and_context[2] if len(timeouts_and_context) > 2 else None
         try:
-            accepted = self._accept_batch(sock, backlog + _ACCEPT_EXTRA, _ACCEPT_ABORTED_CONTINUE)
+            # Accepts, and makes each connection's protocol and transport at
+            # once in a context of its own (csrc/accept.c), where the stdlib
+            # runs a task per connection for it.
+            self._accept_serve(sock, backlog + _ACCEPT_EXTRA, _ACCEPT_ABORTED_CONTINUE,
+                               protocol_factory, server, context)
         except OSError as exc:
             if exc.errno not in _ACCEPT_EXHAUSTED:
                 raise  # to the exception handler, as from the stdlib's
@@ -394,26 +391,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self._remove_reader(sock.fileno())
             self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory,
                             sock, sslcontext, server, backlog, *timeouts_and_context)
-            return
-        for conn, addr in accepted:
-            # Each connection's protocol is made in a context of its own, as
-            # in the stdlib's task (3.15: a copy of the server's).
-            conn_context = context.copy() if context is not None else contextvars.copy_context()
-            conn_context.run(self._accepted, protocol_factory, conn, addr, server,
-                             conn_context if context is not None else None)
-
-    def _accepted(self, protocol_factory, conn, addr, server, context):
-        try:
-            protocol = protocol_factory()
-            self._make_socket_transport(conn, protocol, extra={"peername": addr},
-                                        server=server, context=context)
-        except (SystemExit, KeyboardInterrupt):
-            conn.close()
-            raise
-        except BaseException:
-            # As the stdlib's outside debug mode: nowhere to report it; the
-            # connection is dropped.
-            conn.close()
 
     # ---- datagram transports --------------------------------------------------
 
