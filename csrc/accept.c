@@ -4,7 +4,7 @@
  * once, in a context of its own (a copy of `context`, 3.15's server
  * context, else of the current one), as the stdlib's _accept_connection2
  * task does one iteration later: protocol_factory(), the stream transport
- * with `sockname`/`peername` in its extra, registered in loop._transports,
+ * with `sockname`/`peername` in its extra (found by loop._transports),
  * attached to `server`, connection_made and reading scheduled. What
  * protocol_factory or the transport's set-up raises drops that connection
  * (the stdlib's behaviour outside debug mode), except KeyboardInterrupt and
@@ -60,10 +60,9 @@ pl_accept_socket_class(void)
  * the transport once it exists, else still the caller's (*fd_taken 0). */
 static int
 pl_accept_connect(PLLoop *loop, int fd, const int kind[3], PyObject *peer, PyObject *factory,
-                  PyObject *server, PyObject *ctx, int given, PyObject *transports,
-                  int *fd_taken)
+                  PyObject *server, PyObject *ctx, int given, int *fd_taken)
 {
-    PyObject *protocol = NULL, *extra = NULL, *sockname = NULL, *key = NULL, *meth = NULL;
+    PyObject *protocol = NULL, *extra = NULL, *sockname = NULL, *meth = NULL;
     PLStream *t = NULL;
     int rc = -1;
     protocol = PyObject_CallNoArgs(factory);
@@ -85,9 +84,6 @@ pl_accept_connect(PLLoop *loop, int fd, const int kind[3], PyObject *peer, PyObj
     if (t == NULL)
         goto done;
     *fd_taken = 1;
-    key = PyLong_FromLong(fd);
-    if (key == NULL || PyObject_SetItem(transports, key, (PyObject *)t) < 0)
-        goto fail;
     if (server != Py_None && pl_stream_attach_server(t, server) < 0)
         goto fail;
     meth = PyObject_GetAttrString(protocol, "connection_made");
@@ -103,11 +99,10 @@ pl_accept_connect(PLLoop *loop, int fd, const int kind[3], PyObject *peer, PyObj
         goto done;
 fail:
     /* Never connected: closed without connection_lost (libuv closes the fd). */
-    pl_uvh_close((PLUVHandle *)t);
+    pl_stream_discard(t);
     rc = -1;
 done:
     Py_XDECREF(meth);
-    Py_XDECREF(key);
     Py_XDECREF(t);
     Py_XDECREF(extra);
     Py_XDECREF(sockname);
@@ -119,16 +114,14 @@ done:
  * with KeyboardInterrupt/SystemExit (or a context failure) set. */
 static int
 pl_accept_serve_one(PLLoop *loop, int fd, const int kind[3], const struct sockaddr *sa,
-                    socklen_t len, PyObject *factory, PyObject *server, PyObject *context,
-                    PyObject *transports)
+                    socklen_t len, PyObject *factory, PyObject *server, PyObject *context)
 {
     int fd_taken = 0, rc = -1;
     PyObject *peer = pl_sockaddr_to_py(sa, len);
     int given = context != Py_None;
     PyObject *ctx = peer == NULL ? NULL : given ? PyContext_Copy(context) : PyContext_CopyCurrent();
     if (ctx != NULL && PyContext_Enter(ctx) == 0) {
-        rc = pl_accept_connect(loop, fd, kind, peer, factory, server, ctx, given, transports,
-                               &fd_taken);
+        rc = pl_accept_connect(loop, fd, kind, peer, factory, server, ctx, given, &fd_taken);
         PyObject *err = rc < 0 ? pl_err_fetch() : NULL;
         if (PyContext_Exit(ctx) < 0)
             PyErr_Clear(); /* entered just above: cannot fail */
@@ -173,9 +166,6 @@ Loop__accept_serve(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
         pl_accept_sockopt(lfd, SO_TYPE, &kind[1]) < 0 ||
         pl_accept_sockopt(lfd, SO_PROTOCOL, &kind[2]) < 0)
         return NULL;
-    PyObject *transports = PyObject_GetAttrString((PyObject *)self, "_transports");
-    if (transports == NULL)
-        return NULL;
     Py_ssize_t served = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         struct sockaddr_storage ss;
@@ -193,16 +183,12 @@ Loop__accept_serve(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
             if (served > 0)
                 break; /* it recurs on the next call, with nothing accepted before it */
             pl_error_set_errno();
-            Py_DECREF(transports);
             return NULL;
         }
         served++;
         if (pl_accept_serve_one(self, fd, kind, (struct sockaddr *)&ss, len, factory, server,
-                                context, transports) < 0) {
-            Py_DECREF(transports);
+                                context) < 0)
             return NULL;
-        }
     }
-    Py_DECREF(transports);
     return PyLong_FromSsize_t(served);
 }

@@ -30,6 +30,7 @@ typedef struct {
 } pl_write_req;
 
 static int pl_stream_close_handle(PLStream *self);
+static const pl_uvh_ops pl_stream_ops;
 
 /* ---- error routing: the base's policies (uvhandle.h) ------------------------ */
 
@@ -758,6 +759,75 @@ Stream_can_write_eof(PLStream *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 
 /* ---- close ------------------------------------------------------------------- */
 
+/* ---- open streams by fd -------------------------------------------------------- */
+
+/* Every open stream transport by its fd, for loop._transports (pyloop/loop.py):
+ * the stdlib registers each transport in a WeakValueDictionary, a Python
+ * weak reference with its callback per connection; here it is a slot in an
+ * array. Process-wide, as fds are: an entry answers only its own loop.
+ * Borrowed: the entry goes before the transport's handle closes. */
+static PLStream **pl_stream_fds;
+static int pl_stream_fds_cap;
+
+static int
+pl_stream_fd_register(PLStream *t, int fd)
+{
+    if (fd >= pl_stream_fds_cap) {
+        int cap = pl_stream_fds_cap > 0 ? pl_stream_fds_cap : 1024;
+        while (cap <= fd)
+            cap *= 2;
+        PLStream **grown = PyMem_Realloc(pl_stream_fds, (size_t)cap * sizeof(*grown));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memset(grown + pl_stream_fds_cap, 0, (size_t)(cap - pl_stream_fds_cap) * sizeof(*grown));
+        pl_stream_fds = grown;
+        pl_stream_fds_cap = cap;
+    }
+    pl_stream_fds[fd] = t;
+    t->fd_slot = fd;
+    return 0;
+}
+
+static void
+pl_stream_fd_unregister(PLStream *t)
+{
+    /* Another transport may hold the number now (the fd was closed behind
+     * libuv's back and reused): only its own entry is cleared. */
+    if (t->fd_slot >= 0 && pl_stream_fds[t->fd_slot] == t)
+        pl_stream_fds[t->fd_slot] = NULL;
+    t->fd_slot = -1;
+}
+
+PyObject *
+Loop__fd_transport(PLLoop *self, PyObject *fdobj)
+{
+    if (!PyLong_Check(fdobj))
+        Py_RETURN_NONE;
+    long fd = PyLong_AsLong(fdobj);
+    if (fd == -1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* too large for an fd: none */
+        Py_RETURN_NONE;
+    }
+    if (fd < 0 || fd >= pl_stream_fds_cap || pl_stream_fds[fd] == NULL ||
+        pl_stream_fds[fd]->loop != self)
+        Py_RETURN_NONE;
+    return Py_NewRef((PyObject *)pl_stream_fds[fd]);
+}
+
+PyObject *
+Loop__open_streams(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    for (PLUVHandle *h = self->uvh_open; list != NULL && h != NULL; h = h->open_next) {
+        if (h->ops == &pl_stream_ops && ((PLStream *)h)->fd_slot >= 0 &&
+            PyList_Append(list, (PyObject *)h) < 0)
+            Py_CLEAR(list);
+    }
+    return list;
+}
+
 static int
 pl_stream_close_handle(PLStream *self)
 {
@@ -768,8 +838,15 @@ pl_stream_close_handle(PLStream *self)
         return 0;
     }
     pl_stream_release_rbuf(self);
+    pl_stream_fd_unregister(self);
     pl_uvh_close(PL_UVH(self));
     return 0;
+}
+
+void
+pl_stream_discard(PLStream *t)
+{
+    pl_stream_close_handle(t);
 }
 
 /* pl_uvh_ops: the references libuv holds besides the open handle's. */
@@ -1095,6 +1172,7 @@ static void
 pl_stream_op_release(PLUVHandle *h)
 {
     pl_stream_release_rbuf((PLStream *)h);
+    pl_stream_fd_unregister((PLStream *)h);
 }
 
 static PyMethodDef Stream_methods[] = {
@@ -1158,7 +1236,7 @@ pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *e
                                          &pl_stream_ops, extra, context);
     if (t == NULL)
         return NULL;
-    t->lazy_fd = -1; /* 0 is a descriptor */
+    t->lazy_fd = t->fd_slot = -1; /* 0 is a descriptor */
     if (pl_stream_set_protocol(t, protocol) < 0)
         goto error;
     if (domain == AF_INET || domain == AF_INET6) {
@@ -1191,6 +1269,10 @@ pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *e
         goto error;
     }
     pl_uvh_attach(PL_UVH(t), (uv_handle_t *)uvh);
+    if (pl_stream_fd_register(t, fd) < 0) {
+        pl_stream_close_handle(t);
+        goto error;
+    }
     return t;
 
 error:

@@ -18,6 +18,7 @@ typedef struct PLStream {
      * socket object was given). */
     int lazy_fd;
     int lazy_family, lazy_type, lazy_proto;
+    int fd_slot;            /* its entry in the table of open streams by fd, or -1 */
     PyObject *empty_waiter; /* future set once nothing is queued (loop.sendfile) */
     /* A protocol that takes raw bytes from C (TLS): reads go there from the
      * loop's buffer, not through data_received/get_buffer. NULL otherwise. */
@@ -53,6 +54,16 @@ PyObject *Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssi
  * the caller's to close. */
 PLStream *pl_stream_new_fd(PLLoop *loop, int fd, int family, int type, int proto,
                            PyObject *protocol, PyObject *extra, PyObject *context);
+
+/* loop._fd_transport(fd): the loop's open stream transport on fd, or None
+ * (loop._transports finds pyloop's streams through it). */
+PyObject *Loop__fd_transport(PLLoop *self, PyObject *fd);
+/* loop._open_streams(): a list of the loop's open stream transports. */
+PyObject *Loop__open_streams(PLLoop *self, PyObject *ignored);
+
+/* Close a transport that never got connected (its set-up failed): no
+ * connection_lost, libuv closes the fd. */
+void pl_stream_discard(PLStream *t);
 
 /* transport._server = server and server._attach(...) as the stdlib's
  * transports do; server._detach(...) runs once after connection_lost. */

@@ -64,6 +64,39 @@ def _sighandler_noop(signum, frame):
     job is to make Python write the signal number to the wakeup fd."""
 
 
+class _TransportMap(weakref.WeakValueDictionary):
+    """loop._transports, which the stdlib's code reads to refuse an fd an open
+    transport uses ("File descriptor ... is used by transport"). What Python
+    code registers is kept as the stdlib keeps it; pyloop's stream transports
+    are found through the loop (csrc/stream.c keeps them by fd while they
+    are open), without a weak reference and its callback per connection."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self._loop = weakref.ref(loop)  # no cycle: a loop goes when dropped
+
+    def _stream(self, fd):
+        loop = self._loop()
+        return None if loop is None else loop._fd_transport(fd)
+
+    def __getitem__(self, fd):
+        transport = self._stream(fd)
+        return transport if transport is not None else super().__getitem__(fd)
+
+    def get(self, fd, default=None):
+        transport = self._stream(fd)
+        return transport if transport is not None else super().get(fd, default)
+
+    def __contains__(self, fd):
+        return self._stream(fd) is not None or super().__contains__(fd)
+
+    def values(self):
+        # the stream transports that have closed (the stdlib keeps them
+        # until they are collected) are left out
+        loop = self._loop()
+        return [*(loop._open_streams() if loop is not None else ()), *super().values()]
+
+
 class Loop(_core.Loop, asyncio.AbstractEventLoop):
     """An asyncio event loop on libuv."""
 
@@ -78,7 +111,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
-        self._transports = weakref.WeakValueDictionary()
+        self._transports = _TransportMap(self)
         self._unix_server_sockets = {}  # used by 3.13's create_unix_server cleanup
         self._old_wakeup_fd = None
         self._coroutine_origin_tracking_enabled = False
@@ -349,8 +382,8 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         # The context the protocol's callbacks run in: the one 3.15's server
         # and create_connection capture for the connection, else a copy of
         # the current one (the stdlib's handles copy it when scheduled).
+        # (csrc/stream.c keeps it by fd for loop._transports while it is open)
         transport = self._new_stream_transport(sock, protocol, info, context)
-        self._transports[sock.fileno()] = transport
         if server is not None:
             transport._attach_server(server)
         # As the stdlib's transport: its steps in the context given for the
