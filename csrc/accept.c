@@ -55,6 +55,27 @@ pl_accept_socket_class(void)
     return pl_accept_socket_type;
 }
 
+/* The local address of an accepted connection: the same for every
+ * connection of a listener bound to one address, so one tuple serves them
+ * all while it repeats (an idle connection keeps its extra dict: a tuple and
+ * a host string less each). New reference, or NULL with the error set. */
+static PyObject *
+pl_accept_sockname(const struct sockaddr *sa, socklen_t len)
+{
+    static struct sockaddr_storage last;
+    static socklen_t last_len;
+    static PyObject *last_obj;
+    if (last_obj != NULL && len == last_len && memcmp(sa, &last, len) == 0)
+        return Py_NewRef(last_obj);
+    PyObject *addr = pl_sockaddr_to_py(sa, len);
+    if (addr != NULL && len <= sizeof(last)) {
+        memcpy(&last, sa, len);
+        last_len = len;
+        Py_XSETREF(last_obj, Py_NewRef(addr));
+    }
+    return addr;
+}
+
 /* The connection's transport set up, inside its context `ctx` (also the
  * transport's when `given`). 0, or -1 with the error set; the fd is owned by
  * the transport once it exists, else still the caller's (*fd_taken 0). */
@@ -73,16 +94,20 @@ pl_accept_connect(PLLoop *loop, int fd, const int kind[3], PyObject *peer, PyObj
     memset(&ss, 0, sizeof(ss));
     /* As the stdlib's transport: None when the system cannot say. */
     sockname = getsockname(fd, (struct sockaddr *)&ss, &len) == 0
-                   ? pl_sockaddr_to_py((struct sockaddr *)&ss, len)
+                   ? pl_accept_sockname((struct sockaddr *)&ss, len)
                    : Py_NewRef(Py_None);
     extra = sockname ? PyDict_New() : NULL;
     if (extra == NULL || PyDict_SetItemString(extra, "sockname", sockname) < 0 ||
         PyDict_SetItemString(extra, "peername", peer) < 0)
         goto done;
-    t = pl_stream_new_fd(loop, fd, kind[0], kind[1], kind[2], protocol, extra,
-                         given ? ctx : NULL);
+    /* The protocol's callbacks run in ctx, which nothing else runs in after
+     * this (the stdlib's run in a copy of it: the same values, one context
+     * object more per connection). The transport's own steps still take a
+     * copy of the current context unless one was given, as the stdlib's. */
+    t = pl_stream_new_fd(loop, fd, kind[0], kind[1], kind[2], protocol, extra, ctx);
     if (t == NULL)
         goto done;
+    t->context_given = (char)given;
     *fd_taken = 1;
     if (server != Py_None && pl_stream_attach_server(t, server) < 0)
         goto fail;

@@ -1141,6 +1141,7 @@ static PyMethodDef Loop_methods[] = {
     {"_accept_serve", PL_METH(Loop__accept_serve), METH_FASTCALL, NULL},
     {"_fd_transport", PL_METH(Loop__fd_transport), METH_O, NULL},
     {"_open_streams", PL_METH(Loop__open_streams), METH_NOARGS, NULL},
+    {"_set_fd_transport", PL_METH(Loop__set_fd_transport), METH_FASTCALL, NULL},
     {"_pipe_read", PL_METH(Loop__pipe_read), METH_O, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
     /* pyloop.Loop overrides close(); this one serves the bare C type. */

@@ -816,6 +816,39 @@ Loop__fd_transport(PLLoop *self, PyObject *fdobj)
     return Py_NewRef((PyObject *)pl_stream_fds[fd]);
 }
 
+/* loop._set_fd_transport(fd, transport or None): the stdlib's sendfile takes
+ * a transport out of loop._transports while sock_sendfile uses its fd, and
+ * puts it back after. True when fd was a stream's of this loop (None) or the
+ * transport is this loop's stream (a closed one is not kept: it uses no fd). */
+PyObject *
+Loop__set_fd_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_set_fd_transport(fd, transport)");
+        return NULL;
+    }
+    long fd = PyLong_Check(args[0]) ? PyLong_AsLong(args[0]) : -1;
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *t = args[1];
+    if (t == Py_None) {
+        if (fd < 0 || fd >= pl_stream_fds_cap || pl_stream_fds[fd] == NULL ||
+            pl_stream_fds[fd]->loop != self)
+            Py_RETURN_FALSE;
+        pl_stream_fd_unregister(pl_stream_fds[fd]);
+        Py_RETURN_TRUE;
+    }
+    if (fd < 0 || Py_TYPE(t) != (PyTypeObject *)pl_stream_tcp_type ||
+        ((PLStream *)t)->loop != self)
+        Py_RETURN_FALSE;
+    if (((PLStream *)t)->state == PL_UVH_OPEN) {
+        pl_stream_fd_unregister((PLStream *)t);
+        if (pl_stream_fd_register((PLStream *)t, (int)fd) < 0)
+            return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
 PyObject *
 Loop__open_streams(PLLoop *self, PyObject *Py_UNUSED(ignored))
 {

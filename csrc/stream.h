@@ -58,6 +58,9 @@ PLStream *pl_stream_new_fd(PLLoop *loop, int fd, int family, int type, int proto
 /* loop._fd_transport(fd): the loop's open stream transport on fd, or None
  * (loop._transports finds pyloop's streams through it). */
 PyObject *Loop__fd_transport(PLLoop *self, PyObject *fd);
+/* loop._set_fd_transport(fd, transport or None): stream.c's side of
+ * loop._transports[fd] = transport / del loop._transports[fd]. */
+PyObject *Loop__set_fd_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
 /* loop._open_streams(): a list of the loop's open stream transports. */
 PyObject *Loop__open_streams(PLLoop *self, PyObject *ignored);
 

@@ -90,6 +90,18 @@ class _TransportMap(weakref.WeakValueDictionary):
     def __contains__(self, fd):
         return self._stream(fd) is not None or super().__contains__(fd)
 
+    # The stdlib's sendfile takes the transport out while sock_sendfile
+    # uses its fd, and puts it back after.
+    def __setitem__(self, fd, transport):
+        loop = self._loop()
+        if loop is None or not loop._set_fd_transport(fd, transport):
+            super().__setitem__(fd, transport)
+
+    def __delitem__(self, fd):
+        loop = self._loop()
+        if loop is None or not loop._set_fd_transport(fd, None):
+            super().__delitem__(fd)
+
     def values(self):
         # the stream transports that have closed (the stdlib keeps them
         # until they are collected) are left out
