@@ -213,6 +213,10 @@ def test_accepted_transport_socket_and_fd(loop):
             assert fd >= 0
             with pytest.raises(RuntimeError, match="is used by transport"):
                 loop.add_reader(fd, lambda: None)
+            # the registry the stdlib's code reads, as its own loop keeps it
+            assert fd in loop._transports
+            assert loop._transports[fd] is t and loop._transports.get(fd) is t
+            assert t in list(loop._transports.values())
             t.write(b"ok")
             assert client.recv(2) == b"ok"
             t.close()
