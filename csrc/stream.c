@@ -769,25 +769,33 @@ Stream_can_write_eof(PLStream *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static PLStream **pl_stream_fds;
 static int pl_stream_fds_cap;
 
+/* Room for fd in the table, made before libuv takes the fd, so that
+ * registering an open transport cannot fail. 0, or -1 with MemoryError. */
 static int
+pl_stream_fds_reserve(int fd)
+{
+    if (fd < pl_stream_fds_cap)
+        return 0;
+    int cap = pl_stream_fds_cap > 0 ? pl_stream_fds_cap : 1024;
+    while (cap <= fd)
+        cap *= 2;
+    PLStream **grown = PyMem_Realloc(pl_stream_fds, (size_t)cap * sizeof(*grown));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(grown + pl_stream_fds_cap, 0, (size_t)(cap - pl_stream_fds_cap) * sizeof(*grown));
+    pl_stream_fds = grown;
+    pl_stream_fds_cap = cap;
+    return 0;
+}
+
+/* fd < pl_stream_fds_cap (reserved). */
+static void
 pl_stream_fd_register(PLStream *t, int fd)
 {
-    if (fd >= pl_stream_fds_cap) {
-        int cap = pl_stream_fds_cap > 0 ? pl_stream_fds_cap : 1024;
-        while (cap <= fd)
-            cap *= 2;
-        PLStream **grown = PyMem_Realloc(pl_stream_fds, (size_t)cap * sizeof(*grown));
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memset(grown + pl_stream_fds_cap, 0, (size_t)(cap - pl_stream_fds_cap) * sizeof(*grown));
-        pl_stream_fds = grown;
-        pl_stream_fds_cap = cap;
-    }
     pl_stream_fds[fd] = t;
     t->fd_slot = fd;
-    return 0;
 }
 
 static void
@@ -838,13 +846,15 @@ Loop__set_fd_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
         pl_stream_fd_unregister(pl_stream_fds[fd]);
         Py_RETURN_TRUE;
     }
-    if (fd < 0 || Py_TYPE(t) != (PyTypeObject *)pl_stream_tcp_type ||
+    /* Not an fd a stream can have (the table doubles up to it): no. */
+    if (fd < 0 || fd > INT_MAX / 4 || Py_TYPE(t) != (PyTypeObject *)pl_stream_tcp_type ||
         ((PLStream *)t)->loop != self)
         Py_RETURN_FALSE;
     if (((PLStream *)t)->state == PL_UVH_OPEN) {
-        pl_stream_fd_unregister((PLStream *)t);
-        if (pl_stream_fd_register((PLStream *)t, (int)fd) < 0)
+        if (pl_stream_fds_reserve((int)fd) < 0)
             return NULL;
+        pl_stream_fd_unregister((PLStream *)t);
+        pl_stream_fd_register((PLStream *)t, (int)fd);
     }
     Py_RETURN_TRUE;
 }
@@ -1278,6 +1288,8 @@ pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *e
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    if (pl_stream_fds_reserve(fd) < 0)
+        goto error;
     uvh = PyMem_Malloc(sizeof(*uvh));
     if (uvh == NULL) {
         PyErr_NoMemory();
@@ -1302,10 +1314,7 @@ pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *e
         goto error;
     }
     pl_uvh_attach(PL_UVH(t), (uv_handle_t *)uvh);
-    if (pl_stream_fd_register(t, fd) < 0) {
-        pl_stream_close_handle(t);
-        goto error;
-    }
+    pl_stream_fd_register(t, fd);
     return t;
 
 error:
