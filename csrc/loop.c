@@ -1146,7 +1146,10 @@ static PyMethodDef Loop_methods[] = {
     {"_remove_reader", PL_METH(Loop__remove_reader), METH_O, NULL},
     {"_remove_writer", PL_METH(Loop__remove_writer), METH_O, NULL},
     {"_new_stream_transport", PL_METH(Loop__new_stream_transport), METH_FASTCALL, NULL},
-    {"_accept_batch", PL_METH(Loop__accept_batch), METH_FASTCALL, NULL},
+    {"_accept_serve", PL_METH(Loop__accept_serve), METH_FASTCALL, NULL},
+    {"_fd_transport", PL_METH(Loop__fd_transport), METH_O, NULL},
+    {"_open_streams", PL_METH(Loop__open_streams), METH_NOARGS, NULL},
+    {"_set_fd_transport", PL_METH(Loop__set_fd_transport), METH_FASTCALL, NULL},
     {"_pipe_read", PL_METH(Loop__pipe_read), METH_O, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
     /* pyloop.Loop overrides close(); this one serves the bare C type. */

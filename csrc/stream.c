@@ -8,6 +8,7 @@
  * (through _fatal_error), KeyboardInterrupt/SystemExit are stashed on the loop
  * and re-raised by run_forever. */
 #include "stream.h"
+#include "accept.h"
 #include "errors.h"
 #include "module.h"
 
@@ -29,6 +30,7 @@ typedef struct {
 } pl_write_req;
 
 static int pl_stream_close_handle(PLStream *self);
+static const pl_uvh_ops pl_stream_ops;
 
 /* ---- error routing: the base's policies (uvhandle.h) ------------------------ */
 
@@ -757,6 +759,118 @@ Stream_can_write_eof(PLStream *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 
 /* ---- close ------------------------------------------------------------------- */
 
+/* ---- open streams by fd -------------------------------------------------------- */
+
+/* Every open stream transport by its fd, for loop._transports (pyloop/loop.py):
+ * the stdlib registers each transport in a WeakValueDictionary, a Python
+ * weak reference with its callback per connection; here it is a slot in an
+ * array. Process-wide, as fds are: an entry answers only its own loop.
+ * Borrowed: the entry goes before the transport's handle closes. */
+static PLStream **pl_stream_fds;
+static int pl_stream_fds_cap;
+
+/* Room for fd in the table, made before libuv takes the fd, so that
+ * registering an open transport cannot fail. 0, or -1 with MemoryError. */
+static int
+pl_stream_fds_reserve(int fd)
+{
+    if (fd < pl_stream_fds_cap)
+        return 0;
+    int cap = pl_stream_fds_cap > 0 ? pl_stream_fds_cap : 1024;
+    while (cap <= fd)
+        cap *= 2;
+    PLStream **grown = PyMem_Realloc(pl_stream_fds, (size_t)cap * sizeof(*grown));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(grown + pl_stream_fds_cap, 0, (size_t)(cap - pl_stream_fds_cap) * sizeof(*grown));
+    pl_stream_fds = grown;
+    pl_stream_fds_cap = cap;
+    return 0;
+}
+
+/* fd < pl_stream_fds_cap (reserved). */
+static void
+pl_stream_fd_register(PLStream *t, int fd)
+{
+    pl_stream_fds[fd] = t;
+    t->fd_slot = fd;
+}
+
+static void
+pl_stream_fd_unregister(PLStream *t)
+{
+    /* Another transport may hold the number now (the fd was closed behind
+     * libuv's back and reused): only its own entry is cleared. */
+    if (t->fd_slot >= 0 && pl_stream_fds[t->fd_slot] == t)
+        pl_stream_fds[t->fd_slot] = NULL;
+    t->fd_slot = -1;
+}
+
+PyObject *
+Loop__fd_transport(PLLoop *self, PyObject *fdobj)
+{
+    if (!PyLong_Check(fdobj))
+        Py_RETURN_NONE;
+    long fd = PyLong_AsLong(fdobj);
+    if (fd == -1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* too large for an fd: none */
+        Py_RETURN_NONE;
+    }
+    if (fd < 0 || fd >= pl_stream_fds_cap || pl_stream_fds[fd] == NULL ||
+        pl_stream_fds[fd]->loop != self)
+        Py_RETURN_NONE;
+    return Py_NewRef((PyObject *)pl_stream_fds[fd]);
+}
+
+/* loop._set_fd_transport(fd, transport or None): the stdlib's sendfile takes
+ * a transport out of loop._transports while sock_sendfile uses its fd, and
+ * puts it back after. True when fd was a stream's of this loop (None) or the
+ * transport is this loop's stream (a closed one is not kept: it uses no fd). */
+PyObject *
+Loop__set_fd_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_set_fd_transport(fd, transport)");
+        return NULL;
+    }
+    long fd = PyLong_Check(args[0]) ? PyLong_AsLong(args[0]) : -1;
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *t = args[1];
+    if (t == Py_None) {
+        if (fd < 0 || fd >= pl_stream_fds_cap || pl_stream_fds[fd] == NULL ||
+            pl_stream_fds[fd]->loop != self)
+            Py_RETURN_FALSE;
+        pl_stream_fd_unregister(pl_stream_fds[fd]);
+        Py_RETURN_TRUE;
+    }
+    /* Not an fd a stream can have (the table doubles up to it): no. */
+    if (fd < 0 || fd > INT_MAX / 4 || Py_TYPE(t) != (PyTypeObject *)pl_stream_tcp_type ||
+        ((PLStream *)t)->loop != self)
+        Py_RETURN_FALSE;
+    if (((PLStream *)t)->state == PL_UVH_OPEN) {
+        if (pl_stream_fds_reserve((int)fd) < 0)
+            return NULL;
+        pl_stream_fd_unregister((PLStream *)t);
+        pl_stream_fd_register((PLStream *)t, (int)fd);
+    }
+    Py_RETURN_TRUE;
+}
+
+PyObject *
+Loop__open_streams(PLLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    for (PLUVHandle *h = self->uvh_open; list != NULL && h != NULL; h = h->open_next) {
+        if (h->ops == &pl_stream_ops && ((PLStream *)h)->fd_slot >= 0 &&
+            PyList_Append(list, (PyObject *)h) < 0)
+            Py_CLEAR(list);
+    }
+    return list;
+}
+
 static int
 pl_stream_close_handle(PLStream *self)
 {
@@ -767,8 +881,15 @@ pl_stream_close_handle(PLStream *self)
         return 0;
     }
     pl_stream_release_rbuf(self);
+    pl_stream_fd_unregister(self);
     pl_uvh_close(PL_UVH(self));
     return 0;
+}
+
+void
+pl_stream_discard(PLStream *t)
+{
+    pl_stream_close_handle(t);
 }
 
 /* pl_uvh_ops: the references libuv holds besides the open handle's. */
@@ -827,7 +948,8 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
         /* Whatever connection_lost did, the server learns the client left. */
         PyObject *hook = self->lost_hook;
         self->lost_hook = NULL;
-        PyObject *hr = PyObject_CallNoArgs(hook);
+        PyObject *hr = self->lost_hook_self ? PyObject_CallOneArg(hook, (PyObject *)self)
+                                            : PyObject_CallNoArgs(hook);
         Py_DECREF(hook);
         if (hr == NULL) {
             if (err == NULL)
@@ -890,7 +1012,140 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
         return NULL;
     }
     Py_XSETREF(self->lost_hook, hook == Py_None ? NULL : Py_NewRef(hook));
+    self->lost_hook_self = 0;
     Py_RETURN_NONE;
+}
+
+int
+pl_stream_attach_server(PLStream *t, PyObject *server)
+{
+    PyObject *detach = PyObject_GetAttrString(server, "_detach");
+    if (detach == NULL)
+        return -1;
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13+: the server keeps its clients (close_clients/abort_clients). */
+    PyObject *r = PyObject_CallMethod(server, "_attach", "O", (PyObject *)t);
+#else
+    PyObject *r = PyObject_CallMethod(server, "_attach", NULL);
+#endif
+    if (r == NULL) {
+        Py_DECREF(detach);
+        return -1;
+    }
+    Py_DECREF(r);
+    Py_XSETREF(t->server, Py_NewRef(server));
+    Py_XSETREF(t->lost_hook, detach);
+    t->lost_hook_self = PY_VERSION_HEX >= 0x030D0000;
+    return 0;
+}
+
+/* transport._attach_server(server): the Python layer's way to the above. */
+static PyObject *
+Stream__attach_server(PLStream *self, PyObject *server)
+{
+    if (pl_stream_attach_server(self, server) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---- the socket object, made on first use ------------------------------------ */
+
+/* Give a transport accepted in C its socket object (and the TransportSocket
+ * in `extra`), as the stdlib's transport has from the start. While open: a
+ * socket object on the fd libuv owns, detached when the handle closes. Once
+ * closed, libuv closed the fd (its number may be another file's by now): a
+ * closed socket object of the same kind, as the stdlib's transport keeps. */
+static int
+pl_stream_make_sock(PLStream *self)
+{
+    static PyObject *trsock_type; /* asyncio.trsock.TransportSocket */
+    static PyObject *key;         /* "socket" */
+    if (self->lazy_fd < 0)
+        return 0;
+    if (key == NULL && (key = PyUnicode_InternFromString("socket")) == NULL)
+        return -1;
+    PyObject *socket_type = pl_accept_socket_class();
+    if (socket_type == NULL)
+        return -1;
+    if (trsock_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("asyncio.trsock");
+        trsock_type = mod ? PyObject_GetAttrString(mod, "TransportSocket") : NULL;
+        Py_XDECREF(mod);
+        if (trsock_type == NULL)
+            return -1;
+    }
+    int open = self->state == PL_UVH_OPEN;
+    PyObject *sock = open ? PyObject_CallFunction(socket_type, "iiii", self->lazy_family,
+                                                  self->lazy_type, self->lazy_proto,
+                                                  self->lazy_fd)
+                          : PyObject_CallFunction(socket_type, "iii", self->lazy_family,
+                                                  self->lazy_type, self->lazy_proto);
+    if (sock == NULL)
+        return -1;
+    /* The object's own flag too: its timeout reads 0.0 as the stdlib's. */
+    PyObject *r = open ? PyObject_CallMethod(sock, "setblocking", "O", Py_False)
+                       : PyObject_CallMethod(sock, "close", NULL);
+    PyObject *wrapped = r ? PyObject_CallOneArg(trsock_type, sock) : NULL;
+    Py_XDECREF(r);
+    if (wrapped == NULL || (PyDict_Check(self->extra) &&
+                            PyDict_SetDefault(self->extra, key, wrapped) == NULL)) {
+        Py_XDECREF(wrapped);
+        if (open) {
+            /* libuv owns the fd: the failed object must not close it. */
+            PyObject *d = PyObject_CallMethod(sock, "detach", NULL);
+            Py_XDECREF(d);
+        }
+        Py_DECREF(sock);
+        return -1;
+    }
+    Py_DECREF(wrapped);
+    self->lazy_fd = -1;
+    Py_XSETREF(self->sock, sock);
+    return 0;
+}
+
+static PyObject *
+Stream_get_sock(PLStream *self, void *closure)
+{
+    if (pl_stream_make_sock(self) < 0)
+        return NULL;
+    return pl_uvh_get_sock((PyObject *)self, closure);
+}
+
+/* `_extra`, the slot asyncio.BaseTransport declares: complete when read. */
+static PyObject *
+Stream_get_extra(PLStream *self, void *Py_UNUSED(closure))
+{
+    if (pl_stream_make_sock(self) < 0)
+        return NULL;
+    return Py_NewRef(self->extra);
+}
+
+static int
+Stream_set_extra(PLStream *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _extra");
+        return -1;
+    }
+    if (pl_stream_make_sock(self) < 0)
+        return -1;
+    Py_SETREF(self->extra, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+Stream_get_extra_info(PLStream *self, PyObject *args, PyObject *kwds)
+{
+    if (self->lazy_fd >= 0) {
+        PyObject *name = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0)
+                         : kwds != NULL              ? PyDict_GetItemString(kwds, "name")
+                                                     : NULL;
+        if (name != NULL && PyUnicode_Check(name) &&
+            PyUnicode_CompareWithASCIIString(name, "socket") == 0 && pl_stream_make_sock(self) < 0)
+            return NULL;
+    }
+    return pl_uvh_get_extra_info((PyObject *)self, args, kwds);
 }
 
 /* ---- reading control, protocol, limits, extra ------------------------------ */
@@ -960,9 +1215,13 @@ static void
 pl_stream_op_release(PLUVHandle *h)
 {
     pl_stream_release_rbuf((PLStream *)h);
+    pl_stream_fd_unregister((PLStream *)h);
 }
 
 static PyMethodDef Stream_methods[] = {
+    /* Before the base's: the first of a name is the one the type keeps. */
+    {"get_extra_info", (PyCFunction)(void (*)(void))Stream_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
     PL_UVH_METHODS,
     {"write", (PyCFunction)Stream_write, METH_O, NULL},
     {"writelines", (PyCFunction)Stream_writelines, METH_O, NULL},
@@ -971,6 +1230,7 @@ static PyMethodDef Stream_methods[] = {
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
     {"_call_connection_lost", (PyCFunction)Stream__call_connection_lost, METH_O, NULL},
     {"_set_lost_hook", (PyCFunction)Stream__set_lost_hook, METH_O, NULL},
+    {"_attach_server", (PyCFunction)Stream__attach_server, METH_O, NULL},
     {"_deliver_eof", (PyCFunction)Stream__deliver_eof, METH_NOARGS, NULL},
     {"_make_empty_waiter", (PyCFunction)Stream__make_empty_waiter, METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Stream__reset_empty_waiter, METH_NOARGS, NULL},
@@ -978,7 +1238,8 @@ static PyMethodDef Stream_methods[] = {
 };
 
 static PyGetSetDef Stream_getset[] = {
-    PL_UVH_GETSET,
+    {"_sock", (getter)Stream_get_sock, NULL, NULL, NULL},
+    {"_extra", (getter)Stream_get_extra, (setter)Stream_set_extra, NULL, NULL},
     {"_sock_fd", (getter)Stream_get_sock_fd, NULL, NULL, NULL},
     {NULL}
 };
@@ -1003,6 +1264,64 @@ pl_stream_init_types(PyObject *module)
 
 /* ---- creation ---------------------------------------------------------------- */
 
+/* The transport on an open connected fd of `domain`: libuv's handle made,
+ * the fd given to it, the transport open. NULL with the error set, the fd
+ * then still the caller's. */
+static PLStream *
+pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *extra,
+               PyObject *context)
+{
+    union pl_stream_uvh {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } *uvh = NULL;
+    PLStream *t = (PLStream *)pl_uvh_new((PyTypeObject *)pl_stream_tcp_type, loop,
+                                         &pl_stream_ops, extra, context);
+    if (t == NULL)
+        return NULL;
+    t->lazy_fd = t->fd_slot = -1; /* 0 is a descriptor */
+    if (pl_stream_set_protocol(t, protocol) < 0)
+        goto error;
+    if (domain == AF_INET || domain == AF_INET6) {
+        /* TCP_NODELAY, as the stdlib's _set_nodelay sets it on every stream
+         * transport's socket (a non-TCP stream protocol refuses it: kept). */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (pl_stream_fds_reserve(fd) < 0)
+        goto error;
+    uvh = PyMem_Malloc(sizeof(*uvh));
+    if (uvh == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    /* AF_UNIX sockets become libuv pipes, everything else TCP handles. */
+    int err = domain == AF_UNIX ? uv_pipe_init(&loop->uv, &uvh->pipe, 0)
+                                : uv_tcp_init(&loop->uv, &uvh->tcp);
+    if (err < 0) {
+        PyMem_Free(uvh);
+        pl_error_set_uv(err);
+        goto error;
+    }
+    pl_counters.handles_created++;
+    pl_counters.transports_created[pl_counters_stream_kind(uvh)]++;
+    err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
+                            : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
+    if (err < 0) {
+        /* libuv did not take the fd: it stays with the caller. */
+        pl_uvh_discard((uv_handle_t *)uvh);
+        pl_error_set_uv(err);
+        goto error;
+    }
+    pl_uvh_attach(PL_UVH(t), (uv_handle_t *)uvh);
+    pl_stream_fd_register(t, fd);
+    return t;
+
+error:
+    Py_DECREF(t);
+    return NULL;
+}
+
 /* loop._new_stream_transport(sock, protocol, extra[, context]): wrap a
  * connected stream socket whose protocol callbacks run in `context` (None:
  * a copy of the current one). The Python layer schedules connection_made,
@@ -1011,11 +1330,6 @@ pl_stream_init_types(PyObject *module)
 PyObject *
 Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PLStream *t = NULL;
-    union pl_stream_uvh {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } *uvh = NULL;
     if (nargs != 3 && nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "_new_stream_transport(sock, protocol, extra, context=None)");
         return NULL;
@@ -1031,53 +1345,28 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
     int fd = pl_uvh_sock_fd(sock);
     if (fd < 0)
         return NULL;
-    t = (PLStream *)pl_uvh_new((PyTypeObject *)pl_stream_tcp_type, self, &pl_stream_ops, extra,
-                               context);
-    if (t == NULL)
-        return NULL;
-    if (pl_stream_set_protocol(t, protocol) < 0)
-        goto error;
-
-    /* AF_UNIX sockets become libuv pipes, everything else TCP handles. */
     int domain = AF_INET;
     socklen_t dlen = sizeof(domain);
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0) {
         pl_error_set_errno();
-        goto error;
+        return NULL;
     }
-    if (domain == AF_INET || domain == AF_INET6) {
-        /* TCP_NODELAY, as the stdlib's _set_nodelay sets it on every stream
-         * transport's socket (a non-TCP stream protocol refuses it: kept). */
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    uvh = PyMem_Malloc(sizeof(*uvh));
-    if (uvh == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    int err = domain == AF_UNIX ? uv_pipe_init(&self->uv, &uvh->pipe, 0)
-                                : uv_tcp_init(&self->uv, &uvh->tcp);
-    if (err < 0) {
-        PyMem_Free(uvh);
-        pl_error_set_uv(err);
-        goto error;
-    }
-    pl_counters.handles_created++;
-    pl_counters.transports_created[pl_counters_stream_kind(uvh)]++;
-    err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
-                            : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
-    if (err < 0) {
-        /* libuv did not take the fd: it stays with the caller's socket. */
-        pl_uvh_discard((uv_handle_t *)uvh);
-        pl_error_set_uv(err);
-        goto error;
-    }
-    t->sock = Py_NewRef(sock);
-    pl_uvh_attach(PL_UVH(t), (uv_handle_t *)uvh);
+    PLStream *t = pl_stream_open(self, fd, domain, protocol, extra, context);
+    if (t != NULL)
+        t->sock = Py_NewRef(sock);
     return (PyObject *)t;
+}
 
-error:
-    Py_XDECREF(t);
-    return NULL;
+PLStream *
+pl_stream_new_fd(PLLoop *loop, int fd, int family, int type, int proto, PyObject *protocol,
+                 PyObject *extra, PyObject *context)
+{
+    PLStream *t = pl_stream_open(loop, fd, family, protocol, extra, context);
+    if (t == NULL)
+        return NULL;
+    t->lazy_fd = fd;
+    t->lazy_family = family;
+    t->lazy_type = type;
+    t->lazy_proto = proto;
+    return t;
 }

@@ -11,6 +11,14 @@ typedef struct PLStream {
     PyObject *get_buffer_meth;    /* bound get_buffer / buffer_updated (BufferedProtocol only) */
     PyObject *buffer_updated_meth;
     PyObject *lost_hook;    /* called once after connection_lost (Server._detach) */
+    char lost_hook_self;    /* ... with the transport as its argument (3.13+'s _detach) */
+    /* Accepted in C (accept.c): the socket object is made only when asked
+     * for (`_sock`, `_extra`, get_extra_info('socket')); until then `sock`
+     * is NULL and lazy_fd the descriptor libuv owns (-1 once made or when a
+     * socket object was given). */
+    int lazy_fd;
+    int lazy_family, lazy_type, lazy_proto;
+    int fd_slot;            /* its entry in the table of open streams by fd, or -1 */
     PyObject *empty_waiter; /* future set once nothing is queued (loop.sendfile) */
     /* A protocol that takes raw bytes from C (TLS): reads go there from the
      * loop's buffer, not through data_received/get_buffer. NULL otherwise. */
@@ -38,5 +46,30 @@ extern PyObject *pl_stream_tcp_type;   /* heap type, subclass of asyncio.Transpo
 int pl_stream_init_types(PyObject *module);
 
 PyObject *Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* A stream transport on `fd`, a connected stream socket of `family`
+ * (AF_INET, AF_INET6, AF_UNIX; type and proto kept for the socket object),
+ * with no socket object until one is asked for; `extra` is the transport's
+ * own dict from now on. On failure NULL with the error set, and the fd stays
+ * the caller's to close. */
+PLStream *pl_stream_new_fd(PLLoop *loop, int fd, int family, int type, int proto,
+                           PyObject *protocol, PyObject *extra, PyObject *context);
+
+/* loop._fd_transport(fd): the loop's open stream transport on fd, or None
+ * (loop._transports finds pyloop's streams through it). */
+PyObject *Loop__fd_transport(PLLoop *self, PyObject *fd);
+/* loop._set_fd_transport(fd, transport or None): stream.c's side of
+ * loop._transports[fd] = transport / del loop._transports[fd]. */
+PyObject *Loop__set_fd_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
+/* loop._open_streams(): a list of the loop's open stream transports. */
+PyObject *Loop__open_streams(PLLoop *self, PyObject *ignored);
+
+/* Close a transport that never got connected (its set-up failed): no
+ * connection_lost, libuv closes the fd. */
+void pl_stream_discard(PLStream *t);
+
+/* transport._server = server and server._attach(...) as the stdlib's
+ * transports do; server._detach(...) runs once after connection_lost. */
+int pl_stream_attach_server(PLStream *t, PyObject *server);
 
 #endif

@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import errno
-import functools
 import inspect
 import os
 import signal
@@ -65,6 +64,51 @@ def _sighandler_noop(signum, frame):
     job is to make Python write the signal number to the wakeup fd."""
 
 
+class _TransportMap(weakref.WeakValueDictionary):
+    """loop._transports, which the stdlib's code reads to refuse an fd an open
+    transport uses ("File descriptor ... is used by transport"). What Python
+    code registers is kept as the stdlib keeps it; pyloop's stream transports
+    are found through the loop (csrc/stream.c keeps them by fd while they
+    are open), without a weak reference and its callback per connection."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self._loop = weakref.ref(loop)  # no cycle: a loop goes when dropped
+
+    def _stream(self, fd):
+        loop = self._loop()
+        return None if loop is None else loop._fd_transport(fd)
+
+    def __getitem__(self, fd):
+        transport = self._stream(fd)
+        return transport if transport is not None else super().__getitem__(fd)
+
+    def get(self, fd, default=None):
+        transport = self._stream(fd)
+        return transport if transport is not None else super().get(fd, default)
+
+    def __contains__(self, fd):
+        return self._stream(fd) is not None or super().__contains__(fd)
+
+    # The stdlib's sendfile takes the transport out while sock_sendfile
+    # uses its fd, and puts it back after.
+    def __setitem__(self, fd, transport):
+        loop = self._loop()
+        if loop is None or not loop._set_fd_transport(fd, transport):
+            super().__setitem__(fd, transport)
+
+    def __delitem__(self, fd):
+        loop = self._loop()
+        if loop is None or not loop._set_fd_transport(fd, None):
+            super().__delitem__(fd)
+
+    def values(self):
+        # the stream transports that have closed (the stdlib keeps them
+        # until they are collected) are left out
+        loop = self._loop()
+        return [*(loop._open_streams() if loop is not None else ()), *super().values()]
+
+
 class Loop(_core.Loop, asyncio.AbstractEventLoop):
     """An asyncio event loop on libuv."""
 
@@ -79,7 +123,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
-        self._transports = weakref.WeakValueDictionary()
+        self._transports = _TransportMap(self)
         self._unix_server_sockets = {}  # used by 3.13's create_unix_server cleanup
         self._old_wakeup_fd = None
         self._coroutine_origin_tracking_enabled = False
@@ -350,16 +394,10 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         # The context the protocol's callbacks run in: the one 3.15's server
         # and create_connection capture for the connection, else a copy of
         # the current one (the stdlib's handles copy it when scheduled).
+        # (csrc/stream.c keeps it by fd for loop._transports while it is open)
         transport = self._new_stream_transport(sock, protocol, info, context)
-        self._transports[sock.fileno()] = transport
         if server is not None:
-            transport._server = server
-            if _PY313:
-                server._attach(transport)
-                transport._set_lost_hook(functools.partial(server._detach, transport))
-            else:
-                server._attach()
-                transport._set_lost_hook(server._detach)
+            transport._attach_server(server)
         # As the stdlib's transport: its steps in the context given for the
         # connection (3.15's server and create_connection give one), else in
         # a copy of the current one.
@@ -380,7 +418,11 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                                              backlog, *timeouts_and_context)
         context = timeouts_and_context[2] if len(timeouts_and_context) > 2 else None
         try:
-            accepted = self._accept_batch(sock, backlog + _ACCEPT_EXTRA, _ACCEPT_ABORTED_CONTINUE)
+            # Accepts, and makes each connection's protocol and transport at
+            # once in a context of its own (csrc/accept.c), where the stdlib
+            # runs a task per connection for it.
+            self._accept_serve(sock, backlog + _ACCEPT_EXTRA, _ACCEPT_ABORTED_CONTINUE,
+                               protocol_factory, server, context)
         except OSError as exc:
             if exc.errno not in _ACCEPT_EXHAUSTED:
                 raise  # to the exception handler, as from the stdlib's
@@ -394,26 +436,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self._remove_reader(sock.fileno())
             self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory,
                             sock, sslcontext, server, backlog, *timeouts_and_context)
-            return
-        for conn, addr in accepted:
-            # Each connection's protocol is made in a context of its own, as
-            # in the stdlib's task (3.15: a copy of the server's).
-            conn_context = context.copy() if context is not None else contextvars.copy_context()
-            conn_context.run(self._accepted, protocol_factory, conn, addr, server,
-                             conn_context if context is not None else None)
-
-    def _accepted(self, protocol_factory, conn, addr, server, context):
-        try:
-            protocol = protocol_factory()
-            self._make_socket_transport(conn, protocol, extra={"peername": addr},
-                                        server=server, context=context)
-        except (SystemExit, KeyboardInterrupt):
-            conn.close()
-            raise
-        except BaseException:
-            # As the stdlib's outside debug mode: nowhere to report it; the
-            # connection is dropped.
-            conn.close()
 
     # ---- datagram transports --------------------------------------------------
 

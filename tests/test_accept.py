@@ -171,3 +171,86 @@ def test_out_of_fds_pauses_and_resumes(loop_name, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["socket.accept()", "out", "of", "system", "resource",
                                   "OSError", "hi"]
+
+
+class Keep(asyncio.Protocol):
+    """Keeps the accepted transport and learns when the connection is lost."""
+    made = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.lost = asyncio.get_running_loop().create_future()
+        Keep.made.append(self)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_accepted_transport_socket_and_fd(loop):
+    # The accepted transport's socket, sockname and fd, as the stdlib gives
+    # them (pyloop makes the socket object only when asked for), and its fd
+    # refused to add_reader while the transport is open.
+    Keep.made = []
+
+    async def main():
+        server = await loop.create_server(Keep, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        client = socket.create_connection(addr)
+        try:
+            while not Keep.made:
+                await asyncio.sleep(0.01)
+            t = Keep.made[0].transport
+            assert t.get_extra_info("sockname") == addr
+            assert t.get_extra_info("peername") == client.getsockname()
+            # asyncio.BaseTransport's _extra slot, which libraries read
+            sock = t._extra["socket"]
+            assert isinstance(sock, asyncio.trsock.TransportSocket)
+            assert sock is t.get_extra_info("socket")
+            assert (sock.family, sock.type) == (socket.AF_INET, socket.SOCK_STREAM)
+            assert sock.gettimeout() == 0.0
+            assert sock.getpeername() == client.getsockname()
+            fd = sock.fileno()
+            assert fd >= 0
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                loop.add_reader(fd, lambda: None)
+            # the registry the stdlib's code reads, as its own loop keeps it
+            assert fd in loop._transports
+            assert loop._transports[fd] is t and loop._transports.get(fd) is t
+            assert t in list(loop._transports.values())
+            t.write(b"ok")
+            assert client.recv(2) == b"ok"
+            t.close()
+            await Keep.made[0].lost
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_socket_first_asked_after_close(loop):
+    # Asked for only once the connection is gone: a closed socket object of
+    # the connection's family (never an fd number another file may own now).
+    Keep.made = []
+
+    async def main():
+        server = await loop.create_server(Keep, "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname())
+        try:
+            while not Keep.made:
+                await asyncio.sleep(0.01)
+            t = Keep.made[0].transport
+            t.close()
+            await Keep.made[0].lost
+            sock = t.get_extra_info("socket")
+            assert isinstance(sock, asyncio.trsock.TransportSocket)
+            assert sock.fileno() == -1
+            assert sock.family == socket.AF_INET
+            assert t.get_extra_info("sockname") == server.sockets[0].getsockname()
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    loop.run_until_complete(main())
