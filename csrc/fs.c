@@ -82,7 +82,7 @@ typedef struct PLFsReq {
     int w_flags, w_mode;   /* open(2)'s arguments */
     char *w_data;          /* PL_FS_READFILE: the file's bytes (PyMem_Raw) */
     size_t w_len;
-    unsigned long long w_st_mode, w_st_blksize;
+    unsigned long long w_st_mode, w_st_blksize, w_st_size;
     struct PLFsReq *prev, *next; /* every pending request, for loop teardown */
 } PLFsReq;
 
@@ -218,8 +218,8 @@ pl_fs_result(PLFsReq *self)
         }
     }
     case PL_FS_OPENSTAT:
-        return Py_BuildValue("(nKK)", (Py_ssize_t)req->result, self->w_st_mode,
-                             self->w_st_blksize);
+        return Py_BuildValue("(nKKK)", (Py_ssize_t)req->result, self->w_st_mode,
+                             self->w_st_blksize, self->w_st_size);
     case PL_FS_READFILE:
         return PyBytes_FromStringAndSize(self->w_data, (Py_ssize_t)self->w_len);
     case PL_FS_WRITEFILE:
@@ -463,6 +463,8 @@ pl__fs_work_cb(uv_work_t *work)
         }
         self->w_st_mode = st.st_mode;
         self->w_st_blksize = (unsigned long long)st.st_blksize;
+        /* a hint for a first read() to the end: no fstat request then */
+        self->w_st_size = (unsigned long long)st.st_size;
         self->req.result = fd;
         return;
     case PL_FS_READFILE:

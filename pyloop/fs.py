@@ -637,7 +637,7 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
             raise ValueError(f"opener returned {fd}")
     else:
         # open(2) and fstat(2) in one thread-pool job.
-        fd, st_mode, st_blksize = await _open_fd(loop, file, flags)
+        fd, st_mode, st_blksize, st_size = await _open_fd(loop, file, flags)
     owned = closefd
     try:
         if isinstance(file, int) or opener is not None:
@@ -651,6 +651,8 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
             bufsize = buffering
         raw = AsyncBinaryFile(loop, fd, file, mode, readable, writable, append, closefd,
                               buffering == 0, bufsize, _stat.S_ISREG(st_mode))
+        if opener is None and not isinstance(file, int):
+            raw._size_hint = st_size
         owned = False
     finally:
         if owned:
@@ -751,6 +753,10 @@ class AsyncBinaryFile:
         self._closed = False
         self._lock = _FileLock()
         self._reqs = set()   # requests libuv may still hold (cancelled ones)
+        # The size open() saw: a first read() to the end asks for that much
+        # (+1) without an fstat request. Only a hint: a read to the end goes
+        # on until a short read, whatever the file became meanwhile.
+        self._size_hint = None
         try:
             self._pos = _os.lseek(fd, 0, _os.SEEK_END if append else _os.SEEK_CUR)
             self._seekable = True
@@ -876,9 +882,11 @@ class AsyncBinaryFile:
         self._rbuf = b""
         want = _READ_ALL_CHUNK
         if self._regular and self._seekable:
-            st = await self._req(_core.fs_fstat, self._fd)
+            size, self._size_hint = self._size_hint, None
+            if size is None:
+                size = (await self._req(_core.fs_fstat, self._fd)).st_size
             # one more byte than the size sees EOF in the same request
-            want = max(st.st_size - self._pos, 0) + 1
+            want = max(size - self._pos, 0) + 1
         while True:
             chunk = await self._pread(want)
             if not chunk:
@@ -987,14 +995,25 @@ class AsyncBinaryFile:
         if isinstance(b, str):
             raise TypeError(f"a bytes-like object is required, not '{type(b).__name__}'")
         view = memoryview(b).cast("B")
-        async with self._lock:
+        lock = self._lock
+        if lock.busy:  # the lock's flag inline, as in read()
+            await lock.acquire()
+        else:
+            lock.busy = True
+        try:
             if self._rbuf:
                 self._drop_readahead()
             total = 0
             while True:
                 off = -1 if (self._append or not self._seekable) else self._pos
-                n = await self._req(_core.fs_write, self._fd, view[total:total + _MAX_REQUEST],
-                                    off)
+                req = _core.fs_write(self._loop, self._fd,
+                                     view if total == 0 and len(view) <= _MAX_REQUEST
+                                     else view[total:total + _MAX_REQUEST], off)
+                try:
+                    n = await req.future
+                except BaseException:
+                    self._abandon(req)
+                    raise
                 total += n
                 if self._append and self._seekable:
                     self._pos = _os.lseek(self._fd, 0, _os.SEEK_CUR)
@@ -1002,6 +1021,8 @@ class AsyncBinaryFile:
                     self._pos += n
                 if self._raw or total >= len(view):
                     return total
+        finally:
+            lock.release()
 
     async def writelines(self, lines):
         for line in lines:
@@ -1052,7 +1073,12 @@ class AsyncBinaryFile:
             if fut is not None:
                 await fut
         self._reqs.clear()
-        async with self._lock:
+        lock = self._lock
+        if lock.busy:
+            await lock.acquire()
+        else:
+            lock.busy = True
+        try:
             if not self._closefd:
                 if self._seekable:  # the descriptor's offset where ours is
                     _os.lseek(self._fd, self._pos - len(self._rbuf), 0)
@@ -1060,6 +1086,8 @@ class AsyncBinaryFile:
             # Never taken back with uv_cancel: a close the caller stopped
             # waiting for still has to happen, or the descriptor leaks.
             await _core.fs_close(self._loop, self._fd).future
+        finally:
+            lock.release()
 
     async def __aenter__(self):
         return self
