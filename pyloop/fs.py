@@ -697,6 +697,14 @@ class _FileLock:
     def locked(self):
         return self.busy
 
+    def take(self):
+        """Take the lock if it is free (True): the caller awaits acquire()
+        only when this says False."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
     async def acquire(self):
         if not self.busy:
             self.busy = True
@@ -840,10 +848,8 @@ class AsyncBinaryFile:
         if size is None:
             size = -1
         lock = self._lock
-        if lock.busy:
+        if not lock.take():
             await lock.acquire()
-        else:
-            lock.busy = True
         try:
             if size < 0:
                 return await self._read_all()
@@ -996,10 +1002,8 @@ class AsyncBinaryFile:
             raise TypeError(f"a bytes-like object is required, not '{type(b).__name__}'")
         view = memoryview(b).cast("B")
         lock = self._lock
-        if lock.busy:  # the lock's flag inline, as in read()
+        if not lock.take():
             await lock.acquire()
-        else:
-            lock.busy = True
         try:
             if self._rbuf:
                 self._drop_readahead()
@@ -1074,10 +1078,8 @@ class AsyncBinaryFile:
                 await fut
         self._reqs.clear()
         lock = self._lock
-        if lock.busy:
+        if not lock.take():
             await lock.acquire()
-        else:
-            lock.busy = True
         try:
             if not self._closefd:
                 if self._seekable:  # the descriptor's offset where ours is
