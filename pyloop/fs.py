@@ -848,8 +848,10 @@ class AsyncBinaryFile:
         if size is None:
             size = -1
         lock = self._lock
-        if not lock.take():
+        if lock.busy:  # take() inline: ~500 instructions of a 4 KiB read
             await lock.acquire()
+        else:
+            lock.busy = True
         try:
             if size < 0:
                 return await self._read_all()
