@@ -28,6 +28,9 @@ typedef enum {
     PL_FS_SCANDIR, PL_FS_READLINK, PL_FS_REALPATH, PL_FS_SYMLINK, PL_FS_LINK,
     PL_FS_CHMOD, PL_FS_FCHMOD, PL_FS_UTIME, PL_FS_LUTIME, PL_FS_FUTIME, PL_FS_ACCESS,
     PL_FS_COPYFILE, PL_FS_SENDFILE, PL_FS_FSYNC, PL_FS_FDATASYNC, PL_FS_FTRUNCATE,
+    /* stat(2) or lstat(2) answering one question about the path (exists,
+     * isfile, isdir, islink): a bool, False for any error, as os.path. */
+    PL_FS_STATTEST,
     /* Compound operations: one uv_queue_work job doing several system calls
      * in the worker (one thread-pool round trip instead of one per call). */
     PL_FS_OPENSTAT, PL_FS_READFILE, PL_FS_WRITEFILE,
@@ -43,6 +46,7 @@ static const Py_ssize_t pl_fs_nargs[PL_FS_NOPS] = {
     [PL_FS_LINK] = 4, [PL_FS_CHMOD] = 3, [PL_FS_FCHMOD] = 2, [PL_FS_UTIME] = 4,
     [PL_FS_LUTIME] = 4, [PL_FS_FUTIME] = 3, [PL_FS_ACCESS] = 3, [PL_FS_COPYFILE] = 5,
     [PL_FS_SENDFILE] = 4, [PL_FS_FSYNC] = 1, [PL_FS_FDATASYNC] = 1, [PL_FS_FTRUNCATE] = 2,
+    [PL_FS_STATTEST] = 3,
     [PL_FS_OPENSTAT] = 4, [PL_FS_READFILE] = 2, [PL_FS_WRITEFILE] = 3,
 };
 
@@ -63,6 +67,12 @@ typedef struct PLFsReq {
     PyObject *finished;    /* Future resolved when libuv is done with us (closing a file waits) */
     Py_buffer view;        /* PL_FS_READINTO/WRITE: the caller's buffer, held while pending */
     char has_view;
+    /* Made by an fs_<verb>_f entry: the caller got the Future, not us, and
+     * the Future has us as its done callback (a cancelled Future calls us,
+     * and we take the request back from the pool); removed again before
+     * the result is set, so a completion schedules nothing but the waiter. */
+    char direct;
+    char test;             /* PL_FS_STATTEST: one of pl_fs_test */
     /* Compound operations (PL_FS_IS_WORK): libuv runs pl__fs_work_cb on a
      * worker; it reads only the fields below and writes only w_* ones. The
      * outcome goes to req.result (>= 0, or -errno) as for an fs request. */
@@ -72,15 +82,19 @@ typedef struct PLFsReq {
     int w_flags, w_mode;   /* open(2)'s arguments */
     char *w_data;          /* PL_FS_READFILE: the file's bytes (PyMem_Raw) */
     size_t w_len;
-    unsigned long long w_st_mode, w_st_blksize;
+    unsigned long long w_st_mode, w_st_blksize, w_st_size;
     struct PLFsReq *prev, *next; /* every pending request, for loop teardown */
 } PLFsReq;
+
+/* PL_FS_STATTEST's questions (the Python layer passes these numbers). */
+enum pl_fs_test { PL_FS_TEST_EXISTS = 1, PL_FS_TEST_ISFILE, PL_FS_TEST_ISDIR, PL_FS_TEST_ISLINK };
 
 static PyTypeObject *PLFsReq_Type;
 static PLFsReq *pl_fs_pending; /* list head; touched only with the GIL */
 static PyObject *pl_fs_stat_result; /* os.stat_result */
 static int pl_fs_stat_direct;       /* its layout is the 19 fields filled below */
 static PyObject *pl_fs_str_done, *pl_fs_str_set_result, *pl_fs_str_set_exception;
+static PyObject *pl_fs_str_add_done_callback, *pl_fs_str_remove_done_callback;
 
 /* ---- completion ----------------------------------------------------------- */
 
@@ -190,9 +204,22 @@ pl_fs_result(PLFsReq *self)
         return PyBytes_FromString((const char *)req->ptr);
     case PL_FS_ACCESS:
         Py_RETURN_TRUE;
+    case PL_FS_STATTEST: {
+        uint64_t fmt = req->statbuf.st_mode & S_IFMT;
+        switch (self->test) {
+        case PL_FS_TEST_ISFILE:
+            return PyBool_FromLong(fmt == S_IFREG);
+        case PL_FS_TEST_ISDIR:
+            return PyBool_FromLong(fmt == S_IFDIR);
+        case PL_FS_TEST_ISLINK:
+            return PyBool_FromLong(fmt == S_IFLNK);
+        default:
+            Py_RETURN_TRUE;
+        }
+    }
     case PL_FS_OPENSTAT:
-        return Py_BuildValue("(nKK)", (Py_ssize_t)req->result, self->w_st_mode,
-                             self->w_st_blksize);
+        return Py_BuildValue("(nKKK)", (Py_ssize_t)req->result, self->w_st_mode,
+                             self->w_st_blksize, self->w_st_size);
     case PL_FS_READFILE:
         return PyBytes_FromStringAndSize(self->w_data, (Py_ssize_t)self->w_len);
     case PL_FS_WRITEFILE:
@@ -260,7 +287,17 @@ pl_fs_settle(PLFsReq *self)
         rc = 0;
         goto cleanup;
     }
-    if (result < 0 && self->op == PL_FS_ACCESS) {
+    if (self->direct) {
+        /* Not cancelled: the callback that would take us out of the pool
+         * has nothing left to do, and left in place it would be scheduled
+         * as a second callback of every completion. */
+        r = PyObject_CallMethodOneArg(self->future, pl_fs_str_remove_done_callback,
+                                      (PyObject *)self);
+        if (r == NULL)
+            goto cleanup;
+        Py_CLEAR(r);
+    }
+    if (result < 0 && (self->op == PL_FS_ACCESS || self->op == PL_FS_STATTEST)) {
         value = Py_NewRef(Py_False);
     }
     else if (result < 0) {
@@ -426,6 +463,8 @@ pl__fs_work_cb(uv_work_t *work)
         }
         self->w_st_mode = st.st_mode;
         self->w_st_blksize = (unsigned long long)st.st_blksize;
+        /* a hint for a first read() to the end: no fstat request then */
+        self->w_st_size = (unsigned long long)st.st_size;
         self->req.result = fd;
         return;
     case PL_FS_READFILE:
@@ -599,6 +638,18 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
         default:
             return uv_fs_realpath(uv, req, p1, pl__fs_done_cb);
         }
+    case PL_FS_STATTEST:
+        if (pl_fs_arg_path(a[0], &p1, &self->path_obj) < 0 || pl_fs_arg_int(a[2], &i1) < 0)
+            return -2;
+        if (i1 < PL_FS_TEST_EXISTS || i1 > PL_FS_TEST_ISLINK) {
+            PyErr_SetString(PyExc_ValueError, "unknown stat test");
+            return -2;
+        }
+        self->test = (char)i1;
+        /* islink asks about the link itself; the others follow it. */
+        if (i1 == PL_FS_TEST_ISLINK)
+            return uv_fs_lstat(uv, req, p1, pl__fs_done_cb);
+        return uv_fs_stat(uv, req, p1, pl__fs_done_cb);
     case PL_FS_FSTAT:
     case PL_FS_FSYNC:
     case PL_FS_FDATASYNC:
@@ -695,9 +746,10 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
 }
 
 /* fs_<verb>(loop, *args) -> request object; `request.future` resolves with
- * the result. */
+ * the result. With `direct` (fs_<verb>_f): the Future itself, no request
+ * object for the caller to keep, no coroutine around the await. */
 static PyObject *
-pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs)
+pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs, int direct)
 {
     PLFsReq *self = NULL;
     PyObject *result = NULL;
@@ -745,9 +797,23 @@ pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs)
     if (pl_fs_pending != NULL)
         pl_fs_pending->prev = self;
     pl_fs_pending = self;
-    result = Py_NewRef((PyObject *)self);
+    if (direct) {
+        /* Registered after libuv took the request: a failure here leaves a
+         * pending request whose completion settles the Future as usual
+         * (nobody awaits it), and the caller gets the error. */
+        PyObject *r = PyObject_CallMethodOneArg(self->future, pl_fs_str_add_done_callback,
+                                                (PyObject *)self);
+        if (r == NULL)
+            goto cleanup;
+        Py_DECREF(r);
+        self->direct = 1;
+        result = Py_NewRef(self->future);
+    }
+    else {
+        result = Py_NewRef((PyObject *)self);
+    }
 cleanup:
-    if (result == NULL && self != NULL)
+    if (result == NULL && self != NULL && !self->pending)
         pl_fs_req_release(self);
     Py_XDECREF(self);
     return result;
@@ -805,6 +871,17 @@ PLFsReq_finished(PLFsReq *self, PyObject *Py_UNUSED(ignored))
     return Py_NewRef(self->finished);
 }
 
+/* The done callback of a direct request's Future: called (through the
+ * loop's call_soon) only when the Future was cancelled, since a completion
+ * removes it before setting the result. */
+static PyObject *
+PLFsReq_call(PLFsReq *self, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
+{
+    if (self->pending)
+        (void)uv_cancel(pl_fs_uv_req(self)); /* a running worker finishes: fine */
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 PLFsReq_get_pending(PLFsReq *self, void *Py_UNUSED(c))
 {
@@ -845,6 +922,7 @@ static PyGetSetDef PLFsReq_getset[] = {
 
 static PyType_Slot PLFsReq_slots[] = {
     {Py_tp_dealloc, PLFsReq_dealloc},
+    {Py_tp_call, PLFsReq_call},
     {Py_tp_methods, PLFsReq_methods},
     {Py_tp_getset, PLFsReq_getset},
     {Py_tp_doc, "A pending libuv fs request (made by pyloop._core.fs_* only)."},
@@ -881,7 +959,10 @@ pl_fs_init_types(PyObject *module)
     pl_fs_str_done = PyUnicode_InternFromString("done");
     pl_fs_str_set_result = PyUnicode_InternFromString("set_result");
     pl_fs_str_set_exception = PyUnicode_InternFromString("set_exception");
-    if (!pl_fs_str_done || !pl_fs_str_set_result || !pl_fs_str_set_exception)
+    pl_fs_str_add_done_callback = PyUnicode_InternFromString("add_done_callback");
+    pl_fs_str_remove_done_callback = PyUnicode_InternFromString("remove_done_callback");
+    if (!pl_fs_str_done || !pl_fs_str_set_result || !pl_fs_str_set_exception ||
+        !pl_fs_str_add_done_callback || !pl_fs_str_remove_done_callback)
         return -1;
     PLFsReq_Type = (PyTypeObject *)PyType_FromSpec(&PLFsReq_spec);
     if (PLFsReq_Type == NULL)
@@ -893,11 +974,19 @@ pl_fs_init_types(PyObject *module)
 
 /* ---- module functions ------------------------------------------------------- */
 
-#define PL_FS_ENTRY(verb, OP)                                                     \
-    static PyObject *pl_fs_##verb(PyObject *Py_UNUSED(m), PyObject *const *args, \
-                                  Py_ssize_t nargs)                             \
-    {                                                                           \
-        return pl_fs_submit(OP, args, nargs);                                   \
+/* Each verb has two entries: fs_<verb> gives the request (a file object
+ * keeps it, to wait for a cancelled one before closing), fs_<verb>_f gives
+ * the Future (the module functions: one C call, nothing to keep). */
+#define PL_FS_ENTRY(verb, OP)                                                       \
+    static PyObject *pl_fs_##verb(PyObject *Py_UNUSED(m), PyObject *const *args,   \
+                                  Py_ssize_t nargs)                               \
+    {                                                                             \
+        return pl_fs_submit(OP, args, nargs, 0);                                  \
+    }                                                                             \
+    static PyObject *pl_fs_##verb##_f(PyObject *Py_UNUSED(m), PyObject *const *args, \
+                                      Py_ssize_t nargs)                           \
+    {                                                                             \
+        return pl_fs_submit(OP, args, nargs, 1);                                  \
     }
 
 PL_FS_ENTRY(open, PL_FS_OPEN)
@@ -931,8 +1020,11 @@ PL_FS_ENTRY(ftruncate, PL_FS_FTRUNCATE)
 PL_FS_ENTRY(openstat, PL_FS_OPENSTAT)
 PL_FS_ENTRY(readfile, PL_FS_READFILE)
 PL_FS_ENTRY(writefile, PL_FS_WRITEFILE)
+PL_FS_ENTRY(stattest, PL_FS_STATTEST)
 
-#define PL_FS_DEF(verb) {"fs_" #verb, PL_METH(pl_fs_##verb), METH_FASTCALL, NULL}
+#define PL_FS_DEF(verb)                                             \
+    {"fs_" #verb, PL_METH(pl_fs_##verb), METH_FASTCALL, NULL},      \
+    {"fs_" #verb "_f", PL_METH(pl_fs_##verb##_f), METH_FASTCALL, NULL}
 
 PyMethodDef pl_fs_methods[] = {
     PL_FS_DEF(open), PL_FS_DEF(close), PL_FS_DEF(read), PL_FS_DEF(readinto),
@@ -942,6 +1034,6 @@ PyMethodDef pl_fs_methods[] = {
     PL_FS_DEF(link), PL_FS_DEF(chmod), PL_FS_DEF(fchmod), PL_FS_DEF(utime),
     PL_FS_DEF(lutime), PL_FS_DEF(futime), PL_FS_DEF(access), PL_FS_DEF(copyfile),
     PL_FS_DEF(sendfile), PL_FS_DEF(fsync), PL_FS_DEF(fdatasync), PL_FS_DEF(ftruncate),
-    PL_FS_DEF(openstat), PL_FS_DEF(readfile), PL_FS_DEF(writefile),
+    PL_FS_DEF(openstat), PL_FS_DEF(readfile), PL_FS_DEF(writefile), PL_FS_DEF(stattest),
     {NULL}
 };

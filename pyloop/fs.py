@@ -44,6 +44,7 @@ _MAX_REQUEST = 1 << 30  # one request moves at most 1 GiB (libuv's buffer length
 
 
 _loop = _asyncio.get_running_loop
+_running = _asyncio._get_running_loop  # None instead of raising
 
 
 async def _submit(fn, loop, *args):
@@ -74,61 +75,94 @@ def _fd_of(f):
 
 
 # ---- module functions ---------------------------------------------------------
+#
+# On a pyloop loop most of these are plain functions returning the request's
+# asyncio.Future straight from C (fs_<verb>_f): no coroutine frame around the
+# await, and the Future's done callback takes a cancelled request back from
+# the pool. On other loops they return run_in_executor's Future. Either way
+# the result is awaitable (and works with gather/wait_for/ensure_future, but
+# create_task wants a coroutine); the arguments are checked when the function
+# is called, not when awaited. Called with no running loop (asyncio.run(
+# fs.stat(p)), loop.run_until_complete) they return a coroutine that makes
+# the call once it runs on its loop.
 
-async def stat(path, *, dir_fd=None, follow_symlinks=True):
+async def _later(fn, *args, **kwargs):
+    return await fn(*args, **kwargs)
+
+
+def _executor(loop, fn, *args):
+    return loop.run_in_executor(None, fn, *args)
+
+
+def _done(loop, value):
+    """An already resolved Future (an answer known without any I/O)."""
+    fut = loop.create_future()
+    fut.set_result(value)
+    return fut
+
+
+def stat(path, *, dir_fd=None, follow_symlinks=True):
     """os.stat(), as a libuv request."""
-    loop = _loop()
-    if isinstance(path, int):
-        return await fstat(path)
-    if type(loop) is _CoreLoop or isinstance(loop, _CoreLoop):
-        if dir_fd is None:
-            b, p = _paths(path)
-            fn = _core.fs_stat if follow_symlinks else _core.fs_lstat
-            req = fn(loop, b, p)
-            try:
-                return await req.future
-            except BaseException:
-                req.cancel()
-                raise
-    return await loop.run_in_executor(
-        None, lambda: _os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks))
+    loop = _running()
+    if loop is None:
+        return _later(stat, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+    if isinstance(loop, _CoreLoop) and dir_fd is None:
+        if isinstance(path, int):
+            return _core.fs_fstat_f(loop, path)
+        p = path if type(path) is str else _os.fspath(path)
+        return (_core.fs_stat_f if follow_symlinks else _core.fs_lstat_f)(loop, p, p)
+    return _executor(loop, lambda: _os.stat(path, dir_fd=dir_fd,
+                                            follow_symlinks=follow_symlinks))
 
 
-async def lstat(path, *, dir_fd=None):
-    return await stat(path, dir_fd=dir_fd, follow_symlinks=False)
+def lstat(path, *, dir_fd=None):
+    return stat(path, dir_fd=dir_fd, follow_symlinks=False)
 
 
-async def fstat(fd):
-    loop = _loop()
+def fstat(fd):
+    loop = _running()
+    if loop is None:
+        return _later(fstat, fd)
     if isinstance(loop, _CoreLoop):
-        return await _submit(_core.fs_fstat, loop, _fd_of(fd))
-    return await loop.run_in_executor(None, _os.fstat, fd)
+        return _core.fs_fstat_f(loop, _fd_of(fd))
+    return _executor(loop, _os.fstat, fd)
 
 
-async def _stat_or_none(path, follow=True):
-    try:
-        return await stat(path, follow_symlinks=follow)
-    except (OSError, ValueError):
-        return None
+# fs_stattest's questions (csrc/fs.c's pl_fs_test) and their os.path twins.
+_TEST_EXISTS, _TEST_ISFILE, _TEST_ISDIR, _TEST_ISLINK = 1, 2, 3, 4
+_TEST_FALLBACK = {_TEST_EXISTS: _os.path.exists, _TEST_ISFILE: _os.path.isfile,
+                  _TEST_ISDIR: _os.path.isdir, _TEST_ISLINK: _os.path.islink}
 
 
-async def exists(path):
-    return await _stat_or_none(path) is not None
+def _stat_test(path, test):
+    """One stat (lstat for islink) answered in C with a bool: False for any
+    OSError, as os.path's predicates."""
+    loop = _running()
+    if loop is None:
+        return _later(_stat_test, path, test)
+    if isinstance(loop, _CoreLoop) and not isinstance(path, int):
+        try:
+            p = path if type(path) is str else _os.fspath(path)
+            return _core.fs_stattest_f(loop, p, p, test)
+        except ValueError:  # embedded null byte, unencodable: os.path says False
+            return _done(loop, False)
+    return _executor(loop, _TEST_FALLBACK[test], path)
 
 
-async def isfile(path):
-    st = await _stat_or_none(path)
-    return st is not None and _stat.S_ISREG(st.st_mode)
+def exists(path):
+    return _stat_test(path, _TEST_EXISTS)
 
 
-async def isdir(path):
-    st = await _stat_or_none(path)
-    return st is not None and _stat.S_ISDIR(st.st_mode)
+def isfile(path):
+    return _stat_test(path, _TEST_ISFILE)
 
 
-async def islink(path):
-    st = await _stat_or_none(path, follow=False)
-    return st is not None and _stat.S_ISLNK(st.st_mode)
+def isdir(path):
+    return _stat_test(path, _TEST_ISDIR)
+
+
+def islink(path):
+    return _stat_test(path, _TEST_ISLINK)
 
 
 async def getsize(path):
@@ -147,46 +181,50 @@ async def getctime(path):
     return (await stat(path)).st_ctime
 
 
-async def _path_op(native, fallback, path, *extra):
-    loop = _loop()
+def _path_op(native, fallback, path, *extra):
+    loop = _running()
+    if loop is None:
+        return _later(_path_op, native, fallback, path, *extra)
     if isinstance(loop, _CoreLoop):
-        b, p = _paths(path)
-        return await _submit(native, loop, b, p, *extra)
-    return await loop.run_in_executor(None, fallback, path, *extra)
+        p = path if type(path) is str else _os.fspath(path)
+        return native(loop, p, p, *extra)
+    return _executor(loop, fallback, path, *extra)
 
 
-async def _two_path_op(native, fallback, src, dst, *extra):
-    loop = _loop()
+def _two_path_op(native, fallback, src, dst, *extra):
+    loop = _running()
+    if loop is None:
+        return _later(_two_path_op, native, fallback, src, dst, *extra)
     if isinstance(loop, _CoreLoop):
-        bs, ps = _paths(src)
-        bd, pd = _paths(dst)
-        return await _submit(native, loop, bs, bd, ps, pd, *extra)
-    return await loop.run_in_executor(None, fallback, src, dst)
+        ps = src if type(src) is str else _os.fspath(src)
+        pd = dst if type(dst) is str else _os.fspath(dst)
+        return native(loop, ps, pd, ps, pd, *extra)
+    return _executor(loop, fallback, src, dst)
 
 
-async def rename(src, dst):
+def rename(src, dst):
     """os.rename()."""
-    await _two_path_op(_core.fs_rename, _os.rename, src, dst)
+    return _two_path_op(_core.fs_rename_f, _os.rename, src, dst)
 
 
-async def replace(src, dst):
+def replace(src, dst):
     """os.replace(): rename(2) replaces on POSIX, as os.replace does."""
-    await _two_path_op(_core.fs_rename, _os.replace, src, dst)
+    return _two_path_op(_core.fs_rename_f, _os.replace, src, dst)
 
 
-async def remove(path):
-    await _path_op(_core.fs_unlink, _os.remove, path)
+def remove(path):
+    return _path_op(_core.fs_unlink_f, _os.remove, path)
 
 
 unlink = remove
 
 
-async def rmdir(path):
-    await _path_op(_core.fs_rmdir, _os.rmdir, path)
+def rmdir(path):
+    return _path_op(_core.fs_rmdir_f, _os.rmdir, path)
 
 
-async def mkdir(path, mode=0o777):
-    await _path_op(_core.fs_mkdir, _os.mkdir, path, mode)
+def mkdir(path, mode=0o777):
+    return _path_op(_core.fs_mkdir_f, _os.mkdir, path, mode)
 
 
 async def makedirs(name, mode=0o777, exist_ok=False):
@@ -303,7 +341,7 @@ async def scandir(path="."):
 
 
 async def readlink(path):
-    r = await _path_op(_core.fs_readlink, _os.readlink, path)
+    r = await _path_op(_core.fs_readlink_f, _os.readlink, path)
     if isinstance(r, bytes) and not isinstance(_os.fspath(path), bytes):
         return _os.fsdecode(r)
     return r
@@ -312,37 +350,41 @@ async def readlink(path):
 async def realpath(path):
     """The canonical path (realpath(3)): unlike os.path.realpath, a missing
     path raises."""
-    r = await _path_op(_core.fs_realpath, _os.path.realpath, path)
+    r = await _path_op(_core.fs_realpath_f, _os.path.realpath, path)
     if isinstance(r, bytes) and not isinstance(_os.fspath(path), bytes):
         return _os.fsdecode(r)
     return r
 
 
-async def symlink(src, dst, target_is_directory=False):
-    await _two_path_op(_core.fs_symlink, _os.symlink, src, dst, 0)
+def symlink(src, dst, target_is_directory=False):
+    return _two_path_op(_core.fs_symlink_f, _os.symlink, src, dst, 0)
 
 
-async def link(src, dst):
-    await _two_path_op(_core.fs_link, _os.link, src, dst)
+def link(src, dst):
+    return _two_path_op(_core.fs_link_f, _os.link, src, dst)
 
 
-async def chmod(path, mode):
-    loop = _loop()
+def chmod(path, mode):
+    loop = _running()
+    if loop is None:
+        return _later(chmod, path, mode)
     if isinstance(path, int):
         if isinstance(loop, _CoreLoop):
-            return await _submit(_core.fs_fchmod, loop, path, mode)
-        return await loop.run_in_executor(None, _os.chmod, path, mode)
-    await _path_op(_core.fs_chmod, _os.chmod, path, mode)
+            return _core.fs_fchmod_f(loop, path, mode)
+        return _executor(loop, _os.chmod, path, mode)
+    return _path_op(_core.fs_chmod_f, _os.chmod, path, mode)
 
 
-async def utime(path, times=None, *, ns=None, follow_symlinks=True):
+def utime(path, times=None, *, ns=None, follow_symlinks=True):
     """os.utime(). libuv takes the times as float seconds: sub-microsecond
     parts of ns= may round."""
-    loop = _loop()
+    loop = _running()
+    if loop is None:
+        return _later(utime, path, times, ns=ns, follow_symlinks=follow_symlinks)
     if not isinstance(loop, _CoreLoop):
         kw = {} if ns is None else {"ns": ns}
-        return await loop.run_in_executor(
-            None, lambda: _os.utime(path, times, follow_symlinks=follow_symlinks, **kw))
+        return _executor(loop, lambda: _os.utime(path, times, follow_symlinks=follow_symlinks,
+                                                 **kw))
     if times is not None and ns is not None:
         raise ValueError("utime: you may specify either 'times' or 'ns' but not both")
     if ns is not None:
@@ -352,14 +394,14 @@ async def utime(path, times=None, *, ns=None, follow_symlinks=True):
     else:
         atime = mtime = _time.time()
     if isinstance(path, int):
-        return await _submit(_core.fs_futime, loop, path, float(atime), float(mtime))
-    fn = _core.fs_utime if follow_symlinks else _core.fs_lutime
-    await _path_op(fn, None, path, float(atime), float(mtime))
+        return _core.fs_futime_f(loop, path, float(atime), float(mtime))
+    fn = _core.fs_utime_f if follow_symlinks else _core.fs_lutime_f
+    return _path_op(fn, None, path, float(atime), float(mtime))
 
 
-async def access(path, mode):
+def access(path, mode):
     """os.access(): True or False."""
-    return await _path_op(_core.fs_access, _os.access, path, mode)
+    return _path_op(_core.fs_access_f, _os.access, path, mode)
 
 
 async def copyfile(src, dst):
@@ -368,53 +410,73 @@ async def copyfile(src, dst):
     loop = _loop()
     if not isinstance(loop, _CoreLoop):
         return await loop.run_in_executor(None, _shutil.copyfile, src, dst)
-    await _two_path_op(_core.fs_copyfile, None, src, dst, 0)
+    await _two_path_op(_core.fs_copyfile_f, None, src, dst, 0)
     return dst
 
 
-async def sendfile(out_fd, in_fd, offset, count):
+def sendfile(out_fd, in_fd, offset, count):
     """os.sendfile(out_fd, in_fd, offset, count): bytes sent."""
-    loop = _loop()
+    loop = _running()
+    if loop is None:
+        return _later(sendfile, out_fd, in_fd, offset, count)
     if not isinstance(loop, _CoreLoop):
-        return await loop.run_in_executor(None, _os.sendfile, out_fd, in_fd, offset, count)
-    return await _submit(_core.fs_sendfile, loop, out_fd, in_fd, offset, count)
+        return _executor(loop, _os.sendfile, out_fd, in_fd, offset, count)
+    return _core.fs_sendfile_f(loop, out_fd, in_fd, offset, count)
 
 
-async def fsync(fd):
-    loop = _loop()
+def fsync(fd):
+    loop = _running()
+    if loop is None:
+        return _later(fsync, fd)
     if not isinstance(loop, _CoreLoop):
-        return await loop.run_in_executor(None, _os.fsync, fd)
-    await _submit(_core.fs_fsync, loop, _fd_of(fd))
+        return _executor(loop, _os.fsync, fd)
+    return _core.fs_fsync_f(loop, _fd_of(fd))
 
 
-async def fdatasync(fd):
-    loop = _loop()
+def fdatasync(fd):
+    loop = _running()
+    if loop is None:
+        return _later(fdatasync, fd)
     if not isinstance(loop, _CoreLoop):
-        return await loop.run_in_executor(None, _os.fdatasync, fd)
-    await _submit(_core.fs_fdatasync, loop, _fd_of(fd))
+        return _executor(loop, _os.fdatasync, fd)
+    return _core.fs_fdatasync_f(loop, _fd_of(fd))
 
 
-async def read_bytes(path):
+def _read_file(path):
+    with _io.open(path, "rb") as f:
+        return f.read()
+
+
+def _write_file(path, view):
+    with _io.open(path, "wb") as f:
+        return f.write(view)
+
+
+def read_bytes(path):
     """pathlib.Path(path).read_bytes(). On pyloop one thread-pool job opens,
     sizes, reads and closes the file."""
-    loop = _loop()
-    if type(loop) is _CoreLoop or isinstance(loop, _CoreLoop):
-        b, p = _paths(path)
-        return await _submit(_core.fs_readfile, loop, b, p)
-    async with open(path, "rb") as f:
-        return await f.read()
+    loop = _running()
+    if loop is None:
+        return _later(read_bytes, path)
+    if isinstance(loop, _CoreLoop):
+        p = path if type(path) is str else _os.fspath(path)
+        return _core.fs_readfile_f(loop, p, p)
+    return _executor(loop, _read_file, path)  # one executor job, as on pyloop
 
 
-async def write_bytes(path, data):
+def write_bytes(path, data):
     """pathlib.Path(path).write_bytes(data): the number of bytes written. On
-    pyloop one thread-pool job opens, writes and closes the file."""
-    view = memoryview(data)
-    loop = _loop()
-    if type(loop) is _CoreLoop or isinstance(loop, _CoreLoop):
-        b, p = _paths(path)
-        return await _submit(_core.fs_writefile, loop, b, p, view.cast("B"))
-    async with open(path, "wb") as f:
-        return await f.write(view)
+    pyloop one thread-pool job opens, writes and closes the file (it holds
+    data's buffer until then)."""
+    loop = _running()
+    if loop is None:
+        return _later(write_bytes, path, data)
+    if isinstance(loop, _CoreLoop):
+        p = path if type(path) is str else _os.fspath(path)
+        if type(data) is not bytes:
+            data = memoryview(data).cast("B")
+        return _core.fs_writefile_f(loop, p, p, data)
+    return _executor(loop, _write_file, path, memoryview(data))
 
 
 def _text_codec(encoding, errors, newline, data=None):
@@ -575,7 +637,7 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
             raise ValueError(f"opener returned {fd}")
     else:
         # open(2) and fstat(2) in one thread-pool job.
-        fd, st_mode, st_blksize = await _open_fd(loop, file, flags)
+        fd, st_mode, st_blksize, st_size = await _open_fd(loop, file, flags)
     owned = closefd
     try:
         if isinstance(file, int) or opener is not None:
@@ -589,6 +651,8 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
             bufsize = buffering
         raw = AsyncBinaryFile(loop, fd, file, mode, readable, writable, append, closefd,
                               buffering == 0, bufsize, _stat.S_ISREG(st_mode))
+        if opener is None and not isinstance(file, int):
+            raw._size_hint = st_size
         owned = False
     finally:
         if owned:
@@ -632,6 +696,14 @@ class _FileLock:
 
     def locked(self):
         return self.busy
+
+    def take(self):
+        """Take the lock if it is free (True): the caller awaits acquire()
+        only when this says False."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
 
     async def acquire(self):
         if not self.busy:
@@ -689,6 +761,10 @@ class AsyncBinaryFile:
         self._closed = False
         self._lock = _FileLock()
         self._reqs = set()   # requests libuv may still hold (cancelled ones)
+        # The size open() saw: a first read() to the end asks for that much
+        # (+1) without an fstat request. Only a hint: a read to the end goes
+        # on until a short read, whatever the file became meanwhile.
+        self._size_hint = None
         try:
             self._pos = _os.lseek(fd, 0, _os.SEEK_END if append else _os.SEEK_CUR)
             self._seekable = True
@@ -772,7 +848,7 @@ class AsyncBinaryFile:
         if size is None:
             size = -1
         lock = self._lock
-        if lock.busy:
+        if lock.busy:  # take() inline: ~500 instructions of a 4 KiB read
             await lock.acquire()
         else:
             lock.busy = True
@@ -814,9 +890,11 @@ class AsyncBinaryFile:
         self._rbuf = b""
         want = _READ_ALL_CHUNK
         if self._regular and self._seekable:
-            st = await self._req(_core.fs_fstat, self._fd)
+            size, self._size_hint = self._size_hint, None
+            if size is None:
+                size = (await self._req(_core.fs_fstat, self._fd)).st_size
             # one more byte than the size sees EOF in the same request
-            want = max(st.st_size - self._pos, 0) + 1
+            want = max(size - self._pos, 0) + 1
         while True:
             chunk = await self._pread(want)
             if not chunk:
@@ -925,14 +1003,23 @@ class AsyncBinaryFile:
         if isinstance(b, str):
             raise TypeError(f"a bytes-like object is required, not '{type(b).__name__}'")
         view = memoryview(b).cast("B")
-        async with self._lock:
+        lock = self._lock
+        if not lock.take():
+            await lock.acquire()
+        try:
             if self._rbuf:
                 self._drop_readahead()
             total = 0
             while True:
                 off = -1 if (self._append or not self._seekable) else self._pos
-                n = await self._req(_core.fs_write, self._fd, view[total:total + _MAX_REQUEST],
-                                    off)
+                req = _core.fs_write(self._loop, self._fd,
+                                     view if total == 0 and len(view) <= _MAX_REQUEST
+                                     else view[total:total + _MAX_REQUEST], off)
+                try:
+                    n = await req.future
+                except BaseException:
+                    self._abandon(req)
+                    raise
                 total += n
                 if self._append and self._seekable:
                     self._pos = _os.lseek(self._fd, 0, _os.SEEK_CUR)
@@ -940,6 +1027,8 @@ class AsyncBinaryFile:
                     self._pos += n
                 if self._raw or total >= len(view):
                     return total
+        finally:
+            lock.release()
 
     async def writelines(self, lines):
         for line in lines:
@@ -990,7 +1079,10 @@ class AsyncBinaryFile:
             if fut is not None:
                 await fut
         self._reqs.clear()
-        async with self._lock:
+        lock = self._lock
+        if not lock.take():
+            await lock.acquire()
+        try:
             if not self._closefd:
                 if self._seekable:  # the descriptor's offset where ours is
                     _os.lseek(self._fd, self._pos - len(self._rbuf), 0)
@@ -998,6 +1090,8 @@ class AsyncBinaryFile:
             # Never taken back with uv_cancel: a close the caller stopped
             # waiting for still has to happen, or the descriptor leaks.
             await _core.fs_close(self._loop, self._fd).future
+        finally:
+            lock.release()
 
     async def __aenter__(self):
         return self

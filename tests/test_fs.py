@@ -757,7 +757,8 @@ def test_loop_close_with_pending_requests(tmp_path):
     # the coroutines as their collection would (when is up to the GC: the
     # closed loop's ready queue still holds the woken tasks).
     for t in tasks:
-        t.get_coro().close()
+        if isinstance(t, asyncio.Task):  # read_bytes/stat/write_bytes gave Futures
+            t.get_coro().close()
     del tasks, loop
     gc.collect()
     # every descriptor is closed: by the completion (a job finished after its
@@ -802,3 +803,137 @@ def test_executor_fallback_is_used_off_pyloop(tmp_path):
 
     assert asyncio.run(main()) == ("_ExecutorFile", "abc")
     assert pyloop.run(main()) == ("AsyncTextFile", "abc")
+
+
+# ---- module functions as Futures (no coroutine) -----------------------------------
+
+def test_module_functions_give_futures_in_a_running_loop(run, tmp_path):
+    p, s = tmp_path / "f", tmp_path / "s"  # s is not read: its atime stays
+    p.write_bytes(b"abc")
+    s.write_bytes(b"s")
+
+    async def main():
+        calls = [fs.stat(s), fs.exists(p), fs.isfile(p), fs.read_bytes(p),
+                 fs.write_bytes(tmp_path / "g", bytearray(b"xy")), fs.access(p, os.R_OK),
+                 fs.isdir(tmp_path / "missing")]
+        assert all(asyncio.isfuture(c) for c in calls)
+        got = await asyncio.gather(*calls)
+        assert got[1:] == [True, True, b"abc", 2, True, False]
+        assert _stat_fields(got[0]) == _stat_fields(os.stat(s))
+        # bad arguments (raised by the call on pyloop, by the await elsewhere)
+        with pytest.raises(TypeError):
+            await fs.stat(1.5)
+        with pytest.raises(ValueError):
+            await fs.stat(str(p) + "\0")
+        assert await fs.exists(str(p) + "\0") is False
+        assert await fs.isfile(str(p) + "\0") is False
+
+    run(main())
+    assert (tmp_path / "g").read_bytes() == b"xy"
+    # outside a running loop they are coroutines, for asyncio.run and friends
+    coro = fs.stat(s)
+    assert asyncio.iscoroutine(coro)
+    assert _stat_fields(run(coro)) == _stat_fields(os.stat(s))
+
+
+@pytest.mark.parametrize("make_path", [str, pathlib.Path, os.fsencode])
+def test_direct_future_errors_carry_errno_and_filename(run, tmp_path, make_path):
+    (tmp_path / "d").mkdir()
+    missing = make_path(str(tmp_path / "missing"))
+    d = make_path(str(tmp_path / "d"))
+    cases = [(fs.read_bytes, lambda q: open(q, "rb").read(), missing),
+             (fs.read_bytes, lambda q: open(q, "rb").read(), d),
+             (lambda q: fs.write_bytes(q, b"x"), lambda q: open(q, "wb"), d),
+             (fs.mkdir, os.mkdir, d), (fs.unlink, os.unlink, d),
+             (lambda q: fs.chmod(q, 0o600), lambda q: os.chmod(q, 0o600), missing),
+             (lambda q: fs.access(q, os.R_OK), lambda q: os.access(q, os.R_OK), missing)]
+
+    async def outcome(fn, q):
+        try:
+            return await fn(q)
+        except OSError as exc:
+            return exc
+
+    for fs_fn, os_fn, q in cases:
+        try:
+            expected = os_fn(q)
+        except OSError as exc:
+            expected = exc
+        got = run(outcome(fs_fn, q))
+        if isinstance(expected, OSError):
+            assert type(got) is type(expected)
+            assert (got.errno, got.filename, got.filename2) == \
+                (expected.errno, expected.filename, expected.filename2)
+        else:
+            assert got == expected
+
+
+def _pool_size():
+    return int(os.environ.get("UV_THREADPOOL_SIZE", "4"))
+
+
+def test_cancelled_direct_future_is_taken_back_from_the_pool(pyloop_loop, tmp_path):
+    # Every pool thread blocks opening a FIFO nobody writes to yet, so the
+    # write_bytes job after them waits in libuv's queue: cancelling its Future
+    # takes it out (uv_cancel), and the file is never made.
+    fifos = [str(tmp_path / f"fifo{i}") for i in range(_pool_size())]
+    for f in fifos:
+        os.mkfifo(f)
+    target = tmp_path / "never"
+    before = _core._counters()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        blockers = [fs.read_bytes(f) for f in fifos]
+        queued = fs.write_bytes(target, b"x")
+        queued_stat = fs.stat(tmp_path)
+        await asyncio.sleep(0)
+        queued.cancel()
+        queued_stat.cancel()
+        await asyncio.sleep(0)  # the done callbacks run: uv_cancel
+        # now let the blocked workers go: a writer opens and closes each FIFO
+        await asyncio.gather(*(loop.run_in_executor(None, lambda f=f: os.close(
+            os.open(f, os.O_WRONLY))) for f in fifos))
+        assert await asyncio.gather(*blockers) == [b""] * len(fifos)
+        assert queued.cancelled() and queued_stat.cancelled()
+        # a request made after still runs
+        assert await fs.write_bytes(tmp_path / "after", b"y") == 1
+
+    pyloop_loop.run_until_complete(main())
+    pyloop_loop.close()
+    assert not target.exists()
+    assert (tmp_path / "after").read_bytes() == b"y"
+    after = _core._counters()
+    assert after["requests_created"] - before["requests_created"] == \
+        after["requests_freed"] - before["requests_freed"] == len(fifos) + 3
+
+
+def test_loop_close_with_direct_futures_pending(tmp_path):
+    # The pool's threads block opening one FIFO nobody writes to yet, so the
+    # later requests are still queued when the loop closes: the teardown takes
+    # them back, nothing runs them, and every request object is freed once the
+    # FIFO is released. (Pool threads busy elsewhere, say a slow DNS lookup,
+    # leave some blockers queued too: they are taken back the same way.)
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    loop = pyloop.new_event_loop()
+    before = _core._counters()
+
+    async def start():
+        return ([fs.read_bytes(fifo) for _ in range(_pool_size())],
+                [fs.write_bytes(tmp_path / f"w{i}", b"w") for i in range(10)] +
+                [fs.exists(tmp_path), fs.stat(tmp_path), fs.mkdir(tmp_path / "dir")])
+
+    blockers, queued = loop.run_until_complete(start())
+    # loop.close() waits for the running workers with the GIL held, so
+    # another process releases them (one open of the FIFO for writing lets
+    # every reader blocked in open() through, to EOF), after a pause that
+    # lets close() take the queued requests back first.
+    releaser = subprocess.Popen(["sh", "-c", 'sleep 1; : > "$1"', "sh", fifo])
+    loop.close()
+    assert releaser.wait(timeout=60) == 0
+    after = _core._counters()
+    assert after["requests_created"] - before["requests_created"] == \
+        after["requests_freed"] - before["requests_freed"] == _pool_size() + 13
+    assert not any(f.done() for f in queued)
+    assert os.listdir(tmp_path) == ["fifo"]
