@@ -76,19 +76,12 @@ def _fd_of(f):
 
 # ---- module functions ---------------------------------------------------------
 #
-# On a pyloop loop most of these are plain functions returning the request's
-# asyncio.Future straight from C (fs_<verb>_f): no coroutine frame around the
-# await, and the Future's done callback takes a cancelled request back from
-# the pool. On other loops they return run_in_executor's Future. Either way
-# the result is awaitable (and works with gather/wait_for/ensure_future, but
-# create_task wants a coroutine); the arguments are checked when the function
-# is called, not when awaited. Called with no running loop (asyncio.run(
-# fs.stat(p)), loop.run_until_complete) they return a coroutine that makes
-# the call once it runs on its loop.
-
-async def _later(fn, *args, **kwargs):
-    return await fn(*args, **kwargs)
-
+# Coroutine functions, as aiofiles' are (create_task and TaskGroup take what
+# they return, nothing starts before the await, errors arise at the await).
+# On a pyloop loop each awaits the Future that one C call (fs_<verb>_f) makes
+# with its request: no request object for Python to keep, and the Future's
+# done callback takes a cancelled request back from the pool. On other loops
+# they await run_in_executor's Future.
 
 def _executor(loop, fn, *args):
     return loop.run_in_executor(None, fn, *args)
@@ -101,31 +94,27 @@ def _done(loop, value):
     return fut
 
 
-def stat(path, *, dir_fd=None, follow_symlinks=True):
+async def stat(path, *, dir_fd=None, follow_symlinks=True):
     """os.stat(), as a libuv request."""
     loop = _running()
-    if loop is None:
-        return _later(stat, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
     if isinstance(loop, _CoreLoop) and dir_fd is None:
         if isinstance(path, int):
-            return _core.fs_fstat_f(loop, path)
+            return await _core.fs_fstat_f(loop, path)
         p = path if type(path) is str else _os.fspath(path)
-        return (_core.fs_stat_f if follow_symlinks else _core.fs_lstat_f)(loop, p, p)
-    return _executor(loop, lambda: _os.stat(path, dir_fd=dir_fd,
+        return await (_core.fs_stat_f if follow_symlinks else _core.fs_lstat_f)(loop, p, p)
+    return await _executor(loop, lambda: _os.stat(path, dir_fd=dir_fd,
                                             follow_symlinks=follow_symlinks))
 
 
-def lstat(path, *, dir_fd=None):
-    return stat(path, dir_fd=dir_fd, follow_symlinks=False)
+async def lstat(path, *, dir_fd=None):
+    return await stat(path, dir_fd=dir_fd, follow_symlinks=False)
 
 
-def fstat(fd):
+async def fstat(fd):
     loop = _running()
-    if loop is None:
-        return _later(fstat, fd)
     if isinstance(loop, _CoreLoop):
-        return _core.fs_fstat_f(loop, _fd_of(fd))
-    return _executor(loop, _os.fstat, fd)
+        return await _core.fs_fstat_f(loop, _fd_of(fd))
+    return await _executor(loop, _os.fstat, fd)
 
 
 # fs_stattest's questions (csrc/fs.c's pl_fs_test) and their os.path twins.
@@ -138,8 +127,6 @@ def _stat_test(path, test):
     """One stat (lstat for islink) answered in C with a bool: False for any
     OSError, as os.path's predicates."""
     loop = _running()
-    if loop is None:
-        return _later(_stat_test, path, test)
     if isinstance(loop, _CoreLoop) and not isinstance(path, int):
         try:
             p = path if type(path) is str else _os.fspath(path)
@@ -149,20 +136,20 @@ def _stat_test(path, test):
     return _executor(loop, _TEST_FALLBACK[test], path)
 
 
-def exists(path):
-    return _stat_test(path, _TEST_EXISTS)
+async def exists(path):
+    return await _stat_test(path, _TEST_EXISTS)
 
 
-def isfile(path):
-    return _stat_test(path, _TEST_ISFILE)
+async def isfile(path):
+    return await _stat_test(path, _TEST_ISFILE)
 
 
-def isdir(path):
-    return _stat_test(path, _TEST_ISDIR)
+async def isdir(path):
+    return await _stat_test(path, _TEST_ISDIR)
 
 
-def islink(path):
-    return _stat_test(path, _TEST_ISLINK)
+async def islink(path):
+    return await _stat_test(path, _TEST_ISLINK)
 
 
 async def getsize(path):
@@ -183,8 +170,6 @@ async def getctime(path):
 
 def _path_op(native, fallback, path, *extra):
     loop = _running()
-    if loop is None:
-        return _later(_path_op, native, fallback, path, *extra)
     if isinstance(loop, _CoreLoop):
         p = path if type(path) is str else _os.fspath(path)
         return native(loop, p, p, *extra)
@@ -193,8 +178,6 @@ def _path_op(native, fallback, path, *extra):
 
 def _two_path_op(native, fallback, src, dst, *extra):
     loop = _running()
-    if loop is None:
-        return _later(_two_path_op, native, fallback, src, dst, *extra)
     if isinstance(loop, _CoreLoop):
         ps = src if type(src) is str else _os.fspath(src)
         pd = dst if type(dst) is str else _os.fspath(dst)
@@ -202,29 +185,29 @@ def _two_path_op(native, fallback, src, dst, *extra):
     return _executor(loop, fallback, src, dst)
 
 
-def rename(src, dst):
+async def rename(src, dst):
     """os.rename()."""
-    return _two_path_op(_core.fs_rename_f, _os.rename, src, dst)
+    return await _two_path_op(_core.fs_rename_f, _os.rename, src, dst)
 
 
-def replace(src, dst):
+async def replace(src, dst):
     """os.replace(): rename(2) replaces on POSIX, as os.replace does."""
-    return _two_path_op(_core.fs_rename_f, _os.replace, src, dst)
+    return await _two_path_op(_core.fs_rename_f, _os.replace, src, dst)
 
 
-def remove(path):
-    return _path_op(_core.fs_unlink_f, _os.remove, path)
+async def remove(path):
+    return await _path_op(_core.fs_unlink_f, _os.remove, path)
 
 
 unlink = remove
 
 
-def rmdir(path):
-    return _path_op(_core.fs_rmdir_f, _os.rmdir, path)
+async def rmdir(path):
+    return await _path_op(_core.fs_rmdir_f, _os.rmdir, path)
 
 
-def mkdir(path, mode=0o777):
-    return _path_op(_core.fs_mkdir_f, _os.mkdir, path, mode)
+async def mkdir(path, mode=0o777):
+    return await _path_op(_core.fs_mkdir_f, _os.mkdir, path, mode)
 
 
 async def makedirs(name, mode=0o777, exist_ok=False):
@@ -356,34 +339,30 @@ async def realpath(path):
     return r
 
 
-def symlink(src, dst, target_is_directory=False):
-    return _two_path_op(_core.fs_symlink_f, _os.symlink, src, dst, 0)
+async def symlink(src, dst, target_is_directory=False):
+    return await _two_path_op(_core.fs_symlink_f, _os.symlink, src, dst, 0)
 
 
-def link(src, dst):
-    return _two_path_op(_core.fs_link_f, _os.link, src, dst)
+async def link(src, dst):
+    return await _two_path_op(_core.fs_link_f, _os.link, src, dst)
 
 
-def chmod(path, mode):
+async def chmod(path, mode):
     loop = _running()
-    if loop is None:
-        return _later(chmod, path, mode)
     if isinstance(path, int):
         if isinstance(loop, _CoreLoop):
-            return _core.fs_fchmod_f(loop, path, mode)
-        return _executor(loop, _os.chmod, path, mode)
-    return _path_op(_core.fs_chmod_f, _os.chmod, path, mode)
+            return await _core.fs_fchmod_f(loop, path, mode)
+        return await _executor(loop, _os.chmod, path, mode)
+    return await _path_op(_core.fs_chmod_f, _os.chmod, path, mode)
 
 
-def utime(path, times=None, *, ns=None, follow_symlinks=True):
+async def utime(path, times=None, *, ns=None, follow_symlinks=True):
     """os.utime(). libuv takes the times as float seconds: sub-microsecond
     parts of ns= may round."""
     loop = _running()
-    if loop is None:
-        return _later(utime, path, times, ns=ns, follow_symlinks=follow_symlinks)
     if not isinstance(loop, _CoreLoop):
         kw = {} if ns is None else {"ns": ns}
-        return _executor(loop, lambda: _os.utime(path, times, follow_symlinks=follow_symlinks,
+        return await _executor(loop, lambda: _os.utime(path, times, follow_symlinks=follow_symlinks,
                                                  **kw))
     if times is not None and ns is not None:
         raise ValueError("utime: you may specify either 'times' or 'ns' but not both")
@@ -394,14 +373,14 @@ def utime(path, times=None, *, ns=None, follow_symlinks=True):
     else:
         atime = mtime = _time.time()
     if isinstance(path, int):
-        return _core.fs_futime_f(loop, path, float(atime), float(mtime))
+        return await _core.fs_futime_f(loop, path, float(atime), float(mtime))
     fn = _core.fs_utime_f if follow_symlinks else _core.fs_lutime_f
-    return _path_op(fn, None, path, float(atime), float(mtime))
+    return await _path_op(fn, None, path, float(atime), float(mtime))
 
 
-def access(path, mode):
+async def access(path, mode):
     """os.access(): True or False."""
-    return _path_op(_core.fs_access_f, _os.access, path, mode)
+    return await _path_op(_core.fs_access_f, _os.access, path, mode)
 
 
 async def copyfile(src, dst):
@@ -414,32 +393,26 @@ async def copyfile(src, dst):
     return dst
 
 
-def sendfile(out_fd, in_fd, offset, count):
+async def sendfile(out_fd, in_fd, offset, count):
     """os.sendfile(out_fd, in_fd, offset, count): bytes sent."""
     loop = _running()
-    if loop is None:
-        return _later(sendfile, out_fd, in_fd, offset, count)
     if not isinstance(loop, _CoreLoop):
-        return _executor(loop, _os.sendfile, out_fd, in_fd, offset, count)
-    return _core.fs_sendfile_f(loop, out_fd, in_fd, offset, count)
+        return await _executor(loop, _os.sendfile, out_fd, in_fd, offset, count)
+    return await _core.fs_sendfile_f(loop, out_fd, in_fd, offset, count)
 
 
-def fsync(fd):
+async def fsync(fd):
     loop = _running()
-    if loop is None:
-        return _later(fsync, fd)
     if not isinstance(loop, _CoreLoop):
-        return _executor(loop, _os.fsync, fd)
-    return _core.fs_fsync_f(loop, _fd_of(fd))
+        return await _executor(loop, _os.fsync, fd)
+    return await _core.fs_fsync_f(loop, _fd_of(fd))
 
 
-def fdatasync(fd):
+async def fdatasync(fd):
     loop = _running()
-    if loop is None:
-        return _later(fdatasync, fd)
     if not isinstance(loop, _CoreLoop):
-        return _executor(loop, _os.fdatasync, fd)
-    return _core.fs_fdatasync_f(loop, _fd_of(fd))
+        return await _executor(loop, _os.fdatasync, fd)
+    return await _core.fs_fdatasync_f(loop, _fd_of(fd))
 
 
 def _read_file(path):
@@ -452,31 +425,27 @@ def _write_file(path, view):
         return f.write(view)
 
 
-def read_bytes(path):
+async def read_bytes(path):
     """pathlib.Path(path).read_bytes(). On pyloop one thread-pool job opens,
     sizes, reads and closes the file."""
     loop = _running()
-    if loop is None:
-        return _later(read_bytes, path)
     if isinstance(loop, _CoreLoop):
         p = path if type(path) is str else _os.fspath(path)
-        return _core.fs_readfile_f(loop, p, p)
-    return _executor(loop, _read_file, path)  # one executor job, as on pyloop
+        return await _core.fs_readfile_f(loop, p, p)
+    return await _executor(loop, _read_file, path)  # one executor job, as on pyloop
 
 
-def write_bytes(path, data):
+async def write_bytes(path, data):
     """pathlib.Path(path).write_bytes(data): the number of bytes written. On
     pyloop one thread-pool job opens, writes and closes the file (it holds
     data's buffer until then)."""
     loop = _running()
-    if loop is None:
-        return _later(write_bytes, path, data)
     if isinstance(loop, _CoreLoop):
         p = path if type(path) is str else _os.fspath(path)
         if type(data) is not bytes:
             data = memoryview(data).cast("B")
-        return _core.fs_writefile_f(loop, p, p, data)
-    return _executor(loop, _write_file, path, memoryview(data))
+        return await _core.fs_writefile_f(loop, p, p, data)
+    return await _executor(loop, _write_file, path, memoryview(data))
 
 
 def _text_codec(encoding, errors, newline, data=None):

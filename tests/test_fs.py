@@ -757,8 +757,7 @@ def test_loop_close_with_pending_requests(tmp_path):
     # the coroutines as their collection would (when is up to the GC: the
     # closed loop's ready queue still holds the woken tasks).
     for t in tasks:
-        if isinstance(t, asyncio.Task):  # read_bytes/stat/write_bytes gave Futures
-            t.get_coro().close()
+        t.get_coro().close()
     del tasks, loop
     gc.collect()
     # every descriptor is closed: by the completion (a job finished after its
@@ -805,9 +804,9 @@ def test_executor_fallback_is_used_off_pyloop(tmp_path):
     assert pyloop.run(main()) == ("AsyncTextFile", "abc")
 
 
-# ---- module functions as Futures (no coroutine) -----------------------------------
+# ---- module functions: coroutines around one C request ----------------------------
 
-def test_module_functions_give_futures_in_a_running_loop(run, tmp_path):
+def test_module_functions_are_coroutines_like_aiofiles(run, tmp_path):
     p, s = tmp_path / "f", tmp_path / "s"  # s is not read: its atime stays
     p.write_bytes(b"abc")
     s.write_bytes(b"s")
@@ -816,11 +815,15 @@ def test_module_functions_give_futures_in_a_running_loop(run, tmp_path):
         calls = [fs.stat(s), fs.exists(p), fs.isfile(p), fs.read_bytes(p),
                  fs.write_bytes(tmp_path / "g", bytearray(b"xy")), fs.access(p, os.R_OK),
                  fs.isdir(tmp_path / "missing")]
-        assert all(asyncio.isfuture(c) for c in calls)
-        got = await asyncio.gather(*calls)
+        # coroutines, as aiofiles' are: tasks and task groups take them
+        assert all(asyncio.iscoroutine(c) for c in calls)
+        got = await asyncio.gather(*(asyncio.create_task(c) for c in calls))
         assert got[1:] == [True, True, b"abc", 2, True, False]
         assert _stat_fields(got[0]) == _stat_fields(os.stat(s))
-        # bad arguments (raised by the call on pyloop, by the await elsewhere)
+        # bad arguments raise at the await, on every loop
+        bad = fs.stat(1.5)
+        with pytest.raises(TypeError):
+            await bad
         with pytest.raises(TypeError):
             await fs.stat(1.5)
         with pytest.raises(ValueError):
@@ -830,10 +833,11 @@ def test_module_functions_give_futures_in_a_running_loop(run, tmp_path):
 
     run(main())
     assert (tmp_path / "g").read_bytes() == b"xy"
-    # outside a running loop they are coroutines, for asyncio.run and friends
-    coro = fs.stat(s)
-    assert asyncio.iscoroutine(coro)
-    assert _stat_fields(run(coro)) == _stat_fields(os.stat(s))
+    # nothing starts before the await: a coroutine dropped unawaited does nothing
+    coro = fs.remove(p)
+    coro.close()
+    assert p.exists()
+    assert _stat_fields(run(fs.stat(s))) == _stat_fields(os.stat(s))
 
 
 @pytest.mark.parametrize("make_path", [str, pathlib.Path, os.fsencode])
@@ -872,10 +876,11 @@ def _pool_size():
     return int(os.environ.get("UV_THREADPOOL_SIZE", "4"))
 
 
-def test_cancelled_direct_future_is_taken_back_from_the_pool(pyloop_loop, tmp_path):
+def test_cancelled_request_is_taken_back_from_the_pool(pyloop_loop, tmp_path):
     # Every pool thread blocks opening a FIFO nobody writes to yet, so the
-    # write_bytes job after them waits in libuv's queue: cancelling its Future
-    # takes it out (uv_cancel), and the file is never made.
+    # write_bytes job after them waits in libuv's queue: cancelling its task
+    # cancels the request's Future, which takes it out (uv_cancel), and the
+    # file is never made.
     fifos = [str(tmp_path / f"fifo{i}") for i in range(_pool_size())]
     for f in fifos:
         os.mkfifo(f)
@@ -884,10 +889,10 @@ def test_cancelled_direct_future_is_taken_back_from_the_pool(pyloop_loop, tmp_pa
 
     async def main():
         loop = asyncio.get_running_loop()
-        blockers = [fs.read_bytes(f) for f in fifos]
-        queued = fs.write_bytes(target, b"x")
-        queued_stat = fs.stat(tmp_path)
-        await asyncio.sleep(0)
+        blockers = [asyncio.ensure_future(fs.read_bytes(f)) for f in fifos]
+        queued = asyncio.ensure_future(fs.write_bytes(target, b"x"))
+        queued_stat = asyncio.ensure_future(fs.stat(tmp_path))
+        await asyncio.sleep(0)  # every task made its request
         queued.cancel()
         queued_stat.cancel()
         await asyncio.sleep(0)  # the done callbacks run: uv_cancel
@@ -908,7 +913,7 @@ def test_cancelled_direct_future_is_taken_back_from_the_pool(pyloop_loop, tmp_pa
         after["requests_freed"] - before["requests_freed"] == len(fifos) + 3
 
 
-def test_loop_close_with_direct_futures_pending(tmp_path):
+def test_loop_close_with_queued_requests_pending(tmp_path):
     # The pool's threads block opening one FIFO nobody writes to yet, so the
     # later requests are still queued when the loop closes: the teardown takes
     # them back, nothing runs them, and every request object is freed once the
@@ -920,9 +925,12 @@ def test_loop_close_with_direct_futures_pending(tmp_path):
     before = _core._counters()
 
     async def start():
-        return ([fs.read_bytes(fifo) for _ in range(_pool_size())],
-                [fs.write_bytes(tmp_path / f"w{i}", b"w") for i in range(10)] +
-                [fs.exists(tmp_path), fs.stat(tmp_path), fs.mkdir(tmp_path / "dir")])
+        tasks = ([asyncio.ensure_future(fs.read_bytes(fifo)) for _ in range(_pool_size())],
+                 [asyncio.ensure_future(c) for c in
+                  [fs.write_bytes(tmp_path / f"w{i}", b"w") for i in range(10)] +
+                  [fs.exists(tmp_path), fs.stat(tmp_path), fs.mkdir(tmp_path / "dir")]])
+        await asyncio.sleep(0)  # every task made its request
+        return tasks
 
     blockers, queued = loop.run_until_complete(start())
     # loop.close() waits for the running workers with the GIL held, so
@@ -937,3 +945,5 @@ def test_loop_close_with_direct_futures_pending(tmp_path):
         after["requests_freed"] - before["requests_freed"] == _pool_size() + 13
     assert not any(f.done() for f in queued)
     assert os.listdir(tmp_path) == ["fifo"]
+    for t in blockers + queued:  # as their collection would
+        t.get_coro().close()
