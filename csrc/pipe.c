@@ -150,7 +150,6 @@ pl_pipe_op_resume(PLUVHandle *Py_UNUSED(h))
 static void
 pl_pipe_op_close_for_loop(PLUVHandle *h)
 {
-    h->closing = 1;
     pl_pipe_op_stop_reading(h);
     pl_uvh_close(h);
 }
@@ -450,12 +449,46 @@ static PyMethodDef WritePipe_methods[] = {
 
 static PyMemberDef WritePipe_members[] = {
     PL_UVH_MEMBERS,
-    {"_pipe", T_OBJECT, offsetof(PLWritePipe, pipe), READONLY, NULL},
     {"_fileno", T_INT, offsetof(PLWritePipe, fileno), READONLY, NULL},
     {NULL}
 };
 
-static PyGetSetDef WritePipe_getset[] = {{NULL}};
+static PyObject *
+WritePipe_get_pipe(PLWritePipe *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->pipe ? self->pipe : Py_None);
+}
+
+/* `_pipe = None` is how code (CPython's tests among it) tells a stdlib
+ * transport its pipe is dealt with: nothing is closed after that. */
+static int
+WritePipe_set_pipe(PLWritePipe *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _pipe");
+        return -1;
+    }
+    Py_XSETREF(self->pipe, value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyGetSetDef WritePipe_getset[] = {
+    {"_pipe", (getter)WritePipe_get_pipe, (setter)WritePipe_set_pipe, NULL, NULL},
+    {NULL}
+};
+
+/* As the stdlib's (its loops without a selector): closed or closing, the
+ * fd, and "open" while the pipe is, with what is queued. */
+static PyObject *
+WritePipe_repr(PLWritePipe *self)
+{
+    const char *state = self->pipe == NULL ? " closed" : self->closing ? " closing" : "";
+    if (self->pipe == NULL)
+        return PyUnicode_FromFormat("<%s%s fd=%d closed>", Py_TYPE(self)->tp_name, state,
+                                    self->fileno);
+    return PyUnicode_FromFormat("<%s%s fd=%d open bufsize=%zd>", Py_TYPE(self)->tp_name, state,
+                                self->fileno, pl_pipe_op_write_size((PLUVHandle *)self));
+}
 
 PL_UVH_TYPE_SPEC(WritePipe_spec, "pyloop._core.WritePipeTransport", PLWritePipe,
                  WritePipe_methods, WritePipe_members, WritePipe_getset);
@@ -464,6 +497,10 @@ int
 pl_pipe_init_types(PyObject *module)
 {
     static const char *const bases[] = {"WriteTransport", NULL};
+    for (PyType_Slot *slot = WritePipe_spec_slots; slot->slot != 0; slot++) {
+        if (slot->slot == Py_tp_repr)
+            slot->pfunc = (void *)WritePipe_repr; /* in place of the base's */
+    }
     pl_pipe_write_type = pl_uvh_make_type(module, &WritePipe_spec, bases, "WritePipeTransport");
     return pl_pipe_write_type == NULL ? -1 : 0;
 }
