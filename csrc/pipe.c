@@ -413,7 +413,8 @@ WritePipe_set_protocol(PLWritePipe *self, PyObject *protocol)
 static PyObject *
 WritePipe__fatal_error(PLWritePipe *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 1 || nargs > 2 || (nargs == 2 && !PyUnicode_Check(args[1]))) {
+    if (nargs < 1 || nargs > 2 || !PyExceptionInstance_Check(args[0]) ||
+        (nargs == 2 && !PyUnicode_Check(args[1]))) {
         PyErr_SetString(PyExc_TypeError, "_fatal_error(exc, message='Fatal error on pipe transport')");
         return NULL;
     }

@@ -12,6 +12,8 @@ import tty
 
 import pytest
 
+import pyloop
+
 
 class ReadProto(asyncio.Protocol):
     def __init__(self, loop):
@@ -440,3 +442,30 @@ def test_write_pipe_to_pty_and_dev_null(loop):
         assert os.read(master, 100) == b"to a char device"
     finally:
         os.close(master)
+
+
+def test_write_pipe_misuse_raises_and_does_not_crash(pyloop_loop):
+    loop = pyloop_loop
+    r, w = os.pipe()
+    pipe = os.fdopen(w, "wb", 0)
+    with pytest.raises(TypeError):
+        pyloop._core.WritePipeTransport()
+
+    async def main():
+        tr, proto = await loop.connect_write_pipe(lambda: FlowProto(loop), pipe)
+        with pytest.raises(TypeError):
+            tr.write("text")
+        with pytest.raises(TypeError):
+            tr._fatal_error("not an exception")
+        tr.close()
+        await asyncio.wait_for(proto.lost, 30)
+        tr._call_connection_lost(None)  # again: nothing left to do
+        tr.abort()
+        tr.write(b"dropped")
+        return proto
+
+    proto = loop.run_until_complete(main())
+    os.close(r)
+    assert [e for e, _ in proto.events] == ["made", "lost"]
+    with pytest.raises(ValueError):  # the pipe is closed now
+        loop.run_until_complete(loop.connect_write_pipe(asyncio.Protocol, pipe))

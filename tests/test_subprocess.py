@@ -44,9 +44,18 @@ async def reserve_loop_fds():
     """A libuv loop opens one fd for good with its first stream handle (a
     /dev/null it closes to accept past EMFILE), closed by loop.close(): a
     first write pipe opens it before a test counts fds."""
-    proc = await asyncio.create_subprocess_exec("true", stdin=PIPE)
-    proc.stdin.close()
-    await proc.wait()
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    lost = loop.create_future()
+
+    class Proto(asyncio.Protocol):
+        def connection_lost(self, exc):
+            lost.set_result(exc)
+
+    transport, _ = await loop.connect_write_pipe(Proto, os.fdopen(w, "wb", 0))
+    transport.close()
+    await lost
+    os.close(r)
 
 
 @pytest.fixture
