@@ -559,6 +559,7 @@ Loop__new_write_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t n
         PyErr_NoMemory();
         goto error;
     }
+    int reserved = self->uv.emfile_fd;
     int err = uv_pipe_init(&self->uv, uvh, 0);
     if (err < 0) {
         PyMem_Free(uvh);
@@ -566,6 +567,14 @@ Loop__new_write_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t n
         goto error;
     }
     pl_counters.handles_created++;
+    if (reserved == -1 && self->uv.emfile_fd != -1) {
+        /* A loop's first libuv stream opens a spare fd for good (/dev/null,
+         * which uv_listen's servers close to accept past EMFILE). pyloop's
+         * servers accept on their own (accept.c), and the stdlib's write pipe
+         * opens no fd: given back, a loop's fds stay what they were. */
+        close(self->uv.emfile_fd);
+        self->uv.emfile_fd = -1;
+    }
     err = uv_pipe_open(uvh, dupfd);
     if (err < 0) {
         /* Discarded, the handle counts as freed by its type's kind. */

@@ -40,24 +40,6 @@ def open_fds():
     return sorted(os.listdir("/proc/self/fd"))
 
 
-async def reserve_loop_fds():
-    """A libuv loop opens one fd for good with its first stream handle (a
-    /dev/null it closes to accept past EMFILE), closed by loop.close(): a
-    first write pipe opens it before a test counts fds."""
-    loop = asyncio.get_running_loop()
-    r, w = os.pipe()
-    lost = loop.create_future()
-
-    class Proto(asyncio.Protocol):
-        def connection_lost(self, exc):
-            lost.set_result(exc)
-
-    transport, _ = await loop.connect_write_pipe(Proto, os.fdopen(w, "wb", 0))
-    transport.close()
-    await lost
-    os.close(r)
-
-
 @pytest.fixture
 def spawns(monkeypatch):
     """The programs started through _core._spawn (posix_spawn, path 1)."""
@@ -531,7 +513,6 @@ def test_pidfd_released_when_waitpid_fails(loop, loop_name, monkeypatch):
     loop.set_exception_handler(lambda lp, ctx: seen.append(ctx.get("exception")))
 
     async def main():
-        await reserve_loop_fds()
         before = open_fds()
         proc = await asyncio.create_subprocess_exec(PY, "-c", "import sys; sys.stdin.read()",
                                                     stdin=PIPE)
