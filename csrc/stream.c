@@ -22,13 +22,6 @@
 
 PyObject *pl_stream_tcp_type;
 
-typedef struct {
-    uv_write_t req;
-    PLStream *stream;  /* strong */
-    PyObject *owner;   /* strong: the bytes object the buffer points into */
-    size_t len;
-} pl_write_req;
-
 static int pl_stream_close_handle(PLStream *self);
 static const pl_uvh_ops pl_stream_ops;
 
@@ -482,16 +475,11 @@ static void
 pl__stream_write_cb(uv_write_t *ureq, int status)
 {
     pl_loop_gil_ensure(ureq->handle->loop);
-    pl_write_req *req = (pl_write_req *)ureq;
-    PLStream *self = req->stream;
+    size_t len;
+    PLStream *self = (PLStream *)pl_uvh_write_finish(ureq, status, &len);
     int entered = pl_uvh_enter(PL_UVH(self));
-    self->write_size -= req->len;
+    self->write_size -= len;
     self->reqs--;
-    if (status == 0 && self->loop->monitor != NULL)
-        self->loop->monitor->bytes_written += req->len;
-    Py_DECREF(req->owner);
-    PyMem_Free(req);
-    pl_counters.requests_freed++;
     if (status < 0 && status != UV_ECANCELED) {
         if (!self->conn_lost) {
             self->write_size = 0;
@@ -514,19 +502,9 @@ pl__stream_write_cb(uv_write_t *ureq, int status)
 static int
 pl_stream_queue_write(PLStream *self, PyObject *owner, char *base, size_t len)
 {
-    pl_write_req *req = PyMem_Malloc(sizeof(*req));
-    if (req == NULL) {
-        PyErr_NoMemory();
+    if (pl_uvh_write_start(PL_UVH(self), owner, base, len, pl__stream_write_cb) < 0)
         return -1;
-    }
-    uv_buf_t b = uv_buf_init(base, (unsigned int)len);
-    if (pl_uvh_req_started(req, uv_write(&req->req, self->uvh, &b, 1, pl__stream_write_cb)) < 0)
-        return -1;
-    /* libuv accepted the request: only now take the references it needs. */
-    req->stream = (PLStream *)Py_NewRef((PyObject *)self);
     self->reqs++;
-    req->owner = Py_NewRef(owner);
-    req->len = len;
     self->write_size += len;
     return 0;
 }

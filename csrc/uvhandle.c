@@ -131,7 +131,9 @@ pl__uvh_close_cb(uv_handle_t *handle)
 {
     pl_loop_gil_ensure(handle->loop);
     PLUVHandle *h = (PLUVHandle *)handle->data;
-    pl_counters.transports_freed[pl_counters_stream_kind(handle)]++; /* before the free */
+    int kind = h != NULL && h->ops->counter_kind != NULL ? h->ops->counter_kind(h)
+                                                          : (int)pl_counters_stream_kind(handle);
+    pl_counters.transports_freed[kind]++; /* before the free */
     PyMem_Free(handle);
     pl_counters.handles_freed++;
     if (h == NULL)
@@ -656,6 +658,38 @@ pl_uvh_req_started(void *req, int err)
     }
     pl_counters.requests_created++;
     return 0;
+}
+
+int
+pl_uvh_write_start(PLUVHandle *h, PyObject *owner, char *base, size_t len, uv_write_cb cb)
+{
+    pl_uvh_write_req *req = PyMem_Malloc(sizeof(*req));
+    if (req == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uv_buf_t b = uv_buf_init(base, (unsigned int)len);
+    if (pl_uvh_req_started(req, uv_write(&req->req, h->uvh, &b, 1, cb)) < 0)
+        return -1;
+    /* libuv accepted the request: only now take the references it needs. */
+    req->h = (PLUVHandle *)Py_NewRef((PyObject *)h);
+    req->owner = Py_NewRef(owner);
+    req->len = len;
+    return 0;
+}
+
+PLUVHandle *
+pl_uvh_write_finish(uv_write_t *ureq, int status, size_t *len)
+{
+    pl_uvh_write_req *req = (pl_uvh_write_req *)ureq;
+    PLUVHandle *h = req->h;
+    *len = req->len;
+    if (status == 0 && h->loop->monitor != NULL)
+        h->loop->monitor->bytes_written += req->len;
+    Py_DECREF(req->owner);
+    PyMem_Free(req);
+    pl_counters.requests_freed++;
+    return h;
 }
 
 /* ---- raw bytes in --------------------------------------------------------------- */

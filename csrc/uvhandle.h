@@ -44,6 +44,9 @@ typedef struct {
     const Py_ssize_t *fields;
     /* Anything else tp_clear must let go of (NULL: nothing). */
     void (*release)(struct PLUVHandle *h);
+    /* The transport kind the counters file it under (module.h's
+     * pl_transport_kind); NULL: the kind its libuv handle's type says. */
+    int (*counter_kind)(struct PLUVHandle *h);
 } pl_uvh_ops;
 
 /* The raw-bytes-in hook: a protocol that takes bytes read into the loop's
@@ -203,6 +206,24 @@ int pl_uvh_clear(PyObject *self);
  * `err`: on failure the request is freed and the error raised (-1); on
  * success it is counted (0), and the caller takes the references it needs. */
 int pl_uvh_req_started(void *req, int err);
+
+/* A write request of a stream-like kind: `len` bytes inside `owner`, with
+ * references to its transport and to `owner` until its callback ran. */
+typedef struct {
+    uv_write_t req;
+    PLUVHandle *h;    /* strong */
+    PyObject *owner;  /* strong: the bytes object the buffer points into */
+    size_t len;
+} pl_uvh_write_req;
+
+/* uv_write `len` bytes at `base` (inside `owner`) on the transport's libuv
+ * stream, completed by `cb`: 0 with the request counted and its references
+ * taken (the kind adds it to its own queue figures), -1 with the error set. */
+int pl_uvh_write_start(PLUVHandle *h, PyObject *owner, char *base, size_t len, uv_write_cb cb);
+/* First thing in that callback: the request released (its bytes counted as
+ * written when `status` is 0); its transport, whose reference the caller
+ * drops when done, and its length in *len. */
+PLUVHandle *pl_uvh_write_finish(uv_write_t *ureq, int status, size_t *len);
 
 /* Run `self.<name>(arg)` (no argument when arg is NULL) on the next loop
  * pass, as the stdlib's transports schedule their own steps: in the

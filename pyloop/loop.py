@@ -495,7 +495,14 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         return _ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return _WritePipeTransport(self, pipe, protocol, waiter, extra)
+        # The C transport (csrc/pipe.c), then the stdlib's order of steps:
+        # connection_made, watching for the reader going away, the waiter.
+        transport = self._new_write_pipe_transport(pipe, protocol, extra)
+        self.call_soon(protocol.connection_made, transport)
+        self.call_soon(transport._start_reading)
+        if waiter is not None:
+            self.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        return transport
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
@@ -804,14 +811,6 @@ class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
         self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._protocol.eof_received)
         self._loop.call_soon(self._call_connection_lost, None)
-
-
-class _WritePipeTransport(unix_events._UnixWritePipeTransport):
-    """The stdlib's write pipe transport, on the loop's own poller; counted."""
-
-    def __init__(self, *args):
-        _core._count_transport("pipe", self)
-        super().__init__(*args)
 
 
 def _take_from_stdlib():

@@ -152,8 +152,9 @@ def test_every_transport_kind_and_handle_is_freed(tls_certs, tmp_path):
     # and the child's stdin, stdout and stderr
     assert made == {"tcp": 4, "unix": 2, "udp": 2, "tls": 2, "pipe": 5, "subprocess": 1}
     assert freed == made
-    # the loop's own and one per TCP, Unix and UDP transport
-    assert d["handles_created"] == LOOP_OWN_HANDLES + 8
+    # the loop's own and one per TCP, Unix, UDP and write pipe transport
+    # (the write pipe and the child's stdin)
+    assert d["handles_created"] == LOOP_OWN_HANDLES + 10
     assert d["handles_freed"] == d["handles_created"]
     assert d["requests_created"] > 0
     assert d["requests_freed"] == d["requests_created"]
@@ -180,6 +181,33 @@ def test_transports_left_open_are_freed_by_close():
     assert d["unix_transports_freed"] == d["unix_transports_created"] == 1
     assert d["handles_freed"] == d["handles_created"] == LOOP_OWN_HANDLES + 1
     b.close()
+
+
+def test_write_pipe_left_open_is_freed_by_close():
+    # loop.close() closes the write pipe transport's libuv handle (on its
+    # own duplicate of the fd); the caller's pipe stays the caller's.
+    before = pyloop._core._counters()
+    loop = pyloop.new_event_loop()
+    rfd, wfd = os.pipe()
+    pipe = os.fdopen(wfd, "wb", 0)
+
+    async def main():
+        tr, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
+        tr.write(b"queued")
+        return tr
+
+    tr = loop.run_until_complete(main())
+    loop.close()
+    del tr
+    gc.collect()
+    d = delta(before, pyloop._core._counters())
+    assert d["pipe_transports_freed"] == d["pipe_transports_created"] == 1
+    assert d["handles_freed"] == d["handles_created"] == LOOP_OWN_HANDLES + 1
+    assert not pipe.closed
+    pipe.write(b" and more")
+    pipe.close()
+    assert os.read(rfd, 100) == b"queued and more"
+    os.close(rfd)
 
 
 def test_count_transport_checks_its_arguments():

@@ -1,14 +1,18 @@
 """connect_read_pipe / connect_write_pipe on each loop: pipes, FIFOs, sockets,
 PTYs; regular files refused; the write side notices its reader going away."""
 import asyncio
+import contextvars
 import errno
 import os
 import pty
 import socket
 import stat
 import tempfile
+import tty
 
 import pytest
+
+import pyloop
 
 
 class ReadProto(asyncio.Protocol):
@@ -233,3 +237,235 @@ def test_read_pipe_protocol_error_reaches_handler_and_keeps_reading(loop):
     assert exc is None
     assert bytes(proto.data) == b"ab"
     assert len(seen) == 1 and isinstance(seen[0]["exception"], ZeroDivisionError)
+
+
+class FlowProto(asyncio.Protocol):
+    """Records the write side's callbacks in order, with the context var's
+    value each ran in."""
+
+    def __init__(self, loop):
+        self.events = []
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.events.append(("made", CTX.get()))
+
+    def pause_writing(self):
+        self.events.append(("pause", None))
+
+    def resume_writing(self):
+        self.events.append(("resume", None))
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", CTX.get()))
+        self.lost.set_result(exc)
+
+
+CTX = contextvars.ContextVar("CTX", default="unset")
+
+
+async def _read_some(fd, n):
+    """Up to n bytes from the non-blocking fd, waiting as long as it takes."""
+    while True:
+        try:
+            return os.read(fd, n)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+
+
+async def _read_all(fd, n):
+    got = bytearray()
+    while len(got) < n:
+        got += await _read_some(fd, n - len(got))
+    return bytes(got)
+
+
+def test_write_pipe_reader_gone_with_data_queued_is_broken_pipe(loop):
+    r, w = os.pipe()
+    pipe = os.fdopen(w, "wb", 0)
+
+    async def main():
+        tr, proto = await loop.connect_write_pipe(lambda: FlowProto(loop), pipe)
+        tr.write(b"x" * (1024 * 1024))  # the pipe takes 64 KiB: the rest is queued
+        assert tr.get_write_buffer_size() > 0
+        os.close(r)
+        exc = await asyncio.wait_for(proto.lost, 30)
+        return tr, exc
+
+    tr, exc = loop.run_until_complete(main())
+    assert isinstance(exc, BrokenPipeError)
+    assert tr.is_closing()
+    assert tr.get_write_buffer_size() == 0
+    assert pipe.closed and tr._pipe is None
+    tr.write(b"dropped")  # after the loss: dropped, no error
+
+
+def test_write_pipe_close_drains_then_connection_lost(loop):
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    payload = os.urandom(300 * 1024)
+    pipe = os.fdopen(w, "wb", 0)
+
+    async def main():
+        tr, proto = await loop.connect_write_pipe(lambda: FlowProto(loop), pipe)
+        assert tr.get_extra_info("pipe") is pipe and tr._fileno == w
+        tr.write(bytearray(payload))
+        tr.close()
+        assert tr.is_closing()
+        tr.write(b"after close")  # dropped, as the stdlib drops it
+        tr.close()  # a second close() changes nothing
+        got = await _read_all(r, len(payload))
+        exc = await asyncio.wait_for(proto.lost, 30)
+        eof = await _read_some(r, 10)
+        return proto, exc, got, eof
+
+    proto, exc, got, eof = loop.run_until_complete(main())
+    os.close(r)
+    assert exc is None
+    assert got == payload
+    assert eof == b""  # the pipe was closed after connection_lost
+    assert [e for e, _ in proto.events] == ["made", "pause", "resume", "lost"]
+    assert pipe.closed
+
+
+def test_write_pipe_abort_drops_what_is_queued(loop):
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+
+    async def main():
+        tr, proto = await loop.connect_write_pipe(lambda: FlowProto(loop), os.fdopen(w, "wb", 0))
+        tr.write(b"a" * (512 * 1024))
+        queued = tr.get_write_buffer_size()
+        tr.abort()
+        assert tr.get_write_buffer_size() == 0
+        exc = await asyncio.wait_for(proto.lost, 30)
+        got = bytearray()
+        while chunk := await _read_some(r, 1 << 20):
+            got += chunk
+        return queued, exc, len(got)
+
+    queued, exc, got = loop.run_until_complete(main())
+    os.close(r)
+    assert queued > 0
+    assert exc is None
+    assert got == 512 * 1024 - queued  # what had reached the pipe, nothing more
+
+
+def test_write_pipe_limits_and_resume_once_drained(loop):
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+
+    async def main():
+        tr, proto = await loop.connect_write_pipe(lambda: FlowProto(loop), os.fdopen(w, "wb", 0))
+        tr.set_write_buffer_limits(high=1000)
+        assert tr.get_write_buffer_limits() == (250, 1000)
+        tr.write(b"b" * (64 * 1024 + 5000))  # 5000 bytes over what the pipe holds
+        assert tr.get_write_buffer_size() == 5000
+        sizes = []
+        # Read a little at a time: the stdlib resumes only once nothing is queued.
+        while tr.get_write_buffer_size():
+            await _read_some(r, 4096)
+            await asyncio.sleep(0.01)
+            sizes.append((tr.get_write_buffer_size(), [e for e, _ in proto.events]))
+        tr.close()
+        await asyncio.wait_for(proto.lost, 30)
+        return sizes, proto
+
+    sizes, proto = loop.run_until_complete(main())
+    os.close(r)
+    assert all("resume" not in events for size, events in sizes if size > 0)
+    assert [e for e, _ in proto.events] == ["made", "pause", "resume", "lost"]
+
+
+def test_write_pipe_callbacks_context(loop):
+    # connection_made in the context connect_write_pipe ran in, connection_lost
+    # in the one close() was called in (the stdlib schedules both there).
+    r, w = os.pipe()
+
+    async def connect():
+        CTX.set("connect")
+        return await loop.connect_write_pipe(lambda: FlowProto(loop), os.fdopen(w, "wb", 0))
+
+    async def main():
+        tr, proto = await asyncio.create_task(connect())
+        CTX.set("closer")
+        tr.close()
+        await asyncio.wait_for(proto.lost, 30)
+        return proto.events
+
+    events = loop.run_until_complete(main())
+    os.close(r)
+    assert events == [("made", "connect"), ("lost", "closer")]
+
+
+def test_write_pipe_protocol_error_in_connection_lost_reaches_handler(loop):
+    r, w = os.pipe()
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+    pipe = os.fdopen(w, "wb", 0)
+
+    class Bad(FlowProto):
+        def connection_lost(self, exc):
+            super().connection_lost(exc)
+            raise ZeroDivisionError
+
+    async def main():
+        tr, proto = await loop.connect_write_pipe(lambda: Bad(loop), pipe)
+        tr.close()
+        await asyncio.wait_for(proto.lost, 30)
+        while not seen:
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+    os.close(r)
+    assert isinstance(seen[0]["exception"], ZeroDivisionError)
+    assert pipe.closed  # closed all the same
+
+
+def test_write_pipe_to_pty_and_dev_null(loop):
+    # Character devices: written to, not watched for a reader.
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    devnull = open(os.devnull, "wb", 0)
+
+    async def main():
+        out = []
+        for pipe in (os.fdopen(slave, "wb", 0), devnull):
+            tr, proto = await loop.connect_write_pipe(lambda: FlowProto(loop), pipe)
+            tr.write(b"to a char device")
+            tr.close()
+            out.append(await asyncio.wait_for(proto.lost, 30))
+        return out
+
+    try:
+        assert loop.run_until_complete(main()) == [None, None]
+        assert os.read(master, 100) == b"to a char device"
+    finally:
+        os.close(master)
+
+
+def test_write_pipe_misuse_raises_and_does_not_crash(pyloop_loop):
+    loop = pyloop_loop
+    r, w = os.pipe()
+    pipe = os.fdopen(w, "wb", 0)
+    with pytest.raises(TypeError):
+        pyloop._core.WritePipeTransport()
+
+    async def main():
+        tr, proto = await loop.connect_write_pipe(lambda: FlowProto(loop), pipe)
+        with pytest.raises(TypeError):
+            tr.write("text")
+        with pytest.raises(TypeError):
+            tr._fatal_error("not an exception")
+        tr.close()
+        await asyncio.wait_for(proto.lost, 30)
+        tr._call_connection_lost(None)  # again: nothing left to do
+        tr.abort()
+        tr.write(b"dropped")
+        return proto
+
+    proto = loop.run_until_complete(main())
+    os.close(r)
+    assert [e for e, _ in proto.events] == ["made", "lost"]
+    with pytest.raises(ValueError):  # the pipe is closed now
+        loop.run_until_complete(loop.connect_write_pipe(asyncio.Protocol, pipe))
