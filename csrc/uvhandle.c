@@ -660,6 +660,9 @@ pl_uvh_req_started(void *req, int err)
     return 0;
 }
 
+/* One libuv buffer of a write request at most (a power of two below UINT_MAX). */
+#define PL_UVH_WRITE_CHUNK ((size_t)1 << 30)
+
 int
 pl_uvh_write_start(PLUVHandle *h, PyObject *owner, char *base, size_t len, uv_write_cb cb)
 {
@@ -668,8 +671,26 @@ pl_uvh_write_start(PLUVHandle *h, PyObject *owner, char *base, size_t len, uv_wr
         PyErr_NoMemory();
         return -1;
     }
-    uv_buf_t b = uv_buf_init(base, (unsigned int)len);
-    if (pl_uvh_req_started(req, uv_write(&req->req, h->uvh, &b, 1, cb)) < 0)
+    /* A libuv buffer's length is an unsigned int: 4 GiB or more go as
+     * several buffers of the one request (cut to 32 bits, the rest of the
+     * data would be dropped while the buffer size still counted it). */
+    size_t nbufs = len <= PL_UVH_WRITE_CHUNK ? 1 : (len + PL_UVH_WRITE_CHUNK - 1) / PL_UVH_WRITE_CHUNK;
+    uv_buf_t few[4];
+    uv_buf_t *bufs = nbufs <= 4 ? few : PyMem_Malloc(nbufs * sizeof(uv_buf_t));
+    if (bufs == NULL) {
+        PyMem_Free(req);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < nbufs; i++) {
+        size_t off = i * (size_t)PL_UVH_WRITE_CHUNK;
+        size_t n = len - off < PL_UVH_WRITE_CHUNK ? len - off : PL_UVH_WRITE_CHUNK;
+        bufs[i] = uv_buf_init(base + off, (unsigned int)n);
+    }
+    int err = uv_write(&req->req, h->uvh, bufs, (unsigned int)nbufs, cb); /* libuv copies bufs */
+    if (bufs != few)
+        PyMem_Free(bufs);
+    if (pl_uvh_req_started(req, err) < 0)
         return -1;
     /* libuv accepted the request: only now take the references it needs. */
     req->h = (PLUVHandle *)Py_NewRef((PyObject *)h);

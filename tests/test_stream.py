@@ -560,3 +560,43 @@ def test_transport_refuses_another_thread_while_the_loop_sleeps(pyloop_loop, pai
     assert loop.run_until_complete(asyncio.wait_for(proto.lost, 30)) is None
     assert bytes(proto.buf) == b"y"
     b.close()
+
+
+class _Counter(asyncio.Protocol):
+    """Counts what arrives until the end of the stream and keeps the last bytes."""
+
+    def __init__(self, done):
+        self.done, self.got, self.tail = done, 0, b""
+
+    def data_received(self, data):
+        self.got += len(data)
+        self.tail = (self.tail + data[-8:])[-8:]
+
+    def eof_received(self):
+        self.done.set_result(None)
+
+
+def test_write_of_4_gib_or_more_arrives_whole(loop):
+    # libuv's buffer length is 32-bit: what stays queued after the first
+    # attempt (here more than 4 GiB) must go as several buffers, not be cut to
+    # its length modulo 4 GiB. bytes(n) is calloc'ed: its pages stay the
+    # kernel's shared zero page while only read.
+    data = bytes((4 << 30) + (64 << 20))
+    size = len(data) + 5
+    a, b = socket.socketpair()
+
+    async def main():
+        done = loop.create_future()
+        tw, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        _, counter = await loop.create_connection(lambda: _Counter(done), sock=b)
+        tw.write(data)
+        tw.write(b"last!")
+        assert tw.get_write_buffer_size() > 0  # queued beyond the first write
+        tw.write_eof()  # after what is queued
+        await asyncio.wait_for(done, 300)
+        tw.close()
+        return counter
+
+    counter = loop.run_until_complete(main())
+    assert counter.got == size
+    assert counter.tail.endswith(b"last!")
