@@ -226,23 +226,6 @@ pl__pipe_write_cb(uv_write_t *ureq, int status)
     Py_DECREF(self);
 }
 
-/* A write to a closing or lost pipe: dropped, and logged once it keeps
- * happening, in the stdlib's words. */
-static PyObject *
-pl_pipe_drop_write(PLWritePipe *self)
-{
-    if (self->conn_lost >= 5) { /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
-        PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s",
-                                          "pipe closed by peer or os.write(pipe, data) raised "
-                                          "exception.");
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
-    }
-    self->conn_lost++;
-    Py_RETURN_NONE;
-}
-
 static PyObject *
 WritePipe_write(PLWritePipe *self, PyObject *data)
 {
@@ -261,7 +244,10 @@ WritePipe_write(PLWritePipe *self, PyObject *data)
         goto done;
     }
     if (self->conn_lost || self->closing || self->state != PL_UVH_OPEN) {
-        ret = pl_pipe_drop_write(self);
+        /* Dropped, and logged once it keeps happening, in the stdlib's words. */
+        if (pl_uvh_lost_write((PLUVHandle *)self, "pipe closed by peer or os.write(pipe, data) "
+                                                  "raised exception.") == 0)
+            ret = Py_NewRef(Py_None);
         goto done;
     }
     size_t len = (size_t)view.len, sent = 0;
@@ -373,34 +359,19 @@ WritePipe__call_connection_lost(PLWritePipe *self, PyObject *exc)
 {
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
-    PyObject *err = NULL;
-    if (self->protocol != NULL) {
-        PyObject *r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
-        if (r == NULL)
-            err = pl_err_fetch();
-        Py_XDECREF(r);
-    }
+    PyObject *err = pl_uvh_call_lost((PLUVHandle *)self, exc);
     self->closing = 1;
     self->ops->stop_reading((PLUVHandle *)self);
     pl_uvh_close((PLUVHandle *)self);
     PyObject *pipe = self->pipe;
     self->pipe = NULL;
     Py_CLEAR(self->protocol);
+    PyObject *r = Py_NewRef(Py_None);
     if (pipe != NULL) {
-        PyObject *r = PyObject_CallMethod(pipe, "close", NULL);
+        Py_SETREF(r, PyObject_CallMethod(pipe, "close", NULL));
         Py_DECREF(pipe);
-        if (r == NULL) {
-            if (err == NULL)
-                return NULL;
-            PyErr_WriteUnraisable((PyObject *)self);
-        }
-        Py_XDECREF(r);
     }
-    if (err != NULL) {
-        pl_err_restore(err);
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return pl_uvh_lost_finish((PLUVHandle *)self, r, err);
 }
 
 static PyObject *

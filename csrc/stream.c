@@ -523,7 +523,7 @@ pl_stream_check_write(PLStream *self, int *drop)
     }
     if (self->conn_lost || self->state != PL_UVH_OPEN) {
         *drop = 1;
-        return pl_uvh_lost_write(PL_UVH(self));
+        return pl_uvh_lost_write(PL_UVH(self), "socket.send() raised exception.");
     }
     return 0;
 }
@@ -904,13 +904,7 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
         return NULL;
     /* What connection_lost raised, held while the rest of the teardown runs
      * (it calls into Python too) and raised last. */
-    PyObject *err = NULL;
-    if (self->protocol_connected && self->protocol != NULL) {
-        PyObject *r = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
-        if (r == NULL)
-            err = pl_err_fetch();
-        Py_XDECREF(r);
-    }
+    PyObject *err = pl_uvh_call_lost(PL_UVH(self), exc);
     pl_stream_close_handle(self);
     Py_CLEAR(self->server); /* as the stdlib's transport, once detached */
     /* The protocol's bound methods too: the transport lives on until libuv's
@@ -922,25 +916,16 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
     Py_CLEAR(self->get_buffer_meth);
     Py_CLEAR(self->buffer_updated_meth);
     pl_stream_fail_empty_waiter(self);
+    PyObject *hr = Py_NewRef(Py_None);
     if (self->lost_hook != NULL) {
         /* Whatever connection_lost did, the server learns the client left. */
         PyObject *hook = self->lost_hook;
         self->lost_hook = NULL;
-        PyObject *hr = self->lost_hook_self ? PyObject_CallOneArg(hook, (PyObject *)self)
-                                            : PyObject_CallNoArgs(hook);
+        Py_SETREF(hr, self->lost_hook_self ? PyObject_CallOneArg(hook, (PyObject *)self)
+                                           : PyObject_CallNoArgs(hook));
         Py_DECREF(hook);
-        if (hr == NULL) {
-            if (err == NULL)
-                return NULL;
-            PyErr_WriteUnraisable((PyObject *)self);
-        }
-        Py_XDECREF(hr);
     }
-    if (err != NULL) {
-        pl_err_restore(err);
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return pl_uvh_lost_finish(PL_UVH(self), hr, err);
 }
 
 static PyObject *

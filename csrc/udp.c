@@ -813,7 +813,7 @@ Udp_sendto(PLUdp *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
         addr = self->address;
     }
     if (self->conn_lost || self->state != PL_UVH_OPEN) {
-        if (pl_uvh_lost_write(PL_UVH(self)) < 0)
+        if (pl_uvh_lost_write(PL_UVH(self), "socket.send() raised exception.") < 0)
             goto done;
         goto sent;
     }

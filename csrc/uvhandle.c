@@ -400,17 +400,45 @@ pl_uvh_callback_error(PLUVHandle *h, const char *message)
 }
 
 int
-pl_uvh_lost_write(PLUVHandle *h)
+pl_uvh_lost_write(PLUVHandle *h, const char *message)
 {
     if (h->conn_lost >= PL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-        PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s",
-                                          "socket.send() raised exception.");
+        PyObject *r = PyObject_CallMethod(pl_state.logger, "warning", "s", message);
         if (r == NULL)
             return -1;
         Py_DECREF(r);
     }
     h->conn_lost++;
     return 0;
+}
+
+PyObject *
+pl_uvh_call_lost(PLUVHandle *h, PyObject *exc)
+{
+    if (!h->protocol_connected || h->protocol == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(h->protocol, "connection_lost", "O", exc);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return pl_err_fetch();
+}
+
+PyObject *
+pl_uvh_lost_finish(PLUVHandle *h, PyObject *r, PyObject *err)
+{
+    if (r == NULL) {
+        if (err == NULL)
+            return NULL;
+        PyErr_WriteUnraisable((PyObject *)h);
+    }
+    Py_XDECREF(r);
+    if (err != NULL) {
+        pl_err_restore(err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* ---- flow control ------------------------------------------------------------- */

@@ -268,8 +268,16 @@ void pl_uvh_fatal(PLUVHandle *h, const char *message);
 void pl_uvh_callback_error(PLUVHandle *h, const char *message);
 
 /* A write to a lost connection: not an error, as in the stdlib, but logged
- * once it keeps happening. 0, or -1 when logging raised. */
-int pl_uvh_lost_write(PLUVHandle *h);
+ * with `message` (the stdlib's words for the kind) once it keeps happening.
+ * 0, or -1 when logging raised. */
+int pl_uvh_lost_write(PLUVHandle *h, const char *message);
+/* The protocol's connection_lost(exc) if it was connected: NULL, or what it
+ * raised (fetched, for pl_uvh_lost_finish once the teardown ran). */
+PyObject *pl_uvh_call_lost(PLUVHandle *h, PyObject *exc);
+/* The end of _call_connection_lost: `r` is the teardown's last call's
+ * result. connection_lost's error `err` is raised first (a failed `r` then
+ * goes to the unraisable hook), else `r`'s; None when neither failed. */
+PyObject *pl_uvh_lost_finish(PLUVHandle *h, PyObject *r, PyObject *err);
 
 /* Flow control against the water marks with `size` queued: the protocol's
  * pause_writing()/resume_writing(), whose ordinary exceptions go to the
