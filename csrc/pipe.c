@@ -363,6 +363,8 @@ Pipe__call_connection_lost(PLPipe *self, PyObject *exc)
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
     PyObject *err = pl_uvh_call_lost((PLUVHandle *)self, exc);
+    if ((PyObject *)Py_TYPE(self) == pl_pipe_read_type)
+        Py_CLEAR(((PLReadPipe *)self)->rbytes); /* nothing more is read */
     self->closing = 1;
     self->ops->stop_reading((PLUVHandle *)self);
     pl_uvh_close((PLUVHandle *)self);
@@ -543,8 +545,10 @@ pl_rpipe_op_resume(PLUVHandle *h)
     return pl_rpipe_op_start_reading(h);
 }
 
+static const Py_ssize_t pl_rpipe_fields[] = {offsetof(PLReadPipe, rbytes), -1};
+
 static const pl_uvh_ops pl_rpipe_ops = {
-    .fields = NULL,
+    .fields = pl_rpipe_fields,
     .close_for_loop = pl_pipe_op_close_for_loop,
     .pending_refs = pl_rpipe_op_pending_refs,
     .force_close = pl_rpipe_op_force_close,
@@ -589,9 +593,47 @@ static void
 pl__rpipe_alloc_cb(uv_handle_t *handle, size_t Py_UNUSED(suggested), uv_buf_t *buf)
 {
     pl_loop_gil_ensure(handle->loop);
-    PLPipe *self = (PLPipe *)handle->data;
+    PLReadPipe *self = (PLReadPipe *)handle->data;
+    if (self->streaming && !self->buffered) {
+        if (self->rbytes == NULL) {
+            self->rbytes = PyBytes_FromStringAndSize(NULL, self->rcap);
+            if (self->rbytes == NULL)
+                PyErr_Clear(); /* the loop's buffer does */
+        }
+        else {
+            /* Ours alone (the protocol let go of it): its full size again,
+             * within the memory it was made with. */
+            Py_SET_SIZE(self->rbytes, self->rcap);
+        }
+        if (self->rbytes != NULL) {
+            buf->base = PyBytes_AS_STRING(self->rbytes);
+            buf->len = (size_t)self->rcap;
+            return;
+        }
+    }
     buf->base = pl_loop_read_buf(self->loop);
     buf->len = buf->base != NULL ? PL_LOOP_READ_BUF_SIZE : 0; /* none: UV_ENOBUFS */
+}
+
+/* `n` bytes read into rbytes, as data_received's argument: rbytes itself,
+ * cut to n (a bulk read), or a copy of a short read, after which the pipe
+ * is read through the loop's buffer again and rbytes let go. A new
+ * reference, NULL with the error set. */
+static PyObject *
+pl_rpipe_take_rbytes(PLReadPipe *self, Py_ssize_t n)
+{
+    if (2 * n < self->rcap) {
+        PyObject *data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->rbytes), n);
+        self->streaming = 0;
+        Py_CLEAR(self->rbytes);
+        return data;
+    }
+    PyObject *data = self->rbytes;
+    self->rbytes = NULL;
+    Py_SET_SIZE(data, n);
+    PyBytes_AS_STRING(data)[n] = '\0';
+    pl_bytes_reset_hash(data);
+    return data;
 }
 
 /* `n` bytes for a BufferedProtocol: copied into get_buffer(n)'s memory and
@@ -647,13 +689,21 @@ pl_rpipe_deliver(PLReadPipe *self, const char *base, Py_ssize_t n)
     static PyObject *name; /* interned once, as every read looks it up */
     if (name == NULL && (name = PyUnicode_InternFromString("data_received")) == NULL)
         return -1;
-    PyObject *data = pl_loop_bytes_take(self->loop, base, n);
+    int own = self->rbytes != NULL && base == PyBytes_AS_STRING(self->rbytes);
+    PyObject *data = own ? pl_rpipe_take_rbytes(self, n) : pl_loop_bytes_take(self->loop, base, n);
     if (data == NULL)
         return -1;
+    if (!own && self->rcap > 0 && 2 * n >= self->rcap)
+        self->streaming = 1; /* a bulk read: the next ones go into rbytes */
     PyObject *protocol = Py_NewRef(self->protocol);
     PyObject *r = PyObject_CallMethodOneArg(protocol, name, data);
     Py_DECREF(protocol);
-    pl_loop_bytes_give_back(self->loop, data);
+    if (!own)
+        pl_loop_bytes_give_back(self->loop, data);
+    else if (self->streaming && self->rbytes == NULL && Py_REFCNT(data) == 1)
+        self->rbytes = data; /* let go of: the next read's */
+    else
+        Py_DECREF(data);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -940,5 +990,12 @@ Loop__new_read_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t na
         pl_uvh_close((PLUVHandle *)t);
         Py_CLEAR(t);
     }
+#ifdef F_GETPIPE_SZ
+    /* A pipe's capacity bounds a read; a bigger one than the loop's buffer
+     * (or a socket's, which has none) is read through that buffer. */
+    int cap = t != NULL && S_ISFIFO(mode) ? fcntl(fd, F_GETPIPE_SZ) : -1;
+    if (cap > 0 && cap < PL_LOOP_READ_BUF_SIZE)
+        t->rcap = (Py_ssize_t)cap + 1;
+#endif
     return (PyObject *)t;
 }

@@ -33,6 +33,13 @@ typedef struct {
 typedef struct {
     PL_PIPE_HEAD
     char buffered;        /* the protocol is an asyncio.BufferedProtocol */
+    /* A pipe that keeps arriving at least half full is read straight into a
+     * bytes object of its capacity + 1 (every read ends short of it, so
+     * libuv stops after one), which becomes data_received's argument
+     * without a copy, and is reused when the protocol let go of it. */
+    char streaming;       /* the last read was a bulk one: read into rbytes */
+    Py_ssize_t rcap;      /* rbytes' size: the pipe's capacity + 1; 0: never (a socket) */
+    PyObject *rbytes;     /* the bytes object read into, owned while streaming */
 } PLReadPipe;
 
 int pl_pipe_init_types(PyObject *module);

@@ -767,3 +767,42 @@ def test_subprocess_stdout_is_read_by_the_c_transport(pyloop_loop):
     kinds, out, err = loop.run_until_complete(main())
     assert kinds == ["ReadPipeTransport", "ReadPipeTransport"]
     assert (out, err) == (b"out", b"err")
+
+
+def test_read_pipe_chunks_kept_by_the_protocol_stay_intact(loop):
+    # A pipe that arrives full is read in bulk; the bytes objects the protocol
+    # keeps must never change afterwards, whatever it does with the others.
+    r, w = os.pipe()
+    payload = os.urandom(4 * 1024 * 1024)
+
+    class Keeper(ReadProto):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.kept = []  # (chunk, its value and hash when it arrived)
+
+        def data_received(self, data):
+            super().data_received(data)
+            # what was hashed before (a chunk let go of) hashes as new bytes do
+            self.hashes_ok = getattr(self, "hashes_ok", True) and \
+                hash(data) == hash(bytes(bytearray(data)))
+            if len(self.kept) % 3 == 0 or len(data) % 3 == 0:
+                self.kept.append((data, bytes(bytearray(data)), hash(data)))
+            else:
+                self.kept.append((None, None, None))
+
+    async def main():
+        tr, proto = await loop.connect_read_pipe(lambda: Keeper(loop), os.fdopen(r, "rb", 0))
+        wtr, wproto = await loop.connect_write_pipe(lambda: WriteProto(loop),
+                                                    os.fdopen(w, "wb", 0))
+        wtr.write(payload)
+        wtr.close()
+        return await asyncio.wait_for(proto.lost, 30), proto
+
+    exc, proto = loop.run_until_complete(main())
+    assert exc is None
+    assert bytes(proto.data) == payload
+    assert proto.hashes_ok
+    kept = [k for k in proto.kept if k[0] is not None]
+    assert len(kept) > 1
+    for chunk, value, h in kept:
+        assert chunk == value and hash(chunk) == h
