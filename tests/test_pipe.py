@@ -473,6 +473,20 @@ def test_write_pipe_misuse_raises_and_does_not_crash(pyloop_loop):
 
 # ---- the read side: the stdlib's semantics, on both loops --------------------
 
+def _through_two_pipe_transports(loop, factory, r, w, payload):
+    """payload written by a write pipe transport on w, read by one of factory's
+    protocols on r: connection_lost's argument and the protocol."""
+    async def main():
+        tr, proto = await loop.connect_read_pipe(factory, os.fdopen(r, "rb", 0))
+        wtr, wproto = await loop.connect_write_pipe(lambda: WriteProto(loop),
+                                                    os.fdopen(w, "wb", 0))
+        wtr.write(payload)
+        wtr.close()
+        return await asyncio.wait_for(proto.lost, 30), proto
+
+    return loop.run_until_complete(main())
+
+
 def _open_read_pipe(loop, factory):
     r, w = os.pipe()
     pipe = os.fdopen(r, "rb", 0)
@@ -702,16 +716,7 @@ def test_read_pipe_buffered_protocol_on_pyloop(pyloop_loop):
             self.lost.set_result(exc)
 
     r, w = os.pipe()
-
-    async def main():
-        tr, proto = await loop.connect_read_pipe(Buffered, os.fdopen(r, "rb", 0))
-        wtr, wproto = await loop.connect_write_pipe(lambda: WriteProto(loop),
-                                                    os.fdopen(w, "wb", 0))
-        wtr.write(payload)
-        wtr.close()
-        return await asyncio.wait_for(proto.lost, 30), proto
-
-    exc, proto = loop.run_until_complete(main())
+    exc, proto = _through_two_pipe_transports(loop, Buffered, r, w, payload)
     assert exc is None
     assert bytes(proto.data) == payload
     assert proto.events == ["eof", "lost"]
@@ -790,15 +795,7 @@ def test_read_pipe_chunks_kept_by_the_protocol_stay_intact(loop):
             else:
                 self.kept.append((None, None, None))
 
-    async def main():
-        tr, proto = await loop.connect_read_pipe(lambda: Keeper(loop), os.fdopen(r, "rb", 0))
-        wtr, wproto = await loop.connect_write_pipe(lambda: WriteProto(loop),
-                                                    os.fdopen(w, "wb", 0))
-        wtr.write(payload)
-        wtr.close()
-        return await asyncio.wait_for(proto.lost, 30), proto
-
-    exc, proto = loop.run_until_complete(main())
+    exc, proto = _through_two_pipe_transports(loop, lambda: Keeper(loop), r, w, payload)
     assert exc is None
     assert bytes(proto.data) == payload
     assert proto.hashes_ok
