@@ -61,6 +61,8 @@ Loop__pipe_read(PLLoop *self, PyObject *fdobj)
 PyObject *pl_pipe_write_type;
 PyObject *pl_pipe_read_type;
 
+static void pl_rpipe_op_release(PLUVHandle *h);
+
 /* Schedule _call_connection_lost(exc) once (the stdlib's _close and
  * write_eof), with the reader no longer watched. */
 static int
@@ -364,7 +366,7 @@ Pipe__call_connection_lost(PLPipe *self, PyObject *exc)
         return NULL;
     PyObject *err = pl_uvh_call_lost((PLUVHandle *)self, exc);
     if ((PyObject *)Py_TYPE(self) == pl_pipe_read_type)
-        Py_CLEAR(((PLReadPipe *)self)->rbytes); /* nothing more is read */
+        pl_rpipe_op_release((PLUVHandle *)self); /* nothing more is read */
     self->closing = 1;
     self->ops->stop_reading((PLUVHandle *)self);
     pl_uvh_close((PLUVHandle *)self);
@@ -545,10 +547,17 @@ pl_rpipe_op_resume(PLUVHandle *h)
     return pl_rpipe_op_start_reading(h);
 }
 
-static const Py_ssize_t pl_rpipe_fields[] = {offsetof(PLReadPipe, rbytes), -1};
+/* rbytes is no field the collector visits: no one else may ever see it (it
+ * is written again once the protocol let go of it), and bytes make no cycles. */
+static void
+pl_rpipe_op_release(PLUVHandle *h)
+{
+    Py_CLEAR(PL_RPIPE(h)->rbytes);
+}
 
 static const pl_uvh_ops pl_rpipe_ops = {
-    .fields = pl_rpipe_fields,
+    .fields = NULL,
+    .release = pl_rpipe_op_release,
     .close_for_loop = pl_pipe_op_close_for_loop,
     .pending_refs = pl_rpipe_op_pending_refs,
     .force_close = pl_rpipe_op_force_close,
