@@ -1152,6 +1152,7 @@ static PyMethodDef Loop_methods[] = {
     {"_set_fd_transport", PL_METH(Loop__set_fd_transport), METH_FASTCALL, NULL},
     {"_pipe_read", PL_METH(Loop__pipe_read), METH_O, NULL},
     {"_new_write_pipe_transport", PL_METH(Loop__new_write_pipe_transport), METH_FASTCALL, NULL},
+    {"_new_read_pipe_transport", PL_METH(Loop__new_read_pipe_transport), METH_FASTCALL, NULL},
     {"_close", PL_METH(Loop__close), METH_NOARGS, NULL},
     /* pyloop.Loop overrides close(); this one serves the bare C type. */
     {"close", PL_METH(Loop__close), METH_NOARGS, "close($self)\n--\n\nClose the loop."},

@@ -1,6 +1,6 @@
-/* Pipe transports: the write side in C on the transport base, and the read
- * path of the read side (pyloop/loop.py's _ReadPipeTransport, the stdlib's
- * _UnixReadPipeTransport otherwise).
+/* Pipe transports: both sides in C on the transport base, and the read
+ * path of the stdlib's read pipe transport that pyloop keeps for character
+ * devices (pyloop/loop.py's _ReadPipeTransport).
  *
  * The stdlib reads a pipe with os.read(fd, 256 KiB): every read allocates
  * 256 KiB, which glibc serves with mmap, and shrinks it to what arrived
@@ -56,13 +56,17 @@ Loop__pipe_read(PLLoop *self, PyObject *fdobj)
  * stdlib closes it. */
 
 #define PL_WPIPE(h) ((PLWritePipe *)(h))
+#define PL_PIPE(h) ((PLPipe *)(h))
 
 PyObject *pl_pipe_write_type;
+PyObject *pl_pipe_read_type;
+
+static void pl_rpipe_op_release(PLUVHandle *h);
 
 /* Schedule _call_connection_lost(exc) once (the stdlib's _close and
  * write_eof), with the reader no longer watched. */
 static int
-pl_pipe_schedule_lost(PLWritePipe *self, PyObject *exc)
+pl_pipe_schedule_lost(PLPipe *self, PyObject *exc)
 {
     if (self->lost_scheduled)
         return 0;
@@ -81,7 +85,7 @@ pl_pipe_op_force_close(PLUVHandle *h, PyObject *exc)
     if (self->lost_scheduled)
         return 0;
     pl_uvh_close(h);
-    return pl_pipe_schedule_lost(self, exc);
+    return pl_pipe_schedule_lost(PL_PIPE(self), exc);
 }
 
 static Py_ssize_t
@@ -150,7 +154,7 @@ pl_pipe_op_resume(PLUVHandle *Py_UNUSED(h))
 static void
 pl_pipe_op_close_for_loop(PLUVHandle *h)
 {
-    pl_pipe_op_stop_reading(h);
+    h->ops->stop_reading(h); /* each side's own */
     pl_uvh_close(h);
 }
 
@@ -309,7 +313,8 @@ WritePipe_write_eof(PLWritePipe *self, PyObject *Py_UNUSED(ignored))
     if (self->closing)
         Py_RETURN_NONE;
     self->closing = 1;
-    if (pl_pipe_op_write_size((PLUVHandle *)self) == 0 && pl_pipe_schedule_lost(self, NULL) < 0)
+    if (pl_pipe_op_write_size((PLUVHandle *)self) == 0 &&
+        pl_pipe_schedule_lost(PL_PIPE(self), NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -355,11 +360,13 @@ WritePipe__read_ready(PLWritePipe *self, PyObject *Py_UNUSED(ignored))
 
 /* connection_lost(exc), then the handle and the caller's pipe closed. */
 static PyObject *
-WritePipe__call_connection_lost(PLWritePipe *self, PyObject *exc)
+Pipe__call_connection_lost(PLPipe *self, PyObject *exc)
 {
     if (pl_loop_check_uv_thread(self->loop) < 0)
         return NULL;
     PyObject *err = pl_uvh_call_lost((PLUVHandle *)self, exc);
+    if ((PyObject *)Py_TYPE(self) == pl_pipe_read_type)
+        pl_rpipe_op_release((PLUVHandle *)self); /* nothing more is read */
     self->closing = 1;
     self->ops->stop_reading((PLUVHandle *)self);
     pl_uvh_close((PLUVHandle *)self);
@@ -381,8 +388,13 @@ WritePipe_set_protocol(PLWritePipe *self, PyObject *protocol)
     Py_RETURN_NONE;
 }
 
+static void pl_rpipe_fatal(PLPipe *self, const char *message);
+
+/* _fatal_error(exc, message): each side's rule for which errors are only
+ * logged (pl_uvh_fatal's for the write side, pl_rpipe_fatal's for the read
+ * side), then the connection dropped with exc. */
 static PyObject *
-WritePipe__fatal_error(PLWritePipe *self, PyObject *const *args, Py_ssize_t nargs)
+Pipe__fatal_error(PLPipe *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 1 || nargs > 2 || !PyExceptionInstance_Check(args[0]) ||
         (nargs == 2 && !PyUnicode_Check(args[1]))) {
@@ -393,7 +405,10 @@ WritePipe__fatal_error(PLWritePipe *self, PyObject *const *args, Py_ssize_t narg
     if (message == NULL)
         return NULL;
     pl_err_restore(Py_NewRef(args[0]));
-    pl_uvh_fatal((PLUVHandle *)self, message);
+    if ((PyObject *)Py_TYPE(self) == pl_pipe_read_type)
+        pl_rpipe_fatal(self, message);
+    else
+        pl_uvh_fatal((PLUVHandle *)self, message);
     Py_RETURN_NONE;
 }
 
@@ -413,20 +428,20 @@ static PyMethodDef WritePipe_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_start_reading", pl_uvh_start_reading_meth, METH_NOARGS, NULL},
     {"_read_ready", (PyCFunction)WritePipe__read_ready, METH_NOARGS, NULL},
-    {"_call_connection_lost", (PyCFunction)WritePipe__call_connection_lost, METH_O, NULL},
+    {"_call_connection_lost", (PyCFunction)Pipe__call_connection_lost, METH_O, NULL},
     {"_force_close", pl_uvh_force_close_meth, METH_O, NULL},
-    {"_fatal_error", PL_METH(WritePipe__fatal_error), METH_FASTCALL, NULL},
+    {"_fatal_error", PL_METH(Pipe__fatal_error), METH_FASTCALL, NULL},
     {NULL}
 };
 
-static PyMemberDef WritePipe_members[] = {
+static PyMemberDef Pipe_members[] = {
     PL_UVH_MEMBERS,
-    {"_fileno", T_INT, offsetof(PLWritePipe, fileno), READONLY, NULL},
+    {"_fileno", T_INT, offsetof(PLPipe, fileno), READONLY, NULL},
     {NULL}
 };
 
 static PyObject *
-WritePipe_get_pipe(PLWritePipe *self, void *Py_UNUSED(closure))
+Pipe_get_pipe(PLPipe *self, void *Py_UNUSED(closure))
 {
     return Py_NewRef(self->pipe ? self->pipe : Py_None);
 }
@@ -434,7 +449,7 @@ WritePipe_get_pipe(PLWritePipe *self, void *Py_UNUSED(closure))
 /* `_pipe = None` is how code (CPython's tests among it) tells a stdlib
  * transport its pipe is dealt with: nothing is closed after that. */
 static int
-WritePipe_set_pipe(PLWritePipe *self, PyObject *value, void *Py_UNUSED(closure))
+Pipe_set_pipe(PLPipe *self, PyObject *value, void *Py_UNUSED(closure))
 {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete _pipe");
@@ -444,8 +459,8 @@ WritePipe_set_pipe(PLWritePipe *self, PyObject *value, void *Py_UNUSED(closure))
     return 0;
 }
 
-static PyGetSetDef WritePipe_getset[] = {
-    {"_pipe", (getter)WritePipe_get_pipe, (setter)WritePipe_set_pipe, NULL, NULL},
+static PyGetSetDef Pipe_getset[] = {
+    {"_pipe", (getter)Pipe_get_pipe, (setter)Pipe_set_pipe, NULL, NULL},
     {NULL}
 };
 
@@ -463,52 +478,431 @@ WritePipe_repr(PLWritePipe *self)
 }
 
 PL_UVH_TYPE_SPEC(WritePipe_spec, "pyloop._core.WritePipeTransport", PLWritePipe,
-                 WritePipe_methods, WritePipe_members, WritePipe_getset);
+                 WritePipe_methods, Pipe_members, Pipe_getset);
+
+/* ---- the read pipe transport ------------------------------------------------
+ *
+ * What the stdlib's _UnixReadPipeTransport does, on a libuv pipe handle
+ * reading into the loop's buffer: data_received with what arrived (a
+ * BufferedProtocol gets it copied into get_buffer()'s memory), and at end of
+ * file eof_received() then connection_lost(None) on the next passes, with
+ * the transport closing (a read pipe has no write side to keep open, so
+ * eof_received's answer is not asked). close() is the stdlib's _close(None):
+ * reading stops, connection_lost on the next pass, then the caller's pipe is
+ * closed. Errors follow the stdlib's rules: what data_received raises is
+ * reported and the transport stays open (the stdlib runs it inside a loop
+ * callback); a read error is fatal, and only EIO (a pty whose other side
+ * went away) is no more than logged in debug mode. */
+
+#define PL_RPIPE(h) ((PLReadPipe *)(h))
+
+static int
+pl_rpipe_op_force_close(PLUVHandle *h, PyObject *exc)
+{
+    return pl_pipe_schedule_lost(PL_PIPE(h), exc);
+}
+
+static Py_ssize_t
+pl_rpipe_op_write_size(PLUVHandle *Py_UNUSED(h))
+{
+    return 0;
+}
+
+static size_t
+pl_rpipe_op_pending_refs(PLUVHandle *Py_UNUSED(h))
+{
+    return 0; /* reads hold no reference: the open handle's is enough */
+}
+
+static void pl__rpipe_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+static void pl__rpipe_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static int
+pl_rpipe_op_start_reading(PLUVHandle *h)
+{
+    if (h->reading || h->paused || h->closing || h->state != PL_UVH_OPEN)
+        return 0;
+    return pl_uvh_reading_started(h, uv_read_start(h->uvh, pl__rpipe_alloc_cb, pl__rpipe_read_cb));
+}
+
+static void
+pl_rpipe_op_stop_reading(PLUVHandle *h)
+{
+    /* libuv's read loop checks the flag uv_read_stop clears before each
+     * read: stopping inside the read callback is safe. */
+    if (h->reading && h->state == PL_UVH_OPEN)
+        uv_read_stop(h->uvh);
+    h->reading = 0;
+}
+
+static void
+pl_rpipe_op_pause(PLUVHandle *h)
+{
+    pl_rpipe_op_stop_reading(h);
+}
+
+static int
+pl_rpipe_op_resume(PLUVHandle *h)
+{
+    return pl_rpipe_op_start_reading(h);
+}
+
+/* rbytes is no field the collector visits: no one else may ever see it (it
+ * is written again once the protocol let go of it), and bytes make no cycles. */
+static void
+pl_rpipe_op_release(PLUVHandle *h)
+{
+    Py_CLEAR(PL_RPIPE(h)->rbytes);
+}
+
+static const pl_uvh_ops pl_rpipe_ops = {
+    .fields = NULL,
+    .release = pl_rpipe_op_release,
+    .close_for_loop = pl_pipe_op_close_for_loop,
+    .pending_refs = pl_rpipe_op_pending_refs,
+    .force_close = pl_rpipe_op_force_close,
+    .write_size = pl_rpipe_op_write_size,
+    .check_fd = pl_pipe_op_check_fd,
+    .start_reading = pl_rpipe_op_start_reading,
+    .stop_reading = pl_rpipe_op_stop_reading,
+    .pause = pl_rpipe_op_pause,
+    .resume = pl_rpipe_op_resume,
+    .counter_kind = pl_pipe_op_counter_kind,
+};
+
+/* The current exception ends the transport, as the stdlib read pipe's
+ * _fatal_error: EIO is logged in debug mode only, anything else goes to the
+ * exception handler (OSErrors too, unlike a socket's); connection_lost(exc)
+ * follows on the next pass. */
+static void
+pl_rpipe_fatal(PLPipe *self, const char *message)
+{
+    if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+        pl_uvh_callback_error((PLUVHandle *)self, message);
+        return;
+    }
+    PyObject *exc = pl_err_fetch();
+    PyObject *eno = PyObject_GetAttrString(exc, "errno");
+    int eio = eno != NULL && PyLong_Check(eno) && PyLong_AsLong(eno) == EIO;
+    Py_XDECREF(eno);
+    PyErr_Clear();
+    pl_err_restore(Py_NewRef(exc));
+    if (eio) {
+        pl_uvh_fatal((PLUVHandle *)self, message); /* an OSError: logged in debug mode */
+    }
+    else {
+        pl_uvh_report((PLUVHandle *)self, message);
+        if (self->ops->force_close((PLUVHandle *)self, exc) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_DECREF(exc);
+}
+
+static void
+pl__rpipe_alloc_cb(uv_handle_t *handle, size_t Py_UNUSED(suggested), uv_buf_t *buf)
+{
+    pl_loop_gil_ensure(handle->loop);
+    PLReadPipe *self = (PLReadPipe *)handle->data;
+    if (self->streaming && !self->buffered) {
+        if (self->rbytes == NULL) {
+            self->rbytes = PyBytes_FromStringAndSize(NULL, self->rcap);
+            if (self->rbytes == NULL)
+                PyErr_Clear(); /* the loop's buffer does */
+        }
+        else {
+            /* Ours alone (the protocol let go of it): its full size again,
+             * within the memory it was made with. */
+            Py_SET_SIZE(self->rbytes, self->rcap);
+        }
+        if (self->rbytes != NULL) {
+            buf->base = PyBytes_AS_STRING(self->rbytes);
+            buf->len = (size_t)self->rcap;
+            return;
+        }
+    }
+    buf->base = pl_loop_read_buf(self->loop);
+    buf->len = buf->base != NULL ? PL_LOOP_READ_BUF_SIZE : 0; /* none: UV_ENOBUFS */
+}
+
+/* `n` bytes read into rbytes, as data_received's argument: rbytes itself,
+ * cut to n (a bulk read), or a copy of a short read, after which the pipe
+ * is read through the loop's buffer again and rbytes let go. A new
+ * reference, NULL with the error set. */
+static PyObject *
+pl_rpipe_take_rbytes(PLReadPipe *self, Py_ssize_t n)
+{
+    if (2 * n < self->rcap) {
+        PyObject *data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->rbytes), n);
+        self->streaming = 0;
+        Py_CLEAR(self->rbytes);
+        return data;
+    }
+    PyObject *data = self->rbytes;
+    self->rbytes = NULL;
+    Py_SET_SIZE(data, n);
+    PyBytes_AS_STRING(data)[n] = '\0';
+    pl_bytes_reset_hash(data);
+    return data;
+}
+
+/* `n` bytes for a BufferedProtocol: copied into get_buffer(n)'s memory and
+ * announced with buffer_updated(), as often as it takes. The transport may
+ * close or change protocol in between: the rest goes where it says then. */
+static int
+pl_rpipe_fill(PLReadPipe *self, const char *base, Py_ssize_t n)
+{
+    while (n > 0 && self->buffered && !self->closing && self->protocol != NULL) {
+        PyObject *protocol = Py_NewRef(self->protocol);
+        PyObject *mem = PyObject_CallMethod(protocol, "get_buffer", "n", n);
+        Py_buffer view;
+        int rc = mem == NULL ? -1 : PyObject_GetBuffer(mem, &view, PyBUF_WRITABLE);
+        Py_XDECREF(mem);
+        if (rc == 0 && view.len == 0) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+            rc = -1;
+        }
+        if (rc < 0) {
+            Py_DECREF(protocol);
+            return -1;
+        }
+        Py_ssize_t take = view.len < n ? view.len : n;
+        memcpy(view.buf, base, (size_t)take);
+        PyBuffer_Release(&view);
+        PyObject *r = PyObject_CallMethod(protocol, "buffer_updated", "n", take);
+        Py_DECREF(protocol);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        base += take;
+        n -= take;
+    }
+    if (n > 0 && !self->buffered && !self->closing && self->protocol != NULL) {
+        /* set_protocol() swapped in a plain protocol meanwhile. */
+        PyObject *data = PyBytes_FromStringAndSize(base, n);
+        PyObject *r = data ? PyObject_CallMethod(self->protocol, "data_received", "O", data) : NULL;
+        Py_XDECREF(data);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* What arrived, to the protocol. -1 with what it raised set. */
+static int
+pl_rpipe_deliver(PLReadPipe *self, const char *base, Py_ssize_t n)
+{
+    if (self->buffered)
+        return pl_rpipe_fill(self, base, n);
+    static PyObject *name; /* interned once, as every read looks it up */
+    if (name == NULL && (name = PyUnicode_InternFromString("data_received")) == NULL)
+        return -1;
+    int own = self->rbytes != NULL && base == PyBytes_AS_STRING(self->rbytes);
+    PyObject *data = own ? pl_rpipe_take_rbytes(self, n) : pl_loop_bytes_take(self->loop, base, n);
+    if (data == NULL)
+        return -1;
+    if (!own && self->rcap > 0 && 2 * n >= self->rcap)
+        self->streaming = 1; /* a bulk read: the next ones go into rbytes */
+    PyObject *protocol = Py_NewRef(self->protocol);
+    PyObject *r = PyObject_CallMethodOneArg(protocol, name, data);
+    Py_DECREF(protocol);
+    if (!own)
+        pl_loop_bytes_give_back(self->loop, data);
+    else if (self->streaming && self->rbytes == NULL && Py_REFCNT(data) == 1)
+        self->rbytes = data; /* let go of: the next read's */
+    else
+        Py_DECREF(data);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* End of file: eof_received() and connection_lost(None) on the next passes,
+ * in that order, as the stdlib schedules them. */
+static void
+pl_rpipe_on_eof(PLReadPipe *self)
+{
+    if (self->loop->debug) {
+        PyObject *r = PyObject_CallMethod(pl_state.logger, "info", "sO", "%r was closed by peer",
+                                          (PyObject *)self);
+        if (r == NULL)
+            pl_uvh_report((PLUVHandle *)self, "Fatal error on pipe transport");
+        Py_XDECREF(r);
+    }
+    self->closing = 1;
+    pl_rpipe_op_stop_reading((PLUVHandle *)self);
+    PyObject *meth = PyObject_GetAttrString(self->protocol, "eof_received");
+    PyObject *args = meth ? PyTuple_New(0) : NULL;
+    int rc = args ? pl_loop_call_soon_c(self->loop, meth, args, NULL) : -1;
+    Py_XDECREF(args);
+    Py_XDECREF(meth);
+    if (rc < 0 || pl_pipe_schedule_lost(PL_PIPE(self), NULL) < 0)
+        pl_uvh_report((PLUVHandle *)self, "Fatal error on pipe transport");
+}
+
+static void
+pl__rpipe_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    pl_loop_gil_ensure(stream->loop);
+    PLReadPipe *self = (PLReadPipe *)stream->data;
+    if (nread == 0)
+        return; /* EAGAIN: nothing read */
+    Py_INCREF(self); /* protocol code may drop the last other reference */
+    int entered = pl_uvh_enter((PLUVHandle *)self);
+    if (self->closing || self->protocol == NULL || self->state != PL_UVH_OPEN)
+        goto done;
+    if (nread > 0) {
+        if (self->loop->monitor != NULL)
+            self->loop->monitor->bytes_read += (uint64_t)nread;
+        if (pl_rpipe_deliver(self, buf->base, nread) < 0)
+            pl_uvh_report((PLUVHandle *)self, "protocol.data_received() call failed.");
+    }
+    else if (nread == UV_EOF) {
+        pl_rpipe_on_eof(self);
+    }
+    else {
+        if (nread == UV_ENOBUFS)
+            PyErr_NoMemory(); /* the loop's read buffer could not be had */
+        else
+            pl_error_set_uv((int)nread);
+        pl_rpipe_fatal(PL_PIPE(self), "Fatal read error on pipe transport");
+    }
+done:
+    pl_uvh_exit((PLUVHandle *)self, entered);
+    Py_DECREF(self);
+}
+
+static int
+pl_rpipe_set_protocol(PLReadPipe *self, PyObject *protocol)
+{
+    int buffered = PyObject_IsInstance(protocol, pl_state.buffered_protocol_type);
+    if (buffered < 0)
+        return -1;
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    self->buffered = (char)buffered;
+    return 0;
+}
+
+static PyObject *
+ReadPipe_set_protocol(PLReadPipe *self, PyObject *protocol)
+{
+    if (pl_rpipe_set_protocol(self, protocol) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The stdlib's close(): _close(None) unless closing already. */
+static PyObject *
+ReadPipe_close(PLReadPipe *self, PyObject *Py_UNUSED(ignored))
+{
+    if (pl_loop_check_uv_thread(self->loop) < 0)
+        return NULL;
+    if (self->closing)
+        Py_RETURN_NONE;
+    self->closing = 1;
+    pl_rpipe_op_stop_reading((PLUVHandle *)self);
+    if (pl_pipe_schedule_lost(PL_PIPE(self), NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ReadPipe_methods[] = {
+    {"get_extra_info", PL_METH(pl_uvh_get_extra_info), METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_protocol", pl_uvh_get_protocol, METH_NOARGS, NULL},
+    {"set_protocol", (PyCFunction)ReadPipe_set_protocol, METH_O, NULL},
+    {"is_closing", pl_uvh_is_closing, METH_NOARGS, NULL},
+    {"close", (PyCFunction)ReadPipe_close, METH_NOARGS, NULL},
+    {"is_reading", pl_uvh_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", pl_uvh_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", pl_uvh_resume_reading, METH_NOARGS, NULL},
+    {"_start_reading", pl_uvh_start_reading_meth, METH_NOARGS, NULL},
+    {"_call_connection_lost", (PyCFunction)Pipe__call_connection_lost, METH_O, NULL},
+    {"_close", pl_uvh_force_close_meth, METH_O, NULL},
+    {"_fatal_error", PL_METH(Pipe__fatal_error), METH_FASTCALL, NULL},
+    {NULL}
+};
+
+/* As the stdlib's on a loop without a selector: closed or closing, the fd,
+ * and whether the pipe is open. */
+static PyObject *
+ReadPipe_repr(PLReadPipe *self)
+{
+    const char *state = self->pipe == NULL ? " closed" : self->closing ? " closing" : "";
+    return PyUnicode_FromFormat("<%s%s fd=%d %s>", Py_TYPE(self)->tp_name, state, self->fileno,
+                                self->pipe == NULL ? "closed" : "open");
+}
+
+PL_UVH_TYPE_SPEC(ReadPipe_spec, "pyloop._core.ReadPipeTransport", PLReadPipe, ReadPipe_methods,
+                 Pipe_members, Pipe_getset);
+
+/* The kind's repr in place of the base's in a type spec's slots. */
+static void
+pl_pipe_set_repr(PyType_Slot *slots, reprfunc repr)
+{
+    for (PyType_Slot *slot = slots; slot->slot != 0; slot++) {
+        if (slot->slot == Py_tp_repr)
+            slot->pfunc = (void *)repr;
+    }
+}
 
 int
 pl_pipe_init_types(PyObject *module)
 {
-    static const char *const bases[] = {"WriteTransport", NULL};
-    for (PyType_Slot *slot = WritePipe_spec_slots; slot->slot != 0; slot++) {
-        if (slot->slot == Py_tp_repr)
-            slot->pfunc = (void *)WritePipe_repr; /* in place of the base's */
-    }
-    pl_pipe_write_type = pl_uvh_make_type(module, &WritePipe_spec, bases, "WritePipeTransport");
-    return pl_pipe_write_type == NULL ? -1 : 0;
+    static const char *const write_bases[] = {"WriteTransport", NULL};
+    static const char *const read_bases[] = {"ReadTransport", NULL};
+    pl_pipe_set_repr(WritePipe_spec_slots, (reprfunc)WritePipe_repr);
+    pl_pipe_set_repr(ReadPipe_spec_slots, (reprfunc)ReadPipe_repr);
+    pl_pipe_write_type = pl_uvh_make_type(module, &WritePipe_spec, write_bases,
+                                          "WritePipeTransport");
+    if (pl_pipe_write_type == NULL)
+        return -1;
+    pl_pipe_read_type = pl_uvh_make_type(module, &ReadPipe_spec, read_bases, "ReadPipeTransport");
+    return pl_pipe_read_type == NULL ? -1 : 0;
 }
 
 /* ---- creation ---------------------------------------------------------------- */
 
-PyObject *
-Loop__new_write_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+/* The caller's fd of `pipe` and its type (st_mode), after the checks both
+ * sides make: -1 with the error set. */
+static int
+pl_pipe_fd(PLLoop *loop, PyObject *const *args, Py_ssize_t nargs, const char *usage,
+           mode_t *mode)
 {
-    PLWritePipe *t = NULL;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (pl_loop_check_closed(loop) < 0 || pl_loop_check_uv_thread(loop) < 0)
+        return -1;
+    if (args[2] != Py_None && !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "extra must be a dict or None");
+        return -1;
+    }
+    int fd = pl_uvh_sock_fd(args[0]);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        pl_error_set_errno();
+        return -1;
+    }
+    *mode = st.st_mode;
+    return fd;
+}
+
+/* A transport of `type` on a libuv pipe handle over a duplicate of `fd`
+ * (args: pipe, protocol, extra), open and on the loop's list. NULL with the
+ * error set. */
+static PLPipe *
+pl_pipe_new(PLLoop *self, PyObject *type, const pl_uvh_ops *ops, PyObject *const *args, int fd)
+{
+    PLPipe *t = NULL;
     uv_pipe_t *uvh = NULL;
     int dupfd = -1;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "_new_write_pipe_transport(pipe, protocol, extra)");
-        return NULL;
-    }
     PyObject *pipe = args[0], *protocol = args[1], *extra = args[2];
-    if (pl_loop_check_closed(self) < 0 || pl_loop_check_uv_thread(self) < 0)
-        return NULL;
-    if (extra != Py_None && !PyDict_Check(extra)) {
-        PyErr_SetString(PyExc_TypeError, "extra must be a dict or None");
-        return NULL;
-    }
-    int fd = pl_uvh_sock_fd(pipe);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return pl_error_set_errno();
-    if (!S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "Pipe transport is only for pipes, sockets and character devices");
-        return NULL;
-    }
-    t = (PLWritePipe *)pl_uvh_new((PyTypeObject *)pl_pipe_write_type, self, &pl_pipe_ops,
-                                  extra, NULL);
+    t = (PLPipe *)pl_uvh_new((PyTypeObject *)type, self, ops, extra, NULL);
     if (t == NULL)
         return NULL;
     if (PyDict_SetItemString(t->extra, "pipe", pipe) < 0)
@@ -517,7 +911,6 @@ Loop__new_write_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t n
     t->fileno = fd;
     t->protocol = Py_NewRef(protocol);
     t->protocol_connected = 1;
-    t->watch_reader = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
     /* The caller's fd in non-blocking mode, as the stdlib sets it (libuv
      * does it through the duplicate, which shares the file's flags). */
     dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -541,8 +934,9 @@ Loop__new_write_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t n
     if (reserved == -1 && self->uv.emfile_fd != -1) {
         /* A loop's first libuv stream opens a spare fd for good (/dev/null,
          * which uv_listen's servers close to accept past EMFILE). pyloop's
-         * servers accept on their own (accept.c), and the stdlib's write pipe
-         * opens no fd: given back, a loop's fds stay what they were. */
+         * servers accept on their own (accept.c), and the stdlib's pipe
+         * transports open no fd: given back, a loop's fds stay what they
+         * were. */
         close(self->uv.emfile_fd);
         self->uv.emfile_fd = -1;
     }
@@ -556,11 +950,61 @@ Loop__new_write_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t n
     }
     pl_counters.transports_created[PL_TRANSPORT_PIPE]++;
     pl_uvh_attach((PLUVHandle *)t, (uv_handle_t *)uvh);
-    return (PyObject *)t;
+    return t;
 
 error:
     if (dupfd >= 0)
         close(dupfd);
     Py_XDECREF(t);
     return NULL;
+}
+
+PyObject *
+Loop__new_write_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    mode_t mode;
+    int fd = pl_pipe_fd(self, args, nargs, "_new_write_pipe_transport(pipe, protocol, extra)",
+                        &mode);
+    if (fd < 0)
+        return NULL;
+    if (!S_ISCHR(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Pipe transport is only for pipes, sockets and character devices");
+        return NULL;
+    }
+    PLWritePipe *t = (PLWritePipe *)pl_pipe_new(self, pl_pipe_write_type, &pl_pipe_ops, args, fd);
+    if (t != NULL)
+        t->watch_reader = S_ISFIFO(mode) || S_ISSOCK(mode);
+    return (PyObject *)t;
+}
+
+PyObject *
+Loop__new_read_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    mode_t mode;
+    int fd = pl_pipe_fd(self, args, nargs, "_new_read_pipe_transport(pipe, protocol, extra)",
+                        &mode);
+    if (fd < 0)
+        return NULL;
+    /* A character device may be one epoll refuses (/dev/null: EPERM, which
+     * libuv answers with abort()): the stdlib's transport reads those. */
+    if (S_ISCHR(mode))
+        Py_RETURN_NONE;
+    if (!S_ISFIFO(mode) && !S_ISSOCK(mode)) {
+        PyErr_SetString(PyExc_ValueError, "Pipe transport is for pipes/sockets only.");
+        return NULL;
+    }
+    PLReadPipe *t = (PLReadPipe *)pl_pipe_new(self, pl_pipe_read_type, &pl_rpipe_ops, args, fd);
+    if (t != NULL && pl_rpipe_set_protocol(t, args[1]) < 0) {
+        pl_uvh_close((PLUVHandle *)t);
+        Py_CLEAR(t);
+    }
+#ifdef F_GETPIPE_SZ
+    /* A pipe's capacity bounds a read; a bigger one than the loop's buffer
+     * (or a socket's, which has none) is read through that buffer. */
+    int cap = t != NULL && S_ISFIFO(mode) ? fcntl(fd, F_GETPIPE_SZ) : -1;
+    if (cap > 0 && cap < PL_LOOP_READ_BUF_SIZE)
+        t->rcap = (Py_ssize_t)cap + 1;
+#endif
+    return (PyObject *)t;
 }

@@ -492,12 +492,21 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         return (resolved[0].partition("%")[0], port, flowinfo, scope_id)
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return _ReadPipeTransport(self, pipe, protocol, waiter, extra)
+        # The C transport (csrc/pipe.c) on a FIFO or a socket; a character
+        # device (None from C) is read the stdlib's way on the poller.
+        transport = self._new_read_pipe_transport(pipe, protocol, extra)
+        if transport is None:
+            return _ReadPipeTransport(self, pipe, protocol, waiter, extra)
+        return self._pipe_transport_started(transport, protocol, waiter)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        # The C transport (csrc/pipe.c), then the stdlib's order of steps:
-        # connection_made, watching for the reader going away, the waiter.
         transport = self._new_write_pipe_transport(pipe, protocol, extra)
+        return self._pipe_transport_started(transport, protocol, waiter)
+
+    def _pipe_transport_started(self, transport, protocol, waiter):
+        # A C pipe transport (csrc/pipe.c), then the stdlib's order of steps:
+        # connection_made, reading (or, for a write pipe, watching for the
+        # reader going away), the waiter.
         self.call_soon(protocol.connection_made, transport)
         self.call_soon(transport._start_reading)
         if waiter is not None:
@@ -786,9 +795,9 @@ class _SSLTransport(sslproto._SSLProtocolTransport):
 
 
 class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
-    """The stdlib's read pipe transport (its checks, blocking flag, EOF and
-    close order are the stdlib's), reading through the loop's buffer
-    (loop._pipe_read, csrc/pipe.c) instead of os.read(fd, max_size)."""
+    """The stdlib's read pipe transport, for character devices (a tty; epoll
+    refuses some, which libuv cannot survive), reading through the loop's
+    buffer (loop._pipe_read, csrc/pipe.c) instead of os.read(fd, max_size)."""
 
     def __init__(self, *args):
         _core._count_transport("pipe", self)  # _core._counters(), for the tests

@@ -469,3 +469,337 @@ def test_write_pipe_misuse_raises_and_does_not_crash(pyloop_loop):
     assert [e for e, _ in proto.events] == ["made", "lost"]
     with pytest.raises(ValueError):  # the pipe is closed now
         loop.run_until_complete(loop.connect_write_pipe(asyncio.Protocol, pipe))
+
+
+# ---- the read side: the stdlib's semantics, on both loops --------------------
+
+def _through_two_pipe_transports(loop, factory, r, w, payload):
+    """payload written by a write pipe transport on w, read by one of factory's
+    protocols on r: connection_lost's argument and the protocol."""
+    async def main():
+        tr, proto = await loop.connect_read_pipe(factory, os.fdopen(r, "rb", 0))
+        wtr, wproto = await loop.connect_write_pipe(lambda: WriteProto(loop),
+                                                    os.fdopen(w, "wb", 0))
+        wtr.write(payload)
+        wtr.close()
+        return await asyncio.wait_for(proto.lost, 30), proto
+
+    return loop.run_until_complete(main())
+
+
+def _open_read_pipe(loop, factory):
+    r, w = os.pipe()
+    pipe = os.fdopen(r, "rb", 0)
+    tr, proto = loop.run_until_complete(loop.connect_read_pipe(factory, pipe))
+    return tr, proto, pipe, w
+
+
+def test_read_pipe_close_is_connection_lost_then_pipe_closed(loop):
+    seen_open = []
+
+    class P(ReadProto):
+        def connection_lost(self, exc):
+            seen_open.append(not pipe.closed)  # the pipe closes after connection_lost
+            super().connection_lost(exc)
+
+    tr, proto, pipe, w = _open_read_pipe(loop, lambda: P(loop))
+    try:
+        assert tr.get_extra_info("pipe") is pipe
+        assert tr._pipe is pipe and tr._fileno == pipe.fileno()
+        assert f"fd={pipe.fileno()}" in repr(tr)
+        tr.close()
+        assert tr.is_closing() and not tr.is_reading()
+        tr.close()  # again: nothing more
+        tr.pause_reading()  # closing: no-ops
+        tr.resume_reading()
+        exc = loop.run_until_complete(asyncio.wait_for(proto.lost, 30))
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        os.close(w)
+    assert exc is None
+    assert proto.events == ["made", "lost"]  # no eof_received on close()
+    assert seen_open == [True]
+    assert pipe.closed and tr._pipe is None
+    assert "closed" in repr(tr)
+
+
+def test_read_pipe_eof_after_what_data_received_scheduled(loop):
+    # The data's own callbacks run before eof_received and connection_lost,
+    # and reading stops at end of file.
+    class P(ReadProto):
+        def data_received(self, data):
+            super().data_received(data)
+            loop.call_soon(self.events.append, "cb")
+
+    r, w = os.pipe()
+    os.write(w, b"last words")
+    os.close(w)  # the writer is gone before the loop reads anything
+
+    async def main():
+        tr, proto = await loop.connect_read_pipe(lambda: P(loop), os.fdopen(r, "rb", 0))
+        exc = await asyncio.wait_for(proto.lost, 30)
+        return tr, proto, exc
+
+    tr, proto, exc = loop.run_until_complete(main())
+    assert exc is None
+    assert bytes(proto.data) == b"last words"
+    assert proto.events == ["made", "cb", "eof", "lost"]
+    assert tr.is_closing() and not tr.is_reading()
+
+
+def test_read_pipe_paused_before_reading_starts_and_in_data_received(loop):
+    r, w = os.pipe()
+
+    class P(ReadProto):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.transport = transport
+            transport.pause_reading()  # before the transport's first read
+
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.pause_reading()  # one read at a time
+
+    async def main():
+        tr, proto = await loop.connect_read_pipe(lambda: P(loop), os.fdopen(r, "rb", 0))
+        os.write(w, b"one")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        held = bytes(proto.data)
+        states = [tr.is_reading()]
+        tr.resume_reading()
+        states.append(tr.is_reading())
+        while not proto.data:
+            await asyncio.sleep(0.001)
+        states.append(tr.is_reading())  # paused again by data_received
+        os.write(w, b" two")
+        os.close(w)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        before_resume = bytes(proto.data)
+        while not proto.lost.done():
+            tr.resume_reading()
+            await asyncio.sleep(0.001)
+        return held, states, before_resume, proto
+
+    held, states, before_resume, proto = loop.run_until_complete(main())
+    assert held == b""
+    assert states == [False, True, False]
+    assert before_resume == b"one"
+    assert bytes(proto.data) == b"one two"
+    assert proto.events == ["made", "eof", "lost"]
+
+
+def test_read_pipe_callbacks_run_in_the_context_it_was_made_in(loop):
+    r, w = os.pipe()
+
+    class P(ReadProto):
+        def connection_made(self, transport):
+            self.events.append(("made", CTX.get()))
+
+        def data_received(self, data):
+            self.events.append(("data", CTX.get()))
+
+        def eof_received(self):
+            self.events.append(("eof", CTX.get()))
+
+        def connection_lost(self, exc):
+            self.events.append(("lost", CTX.get()))
+            self.lost.set_result(exc)
+
+    async def main():
+        CTX.set("made here")
+        tr, proto = await loop.connect_read_pipe(lambda: P(loop), os.fdopen(r, "rb", 0))
+        CTX.set("changed later")
+        os.write(w, b"x")
+        os.close(w)
+        await asyncio.wait_for(proto.lost, 30)
+        return proto
+
+    proto = loop.run_until_complete(main())
+    assert proto.events == [("made", "made here"), ("data", "made here"),
+                            ("eof", "made here"), ("lost", "made here")]
+
+
+def test_read_pipe_set_protocol_takes_what_follows(loop):
+    tr, first, pipe, w = _open_read_pipe(loop, lambda: ReadProto(loop))
+    second = ReadProto(loop)
+
+    async def main():
+        os.write(w, b"a")
+        while not first.data:
+            await asyncio.sleep(0.001)
+        tr.set_protocol(second)
+        assert tr.get_protocol() is second
+        os.write(w, b"b")
+        os.close(w)
+        return await asyncio.wait_for(second.lost, 30)
+
+    assert loop.run_until_complete(main()) is None
+    assert bytes(first.data) == b"a" and bytes(second.data) == b"b"
+    assert second.events == ["eof", "lost"]
+
+
+def test_read_pipe_fatal_error_reports_and_loses_the_connection(loop):
+    # An OSError other than EIO is reported (unlike a socket transport's),
+    # then connection_lost(exc); EIO only ends it (test_pty_hangup_is_a_quiet_eio).
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+    tr, proto, pipe, w = _open_read_pipe(loop, lambda: ReadProto(loop))
+    err = OSError(errno.EBADF, "bad")
+    try:
+        tr._fatal_error(err, "Fatal read error on pipe transport")
+        exc = loop.run_until_complete(asyncio.wait_for(proto.lost, 30))
+    finally:
+        os.close(w)
+    assert exc is err
+    assert [c["message"] for c in seen] == ["Fatal read error on pipe transport"]
+    assert seen[0]["exception"] is err and seen[0]["transport"] is tr
+    assert pipe.closed
+
+
+# ---- the read side on pyloop: C on FIFOs and sockets --------------------------
+
+def test_read_pipe_kinds_on_pyloop(pyloop_loop):
+    loop = pyloop_loop
+    with pytest.raises(TypeError):
+        pyloop._core.ReadPipeTransport()
+    a, b = socket.socketpair()
+    master, slave = pty.openpty()
+    r, w = os.pipe()
+
+    async def main():
+        kinds = []
+        for pipe in (os.fdopen(r, "rb", 0), a, os.fdopen(slave, "rb", 0)):
+            tr, proto = await loop.connect_read_pipe(lambda: ReadProto(loop), pipe)
+            kinds.append(type(tr).__name__)
+            tr.close()
+            await asyncio.wait_for(proto.lost, 30)
+        return kinds
+
+    try:
+        kinds = loop.run_until_complete(main())
+    finally:
+        os.close(w)
+        b.close()
+        os.close(master)
+    # a character device (here a pty) is read by the stdlib's transport
+    assert kinds == ["ReadPipeTransport", "ReadPipeTransport", "_ReadPipeTransport"]
+
+
+def test_read_pipe_buffered_protocol_on_pyloop(pyloop_loop):
+    # pyloop's read pipe, like its streams, fills a BufferedProtocol's buffer
+    # (the stdlib's read pipe calls data_received only).
+    loop = pyloop_loop
+    payload = bytes(range(256)) * 1024
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(7)  # smaller than a read: several rounds each
+            self.data = bytearray()
+            self.events = []
+            self.lost = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            assert sizehint > 0
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.data += self.buf[:nbytes]
+
+        def eof_received(self):
+            self.events.append("eof")
+
+        def connection_lost(self, exc):
+            self.events.append("lost")
+            self.lost.set_result(exc)
+
+    r, w = os.pipe()
+    exc, proto = _through_two_pipe_transports(loop, Buffered, r, w, payload)
+    assert exc is None
+    assert bytes(proto.data) == payload
+    assert proto.events == ["eof", "lost"]
+
+
+def test_read_pipe_misuse_and_loop_close_on_pyloop():
+    # Methods after the end do nothing; a transport left open is closed with
+    # the loop (its handle freed, the caller's pipe left to the caller).
+    before = pyloop._core._counters()
+    loop = pyloop.new_event_loop()
+    r, w = os.pipe()
+    pipe = os.fdopen(r, "rb", 0)
+    r2, w2 = os.pipe()
+    left_open = os.fdopen(r2, "rb", 0)
+    try:
+        tr, proto = loop.run_until_complete(
+            loop.connect_read_pipe(lambda: ReadProto(loop), pipe))
+        loop.run_until_complete(loop.connect_read_pipe(lambda: ReadProto(loop), left_open))
+        with pytest.raises(TypeError):
+            tr._fatal_error("not an exception")
+        tr.close()
+        loop.run_until_complete(asyncio.wait_for(proto.lost, 30))
+        tr._call_connection_lost(None)  # again: nothing left to do
+        tr.pause_reading()
+        tr.resume_reading()
+        tr._start_reading()
+        tr.close()
+        assert proto.events == ["made", "lost"]
+    finally:
+        loop.close()
+        os.close(w)
+        os.close(w2)
+    assert not left_open.closed
+    left_open.close()
+    after = pyloop._core._counters()
+    assert after["pipe_transports_created"] - before["pipe_transports_created"] == 2
+    assert after["pipe_transports_freed"] - before["pipe_transports_freed"] == 2
+    assert after["handles_freed"] - before["handles_freed"] == \
+        after["handles_created"] - before["handles_created"]
+
+
+def test_subprocess_stdout_is_read_by_the_c_transport(pyloop_loop):
+    loop = pyloop_loop
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", "printf out; printf err >&2", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        kinds = [type(proc._transport.get_pipe_transport(fd)).__name__ for fd in (1, 2)]
+        out, err = await proc.communicate()
+        return kinds, out, err
+
+    kinds, out, err = loop.run_until_complete(main())
+    assert kinds == ["ReadPipeTransport", "ReadPipeTransport"]
+    assert (out, err) == (b"out", b"err")
+
+
+def test_read_pipe_chunks_kept_by_the_protocol_stay_intact(loop):
+    # A pipe that arrives full is read in bulk; the bytes objects the protocol
+    # keeps must never change afterwards, whatever it does with the others.
+    r, w = os.pipe()
+    payload = os.urandom(4 * 1024 * 1024)
+
+    class Keeper(ReadProto):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.kept = []  # (chunk, its value and hash when it arrived)
+
+        def data_received(self, data):
+            super().data_received(data)
+            # what was hashed before (a chunk let go of) hashes as new bytes do
+            self.hashes_ok = getattr(self, "hashes_ok", True) and \
+                hash(data) == hash(bytes(bytearray(data)))
+            if len(self.kept) % 3 == 0 or len(data) % 3 == 0:
+                self.kept.append((data, bytes(bytearray(data)), hash(data)))
+            else:
+                self.kept.append((None, None, None))
+
+    exc, proto = _through_two_pipe_transports(loop, lambda: Keeper(loop), r, w, payload)
+    assert exc is None
+    assert bytes(proto.data) == payload
+    assert proto.hashes_ok
+    kept = [k for k in proto.kept if k[0] is not None]
+    assert len(kept) > 1
+    for chunk, value, h in kept:
+        assert chunk == value and hash(chunk) == h
