@@ -23,6 +23,9 @@
 PyObject *pl_stream_tcp_type;
 
 static int pl_stream_close_handle(PLStream *self);
+#if PY_VERSION_HEX < 0x030D0000
+static int pl_stream_server_count(PyObject *server, int delta);
+#endif
 static const pl_uvh_ops pl_stream_ops;
 
 /* ---- error routing: the base's policies (uvhandle.h) ------------------------ */
@@ -906,7 +909,9 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
      * (it calls into Python too) and raised last. */
     PyObject *err = pl_uvh_call_lost(PL_UVH(self), exc);
     pl_stream_close_handle(self);
-    Py_CLEAR(self->server); /* as the stdlib's transport, once detached */
+    /* as the stdlib's transport, once detached */
+    PyObject *server = self->server;
+    self->server = NULL;
     /* The protocol's bound methods too: the transport lives on until libuv's
      * close callback, which may be a loop run away (after run_until_complete
      * returned), and must not keep the protocol (an SSLProtocol with its
@@ -925,6 +930,21 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
                                            : PyObject_CallNoArgs(hook));
         Py_DECREF(hook);
     }
+#if PY_VERSION_HEX < 0x030D0000
+    else if (self->server_counted && server != NULL) {
+        self->server_counted = 0;
+        int counted = pl_stream_server_count(server, -1);
+        if (counted == 0) {
+            /* what the server's own _detach says of it (its assertion) */
+            PyObject *name = pl_uvh_name("_detach");
+            Py_SETREF(hr, name ? PyObject_CallMethodNoArgs(server, name) : NULL);
+            Py_XDECREF(name);
+        }
+        else if (counted < 0)
+            Py_CLEAR(hr);
+    }
+#endif
+    Py_XDECREF(server);
     return pl_uvh_lost_finish(PL_UVH(self), hr, err);
 }
 
@@ -979,9 +999,79 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
     Py_RETURN_NONE;
 }
 
+#if PY_VERSION_HEX < 0x030D0000
+/* 3.11 and 3.12's asyncio.base_events.Server counts its connections in
+ * `_active_count` (_attach adds one, _detach takes it off and wakes
+ * wait_closed() once the last one left a closed server): done here on the
+ * instance's attributes, without two Python calls per connection, when the
+ * server is of that class itself (a subclass may override the methods).
+ * 1 when done, 0 when the Python method must run (another class, or a state
+ * its assertion refuses: it then raises as before), -1 with the error set. */
+static int
+pl_stream_server_count(PyObject *server, int delta)
+{
+    static PyObject *server_type;
+    if (server_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("asyncio.base_events");
+        server_type = mod ? PyObject_GetAttrString(mod, "Server") : NULL;
+        Py_XDECREF(mod);
+        if (server_type == NULL)
+            return -1;
+    }
+    if (Py_TYPE(server) != (PyTypeObject *)server_type)
+        return 0;
+    PyObject *sockets_name = pl_uvh_name("_sockets"), *count_name = pl_uvh_name("_active_count");
+    PyObject *sockets = NULL, *count = NULL, *value = NULL;
+    int rc = -1;
+    if (sockets_name == NULL || count_name == NULL)
+        goto done;
+    sockets = PyObject_GetAttr(server, sockets_name);
+    count = sockets ? PyObject_GetAttr(server, count_name) : NULL;
+    if (count == NULL)
+        goto done;
+    long n = PyLong_CheckExact(count) ? PyLong_AsLong(count) : -1;
+    if (n == -1 && PyErr_Occurred())
+        goto done;
+    rc = 0;
+    if (n < 0 || (delta > 0 && sockets == Py_None) || (delta < 0 && n == 0))
+        goto done;
+    value = PyLong_FromLong(n + delta);
+    if (value == NULL || PyObject_SetAttr(server, count_name, value) < 0) {
+        rc = -1;
+        goto done;
+    }
+    rc = 1;
+    if (n + delta == 0 && sockets == Py_None) {
+        PyObject *name = pl_uvh_name("_wakeup");
+        PyObject *r = name ? PyObject_CallMethodNoArgs(server, name) : NULL;
+        Py_XDECREF(name);
+        rc = r == NULL ? -1 : 1;
+        Py_XDECREF(r);
+    }
+done:
+    Py_XDECREF(value);
+    Py_XDECREF(count);
+    Py_XDECREF(sockets);
+    Py_XDECREF(count_name);
+    Py_XDECREF(sockets_name);
+    return rc;
+}
+#endif
+
 int
 pl_stream_attach_server(PLStream *t, PyObject *server)
 {
+#if PY_VERSION_HEX < 0x030D0000
+    int counted = pl_stream_server_count(server, 1);
+    if (counted < 0)
+        return -1;
+    if (counted) {
+        Py_XSETREF(t->server, Py_NewRef(server));
+        Py_CLEAR(t->lost_hook);
+        t->server_counted = 1;
+        return 0;
+    }
+#endif
     PyObject *detach = PyObject_GetAttrString(server, "_detach");
     if (detach == NULL)
         return -1;
@@ -999,6 +1089,7 @@ pl_stream_attach_server(PLStream *t, PyObject *server)
     Py_XSETREF(t->server, Py_NewRef(server));
     Py_XSETREF(t->lost_hook, detach);
     t->lost_hook_self = PY_VERSION_HEX >= 0x030D0000;
+    t->server_counted = 0;
     return 0;
 }
 
