@@ -230,3 +230,48 @@ def test_wait_closed_waits_for_the_last_connection(loop):
                 s.close()
 
     _run(loop, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="close_clients/abort_clients are 3.13+")
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_close_or_abort_clients(loop, how):
+    """3.13+: the server reaches every open connection through its clients
+    (pyloop adds them to the server's WeakSet from C): close_clients() and
+    abort_clients() end them all, and each one's connection_lost runs."""
+    made, lost = [], []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+            transport.write(b"x" * 10)
+
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def main():
+        srv = await loop.create_server(Keep, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        socks = [socket.create_connection(addr, timeout=10) for _ in range(4)]
+        try:
+            for _ in range(2000):
+                if len(made) == 4:
+                    break
+                await asyncio.sleep(0.005)
+            assert set(srv._clients) == set(made)
+            srv.close()
+            getattr(srv, how)()
+            await asyncio.wait_for(srv.wait_closed(), 10)
+            assert len(lost) == 4 and all(t.is_closing() for t in made)
+            assert len(srv._clients) == 0
+            for s in socks:  # each peer sees its connection end
+                data = b""
+                while chunk := s.recv(100):
+                    data += chunk
+                assert data in (b"", b"x" * 10)
+        except ConnectionResetError:
+            assert how == "abort_clients"
+        finally:
+            for s in socks:
+                s.close()
+
+    _run(loop, main())
