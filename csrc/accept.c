@@ -80,6 +80,47 @@ pl_accept_sockname(const struct sockaddr *sa, socklen_t len)
     return addr;
 }
 
+/* The listener's family, type and protocol, which its connections share:
+ * what the socket object recorded when it was made (_socket.socket's own
+ * getters, not socket.socket's enum-making properties), three system calls
+ * fewer per wake-up than asking the kernel; asked of the kernel for any
+ * other object with a fileno(). 0, or -1 with the error set. */
+static int
+pl_accept_listener_kind(PyObject *sock, int lfd, int kind[3])
+{
+    static const char *const names[3] = {"family", "type", "proto"};
+    static PyObject *getters[3];
+    PyTypeObject *base = Py_TYPE(sock);
+    while (base != NULL && base->tp_base != &PyBaseObject_Type)
+        base = base->tp_base; /* _socket.socket, for a socket.socket */
+    PyTypeObject *sock_base = ((PyTypeObject *)pl_accept_socket_class())->tp_base;
+    if (base != sock_base || sock_base == NULL) {
+        static const int opts[3] = {SO_DOMAIN, SO_TYPE, SO_PROTOCOL};
+        for (int i = 0; i < 3; i++) {
+            if (pl_accept_sockopt(lfd, opts[i], &kind[i]) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (getters[i] == NULL) {
+            PyObject *d = PyDict_GetItemString(sock_base->tp_dict, names[i]);
+            if (d == NULL || Py_TYPE(d)->tp_descr_get == NULL) {
+                PyErr_Format(PyExc_RuntimeError, "_socket.socket has no %s getter", names[i]);
+                return -1;
+            }
+            getters[i] = Py_NewRef(d);
+        }
+        PyObject *v = Py_TYPE(getters[i])->tp_descr_get(getters[i], sock, (PyObject *)sock_base);
+        long n = v != NULL ? PyLong_AsLong(v) : -1;
+        Py_XDECREF(v);
+        if (n == -1 && PyErr_Occurred())
+            return -1;
+        kind[i] = (int)n;
+    }
+    return 0;
+}
+
 /* extra[key] = value, with key an interned name (PyDict_SetItemString
  * makes and interns a new string each time). */
 static int
@@ -190,10 +231,7 @@ pl_accept_batch(PLLoop *self, PyObject *sock, Py_ssize_t count, int aborted_cont
 {
     int lfd = pl_uvh_sock_fd(sock);
     int kind[3];
-    if (lfd < 0 || pl_accept_socket_class() == NULL ||
-        pl_accept_sockopt(lfd, SO_DOMAIN, &kind[0]) < 0 ||
-        pl_accept_sockopt(lfd, SO_TYPE, &kind[1]) < 0 ||
-        pl_accept_sockopt(lfd, SO_PROTOCOL, &kind[2]) < 0)
+    if (lfd < 0 || pl_accept_socket_class() == NULL || pl_accept_listener_kind(sock, lfd, kind) < 0)
         return -1;
     Py_ssize_t served = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
