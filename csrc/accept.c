@@ -33,6 +33,10 @@
 
 static PyObject *pl_accept_socket_type; /* socket.socket */
 
+/* The most arguments _start_serving passes to _accept_connection (3.15's
+ * eight), with room to spare. */
+#define PL_ACCEPT_MAX_ARGS 12
+
 static int
 pl_accept_sockopt(int fd, int opt, int *out)
 {
@@ -76,6 +80,58 @@ pl_accept_sockname(const struct sockaddr *sa, socklen_t len)
     return addr;
 }
 
+/* The listener's family, type and protocol, which its connections share:
+ * what the socket object recorded when it was made (_socket.socket's own
+ * getters, not socket.socket's enum-making properties), three system calls
+ * fewer per wake-up than asking the kernel; asked of the kernel for any
+ * other object with a fileno(). 0, or -1 with the error set. */
+static int
+pl_accept_listener_kind(PyObject *sock, int lfd, int kind[3])
+{
+    static const char *const names[3] = {"family", "type", "proto"};
+    static PyObject *getters[3];
+    PyTypeObject *base = Py_TYPE(sock);
+    while (base != NULL && base->tp_base != &PyBaseObject_Type)
+        base = base->tp_base; /* _socket.socket, for a socket.socket */
+    PyTypeObject *sock_base = ((PyTypeObject *)pl_accept_socket_class())->tp_base;
+    if (base != sock_base || sock_base == NULL) {
+        static const int opts[3] = {SO_DOMAIN, SO_TYPE, SO_PROTOCOL};
+        for (int i = 0; i < 3; i++) {
+            if (pl_accept_sockopt(lfd, opts[i], &kind[i]) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (getters[i] == NULL) {
+            PyObject *d = PyDict_GetItemString(sock_base->tp_dict, names[i]);
+            if (d == NULL || Py_TYPE(d)->tp_descr_get == NULL) {
+                PyErr_Format(PyExc_RuntimeError, "_socket.socket has no %s getter", names[i]);
+                return -1;
+            }
+            getters[i] = Py_NewRef(d);
+        }
+        PyObject *v = Py_TYPE(getters[i])->tp_descr_get(getters[i], sock, (PyObject *)sock_base);
+        long n = v != NULL ? PyLong_AsLong(v) : -1;
+        Py_XDECREF(v);
+        if (n == -1 && PyErr_Occurred())
+            return -1;
+        kind[i] = (int)n;
+    }
+    return 0;
+}
+
+/* extra[key] = value, with key an interned name (PyDict_SetItemString
+ * makes and interns a new string each time). */
+static int
+pl_accept_dict_set(PyObject *dict, const char *key, PyObject *value)
+{
+    PyObject *name = pl_uvh_name(key);
+    int rc = name ? PyDict_SetItem(dict, name, value) : -1;
+    Py_XDECREF(name);
+    return rc;
+}
+
 /* The connection's transport set up, inside its context `ctx` (also the
  * transport's when `given`). 0, or -1 with the error set; the fd is owned by
  * the transport once it exists, else still the caller's (*fd_taken 0). */
@@ -97,8 +153,8 @@ pl_accept_connect(PLLoop *loop, int fd, const int kind[3], PyObject *peer, PyObj
                    ? pl_accept_sockname((struct sockaddr *)&ss, len)
                    : Py_NewRef(Py_None);
     extra = sockname ? PyDict_New() : NULL;
-    if (extra == NULL || PyDict_SetItemString(extra, "sockname", sockname) < 0 ||
-        PyDict_SetItemString(extra, "peername", peer) < 0)
+    if (extra == NULL || pl_accept_dict_set(extra, "sockname", sockname) < 0 ||
+        pl_accept_dict_set(extra, "peername", peer) < 0)
         goto done;
     /* The protocol's callbacks run in ctx, which nothing else runs in after
      * this (the stdlib's run in a copy of it: the same values, one context
@@ -111,7 +167,9 @@ pl_accept_connect(PLLoop *loop, int fd, const int kind[3], PyObject *peer, PyObj
     *fd_taken = 1;
     if (server != Py_None && pl_stream_attach_server(t, server) < 0)
         goto fail;
-    meth = PyObject_GetAttrString(protocol, "connection_made");
+    PyObject *name = pl_uvh_name("connection_made");
+    meth = name ? PyObject_GetAttr(protocol, name) : NULL;
+    Py_XDECREF(name);
     PyObject *args = meth ? PyTuple_Pack(1, (PyObject *)t) : NULL;
     if (args == NULL)
         goto fail;
@@ -165,32 +223,16 @@ pl_accept_serve_one(PLLoop *loop, int fd, const int kind[3], const struct sockad
     return rc;
 }
 
-PyObject *
-Loop__accept_serve(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+/* Accept up to `count` connections on the listening socket `sock` and serve
+ * each one. The number accepted, or -1 with the error set. */
+static Py_ssize_t
+pl_accept_batch(PLLoop *self, PyObject *sock, Py_ssize_t count, int aborted_continue,
+                PyObject *factory, PyObject *server, PyObject *context)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "_accept_serve(sock, count, aborted_continue, "
-                                         "protocol_factory, server, context)");
-        return NULL;
-    }
-    PyObject *factory = args[3], *server = args[4], *context = args[5];
-    if (pl_loop_check_closed(self) < 0 || pl_loop_check_uv_thread(self) < 0)
-        return NULL;
-    if (context != Py_None && !PyContext_CheckExact(context)) {
-        PyErr_SetString(PyExc_TypeError, "context must be a contextvars.Context or None");
-        return NULL;
-    }
-    Py_ssize_t count = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
-    int aborted_continue = PyObject_IsTrue(args[2]);
-    if ((count == -1 && PyErr_Occurred()) || aborted_continue < 0)
-        return NULL;
-    int lfd = pl_uvh_sock_fd(args[0]);
+    int lfd = pl_uvh_sock_fd(sock);
     int kind[3];
-    if (lfd < 0 || pl_accept_socket_class() == NULL ||
-        pl_accept_sockopt(lfd, SO_DOMAIN, &kind[0]) < 0 ||
-        pl_accept_sockopt(lfd, SO_TYPE, &kind[1]) < 0 ||
-        pl_accept_sockopt(lfd, SO_PROTOCOL, &kind[2]) < 0)
-        return NULL;
+    if (lfd < 0 || pl_accept_socket_class() == NULL || pl_accept_listener_kind(sock, lfd, kind) < 0)
+        return -1;
     Py_ssize_t served = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         struct sockaddr_storage ss;
@@ -208,12 +250,116 @@ Loop__accept_serve(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
             if (served > 0)
                 break; /* it recurs on the next call, with nothing accepted before it */
             pl_error_set_errno();
-            return NULL;
+            return -1;
         }
         served++;
         if (pl_accept_serve_one(self, fd, kind, (struct sockaddr *)&ss, len, factory, server,
                                 context) < 0)
+            return -1;
+    }
+    return served;
+}
+
+static int
+pl_accept_check_context(PyObject *context)
+{
+    if (context != Py_None && !PyContext_CheckExact(context)) {
+        PyErr_SetString(PyExc_TypeError, "context must be a contextvars.Context or None");
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *
+Loop__accept_serve(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "_accept_serve(sock, count, aborted_continue, "
+                                         "protocol_factory, server, context)");
+        return NULL;
+    }
+    PyObject *factory = args[3], *server = args[4], *context = args[5];
+    if (pl_loop_check_closed(self) < 0 || pl_loop_check_uv_thread(self) < 0 ||
+        pl_accept_check_context(context) < 0)
+        return NULL;
+    Py_ssize_t count = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    int aborted_continue = PyObject_IsTrue(args[2]);
+    if ((count == -1 && PyErr_Occurred()) || aborted_continue < 0)
+        return NULL;
+    Py_ssize_t served = pl_accept_batch(self, args[0], count, aborted_continue, factory, server,
+                                        context);
+    return served < 0 ? NULL : PyLong_FromSsize_t(served);
+}
+
+/* The stdlib's accept loop: from 3.14 one more than the backlog per wake-up,
+ * an aborted connection skipped rather than ending the batch. */
+#if PY_VERSION_HEX >= 0x030E0000
+#define PL_ACCEPT_EXTRA 1
+#define PL_ACCEPT_ABORTED_CONTINUE 1
+#else
+#define PL_ACCEPT_EXTRA 0
+#define PL_ACCEPT_ABORTED_CONTINUE 0
+#endif
+
+/* self.<name>(*prefix, *args) for the cold cases the Python layer handles
+ * (pyloop/loop.py). NULL with the error set. */
+static PyObject *
+pl_accept_call_python(PLLoop *self, const char *name, PyObject *prefix, PyObject *const *args,
+                      Py_ssize_t nargs)
+{
+    PyObject *stack[PL_ACCEPT_MAX_ARGS + 2];
+    Py_ssize_t n = 0;
+    stack[n++] = (PyObject *)self;
+    if (prefix != NULL)
+        stack[n++] = prefix;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        stack[n++] = args[i];
+    PyObject *str = pl_uvh_name(name);
+    PyObject *r = str ? PyObject_VectorcallMethod(str, stack, (size_t)n, NULL) : NULL;
+    Py_XDECREF(str);
+    return r;
+}
+
+/* loop._accept_connection(protocol_factory, sock, sslcontext=None,
+ * server=None, backlog=100, *timeouts_and_context): the reader callback the
+ * stdlib's _start_serving registers on a listening socket, in C so that a
+ * wake-up runs no Python frame of the loop's. TLS servers and debug mode go
+ * to the stdlib's accept loop (loop._accept_connection_stdlib); an accept
+ * error to loop._accept_failed, which pauses accepting when the process is
+ * out of fds or memory, as the stdlib's does. */
+PyObject *
+Loop__accept_connection(PLLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > PL_ACCEPT_MAX_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "_accept_connection(protocol_factory, sock, "
+                                         "sslcontext=None, server=None, backlog=100, "
+                                         "*timeouts_and_context)");
+        return NULL;
+    }
+    PyObject *ssl = nargs > 2 ? args[2] : Py_None;
+    int tls = ssl == Py_None ? 0 : PyObject_IsTrue(ssl);
+    if (tls < 0)
+        return NULL;
+    if (tls || self->debug)
+        return pl_accept_call_python(self, "_accept_connection_stdlib", NULL, args, nargs);
+    PyObject *server = nargs > 3 ? args[3] : Py_None;
+    PyObject *context = nargs > 7 ? args[7] : Py_None;
+    Py_ssize_t backlog = 100;
+    if (nargs > 4) {
+        backlog = PyNumber_AsSsize_t(args[4], PyExc_OverflowError);
+        if (backlog == -1 && PyErr_Occurred())
             return NULL;
     }
-    return PyLong_FromSsize_t(served);
+    if (pl_loop_check_closed(self) < 0 || pl_loop_check_uv_thread(self) < 0 ||
+        pl_accept_check_context(context) < 0)
+        return NULL;
+    if (pl_accept_batch(self, args[1], backlog + PL_ACCEPT_EXTRA, PL_ACCEPT_ABORTED_CONTINUE,
+                        args[0], server, context) >= 0)
+        Py_RETURN_NONE;
+    if (!PyErr_ExceptionMatches(PyExc_OSError))
+        return NULL;
+    PyObject *exc = pl_err_fetch();
+    PyObject *r = pl_accept_call_python(self, "_accept_failed", exc, args, nargs);
+    Py_DECREF(exc);
+    return r;
 }

@@ -6,6 +6,7 @@
 #include "loop.h"
 
 PyObject *Loop__accept_serve(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *Loop__accept_connection(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* socket.socket (borrowed), or NULL with the error set. */
 PyObject *pl_accept_socket_class(void);

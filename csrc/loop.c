@@ -1147,6 +1147,7 @@ static PyMethodDef Loop_methods[] = {
     {"_remove_writer", PL_METH(Loop__remove_writer), METH_O, NULL},
     {"_new_stream_transport", PL_METH(Loop__new_stream_transport), METH_FASTCALL, NULL},
     {"_accept_serve", PL_METH(Loop__accept_serve), METH_FASTCALL, NULL},
+    {"_accept_connection", PL_METH(Loop__accept_connection), METH_FASTCALL, NULL},
     {"_fd_transport", PL_METH(Loop__fd_transport), METH_O, NULL},
     {"_open_streams", PL_METH(Loop__open_streams), METH_NOARGS, NULL},
     {"_set_fd_transport", PL_METH(Loop__set_fd_transport), METH_FASTCALL, NULL},

@@ -23,6 +23,7 @@
 PyObject *pl_stream_tcp_type;
 
 static int pl_stream_close_handle(PLStream *self);
+static int pl_stream_server_track(PyObject *server, PLStream *t, int delta);
 static const pl_uvh_ops pl_stream_ops;
 
 /* ---- error routing: the base's policies (uvhandle.h) ------------------------ */
@@ -906,7 +907,9 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
      * (it calls into Python too) and raised last. */
     PyObject *err = pl_uvh_call_lost(PL_UVH(self), exc);
     pl_stream_close_handle(self);
-    Py_CLEAR(self->server); /* as the stdlib's transport, once detached */
+    /* as the stdlib's transport, once detached */
+    PyObject *server = self->server;
+    self->server = NULL;
     /* The protocol's bound methods too: the transport lives on until libuv's
      * close callback, which may be a loop run away (after run_until_complete
      * returned), and must not keep the protocol (an SSLProtocol with its
@@ -925,6 +928,23 @@ Stream__call_connection_lost(PLStream *self, PyObject *exc)
                                            : PyObject_CallNoArgs(hook));
         Py_DECREF(hook);
     }
+    else if (self->server_counted && server != NULL) {
+        self->server_counted = 0;
+        int tracked = pl_stream_server_track(server, self, -1);
+        if (tracked == 0) {
+            /* what the server's own _detach says of it (its assertion) */
+            PyObject *name = pl_uvh_name("_detach");
+#if PY_VERSION_HEX >= 0x030D0000
+            Py_SETREF(hr, name ? PyObject_CallMethodOneArg(server, name, (PyObject *)self) : NULL);
+#else
+            Py_SETREF(hr, name ? PyObject_CallMethodNoArgs(server, name) : NULL);
+#endif
+            Py_XDECREF(name);
+        }
+        else if (tracked < 0)
+            Py_CLEAR(hr);
+    }
+    Py_XDECREF(server);
     return pl_uvh_lost_finish(PL_UVH(self), hr, err);
 }
 
@@ -979,9 +999,125 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
     Py_RETURN_NONE;
 }
 
+/* asyncio.base_events.Server keeps its connections: 3.11 and 3.12 count
+ * them in `_active_count`, 3.13+ hold them in `_clients`, a weakref.WeakSet
+ * (close_clients/abort_clients reach them there). _attach adds one, _detach
+ * takes it off and wakes wait_closed() once the last one left a closed
+ * server. Done here on the server's (and the WeakSet's) attributes, without
+ * two Python calls per connection, when the server is of that class itself
+ * (a subclass may override the methods) and the set has nothing waiting to
+ * be removed (3.13's WeakSet defers removals while it is iterated). 1 when
+ * done, 0 when the Python method must run (another class or state, or a
+ * state the method's assertion refuses: it then raises as before), -1 with
+ * the error set. */
+static int
+pl_stream_server_track(PyObject *server, PLStream *t, int delta)
+{
+    static PyObject *server_type, *weakset_type;
+    if (server_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("asyncio.base_events");
+        PyObject *wmod = mod ? PyImport_ImportModule("weakref") : NULL;
+        weakset_type = wmod ? PyObject_GetAttrString(wmod, "WeakSet") : NULL;
+        server_type = weakset_type ? PyObject_GetAttrString(mod, "Server") : NULL;
+        Py_XDECREF(wmod);
+        Py_XDECREF(mod);
+        if (server_type == NULL)
+            return -1;
+    }
+    if (Py_TYPE(server) != (PyTypeObject *)server_type)
+        return 0;
+    PyObject *name = pl_uvh_name("_sockets");
+    PyObject *sockets = name ? PyObject_GetAttr(server, name) : NULL;
+    Py_XDECREF(name);
+    if (sockets == NULL)
+        return -1;
+    PyObject *held = NULL; /* _active_count, or _clients' __dict__ */
+    Py_ssize_t left = 0;
+    int rc = 0;
+    if (delta > 0 && sockets == Py_None)
+        goto done;
+#if PY_VERSION_HEX < 0x030D0000
+    (void)t;
+    (void)weakset_type;
+    PyObject *count_name = pl_uvh_name("_active_count");
+    held = count_name ? PyObject_GetAttr(server, count_name) : NULL;
+    long n = held == NULL ? -1 : PyLong_CheckExact(held) ? PyLong_AsLong(held) : -2;
+    if (n == -1 && (held == NULL || PyErr_Occurred()))
+        rc = -1;
+    else if (n >= 0 && !(delta < 0 && n == 0)) {
+        PyObject *value = PyLong_FromLong(n + delta);
+        rc = value == NULL || PyObject_SetAttr(server, count_name, value) < 0 ? -1 : 1;
+        Py_XDECREF(value);
+        left = n + delta;
+    }
+    Py_XDECREF(count_name);
+#else
+    name = pl_uvh_name("_clients");
+    PyObject *clients = name ? PyObject_GetAttr(server, name) : NULL;
+    Py_XDECREF(name);
+    held = clients != NULL && Py_TYPE(clients) == (PyTypeObject *)weakset_type
+               ? PyObject_GenericGetDict(clients, NULL)
+               : NULL;
+    if (clients == NULL || (held == NULL && PyErr_Occurred()))
+        rc = -1;
+    Py_XDECREF(clients);
+    if (held == NULL)
+        goto done;
+    PyObject *data = NULL, *pending = NULL, *remove = NULL;
+    if ((name = pl_uvh_name("data")) != NULL) {
+        data = PyDict_GetItemWithError(held, name);
+        Py_DECREF(name);
+    }
+    if (!PyErr_Occurred() && (name = pl_uvh_name("_pending_removals")) != NULL) {
+        pending = PyDict_GetItemWithError(held, name);
+        Py_DECREF(name);
+    }
+    if (!PyErr_Occurred() && (name = pl_uvh_name("_remove")) != NULL) {
+        remove = PyDict_GetItemWithError(held, name);
+        Py_DECREF(name);
+    }
+    if (PyErr_Occurred()) {
+        rc = -1;
+        goto done;
+    }
+    if (data == NULL || !PySet_CheckExact(data) || remove == NULL ||
+        (pending != NULL && (!PyList_CheckExact(pending) || PyList_GET_SIZE(pending) > 0)))
+        goto done;
+    /* WeakSet.add: a weak reference whose callback takes it out of the set
+     * when the transport goes; WeakSet.discard: the plain weak reference,
+     * equal to it while the transport lives. */
+    PyObject *ref = PyWeakref_NewRef((PyObject *)t, delta > 0 ? remove : NULL);
+    rc = ref == NULL ? -1
+         : (delta > 0 ? PySet_Add(data, ref) : PySet_Discard(data, ref)) < 0 ? -1
+                                                                             : 1;
+    Py_XDECREF(ref);
+    left = PySet_GET_SIZE(data);
+#endif
+    if (rc == 1 && delta < 0 && left == 0 && sockets == Py_None) {
+        name = pl_uvh_name("_wakeup");
+        PyObject *r = name ? PyObject_CallMethodNoArgs(server, name) : NULL;
+        Py_XDECREF(name);
+        rc = r == NULL ? -1 : 1;
+        Py_XDECREF(r);
+    }
+done:
+    Py_XDECREF(held);
+    Py_DECREF(sockets);
+    return rc;
+}
+
 int
 pl_stream_attach_server(PLStream *t, PyObject *server)
 {
+    int tracked = pl_stream_server_track(server, t, 1);
+    if (tracked < 0)
+        return -1;
+    if (tracked) {
+        Py_XSETREF(t->server, Py_NewRef(server));
+        Py_CLEAR(t->lost_hook);
+        t->server_counted = 1;
+        return 0;
+    }
     PyObject *detach = PyObject_GetAttrString(server, "_detach");
     if (detach == NULL)
         return -1;
@@ -999,6 +1135,7 @@ pl_stream_attach_server(PLStream *t, PyObject *server)
     Py_XSETREF(t->server, Py_NewRef(server));
     Py_XSETREF(t->lost_hook, detach);
     t->lost_hook_self = PY_VERSION_HEX >= 0x030D0000;
+    t->server_counted = 0;
     return 0;
 }
 

@@ -12,6 +12,7 @@ typedef struct PLStream {
     PyObject *buffer_updated_meth;
     PyObject *lost_hook;    /* called once after connection_lost (Server._detach) */
     char lost_hook_self;    /* ... with the transport as its argument (3.13+'s _detach) */
+    char server_counted;    /* attached in C to the stdlib's Server (its count or client set) */
     /* Accepted in C (accept.c): the socket object is made only when asked
      * for (`_sock`, `_extra`, get_extra_info('socket')); until then `sock`
      * is NULL and lazy_fd the descriptor libuv owns (-1 once made or when a

@@ -86,10 +86,35 @@ pl_uvh_new(PyTypeObject *type, PLLoop *loop, const pl_uvh_ops *ops, PyObject *ex
     return h;
 }
 
+PyObject *
+pl_uvh_name(const char *name)
+{
+    /* Keyed by the literal's address: the callers pass string literals, a
+     * handful of them, and a name made from a C string is a new string
+     * object interned anew on every call (most of a cheap call's cost). */
+    static struct {
+        const char *key;
+        PyObject *str;
+    } cache[24];
+    size_t i = 0;
+    for (; i < sizeof(cache) / sizeof(cache[0]) && cache[i].key != NULL; i++) {
+        if (cache[i].key == name)
+            return Py_NewRef(cache[i].str);
+    }
+    PyObject *str = PyUnicode_InternFromString(name);
+    if (str != NULL && i < sizeof(cache) / sizeof(cache[0])) {
+        cache[i].key = name;
+        cache[i].str = Py_NewRef(str); /* kept for the process */
+    }
+    return str;
+}
+
 int
 pl_uvh_sock_fd(PyObject *sock)
 {
-    PyObject *fdobj = PyObject_CallMethod(sock, "fileno", NULL);
+    PyObject *name = pl_uvh_name("fileno");
+    PyObject *fdobj = name ? PyObject_CallMethodNoArgs(sock, name) : NULL;
+    Py_XDECREF(name);
     if (fdobj == NULL)
         return -1;
     long fd = PyLong_AsLong(fdobj);
@@ -307,7 +332,9 @@ int
 pl_uvh_call_soon(PLUVHandle *h, const char *name, PyObject *arg)
 {
     /* Looked up on the instance: a patched method is the one that runs. */
-    PyObject *meth = PyObject_GetAttrString((PyObject *)h, name);
+    PyObject *str = pl_uvh_name(name);
+    PyObject *meth = str ? PyObject_GetAttr((PyObject *)h, str) : NULL;
+    Py_XDECREF(str);
     if (meth == NULL)
         return -1;
     PyObject *args = arg != NULL ? PyTuple_Pack(1, arg) : PyTuple_New(0);
@@ -417,7 +444,9 @@ pl_uvh_call_lost(PLUVHandle *h, PyObject *exc)
 {
     if (!h->protocol_connected || h->protocol == NULL)
         return NULL;
-    PyObject *r = PyObject_CallMethod(h->protocol, "connection_lost", "O", exc);
+    PyObject *name = pl_uvh_name("connection_lost");
+    PyObject *r = name ? PyObject_CallMethodOneArg(h->protocol, name, exc) : NULL;
+    Py_XDECREF(name);
     if (r != NULL) {
         Py_DECREF(r);
         return NULL;

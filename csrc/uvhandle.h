@@ -231,6 +231,10 @@ PLUVHandle *pl_uvh_write_finish(uv_write_t *ureq, int status, size_t *len);
  * current one. -1 with the error set. */
 int pl_uvh_call_soon(PLUVHandle *h, const char *name, PyObject *arg);
 
+/* The interned string for `name`, a string literal (new reference; NULL
+ * with the error set): what the per-connection lookups by name use. */
+PyObject *pl_uvh_name(const char *name);
+
 /* Around protocol calls made from a libuv callback: the transport's context
  * entered, as the stdlib runs them in the handle that captured it. */
 static inline int

@@ -33,10 +33,6 @@ __all__ = ("Loop",)
 
 _PY312 = sys.version_info >= (3, 12)
 _PY313 = sys.version_info >= (3, 13)
-# The stdlib's accept loop: from 3.14 one more than the backlog per wake-up,
-# an aborted connection skipped rather than ending the batch.
-_ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
-_ACCEPT_ABORTED_CONTINUE = sys.version_info >= (3, 14)
 # accept() errors that mean "out of resources": the stdlib pauses accepting.
 _ACCEPT_EXHAUSTED = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 # create_task(coro, **kwargs) passes every keyword to the Task/factory from
@@ -407,35 +403,29 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             self.call_soon(futures._set_result_unless_cancelled, waiter, None)
         return transport
 
-    def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None,
-                           backlog=100, *timeouts_and_context):
-        """The listening socket is readable: accept what waits (up to the
-        stdlib's batch) and make each connection's protocol and transport at
-        once, where the stdlib runs a task per connection for it. TLS servers
-        and debug mode take the stdlib's path as it is."""
-        if sslcontext or self.get_debug():
-            return _stdlib.ACCEPT_CONNECTION(self, protocol_factory, sock, sslcontext, server,
-                                             backlog, *timeouts_and_context)
-        context = timeouts_and_context[2] if len(timeouts_and_context) > 2 else None
-        try:
-            # Accepts, and makes each connection's protocol and transport at
-            # once in a context of its own (csrc/accept.c), where the stdlib
-            # runs a task per connection for it.
-            self._accept_serve(sock, backlog + _ACCEPT_EXTRA, _ACCEPT_ABORTED_CONTINUE,
-                               protocol_factory, server, context)
-        except OSError as exc:
-            if exc.errno not in _ACCEPT_EXHAUSTED:
-                raise  # to the exception handler, as from the stdlib's
-            # Out of fds or memory: the socket stays readable, so stop
-            # watching it for a while, as the stdlib does.
-            self.call_exception_handler({
-                "message": "socket.accept() out of system resource",
-                "exception": exc,
-                "socket": trsock.TransportSocket(sock),
-            })
-            self._remove_reader(sock.fileno())
-            self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory,
-                            sock, sslcontext, server, backlog, *timeouts_and_context)
+    # _accept_connection, the reader callback of a listening socket, is C
+    # (csrc/accept.c): it accepts what waits (up to the stdlib's batch) and
+    # makes each connection's protocol and transport at once, where the
+    # stdlib runs a task per connection for it. It hands these two cases here.
+
+    def _accept_connection_stdlib(self, *args):
+        # TLS servers and debug mode take the stdlib's path as it is.
+        return _stdlib.ACCEPT_CONNECTION(self, *args)
+
+    def _accept_failed(self, exc, protocol_factory, sock, sslcontext=None, server=None,
+                       backlog=100, *timeouts_and_context):
+        if exc.errno not in _ACCEPT_EXHAUSTED:
+            raise exc  # to the exception handler, as from the stdlib's
+        # Out of fds or memory: the socket stays readable, so stop watching
+        # it for a while, as the stdlib does.
+        self.call_exception_handler({
+            "message": "socket.accept() out of system resource",
+            "exception": exc,
+            "socket": trsock.TransportSocket(sock),
+        })
+        self._remove_reader(sock.fileno())
+        self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory,
+                        sock, sslcontext, server, backlog, *timeouts_and_context)
 
     # ---- datagram transports --------------------------------------------------
 

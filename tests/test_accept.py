@@ -207,6 +207,8 @@ def test_accepted_transport_socket_and_fd(loop):
             assert isinstance(sock, asyncio.trsock.TransportSocket)
             assert sock is t.get_extra_info("socket")
             assert (sock.family, sock.type) == (socket.AF_INET, socket.SOCK_STREAM)
+            # the listener's protocol number, as socket.accept() gives it
+            assert sock.proto == server.sockets[0].proto
             assert sock.gettimeout() == 0.0
             assert sock.getpeername() == client.getsockname()
             fd = sock.fileno()

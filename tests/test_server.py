@@ -176,3 +176,102 @@ def test_transport_calls_after_close(loop, write_type_error):
                 t.get_extra_info()
 
     _run(loop, main())
+
+
+def _clients(server):
+    # what the stdlib's Server counts its connections in
+    return server._active_count if sys.version_info < (3, 13) else len(server._clients)
+
+
+def test_wait_closed_waits_for_the_last_connection(loop):
+    """The server counts its connections as they come and go (pyloop does
+    it in C for 3.11/3.12's Server), and a wait_closed() that was waiting
+    when the server closed returns once the last connection is lost."""
+    made, lost = [], []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def until(predicate):
+        for _ in range(2000):
+            if predicate():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("condition not reached")
+
+    async def main():
+        srv = await loop.create_server(Keep, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        socks = [socket.create_connection(addr, timeout=10) for _ in range(3)]
+        try:
+            await until(lambda: len(made) == 3)
+            assert _clients(srv) == 3
+            made[0].close()
+            await until(lambda: len(lost) == 1)
+            assert _clients(srv) == 2
+            waiter = asyncio.ensure_future(srv.wait_closed())
+            await asyncio.sleep(0)  # waiting before the server closes
+            srv.close()
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not waiter.done()  # two connections still open
+            made[1].close()
+            await until(lambda: len(lost) == 2)
+            assert _clients(srv) == 1 and not waiter.done()
+            made[2].close()
+            await asyncio.wait_for(waiter, 10)
+            assert _clients(srv) == 0 and lost == [None, None, None]
+        finally:
+            for s in socks:
+                s.close()
+
+    _run(loop, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="close_clients/abort_clients are 3.13+")
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_close_or_abort_clients(loop, how):
+    """3.13+: the server reaches every open connection through its clients
+    (pyloop adds them to the server's WeakSet from C): close_clients() and
+    abort_clients() end them all, and each one's connection_lost runs."""
+    made, lost = [], []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+            transport.write(b"x" * 10)
+
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def main():
+        srv = await loop.create_server(Keep, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        socks = [socket.create_connection(addr, timeout=10) for _ in range(4)]
+        try:
+            for _ in range(2000):
+                if len(made) == 4:
+                    break
+                await asyncio.sleep(0.005)
+            assert set(srv._clients) == set(made)
+            srv.close()
+            getattr(srv, how)()
+            await asyncio.wait_for(srv.wait_closed(), 10)
+            assert len(lost) == 4 and all(t.is_closing() for t in made)
+            assert len(srv._clients) == 0
+            for s in socks:  # each peer sees its connection end
+                data = b""
+                while chunk := s.recv(100):
+                    data += chunk
+                assert data in (b"", b"x" * 10)
+        except ConnectionResetError:
+            assert how == "abort_clients"
+        finally:
+            for s in socks:
+                s.close()
+
+    _run(loop, main())
