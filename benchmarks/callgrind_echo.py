@@ -90,6 +90,23 @@ loop.close()
 """
 
 
+def thread_instructions(folder):
+    """{thread: instructions} of a `valgrind --tool=callgrind --separate-threads=yes
+    --callgrind-out-file=FOLDER/cg.out` run (its dumps cg.out-01, cg.out-02 ...)."""
+    per_thread = {}
+    for name in os.listdir(folder):
+        t = re.fullmatch(r"cg\.out-(\d+)", name)
+        if t is None:
+            continue
+        with open(os.path.join(folder, name)) as f:
+            for line in f:
+                m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+                if m:
+                    per_thread[int(t.group(1))] = int(m.group(1))
+                    break
+    return per_thread
+
+
 def instructions(tree, n, size, kind, unix, monitored=False):
     """(the loop thread's instructions, every thread's)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,17 +119,7 @@ def instructions(tree, n, size, kind, unix, monitored=False):
                         sys.executable, script, tree, str(n), str(size), kind,
                         "1" if unix else "0", HERE, "1" if monitored else "0",
                         CALLGRIND_MONITOR_SLOW], check=True, capture_output=True)
-        per_thread = {}
-        for name in os.listdir(tmp):
-            t = re.fullmatch(r"cg\.out-(\d+)", name)
-            if t is None:
-                continue
-            with open(os.path.join(tmp, name)) as f:
-                for line in f:
-                    m = re.match(r"(?:summary|totals): (\d+)", line)
-                    if m:
-                        per_thread[int(t.group(1))] = int(m.group(1))
-                        break
+        per_thread = thread_instructions(tmp)
     if 1 not in per_thread:
         raise RuntimeError("no callgrind summary")
     return per_thread[1], sum(per_thread.values())

@@ -44,6 +44,7 @@ sys.path.insert(0, HERE)
 import workloads_core  # noqa: E402,F401  (registers the core workloads)
 from workloads_core import REGISTRY  # noqa: E402
 from loops import CALLGRIND_MONITOR_SLOW, MONITOR_SLOW_ENV  # noqa: E402
+from callgrind_echo import thread_instructions  # noqa: E402
 
 VARIANTS = ("no hooks", "off", "on", "on+tasks")
 # variant -> (the tree whose benchmarks/ and pyloop/ run it, its loop name)
@@ -104,17 +105,7 @@ def callgrind_ir(root, loop, workload, n):
         if r.returncode != 0 or not lines:
             raise RuntimeError(f"{loop} {workload} {n}: worker failed: {r.stderr[-2000:]}")
         ops = json.loads(lines[-1])["ops"]
-        per_thread = {}
-        for name in os.listdir(tmp):
-            m = re.fullmatch(r"cg\.out-(\d+)", name)
-            if not m:
-                continue
-            with open(os.path.join(tmp, name)) as f:
-                for line in f:
-                    t = re.match(r"(?:summary|totals):\s+(\d+)", line)
-                    if t:
-                        per_thread[int(m.group(1))] = int(t.group(1))
-                        break
+        per_thread = thread_instructions(tmp)
         if 1 not in per_thread:
             raise RuntimeError(f"{loop} {workload}: no totals in callgrind's output")
         return per_thread[1], sum(per_thread.values()), ops
