@@ -21,7 +21,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from loops import BEFORE_LOOP, LOOPS, MONITOR_LOOPS, use_before  # noqa: E402
+from loops import (BEFORE_LOOP, CALLGRIND_MONITOR_SLOW, LOOPS, MONITOR_LOOPS, MONITOR_SLOW_ENV,  # noqa: E402
+                   use_before)
 import workloads_core  # noqa: E402,F401
 import workloads_os  # noqa: E402,F401
 from workloads_core import REGISTRY  # noqa: E402
@@ -36,13 +37,13 @@ RUN_LOOPS = list(LOOPS)
 TABLE_LOOPS = list(LOOPS)
 
 
-def run_worker(loop, workload, n=None, prefix=(), timeout=600):
+def run_worker(loop, workload, n=None, prefix=(), timeout=600, env=None):
     cmd = [*prefix, sys.executable, WORKER, loop, workload]
     if n is not None:
         cmd.append(str(n))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout}s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -98,7 +99,9 @@ def timing(workloads, reps, scale):
 def callgrind_ir(loop, workload, n):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
-        r = run_worker(loop, workload, n, timeout=1800,
+        # pyloop.monitor's wall-clock threshold scaled by callgrind's slow-down (loops.py)
+        env = {**os.environ, MONITOR_SLOW_ENV: CALLGRIND_MONITOR_SLOW}
+        r = run_worker(loop, workload, n, timeout=1800, env=env,
                        prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"))
         if "ops" not in r:
             return None, r

@@ -21,6 +21,11 @@ interleaved within each repetition, medians over repetitions.
 
     python benchmarks/run_net.py [--reps N] [--seconds S] [--conns C]
                                  [--only KIND,...] [--sizes 1024,...] [--json PATH]
+                                 [--monitor]
+
+--monitor adds the server "pyloop+monitor" (pyloop with pyloop.monitor.enable(),
+per-task figures off) right after pyloop in every repetition, and a column of
+its CPU per round trip or request over pyloop's (1.000: monitoring costs nothing).
 """
 import argparse
 import datetime
@@ -49,6 +54,8 @@ HTTP_CONNS = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 from loops import BEFORE_LOOP, PEER_PACKAGES, use_before  # noqa: E402  (this script's folder is on sys.path)
+
+MONITOR_SERVER = "pyloop+monitor"  # --monitor
 
 
 def build_tools(outdir, tls):
@@ -330,6 +337,8 @@ def main():
     ap.add_argument("--before", metavar="DIR",
                     help="also run the pyloop of another checkout built in place as the server "
                          "pyloop-before (the code before a change, in the same interleaved run)")
+    ap.add_argument("--monitor", action="store_true",
+                    help="also run pyloop with pyloop.monitor on as the server " + MONITOR_SERVER)
     ap.add_argument("--json")
     args = ap.parse_args()
     servers = [s for s in (args.servers or ",".join(SERVERS)).split(",") if s]
@@ -339,6 +348,9 @@ def main():
         use_before(args.before)
         at = servers.index("pyloop") + 1 if "pyloop" in servers else len(servers)
         servers.insert(at, BEFORE_LOOP)
+    if args.monitor:
+        at = servers.index("pyloop") + 1 if "pyloop" in servers else len(servers)
+        servers.insert(at, MONITOR_SERVER)
     kinds = args.only.split(",") if args.only else list(KINDS)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -365,6 +377,7 @@ def main():
         tools = build_tools(tmp, tls)
         absent = {s: not_installed(s) if s in servers else "not run" for s in SERVERS}
         absent[BEFORE_LOOP] = None if BEFORE_LOOP in servers else "not run"
+        absent[MONITOR_SERVER] = None if MONITOR_SERVER in servers else "not run"
         res = {r: {s: {"rps": [], "cpu_us": [], "errors": [], "warnings": [], "latency": [],
                        "missing": absent[s]}
                    for s in absent} for r in rows}
@@ -394,9 +407,11 @@ def main():
         print(f"churn row: the same server, wrk -t1 -c{CHURN_CONNS} -H 'Connection: close': "
               f"a new TCP connection per request")
     before = BEFORE_LOOP in servers
+    mon = MONITOR_SERVER in servers
     hdr = (f"{'workload':24} " + " ".join(f"{s:>16}" for s in servers)
            + f" {'rps p/uv':>9} {'cpu p/uv':>9} {'cpu p/C':>8}"
-           + (f" {'cpu p/before':>13}" if before else ""))
+           + (f" {'cpu p/before':>13}" if before else "")
+           + (f" {'cpu mon/p':>10}" if mon else ""))
     print(hdr)
     print(" " * 24 + " (round trips or requests/s | server CPU us per round trip or request)")
     report = []
@@ -412,8 +427,11 @@ def main():
         cr = f"{p[1] / u[1]:.2f}" if p[1] and u[1] else "-"
         cc = f"{p[1] / c[1]:.2f}" if p[1] and c[1] else "-"
         cb = f"{p[1] / b[1]:.3f}" if p[1] and b[1] else "-"
+        mp = cells[MONITOR_SERVER]
+        cm = f"{mp[1] / p[1]:.3f}" if p[1] and mp[1] else "-"
         print(f"{name:24} " + " ".join(f"{cell_text(res[row][s]):>16}" for s in servers)
-              + f" {rr:>9} {cr:>9} {cc:>8}" + (f" {cb:>13}" if before else ""))
+              + f" {rr:>9} {cr:>9} {cc:>8}" + (f" {cb:>13}" if before else "")
+              + (f" {cm:>10}" if mon else ""))
         print_notes(res[row], args.reps)
         report.append({"workload": name,
                        "cells": {s: {"rps": cells[s][0], "cpu_us": cells[s][1],

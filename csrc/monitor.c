@@ -127,6 +127,7 @@ pl_monitor_set_mode(PLMonitor *m)
                    pl_monitor_ticker_failed;
     if (precise != m->precise) {
         /* Either way the next callback starts from a new reading. */
+        pl_monitor_run_flush(m);
         m->chain = 0;
         m->stale = 1;
     }
@@ -138,14 +139,31 @@ pl_monitor_set_mode(PLMonitor *m)
 void
 pl_monitor_run_flush(PLMonitor *m)
 {
+    m->run_key = PL_MONITOR_RUN_NONE; /* the next callback starts a run */
     if (m->run_n == 0)
         return;
-    double d = m->run_start - m->run_when;
-    if (!(d > 0.0)) /* NaN deadlines too */
-        d = 0.0;
-    pl_monitor_hist_record_n(m, d, m->run_n);
+    m->callbacks += m->run_n;
+    if (m->run_record) {
+        double d = m->run_start - m->run_when;
+        if (!(d > 0.0)) /* NaN deadlines too */
+            d = 0.0;
+        pl_monitor_hist_record_n(m, d, m->run_n);
+    }
     m->run_n = 0;
-    m->run_key = NAN; /* equal to nothing: the next callback starts a run */
+}
+
+void
+pl_monitor_run_new(PLMonitor *m, PLHandle *h)
+{
+    pl_monitor_run_flush(m);
+    m->run_key = pl_monitor_bits(h->when);
+    m->run_n = 1;
+    m->run_start = m->stamp;
+    /* A plain handle queued while monitoring was off has no stamp (0):
+     * counted, no delay. */
+    m->run_record = h->is_timer || h->when != 0.0;
+    if (m->run_record)
+        m->run_when = pl_monitor_queued_at(m, h);
 }
 
 void
@@ -298,8 +316,10 @@ pl_monitor_hist_reset(PLMonitor *m)
     m->hist_count = 0;
     m->hist_min = INFINITY; /* the record path compares without a count test */
     m->hist_max = 0.0;
+    /* the pending run's delays go; its callbacks still count */
+    m->callbacks += m->run_n;
     m->run_n = 0;
-    m->run_key = NAN;
+    m->run_key = PL_MONITOR_RUN_NONE;
 }
 
 /* ---- measuring points -------------------------------------------------------- */
@@ -766,6 +786,7 @@ Monitor_reset_tasks(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Monitor_counters(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 {
+    pl_monitor_run_flush(m);
     return Py_BuildValue("{sKsKsKsKsd}", "callbacks", (unsigned long long)m->callbacks,
                          "slow_callbacks", (unsigned long long)m->slow_total, "bytes_read",
                          (unsigned long long)m->bytes_read, "bytes_written",
@@ -903,7 +924,7 @@ pl_monitor_enable(PyObject *Py_UNUSED(mod), PyObject *arg)
     m->mark = m->push_stamp = m->ready_end = m->timer_end = pl_loop_now();
     pl_monitor_restamp(m, m->mark);
     m->hist_min = INFINITY;
-    m->run_key = NAN;
+    m->run_key = PL_MONITOR_RUN_NONE;
     pl_monitor_set_mode(m);
     /* Turned on from inside a running loop: the run is in progress. */
     m->in_run = loop->running;

@@ -70,7 +70,7 @@ typedef struct PLMonitor {
     /* pl_monitor_tick at that reading (batch mode): a tick since means the
      * clock must be read again at the next callback boundary. */
     unsigned long tick_seen;
-    uint64_t callbacks_at_stamp; /* `callbacks` at that reading */
+    uint64_t callbacks_at_stamp; /* `callbacks` at that reading (run flushed) */
 
     /* What a handle queued now is stamped with: `stamp`, or while a batch
      * runs (batch mode) PL_MONITOR_QUEUED_READY/_TIMERS, which stand for the
@@ -79,20 +79,26 @@ typedef struct PLMonitor {
     double ready_end;
     double timer_end;
 
-    /* Batch mode: the delays not yet in the histogram, a run of equal ones
-     * (handles stamped alike, run from the same reading): the stamp, what
-     * it stands for, the start. */
-    double run_key;
+    /* Batch mode: the callbacks not yet counted, a run of handles stamped
+     * alike and run from the same reading (every new reading ends the run:
+     * pl_monitor_restamp), so one delay for all of them. Per callback the
+     * loop compares the handle's stamp with `run_key` (its bits: one
+     * integer compare, PL_MONITOR_RUN_NONE matches no stamp) and counts;
+     * pl_monitor_run_flush adds the run to `callbacks` and, when its
+     * handles had a stamp (`run_record`), `run_n` delays of `run_start -
+     * run_when` to the histogram. */
+    uint64_t run_key;
+    uint64_t run_n;
     double run_when;
     double run_start;
-    uint64_t run_n;
+    char run_record;
 
     /* delay histogram */
     uint64_t hist[PL_MONITOR_HIST_BUCKETS];
     uint64_t hist_count;
     double hist_min;
     double hist_max;
-    uint64_t callbacks;
+    uint64_t callbacks; /* run so far, the pending run's `run_n` aside */
     double busy_longest;
 
     /* slow callbacks */
@@ -131,12 +137,18 @@ void pl_monitor_idle_end(struct PLLoop *loop);
 void pl_monitor_handle_end_cold(struct PLLoop *loop, PLHandle *h, double dur, double start);
 /* Batch mode: a tick went by while `h` ran: read the clock, time it. */
 void pl_monitor_tick_end(struct PLLoop *loop, PLHandle *h);
-/* Batch mode: put the pending run of equal delays into the histogram. */
+/* Batch mode: count the pending run and put its delays into the histogram. */
 void pl_monitor_run_flush(PLMonitor *m);
+/* Batch mode: `h` starts a new run (its stamp differs from the run's). */
+void pl_monitor_run_new(PLMonitor *m, PLHandle *h);
+
+/* A run key no handle's stamp has: a NaN payload no arithmetic makes. */
+#define PL_MONITOR_RUN_NONE 0x7ff4c0ffee0d1e5ULL
 
 /* Bumped every PL_MONITOR_TICK_NS by the ticker thread while a monitor
- * exists (monitor.c): the loop reads the clock again only when it moved. */
-extern unsigned long pl_monitor_tick;
+ * exists (monitor.c): the loop reads the clock again only when it moved.
+ * Hidden, so the loop reads it directly, not through the GOT. */
+extern unsigned long pl_monitor_tick __attribute__((visibility("hidden")));
 #define PL_MONITOR_TICK_NS 5000000L
 /* Slow thresholds under this time every callback (batch mode's durations
  * are known to about one tick). */

@@ -13,6 +13,7 @@
 #include "loop.h"
 #include "monitor.h"
 
+#include <string.h>
 #include <time.h>
 
 /* pl_loop_now() itself, without the call into loop.c. */
@@ -65,10 +66,24 @@ pl_monitor_tick_now(void)
     return __atomic_load_n(&pl_monitor_tick, __ATOMIC_RELAXED);
 }
 
-/* A new reading: the start of what runs next. */
+/* A double's bits: stamps are compared for identity, not by value, so one
+ * integer compare does (no NaN rules). */
+static inline uint64_t
+pl_monitor_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof(u));
+    return u;
+}
+
+/* A new reading: the start of what runs next. It ends the pending run (its
+ * callbacks started at the previous reading), so the per-callback test is
+ * the stamp alone. */
 static inline void
 pl_monitor_restamp(PLMonitor *m, double t)
 {
+    if (m->run_n != 0)
+        pl_monitor_run_flush(m);
     m->stamp = t;
     m->tick_seen = pl_monitor_tick_now();
     m->callbacks_at_stamp = m->callbacks;
@@ -134,7 +149,7 @@ pl_monitor_batch_end(PLLoop *loop, int timers)
         return;
     double end = pl_monitor_clock();
     /* One callback since the last reading: its own duration, exactly. */
-    if (m->callbacks - m->callbacks_at_stamp == 1 && end - m->stamp > m->busy_longest)
+    if (m->callbacks + m->run_n - m->callbacks_at_stamp == 1 && end - m->stamp > m->busy_longest)
         m->busy_longest = end - m->stamp;
     if (timers)
         m->timer_end = end;
@@ -179,19 +194,10 @@ pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
      * queued at one reading and run from one reading (the common case: a
      * whole batch) have one delay: counted as a run, recorded once. */
     m->cur_active = 1;
-    double w = h->when;
-    if (w == m->run_key && m->stamp == m->run_start) {
+    if (pl_monitor_bits(h->when) == m->run_key)
         m->run_n++;
-        return;
-    }
-    pl_monitor_run_flush(m);
-    /* A plain handle queued while monitoring was off has no stamp (0). */
-    if (h->is_timer || w != 0.0) {
-        m->run_key = w;
-        m->run_when = pl_monitor_queued_at(m, h);
-        m->run_start = m->stamp;
-        m->run_n = 1;
-    }
+    else
+        pl_monitor_run_new(m, h);
 }
 
 static inline void
@@ -199,6 +205,7 @@ pl_monitor_precise_end(PLLoop *loop, PLMonitor *m, PLHandle *h)
 {
     double end = pl_monitor_clock();
     double dur = end - m->cur_start;
+    m->callbacks++;
     m->stamp = m->push_stamp = end;
     m->chain = m->cur_key;
     if (dur > m->busy_longest)
@@ -225,14 +232,17 @@ pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
 {
     PLMonitor *m = loop->monitor;
     char how = m->cur_active;
+    if (__builtin_expect(how == 1, 1)) {
+        /* Batch mode (its callbacks are counted by run: pl_monitor_run_flush). */
+        m->cur_active = 0;
+        if (pl_monitor_tick_now() != m->tick_seen)
+            pl_monitor_tick_end(loop, h); /* it may have run long: time it */
+        return;
+    }
     if (how == 0) /* enabled from inside this very callback */
         return;
     m->cur_active = 0;
-    m->callbacks++;
-    if (how == 2)
-        pl_monitor_precise_end(loop, m, h);
-    else if (pl_monitor_tick_now() != m->tick_seen)
-        pl_monitor_tick_end(loop, h); /* it may have run long: time it */
+    pl_monitor_precise_end(loop, m, h);
 }
 
 #endif

@@ -318,8 +318,9 @@ def _transport_kinds(loop):
 
 def counts(loop=None):
     """Queue depths and totals: ready callbacks, pending timers, active libuv
-    handles, open transports by kind, callbacks run, slow callbacks, bytes
-    read and written by stream transports."""
+    handles, open transports by kind, callbacks run (timed by batch: begun,
+    the one running included), slow callbacks, bytes read and written by
+    stream transports."""
     loop = _pyloop_loop(loop)
     m = _monitor(loop)
     ready, timers, uv_handles = _core._monitor_loop_counts(loop)

@@ -353,6 +353,38 @@ def test_counts(mloop):
                       "slow_callbacks", "bytes_read", "bytes_written"}
 
 
+@pytest.mark.parametrize("threshold", [0.1, 0.001], ids=["by-batch", "each-callback"])
+def test_every_callback_counted_once(mloop, threshold):
+    """Batch timing counts callbacks by runs of equal stamps, flushed at each
+    new clock reading; whatever the batches, each callback run counts once,
+    and a histogram reset drops delays, not the count."""
+    monitor.enable(mloop, slow_callback_duration=threshold)
+    m = monitor._monitor(mloop)
+    assert m.times_each_callback == (threshold < 0.02)
+    before = monitor.counts(mloop)["callbacks"]
+    hist = monitor.delay_histogram(mloop)
+
+    def chain(i):
+        if i == 150:
+            hist.reset()
+        if i < 300:
+            # three handles per step: the next step and a no-op in the next
+            # iteration's batch, a timer in its timer batch
+            mloop.call_soon(chain, i + 3)
+            mloop.call_soon(lambda: None)
+            mloop.call_later(0, lambda: None)
+        else:
+            mloop.stop()
+
+    mloop.call_soon(chain, 0)
+    mloop.run_forever()
+    # chain(0), chain(3) ... chain(300), and two more for each step but the last
+    assert monitor.counts(mloop)["callbacks"] - before == 101 + 100 * 2
+    # The reset drops the delays of the callbacks begun by then: iterations
+    # 0-49 (50 steps, 49 no-ops, 49 timers) and chain(150) itself.
+    assert hist.count == 301 - (50 + 49 + 49 + 1)
+
+
 def test_bytes_through_stream_transports(mloop):
     async def main():
         async def echo(r, w):
