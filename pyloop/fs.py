@@ -962,7 +962,8 @@ class AsyncBinaryFile:
                 line, self._rbuf = buf[:size], buf[size:]
                 return line
             start = len(buf)
-            chunk = await self._pread(self._bufsize)
+            # buffering=0 keeps no buffer size: a line still reads in chunks
+            chunk = await self._pread(self._bufsize or _io.DEFAULT_BUFFER_SIZE)
             if not chunk:
                 self._rbuf = b""
                 return buf
