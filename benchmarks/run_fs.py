@@ -3,6 +3,7 @@ run_in_executor(None, os.pread, ...), on the stdlib loop and on uvloop, in one
 interleaved run (every repetition runs every implementation once, in turn).
 
     python benchmarks/run_fs.py [--reps 5] [--scale 1.0] [--json PATH]
+    python benchmarks/run_fs.py --callgrind    # instructions per 4 KiB read instead
 
 Rows: 4 KiB reads from a cached file (one task; 64 concurrent tasks), stat,
 1 MiB sequential reads, writing then reading 1,000 small files (pyloop.fs
@@ -20,7 +21,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -215,11 +218,49 @@ def run_one(impl, loop_name, fn, env, n):
     return ops, wall, cpu
 
 
+def _callgrind_total(impl, loop_name, path, n):
+    """Instructions (every thread) of a process doing n 4 KiB reads, one task."""
+    with tempfile.TemporaryDirectory(prefix="pyloop-fscg-") as tmp:
+        out = os.path.join(tmp, "cg.out")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        sys.executable, os.path.abspath(__file__), "--one-read4k", impl,
+                        loop_name, path, str(n)], check=True, capture_output=True)
+        with open(out) as f:
+            m = re.search(r"^(?:summary|totals):\s+(\d+)", f.read(), re.M)
+    if m is None:
+        raise RuntimeError("no totals in callgrind output")
+    return int(m.group(1))
+
+
+def callgrind_read4k(impls, n_hi=3000, n_lo=1000):
+    """Instructions per cached 4 KiB read (one task): the difference of two
+    runs, so interpreter start-up and imports cancel out."""
+    with tempfile.TemporaryDirectory(prefix="pyloop-fsbench-") as d:
+        path = os.path.join(d, "cached")
+        with open(path, "wb") as f:
+            f.write(os.urandom(MIB))
+        _read_file(path)
+        print(f"instructions per 4 KiB read from a cached file, one task (valgrind "
+              f"--tool=callgrind, every thread; Python {sys.version.split()[0]}, libuv "
+              f"{pyloop.libuv_version()})")
+        for impl, loop_name in impls:
+            hi = _callgrind_total(impl, loop_name, path, n_hi)
+            lo = _callgrind_total(impl, loop_name, path, n_lo)
+            print(f"  {impl}@{loop_name}: {(hi - lo) / (n_hi - n_lo):,.0f}")
+
+
 def main(argv=None):
+    if argv is None and sys.argv[1:2] == ["--one-read4k"]:
+        impl, loop_name, path, n = sys.argv[2:6]  # callgrind_read4k's child
+        fn = lambda impl, env, n: read4k(impl, path, n, 1)  # noqa: E731
+        run_one(impl, loop_name, fn, {}, int(n))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every size")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count instructions per 4 KiB read (valgrind) instead")
     args = ap.parse_args(argv)
 
     impls = []
@@ -229,6 +270,9 @@ def main(argv=None):
             impls.append((impl, loop_name))
         except LoopMissing as exc:
             print(f"{impl} on {loop_name}: missing ({exc})")
+    if args.callgrind:
+        callgrind_read4k(impls)
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="pyloop-fsbench-") as d:
         env = {"dir": d, "cached": os.path.join(d, "cached"), "big": os.path.join(d, "big")}

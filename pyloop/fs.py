@@ -863,8 +863,15 @@ class AsyncBinaryFile:
             while size > 0:
                 chunk = _core.fs_read(self._loop, self._fd, min(size, _MAX_REQUEST),
                                       self._pos if self._seekable else -1, self._nowait)
-                if type(chunk) is not bytes:  # not all in the page cache
-                    chunk = await self._pooled(chunk)
+                if type(chunk) is not bytes:  # not all in the page cache: the pool
+                    req = chunk
+                    if req.refused:
+                        self._nowait = False
+                    try:
+                        chunk = await req.future
+                    except BaseException:
+                        self._abandon(req)
+                        raise
                 if not chunk:
                     break
                 self._pos += len(chunk)
