@@ -1248,8 +1248,9 @@ def test_file_system_refusing_nowait_is_remembered(run, loop_name):
 
 def test_cached_read_completes_without_suspending(run, tmp_path, loop_name):
     # As StreamReader.read with buffered data: on pyloop a cached read is
-    # done in the task's first step, so a cancellation after it is too late;
-    # the stdlib loop's executor read is still in its thread then.
+    # done in the task's first step, so a cancellation after it is too late.
+    # (The stdlib loop's executor read may or may not be done by then: its
+    # result and the position must agree either way.)
     p = tmp_path / "f"
     p.write_bytes(b"0123456789" * 1000)
     _need_nowait(p)
@@ -1271,7 +1272,9 @@ def test_cached_read_completes_without_suspending(run, tmp_path, loop_name):
                 assert await f.tell() in (0, 100)
             return done_in_one_step
 
-    assert run(main()) is (loop_name == "pyloop")
+    done_in_one_step = run(main())
+    if loop_name == "pyloop":
+        assert done_in_one_step
 
 
 def test_cancelled_uncached_read_keeps_position(pyloop_loop, tmp_path):
