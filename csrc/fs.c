@@ -10,7 +10,12 @@
  * await is interrupted. While libuv owns it, the request holds a reference to
  * itself, the loop, the Future and every buffer the worker thread touches;
  * pl_fs_req_release() drops them all, once, from the completion callback (or
- * from the submit function when libuv refused the request). */
+ * from the submit function when libuv refused the request).
+ *
+ * Reads at an explicit offset first try the page cache from the loop thread
+ * (pl_fs_read_inline, Linux's preadv2 with RWF_NOWAIT): a cached answer is
+ * returned at once, with no request, Future or pool hop; only what the kernel
+ * would have to wait for goes to the pool. */
 #include "fs.h"
 #include "errors.h"
 #include "module.h"
@@ -18,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <stddef.h>
 #include <uv.h>
@@ -39,7 +45,7 @@ typedef enum {
 
 /* Arguments after the loop, per operation (checked before parsing). */
 static const Py_ssize_t pl_fs_nargs[PL_FS_NOPS] = {
-    [PL_FS_OPEN] = 4, [PL_FS_CLOSE] = 1, [PL_FS_READ] = 3, [PL_FS_READINTO] = 3,
+    [PL_FS_OPEN] = 4, [PL_FS_CLOSE] = 1, [PL_FS_READ] = 4, [PL_FS_READINTO] = 4,
     [PL_FS_WRITE] = 3, [PL_FS_STAT] = 2, [PL_FS_LSTAT] = 2, [PL_FS_FSTAT] = 1,
     [PL_FS_RENAME] = 4, [PL_FS_UNLINK] = 2, [PL_FS_RMDIR] = 2, [PL_FS_MKDIR] = 3,
     [PL_FS_SCANDIR] = 2, [PL_FS_READLINK] = 2, [PL_FS_REALPATH] = 2, [PL_FS_SYMLINK] = 5,
@@ -73,6 +79,11 @@ typedef struct PLFsReq {
      * the result is set, so a completion schedules nothing but the waiter. */
     char direct;
     char test;             /* PL_FS_STATTEST: one of pl_fs_test */
+    /* PL_FS_READ/READINTO: the file system refused RWF_NOWAIT (the file
+     * object stops asking); `head` bytes at the start of the destination
+     * were read inline from the page cache, the pool reads the rest. */
+    char nowait_refused;
+    Py_ssize_t head;
     /* Compound operations (PL_FS_IS_WORK): libuv runs pl__fs_work_cb on a
      * worker; it reads only the fields below and writes only w_* ones. The
      * outcome goes to req.result (>= 0, or -errno) as for an fs request. */
@@ -366,8 +377,15 @@ pl_fs_complete(PLFsReq *self)
 static void
 pl__fs_done_cb(uv_fs_t *req)
 {
+    PLFsReq *self = (PLFsReq *)((char *)req - offsetof(PLFsReq, req));
     pl_loop_gil_ensure(req->loop);
-    pl_fs_complete((PLFsReq *)((char *)req - offsetof(PLFsReq, req)));
+    if (self->head > 0 && req->result != UV_ECANCELED) {
+        /* The pool read the rest of what the page cache began: the caller
+         * gets the whole count, and the cached head even when the rest
+         * failed (as one read(2) reports what it copied before an error). */
+        req->result = req->result >= 0 ? req->result + self->head : self->head;
+    }
+    pl_fs_complete(self);
 }
 
 /* ---- compound operations (run on a worker, without the GIL) ------------- */
@@ -554,6 +572,181 @@ pl_fs_arg_double(PyObject *o, double *out)
     return 0;
 }
 
+/* ---- reads answered from the page cache ---------------------------------- */
+
+/* Reads larger than this always go to the pool: a cached copy of 1 MiB takes
+ * tens of microseconds on the loop thread, a larger read(-1) would hold the
+ * loop for longer. */
+#define PL_FS_INLINE_MAX (1024 * 1024)
+/* Above this the copy runs with the GIL released (other Python threads go
+ * on; the destination is ours or held by a buffer export). */
+#define PL_FS_INLINE_NOGIL (64 * 1024)
+
+#if defined(__linux__) && defined(RWF_NOWAIT)
+#define PL_FS_HAVE_NOWAIT 1
+#else
+#define PL_FS_HAVE_NOWAIT 0
+#endif
+
+/* What happened to reads (fs_read/fs_readinto), for tests and benchmarks:
+ * which path answered is otherwise invisible to the caller. */
+enum {
+    PL_FS_RS_INLINE,   /* answered wholly from the page cache (EOF included) */
+    PL_FS_RS_PARTIAL,  /* a cached head inline, the rest from the pool */
+    PL_FS_RS_EAGAIN,   /* nothing cached at the offset: the pool */
+    PL_FS_RS_REFUSED,  /* the file system or kernel refused RWF_NOWAIT */
+    PL_FS_RS_POOL,     /* every read sent to the pool, for any reason */
+    PL_FS_RS_N
+};
+static unsigned long long pl_fs_read_stats[PL_FS_RS_N];
+
+/* fs_read's (fd, size, offset) or fs_readinto's (fd, -, offset) checked. */
+static int
+pl_fs_read_args(pl_fs_op op, PyObject *const *a, int *fd, Py_ssize_t *size, int64_t *off)
+{
+    if (pl_fs_arg_int(a[0], fd) < 0 || pl_fs_arg_i64(a[2], off) < 0)
+        return -1;
+    if (op != PL_FS_READ)
+        return 0;
+    *size = PyLong_AsSsize_t(a[1]);
+    if (*size == -1 && PyErr_Occurred())
+        return -1;
+    if (*size < 0 || *size > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "read size out of range");
+        return -1;
+    }
+    return 0;
+}
+
+/* What an inline attempt leaves for the pool request: the destination and
+ * how much of it the page cache filled. */
+typedef struct {
+    PyObject *bytes;   /* PL_FS_READ's destination */
+    Py_buffer view;    /* PL_FS_READINTO's */
+    char has_view;
+    char refused;
+    Py_ssize_t head;
+} PLFsInline;
+
+static void
+pl_fs_inline_clear(PLFsInline *in)
+{
+    Py_CLEAR(in->bytes);
+    if (in->has_view) {
+        PyBuffer_Release(&in->view);
+        in->has_view = 0;
+    }
+}
+
+/* preadv2(RWF_NOWAIT) until the destination is full, EOF, or the kernel
+ * would block. Returns the bytes copied; *stop says why it stopped short
+ * (0: full or EOF, else the errno). */
+static Py_ssize_t
+pl_fs_pread_nowait(int fd, char *dst, Py_ssize_t size, int64_t off, int *stop)
+{
+    Py_ssize_t got = 0;
+    *stop = 0;
+#if PL_FS_HAVE_NOWAIT
+    PyThreadState *ts = size > PL_FS_INLINE_NOGIL ? PyEval_SaveThread() : NULL;
+    while (got < size) {
+        struct iovec iov = {dst + got, (size_t)(size - got)};
+        ssize_t n = preadv2(fd, &iov, 1, (off_t)(off + got), RWF_NOWAIT);
+        if (n > 0) {
+            got += n;
+            continue;
+        }
+        if (n == 0)
+            break; /* EOF: a read there answers 0 whether cached or not */
+        if (errno == EINTR)
+            continue;
+        *stop = errno;
+        break;
+    }
+    if (ts != NULL)
+        PyEval_RestoreThread(ts);
+#else
+    (void)fd; (void)dst; (void)size; (void)off;
+    *stop = EOPNOTSUPP;
+#endif
+    return got;
+}
+
+/* fs_read/fs_readinto with `nowait` set: try the page cache from the loop
+ * thread. Returns 1 with *out the answer (bytes, or readinto's count), 0 to
+ * go on with a pool request (`in` says what is done already), -1 with an
+ * exception set. */
+static int
+pl_fs_read_inline(pl_fs_op op, PyObject *const *a, PLFsInline *in, PyObject **out)
+{
+    int fd, stop;
+    int64_t off;
+    Py_ssize_t size = 0, got;
+    char *dst;
+
+    if (pl_fs_read_args(op, a, &fd, &size, &off) < 0)
+        return -1;
+    if (off < 0) /* at the descriptor's position: a pipe, or unseekable */
+        return 0;
+    if (op == PL_FS_READ) {
+        if (size > PL_FS_INLINE_MAX)
+            return 0;
+        in->bytes = PyBytes_FromStringAndSize(NULL, size);
+        if (in->bytes == NULL)
+            return -1;
+        dst = PyBytes_AS_STRING(in->bytes);
+    }
+    else {
+        if (PyObject_GetBuffer(a[1], &in->view, PyBUF_WRITABLE) < 0)
+            return -1;
+        in->has_view = 1;
+        size = in->view.len;
+        if (size > PL_FS_INLINE_MAX)
+            return 0;
+        dst = in->view.buf;
+    }
+    got = pl_fs_pread_nowait(fd, dst, size, off, &stop);
+    if (stop == 0) {
+        pl_fs_read_stats[PL_FS_RS_INLINE]++;
+        if (op == PL_FS_READINTO) {
+            *out = PyLong_FromSsize_t(got);
+            pl_fs_inline_clear(in);
+            return *out != NULL ? 1 : -1;
+        }
+        if (got != size && _PyBytes_Resize(&in->bytes, got) < 0)
+            return -1; /* _PyBytes_Resize cleared in->bytes */
+        *out = in->bytes;
+        in->bytes = NULL;
+        return 1;
+    }
+    if (stop == EOPNOTSUPP || stop == EINVAL || stop == ENOSYS) {
+        /* tmpfs, procfs, a kernel before 4.14, O_DIRECT's alignment: the
+         * pool's read gives the answer (or the error) as before. */
+        in->refused = 1;
+        pl_fs_read_stats[PL_FS_RS_REFUSED]++;
+    }
+    else if (got > 0) {
+        pl_fs_read_stats[PL_FS_RS_PARTIAL]++;
+    }
+    else {
+        /* EAGAIN, or an error the pool's read reports as it always did */
+        pl_fs_read_stats[PL_FS_RS_EAGAIN]++;
+    }
+    in->head = got;
+    return 0;
+}
+
+static PyObject *
+pl_fs_read_stats_py(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{sKsKsKsKsKsO}",
+                         "inline", pl_fs_read_stats[PL_FS_RS_INLINE],
+                         "partial", pl_fs_read_stats[PL_FS_RS_PARTIAL],
+                         "eagain", pl_fs_read_stats[PL_FS_RS_EAGAIN],
+                         "refused", pl_fs_read_stats[PL_FS_RS_REFUSED],
+                         "pool", pl_fs_read_stats[PL_FS_RS_POOL],
+                         "supported", PL_FS_HAVE_NOWAIT ? Py_True : Py_False);
+}
+
 /* Start libuv's request for `self->op` with args (after the loop). Returns
  * libuv's error (< 0) or 0; -2 with a Python exception set when an argument
  * was wrong (libuv never saw the request). */
@@ -580,37 +773,41 @@ pl_fs_start(PLFsReq *self, PyObject *const *a)
             return -2;
         return uv_fs_close(uv, req, fd, pl__fs_done_cb);
     case PL_FS_READ: {
-        Py_ssize_t size = PyLong_AsSsize_t(a[1]);
-        if ((size == -1 && PyErr_Occurred()) || pl_fs_arg_int(a[0], &fd) < 0 ||
-            pl_fs_arg_i64(a[2], &off) < 0)
+        Py_ssize_t size;
+        if (pl_fs_read_args(self->op, a, &fd, &size, &off) < 0)
             return -2;
-        if (size < 0 || size > INT_MAX) {
-            PyErr_SetString(PyExc_ValueError, "read size out of range");
-            return -2;
-        }
         /* The request owns the destination: a bytes object no Python code
-         * sees until the completion hands it over. */
-        self->result_buf = PyBytes_FromStringAndSize(NULL, size);
-        if (self->result_buf == NULL)
-            return -2;
-        buf = uv_buf_init(PyBytes_AS_STRING(self->result_buf), (unsigned int)size);
-        return uv_fs_read(uv, req, fd, &buf, 1, off, pl__fs_done_cb);
+         * sees until the completion hands it over (pl_fs_read_inline may
+         * have made it and filled its head already). */
+        if (self->result_buf == NULL) {
+            self->result_buf = PyBytes_FromStringAndSize(NULL, size);
+            if (self->result_buf == NULL)
+                return -2;
+        }
+        buf = uv_buf_init(PyBytes_AS_STRING(self->result_buf) + self->head,
+                          (unsigned int)(size - self->head));
+        return uv_fs_read(uv, req, fd, &buf, 1, off >= 0 ? off + self->head : off,
+                          pl__fs_done_cb);
     }
     case PL_FS_READINTO:
     case PL_FS_WRITE:
         if (pl_fs_arg_int(a[0], &fd) < 0 || pl_fs_arg_i64(a[2], &off) < 0)
             return -2;
-        if (PyObject_GetBuffer(a[1], &self->view,
-                               self->op == PL_FS_READINTO ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
-            return -2;
-        self->has_view = 1;
+        if (!self->has_view) {
+            if (PyObject_GetBuffer(a[1], &self->view, self->op == PL_FS_READINTO
+                                                          ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+                return -2;
+            self->has_view = 1;
+        }
         if (self->view.len > UINT_MAX) {
             PyErr_SetString(PyExc_OverflowError, "buffer too large for one request");
             return -2;
         }
-        buf = uv_buf_init(self->view.buf, (unsigned int)self->view.len);
+        buf = uv_buf_init((char *)self->view.buf + self->head,
+                          (unsigned int)(self->view.len - self->head));
         if (self->op == PL_FS_READINTO)
-            return uv_fs_read(uv, req, fd, &buf, 1, off, pl__fs_done_cb);
+            return uv_fs_read(uv, req, fd, &buf, 1, off >= 0 ? off + self->head : off,
+                              pl__fs_done_cb);
         return uv_fs_write(uv, req, fd, &buf, 1, off, pl__fs_done_cb);
     case PL_FS_STAT:
     case PL_FS_LSTAT:
@@ -754,7 +951,8 @@ pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs, int direct)
     PLFsReq *self = NULL;
     PyObject *result = NULL;
     PLLoop *loop;
-    int err;
+    PLFsInline in = {0};
+    int err, is_read = op == PL_FS_READ || op == PL_FS_READINTO;
 
     if (nargs != pl_fs_nargs[op] + 1) {
         PyErr_Format(PyExc_TypeError, "expected %zd arguments, got %zd", pl_fs_nargs[op] + 1,
@@ -768,11 +966,30 @@ pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs, int direct)
     loop = (PLLoop *)args[0];
     if (pl_loop_check_closed(loop) < 0 || pl_loop_check_uv_thread(loop) < 0)
         goto cleanup;
+    if (is_read && !direct) {
+        /* The last argument asks for the page cache first (the file object
+         * stops asking once the file system refused). */
+        int nowait = PyObject_IsTrue(args[4]);
+        if (nowait < 0)
+            goto cleanup;
+        if (nowait && pl_fs_read_inline(op, args + 1, &in, &result) != 0)
+            goto cleanup; /* answered (result), or an error */
+    }
     self = PyObject_New(PLFsReq, PLFsReq_Type);
     if (self == NULL)
         goto cleanup;
     memset((char *)self + offsetof(PLFsReq, req), 0, sizeof(*self) - offsetof(PLFsReq, req));
     self->op = op;
+    /* What the inline attempt made is the request's from here. */
+    self->result_buf = in.bytes;
+    in.bytes = NULL;
+    if (in.has_view) {
+        self->view = in.view;
+        self->has_view = 1;
+        in.has_view = 0;
+    }
+    self->head = in.head;
+    self->nowait_refused = in.refused;
     self->loop = (PLLoop *)Py_NewRef((PyObject *)loop);
     {
         PyObject *stack[1] = {(PyObject *)loop};
@@ -793,6 +1010,8 @@ pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs, int direct)
     self->pending = 1;
     Py_INCREF(self);
     pl_counters.requests_created++;
+    if (is_read)
+        pl_fs_read_stats[PL_FS_RS_POOL]++;
     self->next = pl_fs_pending;
     if (pl_fs_pending != NULL)
         pl_fs_pending->prev = self;
@@ -813,6 +1032,7 @@ pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs, int direct)
         result = Py_NewRef((PyObject *)self);
     }
 cleanup:
+    pl_fs_inline_clear(&in);
     if (result == NULL && self != NULL && !self->pending)
         pl_fs_req_release(self);
     Py_XDECREF(self);
@@ -888,6 +1108,12 @@ PLFsReq_get_pending(PLFsReq *self, void *Py_UNUSED(c))
     return PyBool_FromLong(self->pending);
 }
 
+static PyObject *
+PLFsReq_get_refused(PLFsReq *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->nowait_refused);
+}
+
 static void
 PLFsReq_dealloc(PLFsReq *self)
 {
@@ -917,6 +1143,7 @@ static PyMethodDef PLFsReq_methods[] = {
 static PyGetSetDef PLFsReq_getset[] = {
     {"future", (getter)PLFsReq_get_future, NULL, NULL, NULL},
     {"pending", (getter)PLFsReq_get_pending, NULL, NULL, NULL},
+    {"refused", (getter)PLFsReq_get_refused, NULL, NULL, NULL},
     {NULL}
 };
 
@@ -1035,5 +1262,7 @@ PyMethodDef pl_fs_methods[] = {
     PL_FS_DEF(lutime), PL_FS_DEF(futime), PL_FS_DEF(access), PL_FS_DEF(copyfile),
     PL_FS_DEF(sendfile), PL_FS_DEF(fsync), PL_FS_DEF(fdatasync), PL_FS_DEF(ftruncate),
     PL_FS_DEF(openstat), PL_FS_DEF(readfile), PL_FS_DEF(writefile), PL_FS_DEF(stattest),
+    {"fs_read_stats", PL_METH(pl_fs_read_stats_py), METH_NOARGS,
+     "fs_read_stats()\n--\n\nHow reads were answered: counters since the module loaded."},
     {NULL}
 };

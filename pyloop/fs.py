@@ -14,7 +14,11 @@ default executor, so a library can use pyloop.fs whatever loop it runs on.
 
 Files opened on a pyloop loop read and write at explicit offsets (pread/
 pwrite): the file object keeps the position, so a cancelled call leaves it
-where it was. `pyloop.fs.os` and `pyloop.fs.os.path` mirror aiofiles.os and
+where it was. On Linux a read of at most 1 MiB first asks the page cache from
+the loop thread (preadv2 with RWF_NOWAIT): cached data is returned without a
+thread-pool hop (the await does not suspend), the rest goes to the pool.
+PYLOOP_FS_NOWAIT=0 in the environment (read when a file is opened) sends
+every read to the pool. `pyloop.fs.os` and `pyloop.fs.os.path` mirror aiofiles.os and
 aiofiles.os.path.
 """
 import asyncio as _asyncio
@@ -41,6 +45,12 @@ __all__ = (
 _CoreLoop = _core.Loop
 _READ_ALL_CHUNK = 64 * 1024
 _MAX_REQUEST = 1 << 30  # one request moves at most 1 GiB (libuv's buffer length is 32-bit)
+
+
+def _nowait_wanted():
+    """Whether files opened now try the page cache inline (PYLOOP_FS_NOWAIT)."""
+    return _os.environ.get("PYLOOP_FS_NOWAIT", "1").strip().lower() not in (
+        "0", "false", "no", "off")
 
 
 _loop = _asyncio.get_running_loop
@@ -740,6 +750,9 @@ class AsyncBinaryFile:
         except OSError:
             self._pos = 0
             self._seekable = False
+        # Reads at an offset ask the page cache first (csrc/fs.c,
+        # pl_fs_read_inline) until the file system says it cannot answer so.
+        self._nowait = self._seekable and _nowait_wanted()
 
     # -- plumbing
     def _check(self, *, reading=False, writing=False):
@@ -769,9 +782,22 @@ class AsyncBinaryFile:
         return self._pos if self._seekable else -1
 
     async def _pread(self, n):
-        data = await self._req(_core.fs_read, self._fd, min(n, _MAX_REQUEST), self._offset())
+        data = _core.fs_read(self._loop, self._fd, min(n, _MAX_REQUEST), self._offset(),
+                             self._nowait)
+        if type(data) is not bytes:  # not all in the page cache: a pool request
+            data = await self._pooled(data)
         self._pos += len(data)
         return data
+
+    async def _pooled(self, req):
+        """The result of a read the page cache could not answer."""
+        if req.refused:
+            self._nowait = False
+        try:
+            return await req.future
+        except BaseException:
+            self._abandon(req)
+            raise
 
     def _drop_readahead(self):
         self._pos -= len(self._rbuf)
@@ -811,8 +837,9 @@ class AsyncBinaryFile:
 
     # -- reading
     async def read(self, size=-1):
-        # The hot path of small reads: the lock's flag, the request and its
-        # Future inline here (no helper coroutines; see docs/performance.md).
+        # The hot path of small reads: the lock's flag and the read inline
+        # here (a cached answer comes back from the C call; see
+        # docs/performance.md).
         self._check(reading=True)
         if size is None:
             size = -1
@@ -834,13 +861,17 @@ class AsyncBinaryFile:
             else:
                 parts = []
             while size > 0:
-                req = _core.fs_read(self._loop, self._fd, min(size, _MAX_REQUEST),
-                                    self._pos if self._seekable else -1)
-                try:
-                    chunk = await req.future
-                except BaseException:
-                    self._abandon(req)
-                    raise
+                chunk = _core.fs_read(self._loop, self._fd, min(size, _MAX_REQUEST),
+                                      self._pos if self._seekable else -1, self._nowait)
+                if type(chunk) is not bytes:  # not all in the page cache: the pool
+                    req = chunk
+                    if req.refused:
+                        self._nowait = False
+                    try:
+                        chunk = await req.future
+                    except BaseException:
+                        self._abandon(req)
+                        raise
                 if not chunk:
                     break
                 self._pos += len(chunk)
@@ -906,8 +937,10 @@ class AsyncBinaryFile:
                 view[:n] = self._rbuf[:n]
                 self._rbuf = self._rbuf[n:]
             while n < len(view):
-                got = await self._req(_core.fs_readinto, self._fd, view[n:n + _MAX_REQUEST],
-                                      self._offset())
+                got = _core.fs_readinto(self._loop, self._fd, view[n:n + _MAX_REQUEST],
+                                        self._offset(), self._nowait)
+                if type(got) is not int:
+                    got = await self._pooled(got)
                 self._pos += got
                 n += got
                 if got == 0 or self._raw:
@@ -936,7 +969,8 @@ class AsyncBinaryFile:
                 line, self._rbuf = buf[:size], buf[size:]
                 return line
             start = len(buf)
-            chunk = await self._pread(self._bufsize)
+            # buffering=0 keeps no buffer size: a line still reads in chunks
+            chunk = await self._pread(self._bufsize or _io.DEFAULT_BUFFER_SIZE)
             if not chunk:
                 self._rbuf = b""
                 return buf

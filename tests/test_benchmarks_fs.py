@@ -17,4 +17,5 @@ def test_run_fs_prints_every_row(tmp_path):
                 "write+read 1,000 small files", "small files through open()"]:
         assert f"| {row} | " in out.stdout
     assert "pyloop.fs@pyloop" in out.stdout and "aiofiles@asyncio" in out.stdout
+    assert "pyloop.fs(pool)@pyloop" in out.stdout  # PYLOOP_FS_NOWAIT=0's column
     assert (tmp_path / "r.json").exists()

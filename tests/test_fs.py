@@ -663,7 +663,11 @@ async def _cancelled_after(coro, steps):
     return False
 
 
-def test_cancellation_keeps_position(run, tmp_path, loop_name):
+@pytest.mark.parametrize("nowait", ["1", "0"])
+def test_cancellation_keeps_position(run, tmp_path, loop_name, nowait, monkeypatch):
+    # PYLOOP_FS_NOWAIT=0: every read a pool request, cancellable while queued
+    # (with the fast path a cached read is done before the cancellation)
+    monkeypatch.setenv("PYLOOP_FS_NOWAIT", nowait)
     p = tmp_path / "f"
     p.write_bytes(b"0123456789" * 1000)
 
@@ -947,3 +951,423 @@ def test_loop_close_with_queued_requests_pending(tmp_path):
     assert os.listdir(tmp_path) == ["fifo"]
     for t in blockers + queued:  # as their collection would
         t.get_coro().close()
+
+
+# ---- reads answered from the page cache (preadv2 RWF_NOWAIT) -----------------------
+#
+# On pyloop a read at an offset first asks the page cache from the loop
+# thread; _core.fs_read_stats() counts which path answered, so these tests
+# check the path by the counters, and the results against io on both loops.
+
+MIB = 1024 * 1024
+
+
+def _nowait_errno(path):
+    """What preadv2(RWF_NOWAIT) of path's first byte says: 0 (answered),
+    or the errno (EAGAIN: not cached; EOPNOTSUPP: refused)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        return 0
+    except OSError as exc:
+        return exc.errno
+    finally:
+        os.close(fd)
+
+
+def _need_nowait(path):
+    if not _core.fs_read_stats()["supported"] or not hasattr(os, "RWF_NOWAIT"):
+        pytest.skip("this platform has no preadv2(RWF_NOWAIT): every read uses the pool")
+    if _nowait_errno(path) not in (0, errno.EAGAIN):
+        pytest.skip(f"the file system of {path} refuses RWF_NOWAIT")
+
+
+def _drop_cache(path):
+    """Take path's pages out of the page cache (written back first). The
+    check asks the cache, which starts reading the first pages in (a
+    RWF_NOWAIT miss starts read-ahead): wait for that and drop them again."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if _nowait_errno(path) != errno.EAGAIN:
+            pytest.skip("the kernel kept the file in the page cache after "
+                        "POSIX_FADV_DONTNEED")
+        os.pread(fd, 1, 0)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _file_with_cached_pages(path, *offsets):
+    """An 8 MiB file (its bytes returned) out of the page cache but for the
+    4 KiB at each offset, read in on a descriptor without read-ahead."""
+    data = os.urandom(8 * MIB)
+    path.write_bytes(data)
+    _need_nowait(path)
+    _drop_cache(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for off in offsets:
+            os.pread(fd, 4096, off)
+    finally:
+        os.close(fd)
+    return data
+
+
+def _stats_since(before):
+    now = _core.fs_read_stats()
+    return {k: now[k] - before[k] for k in before if k != "supported"}
+
+
+# (method, argument) steps from the file's start; io's results on the same
+# file are the reference.
+_READ_STEPS = [("read", 1), ("read", 4095), ("read", 4096), ("read1", 100000),
+               ("readinto", 70000), ("readline", -1), ("read", MIB), ("seek", MIB + 17),
+               ("read", MIB + 1), ("readinto", MIB), ("seek", 0), ("read", -1),
+               ("read", 10), ("readinto", 10)]
+
+
+def _raw_name(name, buffering):
+    return "read" if name == "read1" and buffering == 0 else name  # FileIO has no read1
+
+
+def _io_steps(path, buffering):
+    out = []
+    with open(path, "rb", buffering=buffering) as f:
+        for name, arg in _READ_STEPS:
+            if name == "readinto":
+                b = bytearray(arg)
+                n = f.readinto(b)
+                out.append((n, bytes(b[:n])))
+            elif name == "seek":
+                out.append(f.seek(arg))
+            else:
+                out.append(getattr(f, _raw_name(name, buffering))(arg))
+            out.append(f.tell())
+    return out
+
+
+async def _fs_steps(path, buffering):
+    out = []
+    async with fs.open(path, "rb", buffering=buffering) as f:
+        for name, arg in _READ_STEPS:
+            if name == "readinto":
+                b = bytearray(arg)
+                n = await f.readinto(b)
+                out.append((n, bytes(b[:n])))
+            elif name == "seek":
+                out.append(await f.seek(arg))
+            else:
+                out.append(await getattr(f, _raw_name(name, buffering))(arg))
+            out.append(await f.tell())
+    return out
+
+
+@pytest.mark.parametrize("buffering", [-1, 0])
+@pytest.mark.parametrize("cached", [True, False])
+def test_reads_match_io_cached_and_not(run, tmp_path, loop_name, cached, buffering):
+    p = tmp_path / "f"
+    data = os.urandom(3 * MIB + 4321)
+    p.write_bytes(data)
+    _need_nowait(p)
+    want = _io_steps(p, buffering)
+    if not cached:
+        _drop_cache(p)
+    before = _core.fs_read_stats()
+    assert run(_fs_steps(p, buffering)) == want
+    got = _stats_since(before)
+    if loop_name == "pyloop":
+        if cached:
+            # every read of at most 1 MiB came from the cache; only the
+            # larger ones (1 MiB + 1, the rest of the file) used the pool
+            assert got["inline"] > 0 and got["eagain"] == got["partial"] == 0
+            assert 0 < got["pool"] <= 3
+        else:
+            # the first read missed (a miss starts read-ahead: later reads
+            # may find their pages)
+            assert got["eagain"] + got["partial"] >= 1 and got["pool"] > 3, got
+        assert got["refused"] == 0
+    else:
+        assert got == dict.fromkeys(got, 0)
+
+
+def test_cached_head_and_the_rest_from_the_pool(run, tmp_path, loop_name):
+    # Only the first pages cached (no read-ahead on the descriptor that
+    # brings them in): a 1 MiB read gets its head from the cache and the
+    # rest from the pool, and the whole answer equals io's.
+    p = tmp_path / "f"
+    data = _file_with_cached_pages(p, 0, 4 * MIB)
+    before = _core.fs_read_stats()
+
+    async def main():
+        async with fs.open(p, "rb") as f:
+            a = await f.read(MIB)
+            await f.seek(4 * MIB)
+            b = bytearray(MIB)
+            n = await f.readinto(b)
+            return a, n, bytes(b), await f.tell()
+
+    assert run(main()) == (data[:MIB], MIB, data[4 * MIB:5 * MIB], 5 * MIB)
+    got = _stats_since(before)
+    if loop_name == "pyloop":
+        assert got["partial"] == 2 and got["pool"] == 2 and got["inline"] == 0
+
+
+def test_short_cached_reads_at_and_past_eof(run, tmp_path, loop_name):
+    p = tmp_path / "f"
+    data = os.urandom(10000)
+    p.write_bytes(data)
+    _need_nowait(p)
+    before = _core.fs_read_stats()
+
+    async def main():
+        out = []
+        for buffering in (-1, 0):
+            async with fs.open(p, "rb", buffering=buffering) as f:
+                await f.seek(8192)
+                out.append(await f.read(8192))    # short: the end of the file
+                out.append(await f.read(8192))    # at the end
+                await f.seek(20000)               # past it
+                out.append(await f.read(10))
+                out.append(await f.readinto(bytearray(10)))
+                out.append(await f.tell())
+                await f.seek(0)
+                out.append(await f.read(100000))  # more than the file
+        return out
+
+    want = [data[8192:], b"", b"", 0, 20000, data] * 2
+    assert run(main()) == want
+    got = _stats_since(before)
+    if loop_name == "pyloop":
+        # every answer, the ends of the file included, from the cache (a
+        # buffered read that came back short asks once more, at the end: 12
+        # reads for 10 calls)
+        assert got == {"inline": 12, "partial": 0, "eagain": 0, "refused": 0, "pool": 0}
+
+
+def test_cached_reads_past_4_gib_on_a_sparse_file(run, tmp_path, loop_name):
+    p = tmp_path / "sparse"
+    off = 5 * 1024 ** 3 + 123
+    with open(p, "wb") as f:
+        f.seek(off)
+        f.write(b"tail")
+    _need_nowait(p)
+
+    async def main():
+        async with fs.open(p, "rb") as f:
+            await f.seek(off - 3)
+            first = await f.read(5)      # whichever path: the hole may be uncached
+            before = _core.fs_read_stats()
+            await f.seek(off - 3)
+            again = await f.read(5)      # now cached
+            b = bytearray(10)
+            n = await f.readinto(b)
+            return first, again, n, bytes(b[:n]), await f.tell(), _stats_since(before)
+
+    first, again, n, tail, pos, got = run(main())
+    assert (first, again, n, tail, pos) == (b"\0\0\0ta", b"\0\0\0ta", 2, b"il", off + 4)
+    if loop_name == "pyloop":
+        # the read, and readinto's two (the short one, then the end)
+        assert got["inline"] == 3 and got["pool"] == 0
+
+
+def test_opt_out_variable_sends_reads_to_the_pool(pyloop_loop, tmp_path, monkeypatch):
+    p = tmp_path / "f"
+    data = os.urandom(100000)
+    p.write_bytes(data)
+    _need_nowait(p)
+
+    async def main():
+        async with fs.open(p, "rb") as f:
+            return [await f.read(4096), await f.read1(4096), await f.readline(),
+                    await f.read()]
+
+    for value, inline in (("0", False), ("off", False), ("1", True)):
+        monkeypatch.setenv("PYLOOP_FS_NOWAIT", value)
+        before = _core.fs_read_stats()
+        got = pyloop_loop.run_until_complete(main())
+        assert b"".join(got) == data
+        stats = _stats_since(before)
+        if inline:
+            assert stats["inline"] == 4 and stats["pool"] == 0
+        else:
+            assert stats["inline"] == stats["eagain"] == 0 and stats["pool"] == 4
+
+
+def test_opt_out_variable_in_a_new_process(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 5000)
+    _need_nowait(p)
+    code = ("import pyloop, pyloop.fs as fs, pyloop._core as c, sys\n"
+            "async def main():\n"
+            "    async with fs.open(sys.argv[1], 'rb') as f:\n"
+            "        assert await f.read(4096) == b'x' * 4096\n"
+            "pyloop.run(main())\n"
+            "s = c.fs_read_stats()\n"
+            "print(s['inline'], s['pool'])\n")
+    outs = []
+    for value in ("0", "1"):
+        env = dict(os.environ, PYLOOP_FS_NOWAIT=value)
+        outs.append(subprocess.run([sys.executable, "-c", code, str(p)], env=env, check=True,
+                                   capture_output=True, text=True).stdout.split())
+    assert outs == [["0", "1"], ["1", "0"]]
+
+
+def test_file_system_refusing_nowait_is_remembered(run, loop_name):
+    # tmpfs (/dev/shm) answers RWF_NOWAIT with EOPNOTSUPP on the kernels
+    # this was written on: the first read asks, the pool answers, the file
+    # object does not ask again.
+    if not os.path.isdir("/dev/shm") or not hasattr(os, "RWF_NOWAIT"):
+        pytest.skip("no /dev/shm, or no RWF_NOWAIT, here")
+    import tempfile
+    fd, name = tempfile.mkstemp(dir="/dev/shm", prefix="pyloop-test-")
+    try:
+        data = os.urandom(20000)
+        os.write(fd, data)
+        if _nowait_errno(name) != errno.EOPNOTSUPP:
+            pytest.skip("/dev/shm accepts RWF_NOWAIT here")
+        before = _core.fs_read_stats()
+
+        async def main():
+            async with fs.open(name, "rb") as f:
+                out = [await f.read(100), await f.read(100), await f.readinto(bytearray(50))]
+                await f.seek(19990)
+                out.append(await f.read())
+                return out
+
+        assert run(main()) == [data[:100], data[100:200], 50, data[19990:]]
+        got = _stats_since(before)
+        if loop_name == "pyloop":
+            assert got["refused"] == 1 and got["inline"] == 0 and got["pool"] == 4
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+def test_cached_read_completes_without_suspending(run, tmp_path, loop_name):
+    # As StreamReader.read with buffered data: on pyloop a cached read is
+    # done in the task's first step, so a cancellation after it is too late.
+    # (The stdlib loop's executor read may or may not be done by then: its
+    # result and the position must agree either way.)
+    p = tmp_path / "f"
+    p.write_bytes(b"0123456789" * 1000)
+    _need_nowait(p)
+
+    async def main():
+        async with fs.open(p, "rb") as f:
+            t = asyncio.ensure_future(f.read(100))
+            await asyncio.sleep(0)
+            done_in_one_step = t.done()
+            t.cancel()
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+            if not t.cancelled():
+                assert t.result() == b"0123456789" * 10
+                assert await f.tell() == 100
+            else:
+                assert await f.tell() in (0, 100)
+            return done_in_one_step
+
+    done_in_one_step = run(main())
+    if loop_name == "pyloop":
+        assert done_in_one_step
+
+
+def test_cancelled_uncached_read_keeps_position(pyloop_loop, tmp_path):
+    # Every pool thread blocks opening a FIFO, so reads the page cache cannot
+    # answer (nothing cached; only a head cached) wait in libuv's queue:
+    # cancelling them takes them back and the position stays where it was,
+    # the cached head included.
+    fifos = [str(tmp_path / f"fifo{i}") for i in range(_pool_size())]
+    for f in fifos:
+        os.mkfifo(f)
+    p = tmp_path / "f"
+    data = _file_with_cached_pages(p, 2 * MIB)
+    before_req = _core._counters()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with fs.open(p, "rb") as f:  # opened before the pool is blocked
+            blockers = [asyncio.ensure_future(fs.read_bytes(q)) for q in fifos]
+            await asyncio.sleep(0)  # the blockers hold every pool thread
+            stats = _core.fs_read_stats()
+            miss = asyncio.ensure_future(f.read(4096))
+            await asyncio.sleep(0)
+            assert miss.cancel()
+            await asyncio.gather(miss, return_exceptions=True)
+            await f.seek(2 * MIB)
+            head = asyncio.ensure_future(f.read(MIB))
+            await asyncio.sleep(0)
+            assert head.cancel()
+            await asyncio.gather(head, return_exceptions=True)
+            seen = _stats_since(stats)
+            assert seen["eagain"] == 1 and seen["partial"] == 1 and seen["pool"] == 2
+            await asyncio.gather(*(loop.run_in_executor(None, lambda q=q: os.close(
+                os.open(q, os.O_WRONLY))) for q in fifos))
+            assert await asyncio.gather(*blockers) == [b""] * len(fifos)
+            pos = await f.tell()
+            rest = await f.read(10)
+        return miss.cancelled(), head.cancelled(), pos, rest
+
+    assert pyloop_loop.run_until_complete(main()) == (True, True, 2 * MIB,
+                                                       data[2 * MIB:2 * MIB + 10])
+    pyloop_loop.close()
+    after = _core._counters()
+    assert after["requests_created"] - before_req["requests_created"] == \
+        after["requests_freed"] - before_req["requests_freed"]
+
+
+def test_loop_close_with_queued_uncached_reads(tmp_path):
+    # The loop closes while reads that missed the cache (one with a cached
+    # head) wait in libuv's queue behind blocked pool threads: the teardown
+    # takes them back and every request is freed.
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    p = tmp_path / "f"
+    _file_with_cached_pages(p, 0)
+    loop = pyloop.new_event_loop()
+    before = _core._counters()
+    f = loop.run_until_complete(fs.open(p, "rb"))
+
+    async def start():
+        blockers = [asyncio.ensure_future(fs.read_bytes(fifo)) for _ in range(_pool_size())]
+        await asyncio.sleep(0)
+        stats = _core.fs_read_stats()
+        reads = [asyncio.ensure_future(f.read(MIB)),
+                 asyncio.ensure_future(fs.read_bytes(p))]
+        await asyncio.sleep(0)
+        return blockers, reads, _stats_since(stats)
+
+    blockers, reads, seen = loop.run_until_complete(start())
+    assert seen["partial"] == 1 and seen["pool"] == 1
+    releaser = subprocess.Popen(["sh", "-c", 'sleep 1; : > "$1"', "sh", fifo])
+    loop.close()
+    assert releaser.wait(timeout=60) == 0
+    after = _core._counters()
+    assert after["requests_created"] - before["requests_created"] == \
+        after["requests_freed"] - before["requests_freed"] == _pool_size() + 3
+    assert not any(t.done() for t in reads)
+    for t in blockers + reads:  # as their collection would
+        t.get_coro().close()
+    os.close(f._fd)  # its close() would need the loop
+    f._closed = True
+
+
+def test_cached_read_on_a_closed_loop_raises_as_before(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 100)
+    loop = pyloop.new_event_loop()
+    f = loop.run_until_complete(fs.open(p, "rb"))
+    loop.close()
+    other = pyloop.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match="closed"):
+            other.run_until_complete(f.read(10))
+    finally:
+        other.close()
+        os.close(f._fd)
+        f._closed = True
