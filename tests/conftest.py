@@ -2,6 +2,7 @@
 import asyncio
 import gc
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -9,6 +10,14 @@ import sys
 import pytest
 
 import pyloop
+
+# A run started as a background job of a non-interactive shell (nohup, `cmd &`
+# in a script) begins with SIGINT ignored: Python then installs no
+# KeyboardInterrupt handler, and children exec'd from here inherit the
+# ignore, so the Ctrl-C tests would see no interrupt on either loop. Give the
+# run Python's usual handler (exec resets a handled signal to its default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 LOOP_FACTORIES = {
     "pyloop": pyloop.new_event_loop,

@@ -1103,6 +1103,9 @@ def test_cached_head_and_the_rest_from_the_pool(run, tmp_path, loop_name):
 
     async def main():
         async with fs.open(p, "rb") as f:
+            # no read-ahead on this descriptor either: the pool's read of the
+            # first MiB must not bring in the pages at 4 MiB
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
             a = await f.read(MIB)
             await f.seek(4 * MIB)
             b = bytearray(MIB)
@@ -1112,7 +1115,11 @@ def test_cached_head_and_the_rest_from_the_pool(run, tmp_path, loop_name):
     assert run(main()) == (data[:MIB], MIB, data[4 * MIB:5 * MIB], 5 * MIB)
     got = _stats_since(before)
     if loop_name == "pyloop":
-        assert got["partial"] == 2 and got["pool"] == 2 and got["inline"] == 0
+        # Both reads begin in the cache. The page cache is the kernel's: under
+        # memory pressure or other I/O it may have the rest of a range too, so
+        # one read may be answered whole; at least one took the mixed path.
+        assert got["partial"] >= 1 and got["partial"] + got["inline"] == 2
+        assert got["pool"] == got["partial"]
 
 
 def test_short_cached_reads_at_and_past_eof(run, tmp_path, loop_name):
