@@ -599,6 +599,10 @@ enum {
     PL_FS_RS_N
 };
 static unsigned long long pl_fs_read_stats[PL_FS_RS_N];
+/* Relaxed atomics: loops in several threads count at once (a free-threaded build runs them without
+ * a GIL); a reader wants each count whole, not the counts at one instant. */
+#define PL_FS_RS_COUNT(k) __atomic_add_fetch(&pl_fs_read_stats[(k)], 1, __ATOMIC_RELAXED)
+#define PL_FS_RS_GET(k) __atomic_load_n(&pl_fs_read_stats[(k)], __ATOMIC_RELAXED)
 
 /* fs_read's (fd, size, offset) or fs_readinto's (fd, -, offset) checked. */
 static int
@@ -706,7 +710,7 @@ pl_fs_read_inline(pl_fs_op op, PyObject *const *a, PLFsInline *in, PyObject **ou
     }
     got = pl_fs_pread_nowait(fd, dst, size, off, &stop);
     if (stop == 0) {
-        pl_fs_read_stats[PL_FS_RS_INLINE]++;
+        PL_FS_RS_COUNT(PL_FS_RS_INLINE);
         if (op == PL_FS_READINTO) {
             *out = PyLong_FromSsize_t(got);
             pl_fs_inline_clear(in);
@@ -722,14 +726,14 @@ pl_fs_read_inline(pl_fs_op op, PyObject *const *a, PLFsInline *in, PyObject **ou
         /* tmpfs, procfs, a kernel before 4.14, O_DIRECT's alignment: the
          * pool's read gives the answer (or the error) as before. */
         in->refused = 1;
-        pl_fs_read_stats[PL_FS_RS_REFUSED]++;
+        PL_FS_RS_COUNT(PL_FS_RS_REFUSED);
     }
     else if (got > 0) {
-        pl_fs_read_stats[PL_FS_RS_PARTIAL]++;
+        PL_FS_RS_COUNT(PL_FS_RS_PARTIAL);
     }
     else {
         /* EAGAIN, or an error the pool's read reports as it always did */
-        pl_fs_read_stats[PL_FS_RS_EAGAIN]++;
+        PL_FS_RS_COUNT(PL_FS_RS_EAGAIN);
     }
     in->head = got;
     return 0;
@@ -739,11 +743,11 @@ static PyObject *
 pl_fs_read_stats_py(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("{sKsKsKsKsKsO}",
-                         "inline", pl_fs_read_stats[PL_FS_RS_INLINE],
-                         "partial", pl_fs_read_stats[PL_FS_RS_PARTIAL],
-                         "eagain", pl_fs_read_stats[PL_FS_RS_EAGAIN],
-                         "refused", pl_fs_read_stats[PL_FS_RS_REFUSED],
-                         "pool", pl_fs_read_stats[PL_FS_RS_POOL],
+                         "inline", PL_FS_RS_GET(PL_FS_RS_INLINE),
+                         "partial", PL_FS_RS_GET(PL_FS_RS_PARTIAL),
+                         "eagain", PL_FS_RS_GET(PL_FS_RS_EAGAIN),
+                         "refused", PL_FS_RS_GET(PL_FS_RS_REFUSED),
+                         "pool", PL_FS_RS_GET(PL_FS_RS_POOL),
                          "supported", PL_FS_HAVE_NOWAIT ? Py_True : Py_False);
 }
 
@@ -1011,7 +1015,7 @@ pl_fs_submit(pl_fs_op op, PyObject *const *args, Py_ssize_t nargs, int direct)
     Py_INCREF(self);
     pl_counters.requests_created++;
     if (is_read)
-        pl_fs_read_stats[PL_FS_RS_POOL]++;
+        PL_FS_RS_COUNT(PL_FS_RS_POOL);
     self->next = pl_fs_pending;
     if (pl_fs_pending != NULL)
         pl_fs_pending->prev = self;

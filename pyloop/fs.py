@@ -912,7 +912,9 @@ class AsyncBinaryFile:
         self._check(reading=True)
         async with self._lock:
             if size is None or size < 0:
-                size = self._bufsize
+                # buffering=0 has no buffer size: one read of io's default size, as a buffered
+                # reader's read1() makes at most.
+                size = self._bufsize or _io.DEFAULT_BUFFER_SIZE
             if self._rbuf:
                 data, self._rbuf = self._rbuf[:size], self._rbuf[size:]
                 return data
@@ -924,7 +926,7 @@ class AsyncBinaryFile:
         self._check(reading=True)
         async with self._lock:
             if not self._rbuf:
-                self._rbuf = await self._pread(self._bufsize)
+                self._rbuf = await self._pread(self._bufsize or _io.DEFAULT_BUFFER_SIZE)
             return self._rbuf
 
     async def readinto(self, b):

@@ -429,6 +429,29 @@ def test_unbuffered_and_fd(run, tmp_path, loop_name):
     run(main())
 
 
+def test_unbuffered_read1_and_peek_read_something(pyloop_loop, tmp_path):
+    # pyloop's own file object only: io's FileIO (buffering=0, what the stdlib loop's wrapper
+    # holds) has neither method. pyloop's offers both, and with no buffer size they read what a
+    # buffered reader would: up to io.DEFAULT_BUFFER_SIZE bytes.
+    data = os.urandom(3 * io.DEFAULT_BUFFER_SIZE)
+    p = tmp_path / "f"
+    p.write_bytes(data)
+
+    async def main():
+        async with fs.open(p, "rb", buffering=0) as f:
+            head = await f.peek()
+            first = await f.read1()
+            sized = await f.read1(10)
+            rest = await f.read()
+        return head, first, sized, rest
+
+    head, first, sized, rest = pyloop_loop.run_until_complete(main())
+    assert head == data[:io.DEFAULT_BUFFER_SIZE]
+    assert first == data[:io.DEFAULT_BUFFER_SIZE]
+    assert sized == data[len(first):len(first) + 10]
+    assert first + sized + rest == data
+
+
 def test_open_errors_match_io(run, tmp_path):
     (tmp_path / "d").mkdir()
     cases = [(tmp_path / "missing", "r"), (tmp_path / "d", "r"), (tmp_path / "d", "w"),
