@@ -38,6 +38,13 @@ DEFAULT_TEST_TIMEOUT = 120  # seconds for one test
 MAX_RESUMES = 10            # restarts of a module after crashes or hangs in tests
 PATCH_FAILED = 3  # the child's exit status when the loop patch did not take
 
+# Started as a background job of a non-interactive shell, this process has
+# SIGINT ignored, and every test module it runs would inherit that: CPython's
+# test_runners tests that interrupt themselves would see nothing, on either
+# loop. Python's own handler here makes exec give the children the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @dataclass(frozen=True)
 class Module:
