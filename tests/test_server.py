@@ -237,7 +237,7 @@ def test_wait_closed_waits_for_the_last_connection(loop):
 @pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
 def test_close_or_abort_clients(loop, how):
     """3.13+: the server reaches every open connection through its clients
-    (pyloop adds them to the server's WeakSet from C): close_clients() and
+    (pyloop counts them in its own set from C): close_clients() and
     abort_clients() end them all, and each one's connection_lost runs."""
     made, lost = [], []
 
