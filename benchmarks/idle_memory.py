@@ -2,6 +2,7 @@
 """Server memory per idle TCP connection, per loop.
 
     python benchmarks/idle_memory.py [--conns 5000] [--reps 3] [--loops asyncio,uvloop,pyloop]
+                                     [--before DIR]
 
 Each loop serves in its own process (a Protocol that keeps its transport and
 does nothing else: an idle keep-alive connection); this process opens
@@ -11,7 +12,9 @@ each connection is counted there. Figures: the growth of the server's VmRSS
 were accepted (tracemalloc off), and in a separate run the growth of what
 tracemalloc sees (Python's allocators: objects, and the C allocations a loop
 makes through PyMem; libuv's own mallocs are not seen). The loops take turns,
---reps rounds. Memory, not time: the machine's load barely moves it."""
+--reps rounds. Memory, not time: the machine's load barely moves it.
+--before DIR adds "pyloop-before", the pyloop of another checkout built in
+place (the code before a change), to the loops."""
 import argparse
 import os
 import socket
@@ -19,6 +22,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from loops import BEFORE_LOOP, use_before  # noqa: E402  (this script's folder)
 
 SERVER = r"""
 import asyncio, gc, sys, tracemalloc
@@ -94,8 +99,13 @@ def main():
     ap.add_argument("--conns", type=int, default=5000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--loops", default="asyncio,uvloop,pyloop")
+    ap.add_argument("--before", metavar="DIR",
+                    help="a pyloop checkout built in place, measured too as " + BEFORE_LOOP)
     args = ap.parse_args()
     names = args.loops.split(",")
+    if args.before:
+        use_before(args.before)
+        names.append(BEFORE_LOOP)
     results = {name: [] for name in names}
     for _ in range(args.reps):
         for name in names:
@@ -110,7 +120,7 @@ def main():
         if runs:
             rss = sorted(r for r, _ in runs)[len(runs) // 2]
             traced = sorted(t for _, t in runs)[len(runs) // 2]
-            print(f"  {name:10s} RSS {rss:6.2f}   tracemalloc {traced:6.2f}   "
+            print(f"  {name:14s} RSS {rss:6.2f}   tracemalloc {traced:6.2f}   "
                   f"(RSS runs: {', '.join(f'{r:.2f}' for r, _ in runs)})")
 
 

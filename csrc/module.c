@@ -9,6 +9,7 @@
 #include "monitor.h"
 #include "pipe.h"
 #include "process.h"
+#include "server.h"
 #include "stream.h"
 #include "tls.h"
 #include "udp.h"
@@ -220,6 +221,7 @@ PyInit__core(void)
     if (pl_counters_watched == NULL && (pl_counters_watched = PySet_New(NULL)) == NULL)
         goto error;
     if (pl_handle_init_types(m) < 0 || pl_loop_init_type(m) < 0 || pl_stream_init_types(m) < 0 ||
+        pl_server_init_types(m) < 0 ||
         pl_pipe_init_types(m) < 0 ||
         pl_udp_init_types(m) < 0 || pl_tls_init_type(m) < 0 || pl_monitor_init(m) < 0 ||
         pl_fs_init_types(m) < 0 || pl_dns_init(m) < 0)

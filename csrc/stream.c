@@ -11,6 +11,7 @@
 #include "accept.h"
 #include "errors.h"
 #include "module.h"
+#include "server.h"
 
 #include <errno.h>
 #include <structmember.h>
@@ -24,6 +25,7 @@ PyObject *pl_stream_tcp_type;
 
 static int pl_stream_close_handle(PLStream *self);
 static int pl_stream_server_track(PyObject *server, PLStream *t, int delta);
+static void pl_stream_server_forget(PLStream *t);
 static const pl_uvh_ops pl_stream_ops;
 
 /* ---- error routing: the base's policies (uvhandle.h) ------------------------ */
@@ -868,6 +870,7 @@ pl_stream_close_handle(PLStream *self)
 void
 pl_stream_discard(PLStream *t)
 {
+    pl_stream_server_forget(t);
     pl_stream_close_handle(t);
 }
 
@@ -895,6 +898,7 @@ pl_stream_op_close_for_loop(PLUVHandle *h)
     self->reading = 0;
     if (!self->conn_lost)
         self->conn_lost = 1;
+    pl_stream_server_forget(self);
     pl_stream_close_handle(self);
 }
 
@@ -1000,26 +1004,25 @@ Stream__set_lost_hook(PLStream *self, PyObject *hook)
 }
 
 /* asyncio.base_events.Server keeps its connections: 3.11 and 3.12 count
- * them in `_active_count`, 3.13+ hold them in `_clients`, a weakref.WeakSet
- * (close_clients/abort_clients reach them there). _attach adds one, _detach
- * takes it off and wakes wait_closed() once the last one left a closed
- * server. Done here on the server's (and the WeakSet's) attributes, without
- * two Python calls per connection, when the server is of that class itself
- * (a subclass may override the methods) and the set has nothing waiting to
- * be removed (3.13's WeakSet defers removals while it is iterated). 1 when
- * done, 0 when the Python method must run (another class or state, or a
- * state the method's assertion refuses: it then raises as before), -1 with
- * the error set. */
+ * them in `_active_count`, 3.13+ hold them in `_clients` (close_clients/
+ * abort_clients reach them there). _attach adds one, _detach takes it off and
+ * wakes wait_closed() once the last one left a closed server. Done here
+ * without two Python calls per connection when the server is of that class
+ * itself (a subclass may override the methods): on 3.11/3.12 on the count
+ * attribute, on 3.13+ when `_clients` is pyloop's set (server.c, put there by
+ * loop._start_serving), whose count of C-attached transports this moves;
+ * those transports are found again by walking the loop's open handles, so a
+ * connection costs no weak reference and no set slot. 1 when done, 0 when
+ * the Python method must run (another class or set, or a state the method's
+ * assertion refuses: it then raises as before), -1 with the error set. */
 static int
 pl_stream_server_track(PyObject *server, PLStream *t, int delta)
 {
-    static PyObject *server_type, *weakset_type;
+    static PyObject *server_type;
+    (void)t;
     if (server_type == NULL) {
         PyObject *mod = PyImport_ImportModule("asyncio.base_events");
-        PyObject *wmod = mod ? PyImport_ImportModule("weakref") : NULL;
-        weakset_type = wmod ? PyObject_GetAttrString(wmod, "WeakSet") : NULL;
-        server_type = weakset_type ? PyObject_GetAttrString(mod, "Server") : NULL;
-        Py_XDECREF(wmod);
+        server_type = mod ? PyObject_GetAttrString(mod, "Server") : NULL;
         Py_XDECREF(mod);
         if (server_type == NULL)
             return -1;
@@ -1031,14 +1034,12 @@ pl_stream_server_track(PyObject *server, PLStream *t, int delta)
     Py_XDECREF(name);
     if (sockets == NULL)
         return -1;
-    PyObject *held = NULL; /* _active_count, or _clients' __dict__ */
+    PyObject *held = NULL; /* _active_count, or _clients */
     Py_ssize_t left = 0;
     int rc = 0;
     if (delta > 0 && sockets == Py_None)
         goto done;
 #if PY_VERSION_HEX < 0x030D0000
-    (void)t;
-    (void)weakset_type;
     PyObject *count_name = pl_uvh_name("_active_count");
     held = count_name ? PyObject_GetAttr(server, count_name) : NULL;
     long n = held == NULL ? -1 : PyLong_CheckExact(held) ? PyLong_AsLong(held) : -2;
@@ -1053,45 +1054,14 @@ pl_stream_server_track(PyObject *server, PLStream *t, int delta)
     Py_XDECREF(count_name);
 #else
     name = pl_uvh_name("_clients");
-    PyObject *clients = name ? PyObject_GetAttr(server, name) : NULL;
+    held = name ? PyObject_GetAttr(server, name) : NULL;
     Py_XDECREF(name);
-    held = clients != NULL && Py_TYPE(clients) == (PyTypeObject *)weakset_type
-               ? PyObject_GenericGetDict(clients, NULL)
-               : NULL;
-    if (clients == NULL || (held == NULL && PyErr_Occurred()))
-        rc = -1;
-    Py_XDECREF(clients);
     if (held == NULL)
-        goto done;
-    PyObject *data = NULL, *pending = NULL, *remove = NULL;
-    if ((name = pl_uvh_name("data")) != NULL) {
-        data = PyDict_GetItemWithError(held, name);
-        Py_DECREF(name);
-    }
-    if (!PyErr_Occurred() && (name = pl_uvh_name("_pending_removals")) != NULL) {
-        pending = PyDict_GetItemWithError(held, name);
-        Py_DECREF(name);
-    }
-    if (!PyErr_Occurred() && (name = pl_uvh_name("_remove")) != NULL) {
-        remove = PyDict_GetItemWithError(held, name);
-        Py_DECREF(name);
-    }
-    if (PyErr_Occurred()) {
         rc = -1;
-        goto done;
+    else if (pl_server_clients_count(held, delta) == 0) {
+        left = pl_server_clients_len(held);
+        rc = left < 0 ? -1 : 1;
     }
-    if (data == NULL || !PySet_CheckExact(data) || remove == NULL ||
-        (pending != NULL && (!PyList_CheckExact(pending) || PyList_GET_SIZE(pending) > 0)))
-        goto done;
-    /* WeakSet.add: a weak reference whose callback takes it out of the set
-     * when the transport goes; WeakSet.discard: the plain weak reference,
-     * equal to it while the transport lives. */
-    PyObject *ref = PyWeakref_NewRef((PyObject *)t, delta > 0 ? remove : NULL);
-    rc = ref == NULL ? -1
-         : (delta > 0 ? PySet_Add(data, ref) : PySet_Discard(data, ref)) < 0 ? -1
-                                                                             : 1;
-    Py_XDECREF(ref);
-    left = PySet_GET_SIZE(data);
 #endif
     if (rc == 1 && delta < 0 && left == 0 && sockets == Py_None) {
         name = pl_uvh_name("_wakeup");
@@ -1104,6 +1074,89 @@ done:
     Py_XDECREF(held);
     Py_DECREF(sockets);
     return rc;
+}
+
+/* The server's `_clients` when it is pyloop's set (3.13+), else NULL; never
+ * an error (it runs on teardown paths and in membership tests). */
+static PyObject *
+pl_stream_server_clients(PLStream *t)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    if (!t->server_counted || t->server == NULL)
+        return NULL;
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *name = pl_uvh_name("_clients");
+    PyObject *clients = name ? PyObject_GetAttr(t->server, name) : NULL;
+    Py_XDECREF(name);
+    if (clients != NULL && !pl_server_clients_check(clients))
+        Py_CLEAR(clients);
+    PyErr_Clear();
+    PyErr_SetRaisedException(exc);
+    return clients;
+#else
+    (void)t;
+    return NULL;
+#endif
+}
+
+/* A transport attached in C that will never reach connection_lost (the loop
+ * closed under it, or its set-up failed) leaves its server's set now, as it
+ * leaves the stdlib's WeakSet once it is freed; no wake-up, as there. */
+static void
+pl_stream_server_forget(PLStream *t)
+{
+    PyObject *clients = pl_stream_server_clients(t);
+    if (clients == NULL)
+        return;
+    t->server_counted = 0;
+    (void)pl_server_clients_count(clients, -1);
+    Py_DECREF(clients);
+}
+
+int
+pl_stream_server_member(PyObject *o, PyObject *clients)
+{
+    if (Py_TYPE(o) != (PyTypeObject *)pl_stream_tcp_type)
+        return 0;
+    PyObject *own = pl_stream_server_clients((PLStream *)o);
+    Py_XDECREF(own);
+    return own == clients;
+}
+
+PyObject *
+pl_stream_server_members(PLLoop *loop, PyObject *clients, PyObject *into)
+{
+    /* Every transport attached in C sits in the loop's list of open handles
+     * from before its attach until after its detach (libuv's close callback
+     * unlinks it, a pass after connection_lost). */
+    for (PLUVHandle *h = loop->uvh_open; h != NULL; h = h->open_next) {
+        if (h->ops != &pl_stream_ops || !pl_stream_server_member((PyObject *)h, clients))
+            continue;
+        if ((PyList_Check(into) ? PyList_Append(into, (PyObject *)h) : PySet_Add(into, (PyObject *)h)) < 0)
+            return NULL;
+    }
+    return into;
+}
+
+int
+pl_stream_server_unlist(PyObject *o)
+{
+    /* The set's discard() on a transport attached in C: it leaves the set
+     * now, and the server's own _detach runs after connection_lost, as the
+     * stdlib's transport calls it whatever the set holds. */
+    PLStream *t = (PLStream *)o;
+    PyObject *clients = pl_stream_server_clients(t);
+    if (clients == NULL)
+        return 0;
+    PyObject *detach = PyObject_GetAttrString(t->server, "_detach");
+    if (detach != NULL) {
+        t->server_counted = 0;
+        (void)pl_server_clients_count(clients, -1);
+        Py_XSETREF(t->lost_hook, detach);
+        t->lost_hook_self = 1;
+    }
+    Py_DECREF(clients);
+    return detach == NULL ? -1 : 1;
 }
 
 int

@@ -73,4 +73,15 @@ void pl_stream_discard(PLStream *t);
  * transports do; server._detach(...) runs once after connection_lost. */
 int pl_stream_attach_server(PLStream *t, PyObject *server);
 
+/* pyloop's Server._clients (server.c, 3.13+) and the transports attached to
+ * it in C: 1 when `o` is one of them, else 0. */
+int pl_stream_server_member(PyObject *o, PyObject *clients);
+/* Append (list) or add (set) to `into` every open transport of `loop`
+ * attached in C to the server whose set is `clients`; `into`, or NULL with
+ * the error set. */
+PyObject *pl_stream_server_members(PLLoop *loop, PyObject *clients, PyObject *into);
+/* A member taken out of the set from Python (the set's discard): 1, 0 when it
+ * was no member, -1 with the error set. */
+int pl_stream_server_unlist(PyObject *o);
+
 #endif

@@ -36,8 +36,9 @@ METHODS = (
     (selector_events.BaseSelectorEventLoop, (
         # Accepting connections on the loop's own poller (_add_reader).
         # (pyloop's own _accept_connection hands TLS and debug mode to the
-        # stdlib's, ACCEPT_CONNECTION below, which makes them in a task.)
-        "_start_serving", "_accept_connection2",
+        # stdlib's, ACCEPT_CONNECTION below, which makes them in a task;
+        # its _start_serving wraps START_SERVING below.)
+        "_accept_connection2",
         # loop.sendfile() on a transport: hold its reads, wait for its write
         # queue to empty, then sock_sendfile() on its socket.
         "_sendfile_native",
@@ -152,6 +153,12 @@ C_SET_RUNNING_LOOP = getattr(events, "_c__set_running_loop", None)
 ACCEPT_CONNECTION = vars(selector_events.BaseSelectorEventLoop).get("_accept_connection")
 if ACCEPT_CONNECTION is None:
     raise _unsupported("asyncio.selector_events.BaseSelectorEventLoop._accept_connection")
+
+# Registering a listening socket's reader: pyloop's _start_serving gives the
+# server pyloop's set of clients first (3.13+), then runs it.
+START_SERVING = vars(selector_events.BaseSelectorEventLoop).get("_start_serving")
+if START_SERVING is None:
+    raise _unsupported("asyncio.selector_events.BaseSelectorEventLoop._start_serving")
 
 # 3.14's call_soon_threadsafe returns this Handle subclass (a lock makes
 # cancel() from another thread wait for a running callback); None before.

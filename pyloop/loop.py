@@ -55,6 +55,10 @@ def _set_running_loop(loop):
             done.append(setter)
 
 
+# Python 3.13+ keeps a server's connections in Server._clients.
+_SERVER_CLIENTS = sys.version_info >= (3, 13)
+
+
 def _sighandler_noop(signum, frame):
     """Python-level handler for signals owned by add_signal_handler: its only
     job is to make Python write the signal number to the wakeup fd."""
@@ -407,6 +411,22 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
     # (csrc/accept.c): it accepts what waits (up to the stdlib's batch) and
     # makes each connection's protocol and transport at once, where the
     # stdlib runs a task per connection for it. It hands these two cases here.
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, *args,
+                       **kwargs):
+        # 3.13+: the stdlib's Server keeps its connections in a WeakSet, a
+        # weak reference each; pyloop's set (csrc/server.c) finds the ones
+        # attached in C through the loop instead. Only for that class itself
+        # (a subclass may use _clients its own way), before its first
+        # connection; what the set held already moves over.
+        if (_SERVER_CLIENTS and type(server) is base_events.Server
+                and type(server._clients) is weakref.WeakSet):
+            clients = _core.ServerClients(self)
+            for transport in server._clients:
+                clients.add(transport)
+            server._clients = clients
+        return _stdlib.START_SERVING(self, protocol_factory, sock, sslcontext, server, *args,
+                                     **kwargs)
 
     def _accept_connection_stdlib(self, *args):
         # TLS servers and debug mode take the stdlib's path as it is.

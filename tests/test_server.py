@@ -178,6 +178,14 @@ def test_transport_calls_after_close(loop, write_type_error):
     _run(loop, main())
 
 
+async def _until(predicate):
+    for _ in range(2000):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
 def _clients(server):
     # what the stdlib's Server counts its connections in
     return server._active_count if sys.version_info < (3, 13) else len(server._clients)
@@ -196,22 +204,15 @@ def test_wait_closed_waits_for_the_last_connection(loop):
         def connection_lost(self, exc):
             lost.append(exc)
 
-    async def until(predicate):
-        for _ in range(2000):
-            if predicate():
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError("condition not reached")
-
     async def main():
         srv = await loop.create_server(Keep, "127.0.0.1", 0)
         addr = srv.sockets[0].getsockname()
         socks = [socket.create_connection(addr, timeout=10) for _ in range(3)]
         try:
-            await until(lambda: len(made) == 3)
+            await _until(lambda: len(made) == 3)
             assert _clients(srv) == 3
             made[0].close()
-            await until(lambda: len(lost) == 1)
+            await _until(lambda: len(lost) == 1)
             assert _clients(srv) == 2
             waiter = asyncio.ensure_future(srv.wait_closed())
             await asyncio.sleep(0)  # waiting before the server closes
@@ -220,7 +221,7 @@ def test_wait_closed_waits_for_the_last_connection(loop):
                 await asyncio.sleep(0)
             assert not waiter.done()  # two connections still open
             made[1].close()
-            await until(lambda: len(lost) == 2)
+            await _until(lambda: len(lost) == 2)
             assert _clients(srv) == 1 and not waiter.done()
             made[2].close()
             await asyncio.wait_for(waiter, 10)
@@ -236,7 +237,7 @@ def test_wait_closed_waits_for_the_last_connection(loop):
 @pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
 def test_close_or_abort_clients(loop, how):
     """3.13+: the server reaches every open connection through its clients
-    (pyloop adds them to the server's WeakSet from C): close_clients() and
+    (pyloop counts them in its own set from C): close_clients() and
     abort_clients() end them all, and each one's connection_lost runs."""
     made, lost = [], []
 
@@ -275,3 +276,153 @@ def test_close_or_abort_clients(loop, how):
                 s.close()
 
     _run(loop, main())
+
+
+class _Keep(asyncio.Protocol):
+    def __init__(self, made, lost):
+        self.made, self.lost = made, lost
+
+    def connection_made(self, transport):
+        self.made.append(transport)
+
+    def connection_lost(self, exc):
+        self.lost.append(exc)
+
+
+CLIENTS_SERVERS = ["tcp", "unix", "tls", "debug"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="Server._clients is 3.13+")
+@pytest.mark.parametrize("kind", CLIENTS_SERVERS)
+def test_clients_seen_as_a_set(loop, kind, tls_certs):
+    """3.13+: a server's _clients holds each open connection once, whether
+    its transport was made by pyloop's C accept path (plain TCP, Unix) or the
+    stdlib's (TLS, debug mode): len, iteration, membership and copy() agree
+    with the connections made, a connection leaves once its connection_lost
+    ran, and close_clients() after close() ends the rest and wakes
+    wait_closed()."""
+    made, lost = [], []
+    loop.set_debug(kind == "debug")
+    tmp = tempfile.mkdtemp()
+
+    async def main():
+        if kind == "unix":
+            srv = await loop.create_unix_server(lambda: _Keep(made, lost),
+                                                os.path.join(tmp, "sock"))
+            path = srv.sockets[0].getsockname()
+
+            def connect():
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(path)
+                return s
+        else:
+            ssl_ctx = tls_certs.server_context() if kind == "tls" else None
+            srv = await loop.create_server(lambda: _Keep(made, lost), "127.0.0.1", 0, ssl=ssl_ctx)
+            addr = srv.sockets[0].getsockname()
+
+            def connect():
+                return socket.create_connection(addr, timeout=10)
+        if kind == "tls":
+            # the handshake is the server's before connection_made: clients
+            # made with asyncio's own streams, on this loop
+            opened = [await asyncio.open_connection(
+                *addr, ssl=tls_certs.client_context(), server_hostname="localhost")
+                for _ in range(3)]
+            peers = [w for _, w in opened]
+        else:
+            peers = [connect() for _ in range(3)]
+        try:
+            await _until(lambda: len(made) == 3)
+            clients = srv._clients
+            assert len(clients) == 3
+            if kind == "tls":  # the raw transports are what the server holds
+                raw = [t._ssl_protocol._transport for t in made]
+            else:
+                raw = list(made)
+            assert set(clients) == set(raw) and set(clients.copy()) == set(raw)
+            assert all(t in clients for t in raw)
+            if kind == "tls":
+                assert made[0] not in clients
+            made[0].close()
+            await _until(lambda: len(lost) == 1)
+            assert len(clients) == 2 and raw[0] not in clients
+            assert set(clients) == set(raw[1:])
+            srv.close()
+            srv.close_clients()
+            await asyncio.wait_for(srv.wait_closed(), 10)
+            assert len(lost) == 3 and len(clients) == 0 and list(clients) == []
+        finally:
+            for p in peers:
+                p.close()
+
+    _run(loop, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="Server._clients is 3.13+")
+def test_clients_attached_and_detached_by_other_code(loop):
+    """What other code adds with Server._attach and takes off with _detach
+    (any weakly referenceable object) counts as a connection, as in the
+    stdlib's set: wait_closed() returns once the last of them and of the
+    real connections left a closed server, and a connection taken off by
+    hand is not counted twice."""
+    made, lost = [], []
+
+    class Other:
+        pass
+
+    async def main():
+        srv = await loop.create_server(lambda: _Keep(made, lost), "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        sock = socket.create_connection(addr, timeout=10)
+        try:
+            await _until(lambda: len(made) == 1)
+            other = Other()
+            srv._attach(other)
+            srv._attach(made[0])  # already held: once
+            assert len(srv._clients) == 2 and other in srv._clients
+            assert set(srv._clients) == {other, made[0]}
+            srv._detach(made[0])  # by hand: it leaves now
+            assert len(srv._clients) == 1 and made[0] not in srv._clients
+            srv._clients.discard(made[0])  # no-op the second time
+            assert list(srv._clients) == [other]
+            waiter = asyncio.ensure_future(srv.wait_closed())
+            srv.close()
+            made[0].close()
+            await _until(lambda: len(lost) == 1)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not waiter.done()  # `other` is still attached
+            srv._detach(other)
+            await asyncio.wait_for(waiter, 10)
+            assert len(srv._clients) == 0
+        finally:
+            sock.close()
+
+    _run(loop, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="Server._clients is 3.13+")
+def test_clients_after_the_loop_closed(loop_factory):
+    """Connections still open when their loop is closed: the server's set
+    can still be read (its length that of what it lists) and
+    close_clients()/abort_clients() raise nothing but the closed loop's
+    RuntimeError."""
+    lp = loop_factory()
+    made, lost = [], []
+    srv = lp.run_until_complete(lp.create_server(lambda: _Keep(made, lost), "127.0.0.1", 0))
+    addr = srv.sockets[0].getsockname()
+    sock = socket.create_connection(addr, timeout=10)
+    try:
+        lp.run_until_complete(_until(lambda: len(made) == 1))
+        assert len(srv._clients) == 1
+        lp.close()
+        assert len(srv._clients) == len(list(srv._clients))
+        assert set(srv._clients) <= set(made)
+        srv.close()
+        try:
+            srv.close_clients()
+            srv.abort_clients()
+        except RuntimeError as exc:  # the stdlib's transport asks its closed loop
+            assert "closed" in str(exc)
+    finally:
+        sock.close()
