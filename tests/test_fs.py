@@ -6,6 +6,7 @@ import gc
 import io
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 
@@ -903,6 +904,28 @@ def _pool_size():
     return int(os.environ.get("UV_THREADPOOL_SIZE", "4"))
 
 
+def _release_fifos(folder):
+    """Let every pool thread blocked opening one of folder's FIFOs for reading
+    go (a non-blocking open for writing succeeds only while a reader waits).
+    A test that fails half way would otherwise leave libuv's pool blocked,
+    and every later test that needs the pool would hang."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if not stat.S_ISFIFO(os.lstat(path).st_mode):
+            continue
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # no reader left: nothing to release
+                raise
+
+
+@pytest.fixture(autouse=True)
+def _no_blocked_pool(tmp_path):
+    yield
+    _release_fifos(tmp_path)
+
+
 def test_cancelled_request_is_taken_back_from_the_pool(pyloop_loop, tmp_path):
     # Every pool thread blocks opening a FIFO nobody writes to yet, so the
     # write_bytes job after them waits in libuv's queue: cancelling its task
@@ -919,13 +942,16 @@ def test_cancelled_request_is_taken_back_from_the_pool(pyloop_loop, tmp_path):
         blockers = [asyncio.ensure_future(fs.read_bytes(f)) for f in fifos]
         queued = asyncio.ensure_future(fs.write_bytes(target, b"x"))
         queued_stat = asyncio.ensure_future(fs.stat(tmp_path))
-        await asyncio.sleep(0)  # every task made its request
-        queued.cancel()
-        queued_stat.cancel()
-        await asyncio.sleep(0)  # the done callbacks run: uv_cancel
-        # now let the blocked workers go: a writer opens and closes each FIFO
-        await asyncio.gather(*(loop.run_in_executor(None, lambda f=f: os.close(
-            os.open(f, os.O_WRONLY))) for f in fifos))
+        try:
+            await asyncio.sleep(0)  # every task made its request
+            queued.cancel()
+            queued_stat.cancel()
+            await asyncio.sleep(0)  # the done callbacks run: uv_cancel
+            # now let the blocked workers go: a writer opens and closes each FIFO
+            await asyncio.gather(*(loop.run_in_executor(None, lambda f=f: os.close(
+                os.open(f, os.O_WRONLY))) for f in fifos))
+        finally:
+            _release_fifos(tmp_path)  # (this far, only when something failed)
         assert await asyncio.gather(*blockers) == [b""] * len(fifos)
         assert queued.cancelled() and queued_stat.cancelled()
         # a request made after still runs
@@ -1323,21 +1349,26 @@ def test_cancelled_uncached_read_keeps_position(pyloop_loop, tmp_path):
         loop = asyncio.get_running_loop()
         async with fs.open(p, "rb") as f:  # opened before the pool is blocked
             blockers = [asyncio.ensure_future(fs.read_bytes(q)) for q in fifos]
-            await asyncio.sleep(0)  # the blockers hold every pool thread
-            stats = _core.fs_read_stats()
-            miss = asyncio.ensure_future(f.read(4096))
-            await asyncio.sleep(0)
-            assert miss.cancel()
-            await asyncio.gather(miss, return_exceptions=True)
-            await f.seek(2 * MIB)
-            head = asyncio.ensure_future(f.read(MIB))
-            await asyncio.sleep(0)
-            assert head.cancel()
-            await asyncio.gather(head, return_exceptions=True)
-            seen = _stats_since(stats)
-            assert seen["eagain"] == 1 and seen["partial"] == 1 and seen["pool"] == 2
-            await asyncio.gather(*(loop.run_in_executor(None, lambda q=q: os.close(
-                os.open(q, os.O_WRONLY))) for q in fifos))
+            try:
+                await asyncio.sleep(0)  # the blockers hold every pool thread
+                stats = _core.fs_read_stats()
+                miss = asyncio.ensure_future(f.read(4096))
+                await asyncio.sleep(0)
+                assert miss.cancel()
+                await asyncio.gather(miss, return_exceptions=True)
+                await f.seek(2 * MIB)
+                head = asyncio.ensure_future(f.read(MIB))
+                await asyncio.sleep(0)
+                assert head.cancel()
+                await asyncio.gather(head, return_exceptions=True)
+                seen = _stats_since(stats)
+                assert seen["eagain"] == 1 and seen["partial"] == 1 and seen["pool"] == 2
+                await asyncio.gather(*(loop.run_in_executor(None, lambda q=q: os.close(
+                    os.open(q, os.O_WRONLY))) for q in fifos))
+            finally:
+                # a failed assertion above must not leave the pool blocked: the file's
+                # close on the way out needs it
+                _release_fifos(tmp_path)
             assert await asyncio.gather(*blockers) == [b""] * len(fifos)
             pos = await f.tell()
             rest = await f.read(10)
