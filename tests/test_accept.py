@@ -256,3 +256,86 @@ def test_socket_first_asked_after_close(loop):
             await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_accepted_fd_flags_before_the_socket_is_asked_for(loop):
+    # The accepted fd is non-blocking and close-on-exec from the moment the
+    # transport exists (pyloop sets both in accept4 and no longer asks libuv
+    # to set O_NONBLOCK again), before any socket object was made.
+    import fcntl
+
+    Keep.made = []
+
+    async def main():
+        server = await loop.create_server(Keep, "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname())
+        try:
+            while not Keep.made:
+                await asyncio.sleep(0.01)
+            t = Keep.made[0].transport
+            fd = t._sock_fd
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL), fcntl.fcntl(fd, fcntl.F_GETFD)
+            t.write(b"bye")
+            t.close()
+            await Keep.made[0].lost
+            data = b""
+            while chunk := await loop.sock_recv(client, 100):
+                data += chunk
+            return flags, data
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    (fl, fd_flags), data = loop.run_until_complete(main())
+    assert fl & os.O_NONBLOCK
+    assert fd_flags & 1  # FD_CLOEXEC
+    assert data == b"bye"  # written, then end of file
+
+
+def test_close_after_fd_closed_behind_an_accepted_transport(loop_name):
+    # os.close() on an accepted connection's private fd number, then
+    # transport.close(): connection_lost still runs, nothing aborts, and the
+    # server goes on serving (the stdlib's loop also reports the EBADF of
+    # its own close; pyloop does not look at an fd no socket object owns).
+    from test_robustness import run_child  # a child process: an abort() must not end the run
+
+    out = run_child(loop_name, """
+        loop = new_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        made = []
+
+        class P(asyncio.Protocol):
+            def connection_made(self, t):
+                self.t = t
+                self.lost = loop.create_future()
+                made.append(self)
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        async def main():
+            server = await loop.create_server(P, "127.0.0.1", 0)
+            addr = server.sockets[0].getsockname()
+            c1 = socket.create_connection(addr)
+            while not made:
+                await asyncio.sleep(0.01)
+            os.close(made[0].t._sock_fd)
+            made[0].t.close()
+            await made[0].lost
+            c2 = socket.create_connection(addr)
+            while len(made) < 2:
+                await asyncio.sleep(0.01)
+            made[1].t.write(b"ok")
+            made[1].t.close()
+            await made[1].lost
+            got = await loop.sock_recv(c2, 10)
+            c1.close()
+            c2.close()
+            server.close()
+            await server.wait_closed()
+            print("served", got.decode())
+
+        loop.run_until_complete(main())
+        loop.close()
+    """)
+    assert out.split()[-2:] == ["served", "ok"], out
