@@ -2,6 +2,7 @@
 both loops: batches, a failing protocol factory, the context each
 connection's protocol is made in, and running out of file descriptors."""
 import asyncio
+import contextlib
 import contextvars
 import os
 import socket
@@ -186,6 +187,23 @@ class Keep(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
+@contextlib.asynccontextmanager
+async def accepted_one(loop):
+    """A server of Keep protocols and one client connected to it: (server,
+    client, the accepted connection's Keep), all closed on the way out."""
+    Keep.made = []
+    server = await loop.create_server(Keep, "127.0.0.1", 0)
+    client = socket.create_connection(server.sockets[0].getsockname())
+    try:
+        while not Keep.made:
+            await asyncio.sleep(0.01)
+        yield server, client, Keep.made[0]
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+
 def test_accepted_transport_socket_and_fd(loop):
     # The accepted transport's socket, sockname and fd, as the stdlib gives
     # them (pyloop makes the socket object only when asked for), and its fd
@@ -234,26 +252,16 @@ def test_accepted_transport_socket_and_fd(loop):
 def test_socket_first_asked_after_close(loop):
     # Asked for only once the connection is gone: a closed socket object of
     # the connection's family (never an fd number another file may own now).
-    Keep.made = []
-
     async def main():
-        server = await loop.create_server(Keep, "127.0.0.1", 0)
-        client = socket.create_connection(server.sockets[0].getsockname())
-        try:
-            while not Keep.made:
-                await asyncio.sleep(0.01)
-            t = Keep.made[0].transport
+        async with accepted_one(loop) as (server, client, kept):
+            t = kept.transport
             t.close()
-            await Keep.made[0].lost
+            await kept.lost
             sock = t.get_extra_info("socket")
             assert isinstance(sock, asyncio.trsock.TransportSocket)
             assert sock.fileno() == -1
             assert sock.family == socket.AF_INET
             assert t.get_extra_info("sockname") == server.sockets[0].getsockname()
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     loop.run_until_complete(main())
 
@@ -264,28 +272,19 @@ def test_accepted_fd_flags_before_the_socket_is_asked_for(loop):
     # to set O_NONBLOCK again), before any socket object was made.
     import fcntl
 
-    Keep.made = []
-
     async def main():
-        server = await loop.create_server(Keep, "127.0.0.1", 0)
-        client = socket.create_connection(server.sockets[0].getsockname())
-        try:
-            while not Keep.made:
-                await asyncio.sleep(0.01)
-            t = Keep.made[0].transport
+        async with accepted_one(loop) as (server, client, kept):
+            t = kept.transport
             fd = t._sock_fd
             flags = fcntl.fcntl(fd, fcntl.F_GETFL), fcntl.fcntl(fd, fcntl.F_GETFD)
             t.write(b"bye")
             t.close()
-            await Keep.made[0].lost
+            await kept.lost
+            client.setblocking(False)
             data = b""
             while chunk := await loop.sock_recv(client, 100):
                 data += chunk
             return flags, data
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     (fl, fd_flags), data = loop.run_until_complete(main())
     assert fl & os.O_NONBLOCK
