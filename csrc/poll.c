@@ -359,6 +359,9 @@ pl_poll_register(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, int slot
     Py_DECREF(cbargs);
     if (h == NULL)
         return NULL;
+    /* Asked before the registry is read: the socket's fileno() may be a
+     * subclass's Python code, which may change the registry. */
+    int listener = slot == PL_POLL_READER && pl_poll_is_listener(self, args, nargs, fd);
 
     PyObject *key = PyLong_FromLong(fd);
     if (key == NULL)
@@ -380,8 +383,7 @@ pl_poll_register(PLLoop *self, PyObject *const *args, Py_ssize_t nargs, int slot
     }
     long bit = slot == PL_POLL_READER ? EPOLLIN : EPOLLOUT;
     long new_mask;
-    int listener = slot == PL_POLL_READER && (old_mask == 0 || (old_mask & PL_POLL_OWN)) &&
-                   pl_poll_is_listener(self, args, nargs, fd);
+    listener = listener && (old_mask == 0 || (old_mask & PL_POLL_OWN));
     if (old_mask & PL_POLL_OWN) {
         /* The watcher's duplicate may be of another socket than the one the
          * fd number names now (closed and reused without remove_reader):
