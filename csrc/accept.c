@@ -233,6 +233,11 @@ pl_accept_batch(PLLoop *self, PyObject *sock, Py_ssize_t count, int aborted_cont
     int kind[3];
     if (lfd < 0 || pl_accept_socket_class() == NULL || pl_accept_listener_kind(sock, lfd, kind) < 0)
         return -1;
+    /* Woken by the listener's own watcher (poll.c): accept from the
+     * duplicate it watches, the same listening socket even if something
+     * closed the socket object's fd number and reused it meanwhile. */
+    if (lfd == self->accept_fd)
+        lfd = self->accept_dupfd;
     Py_ssize_t served = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         struct sockaddr_storage ss;

@@ -331,6 +331,11 @@ pl_loop_after_pass(PLLoop *self)
         if (pl_loop_read_signals(self) < 0)
             return -1;
     }
+    if (self->listen_fired) {
+        self->listen_fired = 0;
+        if (pl_poll_dispatch_listeners(self) < 0)
+            return -1;
+    }
     if (self->poll_fired) {
         self->poll_fired = 0;
         if (pl_poll_active(self) && pl_poll_dispatch(self) < 0)
@@ -864,6 +869,7 @@ static int
 pl_loop_uv_teardown(PLLoop *self)
 {
     pl_uvh_close_all(self);
+    pl_poll_listeners_close(self);
     pl_loop_close_own(self);
     uv_walk(&self->uv, pl__loop_walk_close_cb, NULL);
     /* fs requests still queued in the thread pool would keep uv_run busy
@@ -984,6 +990,7 @@ Loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw))
         return NULL;
     self->state = PL_LOOP_INIT;
     self->wake_fd = self->sig_rfd = self->sig_wfd = self->epfd = -1;
+    self->accept_fd = self->accept_dupfd = -1;
     self->slow_callback_duration = 0.1;
     self->fork_gen = pl_fork_generation;
 

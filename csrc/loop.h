@@ -60,6 +60,12 @@ typedef struct PLLoop {
 
     int epfd;                 /* add_reader/add_writer epoll set */
     PyObject *pollers;        /* fd -> [mask, reader, writer] */
+    /* Listening sockets served by _accept_connection, each on a uv_poll_t of
+     * its own in libuv's set (poll.c); the fd and our duplicate of it while
+     * one's reader runs (accept.c accepts from the duplicate), else -1. */
+    struct PLPollListener *listeners;
+    char listen_fired;
+    int accept_fd, accept_dupfd;
     char *read_buf;           /* shared by stream reads (one read at a time) */
     char *udp_buf;            /* shared by UDP reads: recvmmsg chunks (udp.c) */
     PyObject *spare_bytes;    /* a data_received bytes nobody kept, reused for the next read */

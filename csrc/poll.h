@@ -10,6 +10,10 @@ void pl_poll_close(PLLoop *loop);
 int pl_poll_active(PLLoop *loop);
 /* Move the handles of ready fds to the ready queue (never blocks). */
 int pl_poll_dispatch(PLLoop *loop);
+/* Run the readers of the listening sockets whose own watcher fired. */
+int pl_poll_dispatch_listeners(PLLoop *loop);
+/* uv_close every listening socket's watcher (the loop is closing). */
+void pl_poll_listeners_close(PLLoop *loop);
 
 /* For C callers: callback() when `fd` is readable (writer 0) or writable
  * (writer 1), replacing what was registered; and its removal. The

@@ -85,7 +85,14 @@ static int
 pl_stream_check_fd(PLStream *self)
 {
     uv_os_fd_t fd;
-    if (self->conn_lost || self->state != PL_UVH_OPEN || self->uvh == NULL ||
+    /* An fd accepted in C whose socket object was never made (lazy_fd set)
+     * reached Python code only as the private `_sock_fd` number, so the
+     * fcntl() is skipped (one system call per close() on the churn path)
+     * where a stale fd cannot make libuv call epoll_ctl() on it, which it
+     * answers with abort(): nothing queued to write (no POLLOUT pending) and
+     * reading not paused (only resuming starts a watcher; stopping one and
+     * uv_close() ignore a closed fd). */
+    if ((self->lazy_fd >= 0 && self->write_size == 0 && !self->paused) || self->conn_lost || self->state != PL_UVH_OPEN || self->uvh == NULL ||
         uv_fileno((uv_handle_t *)self->uvh, &fd) < 0 || pl_error_check_fd(fd) == 0)
         return 0;
     pl_stream_fatal_error(self, "Fatal error on transport");
@@ -1420,9 +1427,42 @@ pl_stream_init_types(PyObject *module)
 /* The transport on an open connected fd of `domain`: libuv's handle made,
  * the fd given to it, the transport open. NULL with the error set, the fd
  * then still the caller's. */
+/* An accepted fd is non-blocking already (accept4 SOCK_NONBLOCK), and
+ * uv_tcp_open() would still ask the kernel to make it so (ioctl FIONBIO, one
+ * system call per connection). With the bundled libuv, whose internals are
+ * pinned, the fd goes to what uv_tcp_open() calls after that ioctl; a system
+ * libuv does not export it, and another pin falls back to uv_tcp_open() until
+ * the two names below are checked against its src/unix/internal.h and
+ * src/uv-common.h. */
+#if defined(PL_LIBUV_BUNDLED) && UV_VERSION_HEX == 0x013200
+#define PL_STREAM_OPEN_DIRECT 1
+int uv__stream_open(uv_stream_t *stream, int fd, int flags);
+#define PL_UV_HANDLE_READABLE_WRITABLE (0x00004000 | 0x00008000)
+#else
+#define PL_STREAM_OPEN_DIRECT 0
+#endif
+
+static int
+pl_stream_tcp_open(uv_tcp_t *tcp, int fd, int nonblocking)
+{
+#if PL_STREAM_OPEN_DIRECT
+    if (nonblocking) {
+        /* uv_tcp_open's own check first: libuv already watches this fd. */
+        uv_loop_t *uv = tcp->loop;
+        if ((unsigned)fd < uv->nwatchers && uv->watchers[fd] != NULL)
+            return UV_EEXIST;
+        return uv__stream_open((uv_stream_t *)tcp, fd, PL_UV_HANDLE_READABLE_WRITABLE);
+    }
+#else
+    (void)nonblocking;
+#endif
+    return uv_tcp_open(tcp, (uv_os_sock_t)fd);
+}
+
+/* A transport on `fd`; `nonblocking`: the fd is known to be non-blocking. */
 static PLStream *
-pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *extra,
-               PyObject *context)
+pl_stream_open(PLLoop *loop, int fd, int domain, int nonblocking, PyObject *protocol,
+               PyObject *extra, PyObject *context)
 {
     union pl_stream_uvh {
         uv_tcp_t tcp;
@@ -1459,7 +1499,7 @@ pl_stream_open(PLLoop *loop, int fd, int domain, PyObject *protocol, PyObject *e
     pl_counters.handles_created++;
     pl_counters.transports_created[pl_counters_stream_kind(uvh)]++;
     err = domain == AF_UNIX ? uv_pipe_open(&uvh->pipe, (uv_file)fd)
-                            : uv_tcp_open(&uvh->tcp, (uv_os_sock_t)fd);
+                            : pl_stream_tcp_open(&uvh->tcp, fd, nonblocking);
     if (err < 0) {
         /* libuv did not take the fd: it stays with the caller. */
         pl_uvh_discard((uv_handle_t *)uvh);
@@ -1504,7 +1544,7 @@ Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs
         pl_error_set_errno();
         return NULL;
     }
-    PLStream *t = pl_stream_open(self, fd, domain, protocol, extra, context);
+    PLStream *t = pl_stream_open(self, fd, domain, 0, protocol, extra, context);
     if (t != NULL)
         t->sock = Py_NewRef(sock);
     return (PyObject *)t;
@@ -1514,7 +1554,7 @@ PLStream *
 pl_stream_new_fd(PLLoop *loop, int fd, int family, int type, int proto, PyObject *protocol,
                  PyObject *extra, PyObject *context)
 {
-    PLStream *t = pl_stream_open(loop, fd, family, protocol, extra, context);
+    PLStream *t = pl_stream_open(loop, fd, family, 1, protocol, extra, context);
     if (t == NULL)
         return NULL;
     t->lazy_fd = fd;

@@ -48,7 +48,7 @@ int pl_stream_init_types(PyObject *module);
 
 PyObject *Loop__new_stream_transport(PLLoop *self, PyObject *const *args, Py_ssize_t nargs);
 
-/* A stream transport on `fd`, a connected stream socket of `family`
+/* A stream transport on `fd`, a non-blocking connected stream socket of `family`
  * (AF_INET, AF_INET6, AF_UNIX; type and proto kept for the socket object),
  * with no socket object until one is asked for; `extra` is the transport's
  * own dict from now on. On failure NULL with the error set, and the fd stays

@@ -2,6 +2,7 @@
 both loops: batches, a failing protocol factory, the context each
 connection's protocol is made in, and running out of file descriptors."""
 import asyncio
+import contextlib
 import contextvars
 import os
 import socket
@@ -186,6 +187,23 @@ class Keep(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
+@contextlib.asynccontextmanager
+async def accepted_one(loop):
+    """A server of Keep protocols and one client connected to it: (server,
+    client, the accepted connection's Keep), all closed on the way out."""
+    Keep.made = []
+    server = await loop.create_server(Keep, "127.0.0.1", 0)
+    client = socket.create_connection(server.sockets[0].getsockname())
+    try:
+        while not Keep.made:
+            await asyncio.sleep(0.01)
+        yield server, client, Keep.made[0]
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+
 def test_accepted_transport_socket_and_fd(loop):
     # The accepted transport's socket, sockname and fd, as the stdlib gives
     # them (pyloop makes the socket object only when asked for), and its fd
@@ -234,25 +252,91 @@ def test_accepted_transport_socket_and_fd(loop):
 def test_socket_first_asked_after_close(loop):
     # Asked for only once the connection is gone: a closed socket object of
     # the connection's family (never an fd number another file may own now).
-    Keep.made = []
-
     async def main():
-        server = await loop.create_server(Keep, "127.0.0.1", 0)
-        client = socket.create_connection(server.sockets[0].getsockname())
-        try:
-            while not Keep.made:
-                await asyncio.sleep(0.01)
-            t = Keep.made[0].transport
+        async with accepted_one(loop) as (server, client, kept):
+            t = kept.transport
             t.close()
-            await Keep.made[0].lost
+            await kept.lost
             sock = t.get_extra_info("socket")
             assert isinstance(sock, asyncio.trsock.TransportSocket)
             assert sock.fileno() == -1
             assert sock.family == socket.AF_INET
             assert t.get_extra_info("sockname") == server.sockets[0].getsockname()
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_accepted_fd_flags_before_the_socket_is_asked_for(loop):
+    # The accepted fd is non-blocking and close-on-exec from the moment the
+    # transport exists (pyloop sets both in accept4 and no longer asks libuv
+    # to set O_NONBLOCK again), before any socket object was made.
+    import fcntl
+
+    async def main():
+        async with accepted_one(loop) as (server, client, kept):
+            t = kept.transport
+            fd = t._sock_fd
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL), fcntl.fcntl(fd, fcntl.F_GETFD)
+            t.write(b"bye")
+            t.close()
+            await kept.lost
+            client.setblocking(False)
+            data = b""
+            while chunk := await loop.sock_recv(client, 100):
+                data += chunk
+            return flags, data
+
+    (fl, fd_flags), data = loop.run_until_complete(main())
+    assert fl & os.O_NONBLOCK
+    assert fd_flags & 1  # FD_CLOEXEC
+    assert data == b"bye"  # written, then end of file
+
+
+def test_close_after_fd_closed_behind_an_accepted_transport(loop_name):
+    # os.close() on an accepted connection's private fd number, then
+    # transport.close(): connection_lost still runs, nothing aborts, and the
+    # server goes on serving (the stdlib's loop also reports the EBADF of
+    # its own close; pyloop does not look at an fd no socket object owns).
+    from test_robustness import run_child  # a child process: an abort() must not end the run
+
+    out = run_child(loop_name, """
+        loop = new_loop()
+        loop.set_exception_handler(lambda l, c: None)
+        made = []
+
+        class P(asyncio.Protocol):
+            def connection_made(self, t):
+                self.t = t
+                self.lost = loop.create_future()
+                made.append(self)
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        async def main():
+            server = await loop.create_server(P, "127.0.0.1", 0)
+            addr = server.sockets[0].getsockname()
+            c1 = socket.create_connection(addr)
+            while not made:
+                await asyncio.sleep(0.01)
+            os.close(made[0].t._sock_fd)
+            made[0].t.close()
+            await made[0].lost
+            c2 = socket.create_connection(addr)
+            while len(made) < 2:
+                await asyncio.sleep(0.01)
+            made[1].t.write(b"ok")
+            made[1].t.close()
+            await made[1].lost
+            got = await loop.sock_recv(c2, 10)
+            c1.close()
+            c2.close()
+            # no wait_closed(): the stdlib's transport closes the fd itself,
+            # its EBADF skips Server._detach, and 3.12+'s wait_closed() would
+            # wait for that connection forever
+            server.close()
+            print("served", got.decode())
+
+        loop.run_until_complete(main())
+        loop.close()
+    """)
+    assert out.split()[-2:] == ["served", "ok"], out

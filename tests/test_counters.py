@@ -152,9 +152,10 @@ def test_every_transport_kind_and_handle_is_freed(tls_certs, tmp_path):
     # and the child's stdin, stdout and stderr
     assert made == {"tcp": 4, "unix": 2, "udp": 2, "tls": 2, "pipe": 5, "subprocess": 1}
     assert freed == made
-    # the loop's own and one per TCP, Unix, UDP and pipe transport (the two
-    # pipes and the child's stdin, stdout and stderr)
-    assert d["handles_created"] == LOOP_OWN_HANDLES + 13
+    # the loop's own, one per TCP, Unix, UDP and pipe transport (the two
+    # pipes and the child's stdin, stdout and stderr) and one per listening
+    # socket (the TCP, TLS and Unix servers' watchers, poll.c)
+    assert d["handles_created"] == LOOP_OWN_HANDLES + 13 + 3
     assert d["handles_freed"] == d["handles_created"]
     assert d["requests_created"] > 0
     assert d["requests_freed"] == d["requests_created"]
