@@ -18,8 +18,8 @@ do not depend on the machine's load, which wall-clock figures on a shared
 
 --monitor measures each tree with pyloop.monitor off and on (enable(), its
 slow-callback threshold at 60 s: loops.py says why), and gives the loop
-thread's figure beside the whole process's. Monitoring starts no thread on
-x86-64 and aarch64 (the two figures then agree); --watchdog turns the
+thread's figure beside the whole process's. Monitoring starts no thread
+(its tick is the kernel's coarse clock: the two figures then agree); --watchdog turns the
 stack-sampling watchdog on too (enable(watchdog=True)), whose thread, as the
 ticker thread of other CPUs, wakes by wall-clock time, a few hundred times
 more often per round trip under callgrind than natively."""

@@ -13,11 +13,12 @@
  *   figures go, at the latest reading. A callback that ends in a later tick
  *   than the reading's reads the clock (it may have run long), which times
  *   it from the latest reading and gives the callbacks after it in the batch
- *   a fresh start. The tick is the CPU's cycle counter read on the loop
- *   thread and shifted to a few ms (x86-64: the TSC >> 22, 2^22 cycles, 1-4
- *   ms at 1-4 GHz, 2.0 ms at 2.1 GHz; aarch64: the virtual counter, 1-2 ms),
- *   so monitoring starts no thread; elsewhere a ticker thread counts 5 ms
- *   ticks (pl_monitor_tick_now). So a callback's figures are exact when it
+ *   a fresh start. The tick is the kernel's coarse clock read on the loop
+ *   thread (CLOCK_MONOTONIC_COARSE: the time of the kernel's last timer
+ *   tick, 1/HZ apart: 4 ms on the machine measured, 1-10 ms by kernel
+ *   configuration), so monitoring starts no thread; a build may take the
+ *   CPU's cycle counter instead, or a ticker thread of 5 ms ticks where
+ *   neither exists (monitor.h). So a callback's figures are exact when it
  *   ran alone in its batch and within one tick of the truth otherwise: its
  *   duration may include quick callbacks that ran just before it in the
  *   same batch, its start may be up to a tick early.
@@ -54,13 +55,19 @@ pl_monitor_now(void)
 
 /* ---- the tick ------------------------------------------------------------------- */
 
-/* Batch mode's sense of time passing (monitor.c's top, monitor_hooks.h's
- * pl_monitor_tick_now). With a cycle counter there is nothing to run: the
- * loop thread reads the counter itself, and a fork() child reads it as its
- * parent did. Without one, a thread ticks. */
-#ifdef PL_MONITOR_CYCLE_TICK
+/* Batch mode's sense of time passing (monitor.c's top, monitor.h). From the
+ * coarse clock or a cycle counter there is nothing to run: the loop thread
+ * reads it itself, and a fork() child reads it as its parent did. Without
+ * either, a thread ticks. */
+#ifdef PL_MONITOR_THREADLESS_TICK
 
-#if defined(__aarch64__)
+#if defined(PL_MONITOR_COARSE_TICK)
+static void
+pl_monitor_tick_init(void)
+{
+}
+#define PL_MONITOR_TICK_SOURCE "coarse_clock"
+#elif defined(__aarch64__)
 unsigned int pl_monitor_tick_shift = 15; /* 1.4 ms at 24 MHz, a common rate */
 
 /* The shift that makes a tick 1-2 ms at the counter's rate, which the
@@ -97,7 +104,7 @@ pl_monitor_ticker_release(void)
 {
 }
 
-#else /* !PL_MONITOR_CYCLE_TICK: the ticker thread */
+#else /* !PL_MONITOR_THREADLESS_TICK: the ticker thread */
 
 #define PL_MONITOR_TICK_SOURCE "thread"
 
@@ -180,7 +187,7 @@ pl_monitor_ticker_release(void)
     __atomic_sub_fetch(&pl_monitor_live, 1, __ATOMIC_ACQ_REL);
 }
 
-#endif /* PL_MONITOR_CYCLE_TICK */
+#endif /* PL_MONITOR_THREADLESS_TICK */
 
 static int pl_monitor_ticker_failed;
 

@@ -14,17 +14,18 @@ The figures are kept in C by the loop (csrc/monitor.c) at the points where it
 already is: the GIL release around the poll and the run of each callback.
 Callbacks are timed by batch: the loop reads the clock once per batch of
 callbacks (the ready ones of an iteration, the timers due), and again after
-a callback only when a tick went by while it ran. The tick is the CPU's cycle
-counter read by the loop thread (x86-64, aarch64: a few ms,
-_core._monitor_tick_source says which), elsewhere a 5 ms ticker thread. A
+a callback only when a tick went by while it ran. The tick is the kernel's
+coarse clock, read by the loop thread (CLOCK_MONOTONIC_COARSE: 1-10 ms, 4 ms
+on most kernels; _core._monitor_tick_source says which source a build has),
+else the CPU's cycle counter or a 5 ms ticker thread (C build options). A
 callback's start and duration are therefore exact when it ran alone in its
 batch and known to within one tick otherwise (a duration may include quick
 callbacks run just before it). Per-task figures, or a slow-callback
 threshold under 20 ms, time every callback instead (one clock reading each;
 Monitor.times_each_callback).
 
-Monitoring starts no thread (but the ticker where there is no cycle
-counter): a slow task step is recorded with the task's name and where its
+Monitoring starts no thread (but the ticker in a build without the coarse
+clock or a cycle counter): a slow task step is recorded with the task's name and where its
 coroutines stand after the step. The stack of the code that blocked, taken
 while it still runs, needs a thread that looks at the loop thread from
 outside: enable(loop, watchdog=True) or PYLOOP_MONITOR_WATCHDOG=1 starts one
