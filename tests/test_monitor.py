@@ -244,16 +244,22 @@ THREADS = textwrap.dedent("""
 """)
 
 
+def _run_script(tmp_path, text):
+    """The stdout of `text` run as a fresh process (this checkout's pyloop,
+    no PYLOOP_MONITOR* setting inherited)."""
+    app = tmp_path / "app.py"
+    app.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYLOOP_MONITOR")}
+    return subprocess.run([sys.executable, str(app)], capture_output=True, text=True, check=True,
+                          cwd=ROOT, env={**env, "PYTHONPATH": ROOT}).stdout
+
+
 def test_monitoring_starts_no_thread(tmp_path):
     # Monitoring on, callbacks run and a slow one recorded: the process has
-    # the threads it had (Python's and the OS's), unless the tick needs its
-    # thread (no cycle counter on this CPU). The watchdog adds one Python
-    # thread, and it goes when no loop asks for it any more.
-    app = tmp_path / "threads.py"
-    app.write_text(THREADS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYLOOP_MONITOR")}
-    out = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, check=True,
-                         cwd=ROOT, env={**env, "PYTHONPATH": ROOT}).stdout
+    # the threads it had (Python's and the OS's), unless the build's tick is
+    # the ticker thread (monitor.h). The watchdog adds one Python thread, and
+    # it goes when no loop asks for it any more.
+    out = _run_script(tmp_path, THREADS)
     lines = {ln.split(" ", 1)[0]: ln for ln in out.splitlines()}
     ticker = 1 if monitor._core._monitor_tick_source == "thread" else 0
     py, os_threads = 1, int(re.search(r"default \(1, (\d+)\)", lines["default"]).group(1))
@@ -261,6 +267,43 @@ def test_monitoring_starts_no_thread(tmp_path):
                                 "True hog hog ()")
     assert lines["watchdog"] == f"watchdog ({py + 1}, {os_threads + ticker + 1}) True"
     assert lines["off"] == f"off ({py}, {os_threads + ticker})"
+
+
+FORKED = textwrap.dedent("""
+    import asyncio, os, threading, time
+    import pyloop, pyloop.monitor as monitor
+
+    def slow():
+        time.sleep(0.06)
+
+    def run(lp):
+        lp.call_soon(slow)
+        lp.run_until_complete(asyncio.sleep(0))
+        (rec,) = monitor.slow_callbacks(lp)
+        return "slow" in rec.callback and rec.duration >= 0.06
+
+    parent = pyloop.new_event_loop()
+    monitor.enable(parent, slow_callback_duration=0.05)
+    pid = os.fork()
+    if pid == 0:
+        child = pyloop.new_event_loop()
+        monitor.enable(child, slow_callback_duration=0.05)
+        ok = run(child) and threading.active_count() == 1
+        ok = ok and (monitor._core._monitor_tick_source == "thread" or
+                     len(os.listdir("/proc/self/task")) == 1)
+        child.close()
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), run(parent))
+    parent.close()
+""")
+
+
+def test_monitoring_in_a_fork_child(tmp_path):
+    # The child of fork() monitors a loop of its own as the parent does (no
+    # thread to restart for the tick, unless the build has the ticker), and
+    # the parent's monitor goes on working.
+    assert _run_script(tmp_path, FORKED).split() == ["0", "True"]
 
 
 def test_watchdog_from_the_environment():
