@@ -8,6 +8,7 @@ client read: two transport reads and two writes).
 
     python benchmarks/callgrind_echo.py [--tree TREE ...] [--n 4000] [--size 1024]
                                         [--kind protocol|buffered] [--unix] [--monitor]
+                                        [--watchdog]
 
 With several --tree (checkouts with pyloop/_core built in place, e.g. the
 code before a change: `git worktree add /tmp/before REV` and build it), each
@@ -17,9 +18,11 @@ do not depend on the machine's load, which wall-clock figures on a shared
 
 --monitor measures each tree with pyloop.monitor off and on (enable(), its
 slow-callback threshold at 60 s: loops.py says why), and gives the loop
-thread's figure beside the whole process's: the monitor's watchdog and ticker
-threads wake by wall-clock time, a few hundred times more often per round
-trip under callgrind than natively."""
+thread's figure beside the whole process's. Monitoring starts no thread
+(its tick is the kernel's coarse clock: the two figures then agree); --watchdog turns the
+stack-sampling watchdog on too (enable(watchdog=True)), whose thread, as the
+ticker thread of other CPUs, wakes by wall-clock time, a few hundred times
+more often per round trip under callgrind than natively."""
 import argparse
 import os
 import re
@@ -39,6 +42,7 @@ sys.path.insert(1, sys.argv[6])
 from net_server import EchoBuffered, EchoProtocol
 n, size, kind, unix = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
 monitored = sys.argv[7] == "1"
+watchdog = sys.argv[9] == "1"
 
 
 class Client(asyncio.Protocol):
@@ -84,7 +88,9 @@ async def main(loop):
 loop = pyloop.new_event_loop()
 if monitored:
     import pyloop.monitor
-    pyloop.monitor.enable(loop, slow_callback_duration=float(sys.argv[8]))
+    # no watchdog argument unless asked: a tree from before it still runs
+    pyloop.monitor.enable(loop, slow_callback_duration=float(sys.argv[8]),
+                          **({"watchdog": True} if watchdog else {}))
 loop.run_until_complete(main(loop))
 loop.close()
 """
@@ -107,7 +113,7 @@ def thread_instructions(folder):
     return per_thread
 
 
-def instructions(tree, n, size, kind, unix, monitored=False):
+def instructions(tree, n, size, kind, unix, monitored=False, watchdog=False):
     """(the loop thread's instructions, every thread's)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
@@ -118,7 +124,8 @@ def instructions(tree, n, size, kind, unix, monitored=False):
                         f"--callgrind-out-file={out}",
                         sys.executable, script, tree, str(n), str(size), kind,
                         "1" if unix else "0", HERE, "1" if monitored else "0",
-                        CALLGRIND_MONITOR_SLOW], check=True, capture_output=True)
+                        CALLGRIND_MONITOR_SLOW, "1" if watchdog else "0"], check=True,
+                       capture_output=True)
         per_thread = thread_instructions(tmp)
     if 1 not in per_thread:
         raise RuntimeError("no callgrind summary")
@@ -135,6 +142,8 @@ def main():
     ap.add_argument("--unix", action="store_true")
     ap.add_argument("--monitor", action="store_true",
                     help="each tree with pyloop.monitor off and on")
+    ap.add_argument("--watchdog", action="store_true",
+                    help="with --monitor: the watchdog on too (enable(watchdog=True))")
     args = ap.parse_args()
     trees = args.tree or [os.path.dirname(HERE)]
     print(f"Python {sys.version.split()[0]}, {args.kind} echo, {args.size} B, "
@@ -142,8 +151,9 @@ def main():
     for tree in trees:
         per = {}
         for monitored in ((False, True) if args.monitor else (False,)):
-            a = instructions(tree, args.n, args.size, args.kind, args.unix, monitored)
-            b = instructions(tree, 2 * args.n, args.size, args.kind, args.unix, monitored)
+            dog = monitored and args.watchdog
+            a = instructions(tree, args.n, args.size, args.kind, args.unix, monitored, dog)
+            b = instructions(tree, 2 * args.n, args.size, args.kind, args.unix, monitored, dog)
             per[monitored] = [(b[i] - a[i]) / args.n for i in (0, 1)]
         if not args.monitor:
             print(f"{tree}: {per[False][1]:,.0f}")

@@ -18,8 +18,9 @@ on the HTTP and streams echo servers of net_server.py:
 Core rows: each workload runs once per variant under valgrind --tool=callgrind
 at two sizes, N and N/5, and (Ir(N) - Ir(N/5)) / (ops(N) - ops(N/5)) is the
 cost of one operation with start-up and imports cancelled out (as run.py
---callgrind), counted in the loop's thread (the figures of every thread,
-the monitor's watchdog included, go to the JSON). Network rows: the loop
+--callgrind), counted in the loop's thread (the figures of every thread go
+to the JSON; monitoring starts no thread unless built without the coarse
+clock, monitor.h). Network rows: the loop
 thread's instructions per request of net_server.py's HTTP server under wrk
 and of its streams echo server under benchmarks/tools/echo_client.c (the 10 s
 run after a warm-up and a 4 s run). Instruction
@@ -91,10 +92,11 @@ def build_without_hooks(dest):
 
 def callgrind_ir(root, loop, workload, n):
     """(instructions of the loop's thread, of every thread, ops) of one worker
-    run under callgrind. The threads apart: the monitor's watchdog thread
-    wakes a fixed number of times per second, and under callgrind a second
-    holds about fifty times fewer operations than natively, so its share per
-    operation would be fifty times too large."""
+    run under callgrind. The threads apart: a monitor thread (the opt-in
+    watchdog, the ticker of a build without the coarse clock) wakes a fixed
+    number of times per second, and under callgrind a second holds about
+    fifty times fewer operations than natively, so its share per operation
+    would be fifty times too large."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         r = subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",

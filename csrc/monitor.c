@@ -10,13 +10,18 @@
  *   callbacks (the ready ones of an iteration, the timers due), at its end;
  *   that reading is also the start of the next batch unless a libuv pass ran
  *   in between (`stale`). Every callback of a batch starts, as far as the
- *   figures go, at the latest reading. A ticker thread bumps pl_monitor_tick
- *   every 5 ms; a callback that ends after a tick reads the clock (it may
- *   have run long), which times it from the latest reading and gives the
- *   callbacks after it in the batch a fresh start. So a callback's figures
- *   are exact when it ran alone in its batch and within one tick (5 ms) of
- *   the truth otherwise: its duration may include quick callbacks that ran
- *   just before it in the same batch, its start may be up to a tick early.
+ *   figures go, at the latest reading. A callback that ends in a later tick
+ *   than the reading's reads the clock (it may have run long), which times
+ *   it from the latest reading and gives the callbacks after it in the batch
+ *   a fresh start. The tick is the kernel's coarse clock read on the loop
+ *   thread (CLOCK_MONOTONIC_COARSE: the time of the kernel's last timer
+ *   tick, 1/HZ apart: 4 ms on the machine measured, 1-10 ms by kernel
+ *   configuration), so monitoring starts no thread; a build may take the
+ *   CPU's cycle counter instead, or a ticker thread of 5 ms ticks where
+ *   neither exists (monitor.h). So a callback's figures are exact when it
+ *   ran alone in its batch and within one tick of the truth otherwise: its
+ *   duration may include quick callbacks that ran just before it in the
+ *   same batch, its start may be up to a tick early.
  *   A handle queued during a batch counts from the batch's end (the
  *   earliest its queueing is known to be over): it is stamped with a
  *   stand-in for that end, resolved when it runs (monitor.h). Per callback that is two
@@ -48,12 +53,69 @@ pl_monitor_now(void)
     return pl_loop_now();
 }
 
-/* ---- the ticker ---------------------------------------------------------------- */
+/* ---- the tick ------------------------------------------------------------------- */
 
-/* The batch mode's sense of time passing (monitor.c's top): one thread for
- * every monitor of the process, running while one exists. It takes no GIL,
- * so a callback that blocks while holding the GIL is still seen to run
- * across ticks. */
+/* Batch mode's sense of time passing (monitor.c's top, monitor.h). From the
+ * coarse clock or a cycle counter there is nothing to run: the loop thread
+ * reads it itself, and a fork() child reads it as its parent did. Without
+ * either, a thread ticks. */
+#ifdef PL_MONITOR_THREADLESS_TICK
+
+#if defined(PL_MONITOR_COARSE_TICK)
+static void
+pl_monitor_tick_init(void)
+{
+}
+#define PL_MONITOR_TICK_SOURCE "coarse_clock"
+#elif defined(__aarch64__)
+unsigned int pl_monitor_tick_shift = 15; /* 1.4 ms at 24 MHz, a common rate */
+
+/* The shift that makes a tick 1-2 ms at the counter's rate, which the
+ * architecture publishes (CNTFRQ_EL0): no calibration. */
+static void
+pl_monitor_tick_init(void)
+{
+    uint64_t freq;
+    __asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(freq));
+    if (freq < 1000) /* firmware left it unset: keep the guess */
+        return;
+    unsigned int shift = 0;
+    while (shift < 40 && (UINT64_C(1) << (shift + 1)) <= freq / 500)
+        shift++;
+    pl_monitor_tick_shift = shift;
+}
+#define PL_MONITOR_TICK_SOURCE "cntvct_el0"
+#else
+static void
+pl_monitor_tick_init(void)
+{
+}
+#define PL_MONITOR_TICK_SOURCE "rdtsc"
+#endif
+
+static int
+pl_monitor_ticker_retain(void)
+{
+    return 0;
+}
+
+static void
+pl_monitor_ticker_release(void)
+{
+}
+
+#else /* !PL_MONITOR_THREADLESS_TICK: the ticker thread */
+
+#define PL_MONITOR_TICK_SOURCE "thread"
+
+static void
+pl_monitor_tick_init(void)
+{
+}
+
+/* One thread for every monitor of the process, running while one exists. It
+ * takes no GIL, so a callback that blocks while holding the GIL is still
+ * seen to run across ticks. */
 unsigned long pl_monitor_tick;
 static int pl_monitor_live;    /* monitors alive (atomic) */
 static int pl_monitor_ticking; /* the thread runs (atomic) */
@@ -87,11 +149,12 @@ pl__monitor_atfork_child(void)
     pl_monitor_ticking = 0;
 }
 
-/* 0, or -1 when no thread could be started (the monitor then times every
- * callback: monitor->precise). */
+/* A new monitor: the thread runs from now. 0, or -1 when no thread could be
+ * started (the monitor then times every callback: monitor->precise). */
 static int
-pl_monitor_ticker_start(void)
+pl_monitor_ticker_retain(void)
 {
+    __atomic_add_fetch(&pl_monitor_live, 1, __ATOMIC_ACQ_REL); /* released in dealloc */
     if (!pl_monitor_atfork_done) {
         if (pthread_atfork(NULL, NULL, pl__monitor_atfork_child) != 0)
             return -1;
@@ -116,6 +179,15 @@ pl_monitor_ticker_start(void)
     }
     return 0;
 }
+
+/* A monitor gone: with none left the thread leaves. */
+static void
+pl_monitor_ticker_release(void)
+{
+    __atomic_sub_fetch(&pl_monitor_live, 1, __ATOMIC_ACQ_REL);
+}
+
+#endif /* PL_MONITOR_THREADLESS_TICK */
 
 static int pl_monitor_ticker_failed;
 
@@ -638,7 +710,7 @@ static void
 Monitor_dealloc(PLMonitor *m)
 {
     PyObject_GC_UnTrack(m);
-    __atomic_sub_fetch(&pl_monitor_live, 1, __ATOMIC_ACQ_REL); /* the ticker may stop */
+    pl_monitor_ticker_release(); /* the ticker thread, if any, may stop */
     Monitor_clear(m);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
@@ -911,8 +983,8 @@ pl_monitor_enable(PyObject *Py_UNUSED(mod), PyObject *arg)
     PLMonitor *m = (PLMonitor *)PLMonitor_Type.tp_alloc(&PLMonitor_Type, 0);
     if (m == NULL)
         return NULL;
-    __atomic_add_fetch(&pl_monitor_live, 1, __ATOMIC_ACQ_REL); /* dealloc takes it back */
-    if (pl_monitor_ticker_start() < 0)
+    /* dealloc releases it, whatever happens below */
+    if (pl_monitor_ticker_retain() < 0)
         pl_monitor_ticker_failed = 1;
     m->slow_threshold = 0.1;
     m->tasks = PyDict_New();
@@ -998,6 +1070,11 @@ pl_monitor_init(PyObject *module)
         if (pl_monitor_task_done_meth == NULL)
             PyErr_Clear(); /* the method call then */
     }
+    pl_monitor_tick_init();
+    /* what batch mode's tick comes from (tests and docs: "thread" means a
+     * thread per process while a monitor exists) */
+    if (PyModule_AddStringConstant(module, "_monitor_tick_source", PL_MONITOR_TICK_SOURCE) < 0)
+        return -1;
     if (PyModule_AddObjectRef(module, "Monitor", (PyObject *)&PLMonitor_Type) < 0 ||
         PyModule_AddObjectRef(module, "TaskStats", (PyObject *)&PLTaskStats_Type) < 0)
         return -1;

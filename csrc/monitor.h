@@ -145,11 +145,48 @@ void pl_monitor_run_new(PLMonitor *m, PLHandle *h);
 /* A run key no handle's stamp has: a NaN payload no arithmetic makes. */
 #define PL_MONITOR_RUN_NONE 0x7ff4c0ffee0d1e5ULL
 
+/* Batch mode's tick (monitor_hooks.h, pl_monitor_tick_now): the loop reads
+ * the clock again after a callback only when the tick moved since the last
+ * reading. Three sources, chosen when building:
+ * - the kernel's coarse clock (CLOCK_MONOTONIC_COARSE, the default where
+ *   there is one): the time of the kernel's last timer tick (1-10 ms,
+ *   clock_getres says), read from the vDSO's data page, no hardware
+ *   counter, no thread;
+ * - the CPU's cycle counter (-DPL_MONITOR_CYCLE_TICK, x86-64 and aarch64):
+ *   no thread either, but a rdtsc cost 21 ns where the coarse clock cost
+ *   7 ns on the VM of docs/performance.md, so it is not the default;
+ * - a ticker thread (-DPL_MONITOR_THREAD_TICK, or where neither exists):
+ *   the cheapest read per callback (a load), but a thread makes glibc and
+ *   the GIL charge every system call and wait of the process (about 9% of
+ *   a TCP echo round trip's instructions).
+ * The last two are there to be built and tested on Linux too. */
+#include <time.h>
+#if defined(PL_MONITOR_CYCLE_TICK) && !defined(__x86_64__) && !defined(__aarch64__)
+#error "PL_MONITOR_CYCLE_TICK: no cycle counter known on this CPU"
+#endif
+#if defined(CLOCK_MONOTONIC_COARSE) && !defined(PL_MONITOR_CYCLE_TICK) && \
+    !defined(PL_MONITOR_THREAD_TICK)
+#define PL_MONITOR_COARSE_TICK 1
+#endif
+#if defined(PL_MONITOR_COARSE_TICK) || defined(PL_MONITOR_CYCLE_TICK)
+#define PL_MONITOR_THREADLESS_TICK 1
+#endif
+#ifdef PL_MONITOR_CYCLE_TICK
+/* x86-64: the time-stamp counter runs at the CPU's nominal rate (1-4 GHz on
+ * current parts; constant on any CPU with an invariant TSC), so 2^22 cycles
+ * is 1-4 ms (2.0 ms at this machine's 2.1 GHz). */
+#define PL_MONITOR_TSC_SHIFT 22
+/* aarch64: the virtual counter's rate (CNTFRQ_EL0) varies from 1 MHz to
+ * 1 GHz between parts; monitor.c picks the shift that makes a tick 1-2 ms.
+ * Hidden, so the loop loads it directly, not through the GOT. */
+extern unsigned int pl_monitor_tick_shift __attribute__((visibility("hidden")));
+#endif
+#ifndef PL_MONITOR_THREADLESS_TICK
 /* Bumped every PL_MONITOR_TICK_NS by the ticker thread while a monitor
- * exists (monitor.c): the loop reads the clock again only when it moved.
- * Hidden, so the loop reads it directly, not through the GOT. */
+ * exists (monitor.c). Hidden, so the loop loads it directly. */
 extern unsigned long pl_monitor_tick __attribute__((visibility("hidden")));
 #define PL_MONITOR_TICK_NS 5000000L
+#endif
 /* Slow thresholds under this time every callback (batch mode's durations
  * are known to about one tick). */
 #define PL_MONITOR_BATCH_MIN 0.02

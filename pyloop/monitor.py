@@ -5,6 +5,7 @@
     loop.utilization()                   # Utilization(idle, active, utilization)
     monitor.delay_histogram(loop).percentile(99)
     monitor.slow_callbacks(loop)         # the latest callbacks over 100 ms, with their task
+    monitor.enable(loop, watchdog=True)  # or PYLOOP_MONITOR_WATCHDOG=1: their stack while they ran
     monitor.tasks(loop)                  # per-task figures (enable(loop, tasks=True))
     monitor.prometheus()                 # Prometheus text format
     monitor.serve("/tmp/app.monitor")    # then: python -m pyloop monitor /tmp/app.monitor
@@ -13,11 +14,23 @@ The figures are kept in C by the loop (csrc/monitor.c) at the points where it
 already is: the GIL release around the poll and the run of each callback.
 Callbacks are timed by batch: the loop reads the clock once per batch of
 callbacks (the ready ones of an iteration, the timers due), and again after
-a callback only when a 5 ms tick went by while it ran. A callback's start and
-duration are therefore exact when it ran alone in its batch and known to
-within 5 ms otherwise (a duration may include quick callbacks run just before
-it). Per-task figures, or a slow-callback threshold under 20 ms, time every
-callback instead (one clock reading each; Monitor.times_each_callback).
+a callback only when a tick went by while it ran. The tick is the kernel's
+coarse clock, read by the loop thread (CLOCK_MONOTONIC_COARSE: 1-10 ms, 4 ms
+on most kernels; _core._monitor_tick_source says which source a build has),
+else the CPU's cycle counter or a 5 ms ticker thread (C build options). A
+callback's start and duration are therefore exact when it ran alone in its
+batch and known to within one tick otherwise (a duration may include quick
+callbacks run just before it). Per-task figures, or a slow-callback
+threshold under 20 ms, time every callback instead (one clock reading each;
+Monitor.times_each_callback).
+
+Monitoring starts no thread (but the ticker in a build without the coarse
+clock or a cycle counter): a slow task step is recorded with the task's name and where its
+coroutines stand after the step. The stack of the code that blocked, taken
+while it still runs, needs a thread that looks at the loop thread from
+outside: enable(loop, watchdog=True) or PYLOOP_MONITOR_WATCHDOG=1 starts one
+(it takes the GIL 4 times per threshold). serve() starts a thread too.
+
 Every function here may be called from any thread: the C side writes and
 reads them only with the GIL held, so a figure never tears.
 """
@@ -46,12 +59,12 @@ Utilization.__doc__ = ("Seconds blocked in the poll, seconds running, and the ru
                        "(0..1), as Node's eventLoopUtilization().")
 SlowCallback = collections.namedtuple("SlowCallback", "when duration callback task stack during")
 SlowCallback.__doc__ = ("A callback that ran longer than the threshold: when it started "
-                        "(time.time()), how long it ran (s; timed by batch, within 5 ms, "
-                        "see the module's docstring), what it was, the task it "
+                        "(time.time()), how long it ran (s; timed by batch, within a "
+                        "tick, see the module's docstring), what it was, the task it "
                         "stepped (its name, or None), where that task's coroutines stood "
-                        "after the step, and the loop thread's stack sampled while the "
-                        "callback ran past the threshold (both outermost first; () when "
-                        "there is none).")
+                        "after the step, and, with the watchdog on (enable(watchdog=True)), "
+                        "the loop thread's stack sampled while the callback ran past half "
+                        "the threshold (both outermost first; () when there is none).")
 TaskFigures = collections.namedtuple("TaskFigures",
                                      "name coro steps total longest waited tasks")
 TaskFigures.__doc__ = ("Steps, seconds running (total and longest step) and seconds "
@@ -81,11 +94,23 @@ def _monitor(loop):
     return m
 
 
-def enable(loop=None, *, tasks=False, slow_callback_duration=None, name=None):
+def _env_watchdog():
+    value = os.environ.get("PYLOOP_MONITOR_WATCHDOG", "").strip().lower()
+    return bool(value) and value not in ("0", "no", "off", "false")
+
+
+def enable(loop=None, *, tasks=False, slow_callback_duration=None, name=None, watchdog=None):
     """Turn monitoring on for `loop` (default: the running loop). tasks=True
-    also keeps per-task figures; `name` labels the loop in prometheus()."""
+    also keeps per-task figures; `name` labels the loop in prometheus().
+    watchdog=True samples the stack of a slow callback while it runs, from a
+    thread (started when the first loop asks for it, gone when none does);
+    watchdog=False stops that for the loop; None keeps the loop's setting
+    (off when monitoring starts, unless PYLOOP_MONITOR_WATCHDOG=1)."""
     loop = _pyloop_loop(loop)
+    was_on = _core._monitor_get(loop) is not None
     m = _core._monitor_enable(loop)
+    if watchdog is None and not was_on:
+        watchdog = _env_watchdog()
     if tasks:
         m.per_task = True
     if slow_callback_duration is not None:
@@ -96,7 +121,13 @@ def enable(loop=None, *, tasks=False, slow_callback_duration=None, name=None):
             _names_used[0] += 1
         with _watchdog_lock:
             _loops[loop] = name
-    _start_watchdog()
+    if watchdog:
+        with _watchdog_lock:
+            _watched[loop] = True
+        _start_watchdog()
+    elif watchdog is not None:
+        with _watchdog_lock:
+            _watched.pop(loop, None)
     return loop
 
 
@@ -106,24 +137,30 @@ def disable(loop=None):
     _core._monitor_disable(loop)
     with _watchdog_lock:
         _loops.pop(loop, None)
+        _watched.pop(loop, None)
 
 
 def is_enabled(loop=None):
     return _core._monitor_get(_pyloop_loop(loop)) is not None
 
 
-# ---- the stack of a slow callback, sampled while it runs ----------------------
+# ---- the stack of a slow callback, sampled while it runs (opt-in) -------------
 #
 # The C side knows a callback was slow only once it returns, when the code that
-# blocked is gone. A watchdog thread looks at each monitored loop's running
+# blocked is gone. A watchdog thread looks at each watched loop's running
 # callback four times per threshold and, once one has run for half of it,
 # keeps the loop thread's stack (sys._current_frames()): the blocking call's
 # line, kept if the callback goes on to be slow. Sampling only past the whole
 # threshold missed most callbacks a little over it (a 120 ms one gave a 20 ms
-# window to a look every 50 ms). It costs the loop nothing per callback; the
-# thread takes the GIL 40 times a second at the default threshold.
+# window to a look every 50 ms). It costs the loop nothing per callback, but
+# the thread takes the GIL 40 times a second at the default threshold, and
+# its mere existence makes the process multi-threaded, which glibc and the
+# GIL charge on every system call and every wait of the loop (about +9% of
+# a TCP echo round trip's instructions, docs/performance.md): so it runs
+# only for the loops that ask for it (enable(watchdog=True)).
 
 _samples = weakref.WeakKeyDictionary()  # loop -> (callback start, stack)
+_watched = weakref.WeakKeyDictionary()  # loops whose slow callbacks are sampled
 _watchdog = None
 _watchdog_lock = threading.Lock()
 
@@ -143,7 +180,7 @@ def _watch_once():
     half its threshold; the seconds to wait before the next look."""
     interval = 0.025
     try:
-        loops = list(_loops.keys())
+        loops = list(_watched.keys())
     except RuntimeError:  # the loop thread changed it meanwhile
         return 0.005
     for loop in loops:
@@ -169,7 +206,7 @@ def _watch():
     global _watchdog
     while True:
         with _watchdog_lock:
-            if not _loops:
+            if not _watched:
                 _watchdog = None
                 return
         time.sleep(_watch_once())

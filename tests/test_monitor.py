@@ -160,8 +160,12 @@ def test_threadsafe_callback_queued_while_the_loop_sleeps(mloop):
     assert h.max < 0.1
 
 
-def test_slow_callback_named_with_its_task_and_stack(mloop, caplog):
-    monitor.enable(mloop, slow_callback_duration=0.05)
+@pytest.mark.parametrize("watchdog", [False, True], ids=["default", "watchdog"])
+def test_slow_callback_named_with_its_task_and_stack(mloop, caplog, watchdog):
+    # Without the watchdog thread (the default) the record has the task and
+    # where it stands after the step; with it, the same, plus a sample taken
+    # while the callback ran when the watchdog looked in time.
+    monitor.enable(mloop, slow_callback_duration=0.05, watchdog=watchdog)
 
     async def hogger_inner():
         time.sleep(0.06)  # blocks the loop
@@ -191,12 +195,127 @@ def test_slow_callback_named_with_its_task_and_stack(mloop, caplog):
     assert plain_rec.task is None and "plain_slow" in plain_rec.callback
     assert plain_rec.stack == ()
     assert all(isinstance(r.during, tuple) for r in recs)
+    if not watchdog:
+        assert [r.during for r in recs] == [(), ()]
     assert abs(plain_rec.when - time.time()) < 60
     messages = [r.getMessage() for r in caplog.records if r.name == "pyloop.monitor"]
     assert len(messages) == 2
     assert "the-hog" in messages[0] and "hogger_inner" in messages[0]
     assert "plain_slow" in messages[1]
     assert monitor.counts(mloop)["slow_callbacks"] == 2
+
+
+THREADS = textwrap.dedent("""
+    import asyncio, os, sys, threading, time
+    import pyloop, pyloop.monitor as monitor
+
+    def threads():
+        # Python's threads, and the process's (a C thread is not in the first)
+        return threading.active_count(), len(os.listdir("/proc/self/task"))
+
+    async def hog():
+        time.sleep(0.06)
+        await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.gather(*(asyncio.sleep(0.001 * i) for i in range(20)))
+        await asyncio.create_task(hog(), name="hog")
+
+    lp = pyloop.new_event_loop()
+    before = threads()
+    monitor.enable(lp, slow_callback_duration=0.05)
+    lp.run_until_complete(main())
+    during = threads()
+    (rec,) = monitor.slow_callbacks(lp)
+    print("default", before, during, monitor.counts(lp)["callbacks"] > 20, rec.task,
+          monitor._innermost_own(rec.stack).rsplit(" in ", 1)[-1], rec.during)
+    monitor.enable(lp, watchdog=True)
+    names = sorted(t.name for t in threading.enumerate())
+    lp.run_until_complete(asyncio.sleep(0))
+    print("watchdog", threads(), "pyloop-monitor-watchdog" in names)
+    monitor.enable(lp, watchdog=False)
+    # the thread leaves at its next look (bounded: 10 s)
+    deadline = time.monotonic() + 10
+    while monitor._watchdog is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lp.run_until_complete(asyncio.sleep(0))
+    print("off", threads())
+    lp.close()
+""")
+
+
+def _run_script(tmp_path, text):
+    """The stdout of `text` run as a fresh process (this checkout's pyloop,
+    no PYLOOP_MONITOR* setting inherited)."""
+    app = tmp_path / "app.py"
+    app.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYLOOP_MONITOR")}
+    return subprocess.run([sys.executable, str(app)], capture_output=True, text=True, check=True,
+                          cwd=ROOT, env={**env, "PYTHONPATH": ROOT}).stdout
+
+
+def test_monitoring_starts_no_thread(tmp_path):
+    # Monitoring on, callbacks run and a slow one recorded: the process has
+    # the threads it had (Python's and the OS's), unless the build's tick is
+    # the ticker thread (monitor.h). The watchdog adds one Python thread, and
+    # it goes when no loop asks for it any more.
+    out = _run_script(tmp_path, THREADS)
+    lines = {ln.split(" ", 1)[0]: ln for ln in out.splitlines()}
+    ticker = 1 if monitor._core._monitor_tick_source == "thread" else 0
+    py, os_threads = 1, int(re.search(r"default \(1, (\d+)\)", lines["default"]).group(1))
+    assert lines["default"] == (f"default ({py}, {os_threads}) ({py}, {os_threads + ticker}) "
+                                "True hog hog ()")
+    assert lines["watchdog"] == f"watchdog ({py + 1}, {os_threads + ticker + 1}) True"
+    assert lines["off"] == f"off ({py}, {os_threads + ticker})"
+
+
+FORKED = textwrap.dedent("""
+    import asyncio, os, threading, time
+    import pyloop, pyloop.monitor as monitor
+
+    def slow():
+        time.sleep(0.06)
+
+    def run(lp):
+        lp.call_soon(slow)
+        lp.run_until_complete(asyncio.sleep(0))
+        (rec,) = monitor.slow_callbacks(lp)
+        return "slow" in rec.callback and rec.duration >= 0.06
+
+    parent = pyloop.new_event_loop()
+    monitor.enable(parent, slow_callback_duration=0.05)
+    pid = os.fork()
+    if pid == 0:
+        child = pyloop.new_event_loop()
+        monitor.enable(child, slow_callback_duration=0.05)
+        ok = run(child) and threading.active_count() == 1
+        ok = ok and (monitor._core._monitor_tick_source == "thread" or
+                     len(os.listdir("/proc/self/task")) == 1)
+        child.close()
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), run(parent))
+    parent.close()
+""")
+
+
+def test_monitoring_in_a_fork_child(tmp_path):
+    # The child of fork() monitors a loop of its own as the parent does (no
+    # thread to restart for the tick, unless the build has the ticker), and
+    # the parent's monitor goes on working.
+    assert _run_script(tmp_path, FORKED).split() == ["0", "True"]
+
+
+def test_watchdog_from_the_environment():
+    code = ("import pyloop, pyloop.monitor as m, threading; lp = pyloop.new_event_loop(); "
+            "m.enable(lp); print(lp in m._watched, "
+            "any(t.name == 'pyloop-monitor-watchdog' for t in threading.enumerate())); "
+            "lp.close()")
+    for value, want in (("1", "True True"), ("0", "False False"), ("", "False False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "PYLOOP_MONITOR_WATCHDOG": value}, cwd=ROOT,
+                             check=True).stdout
+        assert out.split() == want.split(), value
 
 
 def _busy(seconds):
@@ -241,7 +360,7 @@ def test_slow_callback_behind_quick_ones_in_its_batch(mloop):
 
 
 def test_slow_callback_stack_sampled_while_it_runs(mloop, caplog):
-    monitor.enable(mloop, slow_callback_duration=0.05)
+    monitor.enable(mloop, slow_callback_duration=0.05, watchdog=True)
 
     def wait_for_the_sample():
         # Blocks the loop until the watchdog thread has sampled this very

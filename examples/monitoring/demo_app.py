@@ -46,7 +46,8 @@ async def serve_requests():
 
 async def main(path):
     loop = asyncio.get_running_loop()
-    pyloop.monitor.enable(loop, tasks=True, name="demo")
+    # watchdog=True: the live view shows the line a slow callback was running
+    pyloop.monitor.enable(loop, tasks=True, name="demo", watchdog=True)
     with pyloop.monitor.serve(path):
         await asyncio.gather(
             asyncio.create_task(fetch_report(), name="fetch_report"),
