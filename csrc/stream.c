@@ -92,7 +92,8 @@ pl_stream_check_fd(PLStream *self)
      * answers with abort(): nothing queued to write (no POLLOUT pending) and
      * reading not paused (only resuming starts a watcher; stopping one and
      * uv_close() ignore a closed fd). */
-    if ((self->lazy_fd >= 0 && self->write_size == 0 && !self->paused) || self->conn_lost || self->state != PL_UVH_OPEN || self->uvh == NULL ||
+    int no_stale_risk = self->lazy_fd >= 0 && self->write_size == 0 && !self->paused;
+    if (no_stale_risk || self->conn_lost || self->state != PL_UVH_OPEN || self->uvh == NULL ||
         uv_fileno((uv_handle_t *)self->uvh, &fd) < 0 || pl_error_check_fd(fd) == 0)
         return 0;
     pl_stream_fatal_error(self, "Fatal error on transport");
@@ -1437,6 +1438,7 @@ pl_stream_init_types(PyObject *module)
 #if defined(PL_LIBUV_BUNDLED) && UV_VERSION_HEX == 0x013200
 #define PL_STREAM_OPEN_DIRECT 1
 int uv__stream_open(uv_stream_t *stream, int fd, int flags);
+int uv__fd_exists(uv_loop_t *loop, int fd);
 #define PL_UV_HANDLE_READABLE_WRITABLE (0x00004000 | 0x00008000)
 #else
 #define PL_STREAM_OPEN_DIRECT 0
@@ -1447,9 +1449,9 @@ pl_stream_tcp_open(uv_tcp_t *tcp, int fd, int nonblocking)
 {
 #if PL_STREAM_OPEN_DIRECT
     if (nonblocking) {
-        /* uv_tcp_open's own check first: libuv already watches this fd. */
-        uv_loop_t *uv = tcp->loop;
-        if ((unsigned)fd < uv->nwatchers && uv->watchers[fd] != NULL)
+        /* uv_tcp_open's own check first (libuv's, called, not redone here):
+         * libuv already watches this fd. */
+        if (uv__fd_exists(tcp->loop, fd))
             return UV_EEXIST;
         return uv__stream_open((uv_stream_t *)tcp, fd, PL_UV_HANDLE_READABLE_WRITABLE);
     }
