@@ -98,18 +98,24 @@ pl_monitor_bits(double d)
     return u;
 }
 
-/* A new reading: the start of what runs next. It ends the pending run (its
- * callbacks started at the previous reading), so the per-callback test is
- * the stamp alone. */
+/* A new reading `t`, made at tick `tick` or later: the start of what runs
+ * next. It ends the pending run (its callbacks started at the previous
+ * reading), so the per-callback test is the stamp alone. */
 static inline void
-pl_monitor_restamp(PLMonitor *m, double t)
+pl_monitor_restamp_at(PLMonitor *m, double t, unsigned long tick)
 {
     if (m->run_n != 0)
         pl_monitor_run_flush(m);
     m->stamp = t;
-    m->tick_seen = pl_monitor_tick_now();
+    m->tick_seen = tick;
     m->callbacks_at_stamp = m->callbacks;
     m->stale = 0;
+}
+
+static inline void
+pl_monitor_restamp(PLMonitor *m, double t)
+{
+    pl_monitor_restamp_at(m, t, pl_monitor_tick_now());
 }
 
 /* A batch's key: callbacks run back to back share it (see monitor.c's top). */
@@ -144,8 +150,10 @@ pl_monitor_queued_at(PLMonitor *m, PLHandle *h)
 
 /* Batch mode, before a batch of callbacks (the ready ones of an iteration,
  * or the timers due): read the clock unless the latest reading still holds
- * (no tick and no libuv pass since; `now`: a reading the caller just made,
- * or -1). */
+ * (`now`: a reading the caller just made, or -1). It holds unless a libuv
+ * pass ran since (`stale`): otherwise it is the previous batch's end, and
+ * between two batches the loop only does its own bookkeeping (at most a
+ * poll(2) with no timeout, pl_loop_io_at_start), so no tick is read here. */
 static inline void
 pl_monitor_batch_begin(PLLoop *loop, double now, int timers)
 {
@@ -155,7 +163,7 @@ pl_monitor_batch_begin(PLLoop *loop, double now, int timers)
     m->push_stamp = timers ? PL_MONITOR_QUEUED_TIMERS : PL_MONITOR_QUEUED_READY;
     if (now >= 0.0)
         pl_monitor_restamp(m, now);
-    else if (m->stale || pl_monitor_tick_now() != m->tick_seen)
+    else if (m->stale)
         pl_monitor_restamp(m, pl_monitor_clock());
 }
 
@@ -178,7 +186,11 @@ pl_monitor_batch_end(PLLoop *loop, int timers)
     else
         m->ready_end = end;
     m->push_stamp = end;
-    pl_monitor_restamp(m, end);
+    /* No tick read: the last callback's end has just compared the tick
+     * with tick_seen (or read the clock and taken a new one). A tick_seen
+     * older than the reading can only make a later callback's end read the
+     * clock once more than needed; it never hides a long callback. */
+    pl_monitor_restamp_at(m, end, m->tick_seen);
 }
 
 /* Precise mode: each callback timed (one clock reading per callback). */
