@@ -30,7 +30,18 @@
  *   PL_MONITOR_BATCH_MIN): every callback is timed, one reading per callback
  *   (a callback run right after another one in the same batch starts where
  *   that one ended), and a handle queued while a callback runs is stamped
- *   with that callback's end. */
+ *   with that callback's end.
+ * - Protocol code that a transport's libuv callback runs (data_received and
+ *   the like, inside libuv's pass) is timed at the callback's end
+ *   (pl_monitor_io_end, from uvhandle.h's pl_uvh_exit) as a batch's callback
+ *   is, from the latest reading (the poll's wake-up, or the end of the one
+ *   before it in the pass); in precise mode each reads the clock. It has no
+ *   delay (nothing queued it) and is not counted in `callbacks`.
+ *
+ * With the coarse clock as the tick, a clock reading is its own tick: the
+ * coarse clock is the monotonic clock's value at the kernel's last tick, so
+ * it passes a reading only once a tick came after it. A new reading then
+ * needs no coarse read; only callback ends read it (monitor_hooks.h). */
 #include "monitor.h"
 #include "loop.h"
 #include "module.h"
@@ -645,14 +656,14 @@ cleanup:
 }
 
 static int
-pl_monitor_record_slow(PLLoop *loop, PLMonitor *m, PLHandle *h, PyObject *task, double dur,
+pl_monitor_record_slow(PLLoop *loop, PLMonitor *m, PyObject *what, PyObject *task, double dur,
                        double start)
 {
     m->slow_total++;
     if (pl_monitor_slow_hook == NULL)
         return 0;
-    PyObject *rec = PyObject_CallFunction(pl_monitor_slow_hook, "OOOdd", (PyObject *)loop,
-                                          (PyObject *)h, task ? task : Py_None, dur, start);
+    PyObject *rec = PyObject_CallFunction(pl_monitor_slow_hook, "OOOdd", (PyObject *)loop, what,
+                                          task ? task : Py_None, dur, start);
     if (rec == NULL)
         return -1;
     Py_XSETREF(m->slow_ring[m->slow_next], rec);
@@ -672,7 +683,8 @@ pl_monitor_handle_end_cold(PLLoop *loop, PLHandle *h, double dur, double start)
     PyObject *exc = pl_err_fetch();
     PyObject *task = pl_monitor_task_of(h->callback);
     Py_INCREF(m);
-    if (dur >= m->slow_threshold && pl_monitor_record_slow(loop, m, h, task, dur, start) < 0)
+    if (dur >= m->slow_threshold &&
+        pl_monitor_record_slow(loop, m, (PyObject *)h, task, dur, start) < 0)
         PyErr_WriteUnraisable((PyObject *)h);
     if (m->per_task && task != NULL && pl_monitor_task_step(m, task, dur, delay) < 0)
         PyErr_WriteUnraisable((PyObject *)h);
@@ -681,6 +693,35 @@ pl_monitor_handle_end_cold(PLLoop *loop, PLHandle *h, double dur, double start)
     Py_XDECREF(task);
     if (exc != NULL)
         pl_err_restore(exc);
+}
+
+/* The rare part of the end of a transport's libuv callback (monitor_hooks.h,
+ * pl_monitor_io_end): a tick went by while it ran, or precise mode. It is
+ * timed from the latest reading, as a batch's callbacks are: the wake-up of
+ * the poll, or the end of what ran before it in the same libuv pass. */
+void
+pl_monitor_io_end_cold(PLLoop *loop, PyObject *transport)
+{
+    PLMonitor *m = loop->monitor;
+    double start = m->stamp;
+    double end = pl_monitor_clock();
+    double dur = end - start;
+    if (dur > m->busy_longest)
+        m->busy_longest = dur;
+    pl_monitor_restamp(m, end);
+    m->chain = 0;
+    if (dur < m->slow_threshold)
+        return;
+    PyObject *exc = pl_err_fetch();
+    Py_INCREF(m);
+    if (pl_monitor_record_slow(loop, m, transport, NULL, dur, start) < 0)
+        PyErr_WriteUnraisable(transport);
+    Py_DECREF(m);
+    if (exc != NULL)
+        pl_err_restore(exc);
+    /* the record's Python code took time of its own */
+    if (loop->monitor != NULL)
+        pl_monitor_restamp(loop->monitor, pl_monitor_clock());
 }
 
 /* ---- Monitor type ------------------------------------------------------------ */

@@ -67,8 +67,9 @@ typedef struct PLMonitor {
     /* The latest clock reading: what a handle queued now is stamped with
      * and, in batch mode, the start of the callback about to run. */
     double stamp;
-    /* pl_monitor_tick at that reading (batch mode): a tick since means the
-     * clock must be read again at the next callback boundary. */
+    /* The tick at that reading (batch mode; monitor_hooks.h's
+     * pl_monitor_tick_at): a tick since means the clock must be read again
+     * at the next callback boundary. */
     unsigned long tick_seen;
     uint64_t callbacks_at_stamp; /* `callbacks` at that reading (run flushed) */
 
@@ -135,6 +136,9 @@ void pl_monitor_idle_end(struct PLLoop *loop);
 /* The per-callback ones are inline, in monitor_hooks.h; this is their rare
  * part: a slow callback, per-task figures. */
 void pl_monitor_handle_end_cold(struct PLLoop *loop, PLHandle *h, double dur, double start);
+/* A transport's libuv callback ran protocol code and a tick went by (or
+ * precise mode): read the clock, time it, record it when slow. */
+void pl_monitor_io_end_cold(struct PLLoop *loop, PyObject *transport);
 /* Batch mode: a tick went by while `h` ran: read the clock, time it. */
 void pl_monitor_tick_end(struct PLLoop *loop, PLHandle *h);
 /* Batch mode: count the pending run and put its delays into the histogram. */

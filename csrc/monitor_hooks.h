@@ -88,6 +88,35 @@ pl_monitor_tick_now(void)
 #endif
 }
 
+/* The tick a clock reading `t` (pl_monitor_clock's seconds) has seen, and
+ * whether one went by since `m`'s latest reading. The coarse clock is the
+ * monotonic clock's value at the kernel's last tick: it only passes a
+ * reading once a tick happened after that reading. So a reading is its own
+ * tick (in nanoseconds) and a new reading needs no coarse read of its own;
+ * the other sources are read at each reading and compared for change. */
+static inline unsigned long
+pl_monitor_tick_at(double t)
+{
+#if defined(PL_MONITOR_COARSE_TICK)
+    /* truncated: at worst a nanosecond early, which can only make a later
+     * test read the clock once more, never skip a tick */
+    return (unsigned long)(t * 1e9);
+#else
+    (void)t;
+    return pl_monitor_tick_now();
+#endif
+}
+
+static inline int
+pl_monitor_ticked(const PLMonitor *m)
+{
+#if defined(PL_MONITOR_COARSE_TICK)
+    return pl_monitor_tick_now() > m->tick_seen;
+#else
+    return pl_monitor_tick_now() != m->tick_seen;
+#endif
+}
+
 /* A double's bits: stamps are compared for identity, not by value, so one
  * integer compare does (no NaN rules). */
 static inline uint64_t
@@ -115,7 +144,7 @@ pl_monitor_restamp_at(PLMonitor *m, double t, unsigned long tick)
 static inline void
 pl_monitor_restamp(PLMonitor *m, double t)
 {
-    pl_monitor_restamp_at(m, t, pl_monitor_tick_now());
+    pl_monitor_restamp_at(m, t, pl_monitor_tick_at(t));
 }
 
 /* A batch's key: callbacks run back to back share it (see monitor.c's top). */
@@ -186,11 +215,15 @@ pl_monitor_batch_end(PLLoop *loop, int timers)
     else
         m->ready_end = end;
     m->push_stamp = end;
+#if defined(PL_MONITOR_COARSE_TICK)
+    pl_monitor_restamp(m, end);
+#else
     /* No tick read: the last callback's end has just compared the tick
      * with tick_seen (or read the clock and taken a new one). A tick_seen
      * older than the reading can only make a later callback's end read the
      * clock once more than needed; it never hides a long callback. */
     pl_monitor_restamp_at(m, end, m->tick_seen);
+#endif
 }
 
 /* Precise mode: each callback timed (one clock reading per callback). */
@@ -269,7 +302,7 @@ pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
     if (__builtin_expect(how == 1, 1)) {
         /* Batch mode (its callbacks are counted by run: pl_monitor_run_flush). */
         m->cur_active = 0;
-        if (pl_monitor_tick_now() != m->tick_seen)
+        if (pl_monitor_ticked(m))
             pl_monitor_tick_end(loop, h); /* it may have run long: time it */
         return;
     }
@@ -277,6 +310,19 @@ pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
         return;
     m->cur_active = 0;
     pl_monitor_precise_end(loop, m, h);
+}
+
+/* The end of a transport's libuv callback that ran protocol code
+ * (uvhandle.h's pl_uvh_exit: data_received, eof_received, connection_lost,
+ * datagram_received...). Those run inside libuv's pass, not through the
+ * ready queue, so they are timed here as a batch's callbacks are: the clock
+ * is read only when a tick went by since the latest reading. */
+static inline void
+pl_monitor_io_end(PLLoop *loop, PyObject *transport)
+{
+    PLMonitor *m = loop->monitor;
+    if (m->precise || pl_monitor_ticked(m))
+        pl_monitor_io_end_cold(loop, transport);
 }
 
 #endif

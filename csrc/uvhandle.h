@@ -7,6 +7,7 @@
 #define PL_UVHANDLE_H
 
 #include "loop.h"
+#include "monitor_hooks.h"
 
 typedef enum {
     PL_UVH_INIT = 0, /* allocated; no socket attached yet */
@@ -255,6 +256,10 @@ pl_uvh_exit(PLUVHandle *h, int entered)
 {
     if (entered && PyContext_Exit(h->context) < 0)
         PyErr_WriteUnraisable((PyObject *)h);
+    /* every libuv callback that runs protocol code ends here: where
+     * pyloop.monitor times it (a slow data_received is a slow callback) */
+    if (h->loop->monitor != NULL)
+        pl_monitor_io_end(h->loop, (PyObject *)h);
 }
 
 /* Error routing, the stdlib's policies:

@@ -394,6 +394,12 @@ def _innermost_own(stack):
 
 def _callback_text(handle):
     from . import _hooks
+    if isinstance(handle, asyncio.BaseTransport):
+        # A transport: its protocol's code ran from a libuv callback
+        # (data_received, eof_received, connection_lost, ...), not a handle.
+        proto = handle.get_protocol()
+        owner = type(proto).__qualname__ if proto is not None else "no protocol"
+        return f"I/O callback of {owner} on {handle!r}"
     if handle._callback is None:
         return repr(handle)
     return _hooks._callback_source(handle)

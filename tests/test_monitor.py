@@ -758,3 +758,76 @@ def test_metrics_examples(name):
         f'  pyloop_slow_callbacks_total{{loop="{label}"}} > 0\n'
         "slow callbacks recorded: True\n")
     assert "slow callback: step of" in proc.stderr  # logged by pyloop.monitor
+
+
+class _BlockingProtocol(asyncio.Protocol):
+    """Blocks the loop in data_received, a callback libuv's pass runs (not a
+    handle of the ready queue)."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        _busy(0.06)
+        self.transport.write(data)
+
+
+class _BlockingDatagram(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        _busy(0.06)
+        self.transport.sendto(data, addr)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.01], ids=["by-batch", "each-callback"])
+def test_slow_data_received_is_a_slow_callback(mloop, caplog, threshold):
+    monitor.enable(mloop, slow_callback_duration=threshold)
+
+    async def main():
+        srv = await mloop.create_server(_BlockingProtocol, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname()[:2])
+        w.write(b"ping")
+        assert await r.readexactly(4) == b"ping"
+        w.close()
+        srv.close()
+        await srv.wait_closed()
+
+    with caplog.at_level(logging.WARNING, logger="pyloop.monitor"):
+        mloop.run_until_complete(main())
+    recs = [r for r in monitor.slow_callbacks(mloop) if "_BlockingProtocol" in r.callback]
+    assert len(recs) == 1, monitor.slow_callbacks(mloop)
+    (rec,) = recs
+    assert rec.callback.startswith("I/O callback of _BlockingProtocol on ")
+    assert rec.task is None and rec.duration >= 0.06
+    assert any("_BlockingProtocol" in r.getMessage() for r in caplog.records)
+    assert monitor.counts(mloop)["longest_callback"] >= 0.06
+    # the loop was busy for it: utilization counts it as active time
+    assert mloop.utilization().active >= 0.06
+
+
+def test_slow_datagram_received_is_a_slow_callback(mloop):
+    monitor.enable(mloop, slow_callback_duration=0.05)
+
+    async def main():
+        server, _ = await mloop.create_datagram_endpoint(_BlockingDatagram,
+                                                         local_addr=("127.0.0.1", 0))
+        got = mloop.create_future()
+
+        class Client(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                if not got.done():
+                    got.set_result(data)
+
+        client, _ = await mloop.create_datagram_endpoint(
+            Client, remote_addr=server.get_extra_info("sockname"))
+        client.sendto(b"ping")
+        assert await got == b"ping"
+        client.close()
+        server.close()
+
+    mloop.run_until_complete(main())
+    (rec,) = [r for r in monitor.slow_callbacks(mloop) if "_BlockingDatagram" in r.callback]
+    assert rec.callback.startswith("I/O callback of _BlockingDatagram on ")
+    assert rec.duration >= 0.06
