@@ -444,7 +444,7 @@ void
 pl_monitor_idle_begin(PLLoop *loop)
 {
     PLMonitor *m = loop->monitor;
-    pl_monitor_span_end(m, pl_loop_now());
+    pl_monitor_span_end(m, pl_monitor_clock());
     m->in_idle = 1;
 }
 
@@ -453,7 +453,7 @@ void
 pl_monitor_idle_end(PLLoop *loop)
 {
     PLMonitor *m = loop->monitor;
-    double t = pl_loop_now();
+    double t = pl_monitor_clock();
     pl_monitor_span_end(m, t);
     /* handles queued by the I/O callbacks of this pass count from here; the
      * next batch reads the clock again (they ran in between) */
