@@ -399,6 +399,8 @@ static int
 pl_loop_poll(PLLoop *self, int busy)
 {
     PLHandle *first = NULL;
+    if (self->monitor != NULL)
+        pl_monitor_pass_begin(self);
     if (!busy) {
         first = pl_timer_peek(self);
         /* Past, or a NaN deadline: due now, no sleep. */

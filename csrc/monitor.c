@@ -6,11 +6,15 @@
  * much as a short callback (25-30 ns of vDSO code on the machines measured,
  * docs/performance.md), so callbacks are timed by batch, not one by one:
  *
- * - Batch mode (the default). The loop reads the clock once per batch of
- *   callbacks (the ready ones of an iteration, the timers due), at its end;
- *   that reading is also the start of the next batch unless a libuv pass ran
- *   in between (`stale`). Every callback of a batch starts, as far as the
- *   figures go, at the latest reading. A callback that ends in a later tick
+ * - Batch mode (the default). The loop reads the clock at most once per
+ *   batch of callbacks (the ready ones of an iteration, the timers due), at
+ *   its end; that reading is also the start of the next batch unless a
+ *   libuv pass ran in between (`stale`). A batch that ended within the tick
+ *   of the latest reading has its end read only when something needs it
+ *   (`end_pending`): before the next libuv pass, or at the next reading; so
+ *   a loop that runs callbacks without I/O reads the clock about once a
+ *   tick. Every callback of a batch starts, as far as the figures go, at
+ *   the latest reading. A callback that ends in a later tick
  *   than the reading's reads the clock (it may have run long), which times
  *   it from the latest reading and gives the callbacks after it in the batch
  *   a fresh start. The tick is the kernel's coarse clock read on the loop
@@ -47,6 +51,7 @@
 #include "module.h"
 #include "monitor_hooks.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
 #include <time.h>
@@ -73,9 +78,34 @@ pl_monitor_now(void)
 #ifdef PL_MONITOR_THREADLESS_TICK
 
 #if defined(PL_MONITOR_COARSE_TICK)
+int (*pl_monitor_coarse_gettime)(clockid_t, struct timespec *) = clock_gettime;
+
+/* The vDSO's clock_gettime itself, called directly: glibc's wrapper in
+ * front of it (its clock-id checks and the indirect call it makes anyway)
+ * is about half of a coarse read, which the loop makes after every callback
+ * (3.9 ns through glibc, 2.1 ns direct, on the machine of
+ * docs/performance.md). vdso(7) names the symbol per architecture; where it
+ * is missing (no vDSO, as under valgrind) glibc's stays. */
 static void
 pl_monitor_tick_init(void)
 {
+#if defined(__x86_64__)
+    const char *name = "__vdso_clock_gettime";
+#elif defined(__aarch64__)
+    const char *name = "__kernel_clock_gettime";
+#else
+    const char *name = NULL;
+#endif
+    void *vdso = name != NULL ? dlopen("linux-vdso.so.1", RTLD_NOW | RTLD_NOLOAD) : NULL;
+    if (vdso == NULL)
+        return;
+    void *f = dlsym(vdso, name);
+    struct timespec ts;
+    if (f != NULL && ((int (*)(clockid_t, struct timespec *))f)(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        pl_monitor_coarse_gettime = (int (*)(clockid_t, struct timespec *))f;
+    /* the vDSO stays mapped for the process's life: no dlclose needed, and
+     * the handle only counts a reference */
+    dlclose(vdso);
 }
 #define PL_MONITOR_TICK_SOURCE "coarse_clock"
 #elif defined(__aarch64__)
@@ -213,6 +243,7 @@ pl_monitor_set_mode(PLMonitor *m)
         pl_monitor_run_flush(m);
         m->chain = 0;
         m->stale = 1;
+        m->end_pending = 0; /* batch mode's (what it queued keeps its stand-in) */
     }
     m->precise = precise;
 }
@@ -257,8 +288,11 @@ pl_monitor_tick_end(PLLoop *loop, PLHandle *h)
     double end = pl_monitor_clock();
     double dur = end - start;
     /* Only this callback since the reading: its own duration. Otherwise an
-     * upper bound, within a tick (monitor.c's top). */
-    if (dur > m->busy_longest)
+     * upper bound, within a tick or so (monitor.c's top), which may be
+     * mostly the quick callbacks before it: the longest callback takes it
+     * only when it is slow anyway. */
+    if (dur > m->busy_longest &&
+        (m->callbacks + m->run_n - m->callbacks_at_stamp == 1 || dur >= m->slow_threshold))
         m->busy_longest = dur;
     pl_monitor_restamp(m, end);
     if (dur >= m->slow_threshold) {
@@ -434,7 +468,11 @@ void
 pl_monitor_run_end(PLLoop *loop)
 {
     PLMonitor *m = loop->monitor;
-    pl_monitor_span_end(m, pl_loop_now());
+    double t = pl_monitor_clock();
+    pl_monitor_span_end(m, t);
+    /* what the last batch queued counts from here, not from the next run */
+    if (m->end_pending)
+        pl_monitor_end_settle(m, t);
     m->in_run = 0;
     m->in_idle = 0;
 }
@@ -706,7 +744,9 @@ pl_monitor_io_end_cold(PLLoop *loop, PyObject *transport)
     double start = m->stamp;
     double end = pl_monitor_clock();
     double dur = end - start;
-    if (dur > m->busy_longest)
+    /* an upper bound (what ran before it in the pass counts too): the
+     * longest callback takes it only when it is slow anyway */
+    if (dur > m->busy_longest && dur >= m->slow_threshold)
         m->busy_longest = dur;
     pl_monitor_restamp(m, end);
     m->chain = 0;

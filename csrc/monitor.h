@@ -57,6 +57,9 @@ typedef struct PLMonitor {
     /* A reading is due at the next batch: unmeasured code (libuv's I/O
      * callbacks, Python code outside the loop) may have run since `stamp`. */
     char stale;
+    /* Batch mode: the end of the latest batch (1: of ready callbacks, 2: of
+     * timers) is still to be read (monitor_hooks.h, pl_monitor_batch_end). */
+    char end_pending;
     double cur_start;
     size_t cur_ready_len;
     unsigned long long cur_key; /* its batch (`chain` below) */
@@ -174,6 +177,12 @@ void pl_monitor_run_new(PLMonitor *m, PLHandle *h);
 #endif
 #if defined(PL_MONITOR_COARSE_TICK) || defined(PL_MONITOR_CYCLE_TICK)
 #define PL_MONITOR_THREADLESS_TICK 1
+#endif
+#ifdef PL_MONITOR_COARSE_TICK
+/* clock_gettime of the vDSO, found once (monitor.c), else glibc's. Hidden,
+ * so the loop loads it directly. */
+extern int (*pl_monitor_coarse_gettime)(clockid_t, struct timespec *)
+    __attribute__((visibility("hidden")));
 #endif
 #ifdef PL_MONITOR_CYCLE_TICK
 /* x86-64: the time-stamp counter runs at the CPU's nominal rate (1-4 GHz on

@@ -74,7 +74,7 @@ pl_monitor_tick_now(void)
     /* The kernel's last tick: a few loads from the vDSO's data page, no
      * rdtsc (which cost 3x as much on the VM measured). */
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    pl_monitor_coarse_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (unsigned long)ts.tv_sec * 1000000000UL + (unsigned long)ts.tv_nsec;
 #elif defined(PL_MONITOR_CYCLE_TICK) && defined(__x86_64__)
     return (unsigned long)(__rdtsc() >> PL_MONITOR_TSC_SHIFT);
@@ -130,11 +130,15 @@ pl_monitor_bits(double d)
 /* A new reading `t`, made at tick `tick` or later: the start of what runs
  * next. It ends the pending run (its callbacks started at the previous
  * reading), so the per-callback test is the stamp alone. */
+static inline void pl_monitor_end_settle(PLMonitor *m, double t);
+
 static inline void
 pl_monitor_restamp_at(PLMonitor *m, double t, unsigned long tick)
 {
     if (m->run_n != 0)
         pl_monitor_run_flush(m);
+    if (m->end_pending)
+        pl_monitor_end_settle(m, t);
     m->stamp = t;
     m->tick_seen = tick;
     m->callbacks_at_stamp = m->callbacks;
@@ -196,16 +200,44 @@ pl_monitor_batch_begin(PLLoop *loop, double now, int timers)
         pl_monitor_restamp(m, pl_monitor_clock());
 }
 
-/* Batch mode, after a batch: one reading, its end. What the batch queued
- * (stamped PL_MONITOR_QUEUED_*) counts from it, the earliest its queueing
- * is known to be over, as a callback's queueing counts from that
- * callback's end in precise mode. */
+/* The end of the batch (or batches) whose reading was put off (`end_pending`:
+ * 1 ready, 2 timers) is `t`, a reading made since with nothing run in
+ * between but the loop's own bookkeeping: what they queued counts from it. */
+static inline void
+pl_monitor_end_settle(PLMonitor *m, double t)
+{
+    if (m->end_pending & 1)
+        m->ready_end = t;
+    if (m->end_pending & 2)
+        m->timer_end = t;
+    m->end_pending = 0;
+}
+
+/* Batch mode, after a batch. What the batch queued (stamped
+ * PL_MONITOR_QUEUED_*) counts from its end, the earliest its queueing is
+ * known to be over, as a callback's queueing counts from that callback's
+ * end in precise mode. When no tick went by since the latest reading, that
+ * end is not read now but when something needs it: before libuv's next pass
+ * (pl_monitor_pass_begin), or at the next reading (the timers' `now`, a slow
+ * callback's end, the run's end). Until then it stands at the latest
+ * reading, which is where the next batch starts if no pass comes first: a
+ * loop running only callbacks (no I/O) then reads the clock once a tick, not
+ * once a batch. */
 static inline void
 pl_monitor_batch_end(PLLoop *loop, int timers)
 {
     PLMonitor *m = loop->monitor;
     if (m->precise)
         return;
+    if (!pl_monitor_ticked(m)) {
+        if (timers)
+            m->timer_end = m->stamp;
+        else
+            m->ready_end = m->stamp;
+        m->push_stamp = m->stamp;
+        m->end_pending |= (char)(timers ? 2 : 1);
+        return;
+    }
     double end = pl_monitor_clock();
     /* One callback since the last reading: its own duration, exactly. */
     if (m->callbacks + m->run_n - m->callbacks_at_stamp == 1 && end - m->stamp > m->busy_longest)
@@ -215,15 +247,20 @@ pl_monitor_batch_end(PLLoop *loop, int timers)
     else
         m->ready_end = end;
     m->push_stamp = end;
-#if defined(PL_MONITOR_COARSE_TICK)
     pl_monitor_restamp(m, end);
-#else
-    /* No tick read: the last callback's end has just compared the tick
-     * with tick_seen (or read the clock and taken a new one). A tick_seen
-     * older than the reading can only make a later callback's end read the
-     * clock once more than needed; it never hides a long callback. */
-    pl_monitor_restamp_at(m, end, m->tick_seen);
-#endif
+}
+
+/* Before a libuv pass (pl_loop_poll): a batch end put off is read now, so
+ * that what the batch queued does not count the pass as its own wait. */
+static inline void
+pl_monitor_pass_begin(PLLoop *loop)
+{
+    PLMonitor *m = loop->monitor;
+    if (m->end_pending) {
+        double t = pl_monitor_clock();
+        m->push_stamp = t;
+        pl_monitor_restamp(m, t);
+    }
 }
 
 /* Precise mode: each callback timed (one clock reading per callback). */

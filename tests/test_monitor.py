@@ -831,3 +831,53 @@ def test_slow_datagram_received_is_a_slow_callback(mloop):
     (rec,) = [r for r in monitor.slow_callbacks(mloop) if "_BlockingDatagram" in r.callback]
     assert rec.callback.startswith("I/O callback of _BlockingDatagram on ")
     assert rec.duration >= 0.06
+
+
+def test_delay_counts_the_time_between_runs(mloop):
+    # A callback queued by the last batch of a run waits until the next run:
+    # that wait is its delay, however the batch's end was read.
+    h = monitor.delay_histogram(mloop)
+    done = mloop.create_future()
+
+    def first():
+        mloop.call_soon(done.set_result, None)
+        mloop.stop()
+
+    mloop.call_soon(first)
+    mloop.run_forever()
+    assert not done.done()
+    time.sleep(0.05)
+    mloop.run_until_complete(done)
+    assert h.max >= 0.05
+
+
+def test_delay_of_a_callback_queued_before_a_slow_io_callback(mloop):
+    # A callback queued by a batch waits behind the libuv pass that follows
+    # it; a data_received that blocks in that pass is its delay.
+    h = monitor.delay_histogram(mloop)
+    done = mloop.create_future()
+
+    class Slow(asyncio.Protocol):
+        def data_received(self, data):
+            _busy(0.06)
+
+    async def main():
+        srv = await mloop.create_server(Slow, "127.0.0.1", 0)
+        t, _ = await mloop.create_connection(asyncio.Protocol,
+                                             *srv.sockets[0].getsockname()[:2])
+        await asyncio.sleep(0.01)  # the server's connection_made has run
+        h.reset()
+
+        def queue_marker():
+            # runs in the iteration whose pass reads the bytes written below
+            mloop.call_soon(done.set_result, None)
+
+        t.write(b"x")
+        mloop.call_soon(queue_marker)
+        await done
+        t.close()
+        srv.close()
+        await srv.wait_closed()
+
+    mloop.run_until_complete(main())
+    assert h.max >= 0.06
