@@ -20,6 +20,9 @@ case "$py" in
 esac
 echo "=== benchmarks on Python $v ($py) -> $venv"
 tools/venv.sh "$py" "$venv" test,bench
-"$venv/bin/python" benchmarks/run.py ${BENCH_ARGS:---callgrind}
-"$venv/bin/python" benchmarks/run_net.py ${BENCH_NET_ARGS:-}
+# --monitor: pyloop with pyloop.monitor on, interleaved with the rest, and its
+# overhead against plain pyloop (issue 17: core rows in time and instructions,
+# network rows as server CPU)
+"$venv/bin/python" benchmarks/run.py ${BENCH_ARGS:---callgrind --monitor}
+"$venv/bin/python" benchmarks/run_net.py ${BENCH_NET_ARGS:---monitor}
 "$venv/bin/python" benchmarks/run_apps.py ${BENCH_APPS_ARGS:-}
