@@ -51,7 +51,8 @@ VARIANTS = ("no hooks", "off", "on", "on+tasks")
 # variant -> (the tree whose benchmarks/ and pyloop/ run it, its loop name)
 LOOP_NAME = {"no hooks": "pyloop", "off": "pyloop", "on": "pyloop+monitor",
              "on+tasks": "pyloop+monitor-tasks"}
-HOOK_FILES = ("csrc/loop.c", "csrc/loop.h", "csrc/stream.c")
+HOOK_FILES = ("csrc/loop.c", "csrc/loop.h", "csrc/stream.c", "csrc/uvhandle.h", "csrc/uvhandle.c",
+              "csrc/pipe.c")
 HOOK_TEST = re.compile(r"\b[A-Za-z_]\w*(?:->\w+)*->monitor != NULL")
 # PYTHONHASHSEED fixed: repeated runs execute the same code. The monitor's
 # slow-callback threshold (wall-clock time) scaled by callgrind's slow-down,
