@@ -8,9 +8,7 @@
  * released only around the wait: a prepare callback (run just before libuv
  * polls) releases it and the first pyloop callback after the wake-up takes it
  * back (pl_loop_gil_ensure, at the top of every libuv callback), so no
- * callback pays for its own GIL round trip. When the loop's thread is the
- * only Python thread, a wait of at most PL_LOOP_HOLD_MS keeps the GIL
- * instead (pl_loop_gil_may_hold). With callbacks ready, a
+ * callback pays for its own GIL round trip. With callbacks ready, a
  * uv_run(UV_RUN_NOWAIT) pass runs with the GIL held throughout, and only when
  * a libuv handle is active: a busy iteration without one makes no system
  * call.
@@ -240,29 +238,18 @@ static void
 pl__loop_prepare_cb(uv_prepare_t *handle)
 {
     PLLoop *self = (PLLoop *)handle->loop->data;
-    /* libuv polls right after the prepare callbacks: only a pass that may
-     * block waits, and only one without the GIL held releases it. */
-    if (!self->sleeping || self->waiting)
-        return;
-    self->waiting = 1;
-    if (self->monitor != NULL)
-        pl_monitor_idle_begin(self);
-    if (self->hold_gil) {
-        pl_counters.waits_gil_held++;
-        return;
+    /* libuv polls right after the prepare callbacks: release the GIL only
+     * for a pass that may block. */
+    if (self->sleeping && self->gil_tstate == NULL) {
+        if (self->monitor != NULL)
+            pl_monitor_idle_begin(self);
+        self->gil_tstate = PyEval_SaveThread();
     }
-    pl_counters.waits_gil_released++;
-    self->gil_tstate = PyEval_SaveThread();
 }
 
 static void
 pl__loop_deadline_cb(uv_timer_t *handle)
 {
-    /* A timer is due: the loop is not idle, even when the cap of a GIL-held
-     * wait fired in the same pass just before this (due in the same
-     * millisecond, it may run first). Sleeps shorter than the cap would
-     * otherwise alternate between keeping and releasing the GIL. */
-    ((PLLoop *)handle->loop->data)->hold_skip = 0;
     /* Only ends the wait: the timer heap decides what is due. uv_run runs
      * due timers before it polls too, and libuv's clock can tick between
      * arming and that run: fired there, this timer no longer bounds the
@@ -270,23 +257,6 @@ pl__loop_deadline_cb(uv_timer_t *handle)
      * that poll non-blocking (uv_run clears the flag when it returns). */
     pl_loop_gil_ensure(handle->loop);
     uv_stop(handle->loop);
-}
-
-static void
-pl__loop_hold_cb(uv_timer_t *handle)
-{
-    PLLoop *self = (PLLoop *)handle->loop->data;
-    /* The cap of the GIL-held waits (pl_loop_gil_may_hold) fired during one
-     * that nothing else ended: no callback of ours ran before this one in
-     * the pass, and libuv runs timers after I/O. The loop looks idle, so its
-     * next wait releases the GIL and has no cap: an idle loop pays one extra
-     * pass per sleep, not a wake-up per cap. (The timer repeats rather than
-     * being re-armed per wait, which would cost a heap insert and removal
-     * per wait; a wait begun just before it fires ends early then, and only
-     * once per cap.) */
-    if (self->waiting && self->hold_gil)
-        self->hold_skip = 1;
-    pl_loop_gil_ensure(handle->loop);
 }
 
 static void
@@ -340,10 +310,6 @@ pl_loop_uv_init_internal(PLLoop *self)
         return err;
     pl_counters.handles_created++;
     uv_unref((uv_handle_t *)&self->deadline_timer);
-    if ((err = uv_timer_init(&self->uv, &self->hold_timer)) < 0)
-        return err;
-    pl_counters.handles_created++;
-    uv_unref((uv_handle_t *)&self->hold_timer);
     if ((err = pl_loop_poll_start(self, &self->wake_poll, self->wake_fd)) < 0)
         return err;
     if ((err = pl_loop_poll_start(self, &self->sig_poll, self->sig_rfd)) < 0)
@@ -378,51 +344,6 @@ pl_loop_after_pass(PLLoop *self)
     return 0;
 }
 
-/* The longest wait with the GIL held, in libuv's milliseconds: a thread
- * that starts wanting the GIL during one (pl_loop_gil_may_hold) waits at
- * most this long, less than the switch interval it would wait for a running
- * thread to let go. The repeating hold_timer bounds such waits (libuv
- * computes its poll timeout after the prepare callbacks, from the earliest
- * timer). */
-#define PL_LOOP_HOLD_MS 1
-
-/* Whether this sleep may wait without releasing the GIL: when this thread is
- * the only thread state of the only interpreter, no thread can be waiting
- * for the GIL, and only Python code (which needs the GIL we hold) or a C
- * thread calling PyGILState_Ensure can make one. The wait is then capped at
- * PL_LOOP_HOLD_MS for such a C thread, and after a cap that ended idle
- * (hold_skip) the next wait releases as usual. Releasing costs a mutex and
- * condition-variable round trip per wait (PyEval_SaveThread/RestoreThread):
- * hundreds of instructions, a large share of a small echo's round trip.
- *
- * The lists are read without the runtime's lock: only our own interpreter's
- * and thread state's fields are loaded (never another thread state's, which
- * could be freed meanwhile), and the answer can only be stale for a thread
- * state being added (by such a C thread: it waits the cap at most) or
- * removed (a thread ending: we release once more than needed). New thread
- * states go to the head of the list, so another one shows in one of the two
- * tests. On the free-threaded build the loop always detaches: that is what
- * lets other threads' stop-the-world pauses (the GC's) proceed. */
-static int
-pl_loop_gil_may_hold(PLLoop *self)
-{
-#ifdef Py_GIL_DISABLED
-    (void)self;
-    return 0;
-#else
-    if (!self->hold_allowed)
-        return 0;
-    if (self->hold_skip) {
-        self->hold_skip = 0;
-        return 0;
-    }
-    PyThreadState *ts = self->run_tstate;
-    PyInterpreterState *interp = PyThreadState_GetInterpreter(ts);
-    return PyInterpreterState_Head() == interp && PyInterpreterState_Next(interp) == NULL &&
-           PyInterpreterState_ThreadHead(interp) == ts && PyThreadState_Next(ts) == NULL;
-#endif
-}
-
 /* Nothing is ready: wait in libuv's epoll_wait for I/O, a wake-up or the
  * deadline of `first` (the earliest timer, not yet due; NULL: none), and
  * dispatch what woke us. */
@@ -430,16 +351,6 @@ static int
 pl_loop_sleep(PLLoop *self, PLHandle *first)
 {
     int armed = 0;
-    int hold = pl_loop_gil_may_hold(self);
-    if (hold && !uv_is_active((uv_handle_t *)&self->hold_timer)) {
-        /* From a fresh clock: callbacks ran since libuv last read it, and a
-         * cap counted from then could end this wait before it began. */
-        uv_update_time(&self->uv);
-        uv_timer_start(&self->hold_timer, pl__loop_hold_cb, PL_LOOP_HOLD_MS, PL_LOOP_HOLD_MS);
-    }
-    else if (!hold && uv_is_active((uv_handle_t *)&self->hold_timer)) {
-        uv_timer_stop(&self->hold_timer);
-    }
     if (first != NULL) {
         /* The timer only bounds the wait (uv_run(UV_RUN_ONCE) polls once
          * whether or not it fires): libuv waits `ms` from the moment it
@@ -464,7 +375,6 @@ pl_loop_sleep(PLLoop *self, PLHandle *first)
     /* Referenced for the pass so that libuv waits even with no user handle
      * active (a wake-up or a signal then ends the wait). */
     uv_ref((uv_handle_t *)&self->wake_poll);
-    self->hold_gil = (char)hold;
     self->sleeping = 1;
     uv_run(&self->uv, UV_RUN_ONCE);
     self->sleeping = 0;
@@ -662,25 +572,6 @@ pl_loop_run_once(PLLoop *self)
 
 /* ---- Python methods --------------------------------------------------------- */
 
-/* Whether waits may hold the GIL during this run: not when the switch
- * interval is below the cap (whoever set it wants other threads to get the
- * GIL sooner than that). Read once per run: sys.setswitchinterval() is
- * rare, and a call per wait would cost more than it saves. */
-static char
-pl_loop_hold_allowed(void)
-{
-    PyObject *f = PySys_GetObject("getswitchinterval"); /* borrowed */
-    PyObject *r = f != NULL ? PyObject_CallNoArgs(f) : NULL;
-    double interval = r != NULL ? PyFloat_AsDouble(r) : -1.0;
-    Py_XDECREF(r);
-    if (interval == -1.0) {
-        /* sys replaced or broken: release as always, and say nothing */
-        PyErr_Clear();
-        return 0;
-    }
-    return interval >= PL_LOOP_HOLD_MS / 1000.0;
-}
-
 static PyObject *
 Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
 {
@@ -693,9 +584,6 @@ Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
     int rc = 0;
     self->running = 1;
     self->thread_id = PyThread_get_thread_ident();
-    self->hold_allowed = pl_loop_hold_allowed();
-    self->hold_skip = 0;
-    self->run_tstate = PyThreadState_Get();
     Py_INCREF(self); /* user code may drop every other reference */
     if (self->monitor != NULL)
         pl_monitor_run_begin(self);
@@ -709,9 +597,6 @@ Loop__run(PLLoop *self, PyObject *Py_UNUSED(ignored))
     }
     if (self->monitor != NULL)
         pl_monitor_run_end(self);
-    /* A stopped loop keeps no cap ticking (the next run starts it afresh). */
-    uv_timer_stop(&self->hold_timer);
-    self->run_tstate = NULL;
     self->stopping = 0;
     self->running = 0;
     self->thread_id = 0;
@@ -970,7 +855,6 @@ pl_loop_close_own(PLLoop *self)
 {
     uv_handle_t *own[] = {
         (uv_handle_t *)&self->gil_prepare, (uv_handle_t *)&self->deadline_timer,
-        (uv_handle_t *)&self->hold_timer,
         (uv_handle_t *)&self->wake_poll, (uv_handle_t *)&self->sig_poll,
         (uv_handle_t *)&self->epfd_poll,
     };

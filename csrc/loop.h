@@ -25,12 +25,7 @@ typedef struct PLLoop {
     char has_signal_handlers; /* set from Python: drain signal bytes each pass */
     PyObject *time_override;  /* a `time` set on the instance (loop.time = f), else NULL */
     char wake_pending;        /* an eventfd write is outstanding (GIL-protected) */
-    char sleeping;            /* this uv_run pass may block: the prepare callback begins the wait */
-    char waiting;             /* inside that wait: from the prepare callback to the first
-                               * callback of ours after the poll (or uv_run's return) */
-    char hold_gil;            /* this pass waits with the GIL held (pl_loop_sleep decides) */
-    char hold_allowed;        /* the switch interval is at least the cap (read per run) */
-    char hold_skip;           /* the last capped wait ended idle: the next one releases */
+    char sleeping;            /* this uv_run pass may block: release the GIL before polling */
     char wake_fired;          /* set during a pass by the internal watchers below */
     char sig_fired;
     char poll_fired;
@@ -78,19 +73,16 @@ typedef struct PLLoop {
 
     /* Non-NULL while the GIL is released inside a blocking uv_run pass. */
     PyThreadState *gil_tstate;
-    PyThreadState *run_tstate; /* the running thread's, while running */
 
     uv_loop_t uv;
     /* Internal handles, all unreferenced (they never keep libuv alive on
      * their own): the GIL release/re-take around libuv's poll, our own fds
-     * watched from libuv's epoll set, the timer-heap deadline, and the cap
-     * of the waits that keep the GIL. */
+     * watched from libuv's epoll set, and the timer-heap deadline. */
     uv_prepare_t gil_prepare;
     uv_poll_t wake_poll;
     uv_poll_t sig_poll;
     uv_poll_t epfd_poll;
     uv_timer_t deadline_timer;
-    uv_timer_t hold_timer;
 } PLLoop;
 
 extern PyTypeObject PLLoop_Type;
@@ -133,23 +125,18 @@ pl_loop_time(PLLoop *loop)
 }
 
 /* Every pyloop libuv callback begins with this. A pass of uv_run that may
- * block begins its wait just before libuv polls (the prepare callback in
- * loop.c), releasing the GIL unless this thread is the only one that could
- * want it (loop.c's pl_loop_gil_may_hold); whichever of our callbacks runs
- * first after the wake-up ends the wait and takes the GIL back, so it is
- * never re-taken per callback and no Python API runs without it. */
+ * block releases the GIL just before libuv polls (the prepare callback in
+ * loop.c); whichever of our callbacks runs first after the wake-up takes it
+ * back, so the GIL is never re-taken per callback and no Python API runs
+ * without it. */
 static inline void
 pl_loop_gil_ensure(uv_loop_t *uv)
 {
     PLLoop *loop = (PLLoop *)uv->data;
-    if (loop->waiting) {
-        loop->waiting = 0;
-        if (loop->gil_tstate != NULL) {
-            PyThreadState *ts = loop->gil_tstate;
-            loop->gil_tstate = NULL;
-            PyEval_RestoreThread(ts);
-        }
-        /* A wait with the GIL held is idle time as much as one without. */
+    if (loop->gil_tstate != NULL) {
+        PyThreadState *ts = loop->gil_tstate;
+        loop->gil_tstate = NULL;
+        PyEval_RestoreThread(ts);
         if (loop->monitor != NULL)
             pl_monitor_idle_end(loop);
     }

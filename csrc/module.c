@@ -81,9 +81,7 @@ pl_module_counters(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored))
     if (pl_counters_add(d, "handles_created", pl_counters.handles_created) < 0 ||
         pl_counters_add(d, "handles_freed", pl_counters.handles_freed) < 0 ||
         pl_counters_add(d, "requests_created", pl_counters.requests_created) < 0 ||
-        pl_counters_add(d, "requests_freed", pl_counters.requests_freed) < 0 ||
-        pl_counters_add(d, "waits_gil_held", pl_counters.waits_gil_held) < 0 ||
-        pl_counters_add(d, "waits_gil_released", pl_counters.waits_gil_released) < 0)
+        pl_counters_add(d, "requests_freed", pl_counters.requests_freed) < 0)
         goto error;
     for (int k = 0; k < PL_TRANSPORT_NKINDS; k++) {
         char name[64];

@@ -38,8 +38,7 @@ typedef enum {
 
 /* Counters of every libuv handle and request (the loop's own handles
  * included) and of the transports of each kind, created and freed, for the
- * tests: after loop.close() and a collection each pair must be equal; and of
- * the loop's waits, by how they treated the GIL. A C
+ * tests: after loop.close() and a collection each pair must be equal. A C
  * transport counts as freed when its handle's close callback ran, a Python
  * one when the object went away (a weak reference's callback, module.c). */
 typedef struct {
@@ -47,10 +46,6 @@ typedef struct {
     long long handles_freed;
     long long requests_created;
     long long requests_freed;
-    /* Blocking waits of the loop (loop.c's prepare callback): with the GIL
-     * held, and with it released. */
-    long long waits_gil_held;
-    long long waits_gil_released;
     long long transports_created[PL_TRANSPORT_NKINDS];
     long long transports_freed[PL_TRANSPORT_NKINDS];
 } pl_counters_t;
