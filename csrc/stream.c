@@ -387,9 +387,10 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             self->in_recv = 1;
             r = pl_stream_call_protocol(self, self->data_received_meth, "data_received", data);
             self->in_recv = 0;
-            pl_loop_bytes_give_back(self->loop, data);
             /* What it wrote last leaves now (before its error, if it raised,
-             * is reported: the stdlib's had left at write()). */
+             * is reported: the stdlib's had left at write()), and before the
+             * bytes go back: an echo holds `data` itself, which the loop
+             * reuses only once nothing else refers to it. */
             if (self->held != NULL) {
                 PyObject *err = r == NULL ? pl_err_fetch() : NULL;
                 if (pl_stream_flush_held(self, 0) < 0)
@@ -397,6 +398,7 @@ pl__stream_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                 if (err != NULL)
                     pl_err_restore(err);
             }
+            pl_loop_bytes_give_back(self->loop, data);
             if (r == NULL)
                 pl_stream_handle_callback_error(
                     self, "Fatal error: protocol.data_received() call failed.");
