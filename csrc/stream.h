@@ -40,6 +40,11 @@ typedef struct PLStream {
     size_t reqs;            /* pending write/shutdown requests, each holding a reference */
     Py_buffer rbuf;
     PyObject *alloc_error;  /* what get_buffer() raised, for the read callback */
+    /* The last write() of a data_received() call, not sent yet (a bytes
+     * object): sent when the call returns, or with the FIN in one segment
+     * when close() comes first (stream.c, "writing"). NULL otherwise. */
+    PyObject *held;
+    char in_recv;           /* inside this transport's data_received() call */
 } PLStream;
 
 extern PyObject *pl_stream_tcp_type;   /* heap type, subclass of asyncio.Transport */

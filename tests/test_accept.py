@@ -340,3 +340,163 @@ def test_close_after_fd_closed_behind_an_accepted_transport(loop_name):
         loop.close()
     """)
     assert out.split()[-2:] == ["served", "ok"], out
+
+
+# ---- an answer written in data_received, then close() (stream.c keeps the
+# last write of data_received so the FIN can leave with it)
+
+
+class Answer(asyncio.Protocol):
+    """Answers its first data with `answers` (one write each), then does
+    `then` to the transport; records what the transport says meanwhile."""
+
+    def __init__(self, answers, then, done, peer=None):
+        self.answers, self.then, self.done, self.peer = answers, then, done, peer
+        self.seen = {}
+
+    def connection_made(self, transport):
+        self.transport = transport
+        if self.then == "close-with-socket":
+            self.seen["sock"] = transport.get_extra_info("socket") is not None
+
+    def data_received(self, data):
+        if "buffer" in self.seen:  # after write_eof: more from the peer
+            self.seen["more"] = data
+            self.transport.close()
+            return
+        for a in self.answers:
+            self.transport.write(a)
+        self.seen["buffer"] = self.transport.get_write_buffer_size()
+        if self.then in ("close", "close-with-socket"):
+            self.transport.close()
+            self.seen["closing"] = self.transport.is_closing()
+        elif self.then == "abort":
+            self.transport.abort()
+        elif self.then == "socket":
+            self.seen["socket"] = self.transport.get_extra_info("socket").fileno() >= 0
+            self.transport.close()
+        elif self.then == "write_eof":
+            self.transport.write_eof()
+        elif self.then == "raise":
+            raise ZeroDivisionError("after the answer")
+
+    def connection_lost(self, exc):
+        if self.peer is not None:
+            # Whether the peer has the answer's FIN by now: before the fd is
+            # closed (after this returns) only if it left with the answer.
+            self.peer.setblocking(False)
+            got = b""
+            try:
+                while True:
+                    chunk = self.peer.recv(100)
+                    if not chunk:
+                        got += b"<EOF>"
+                        break
+                    got += chunk
+            except BlockingIOError:
+                pass
+            self.seen["peer_at_lost"] = got
+        self.seen["lost"] = type(exc).__name__ if exc else None
+        self.done.set_result(None)
+
+
+def _serve_one(loop, answers, then, request=b"GET / HTTP/1.0\r\n\r\n", more=None,
+               check_peer_at_lost=False):
+    """One client connection to an Answer server; returns (what the client
+    read up to EOF, the protocol's record, exception handler calls)."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+
+    async def main():
+        done = loop.create_future()
+        protos = []
+        client = socket.socket()
+        client.setblocking(False)
+
+        def factory():
+            protos.append(Answer(answers, then, done, client if check_peer_at_lost else None))
+            return protos[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        await loop.sock_connect(client, ("127.0.0.1", port))
+        await loop.sock_sendall(client, request)
+        got = b""
+        if check_peer_at_lost:
+            await done
+            got = protos[0].seen["peer_at_lost"]
+        else:
+            while True:
+                chunk = await loop.sock_recv(client, 4096)
+                if not chunk:
+                    break
+                got += chunk
+                if more is not None and got == b"".join(answers):
+                    await loop.sock_sendall(client, more)
+            await done
+        client.close()
+        server.close()
+        await server.wait_closed()
+        return got, protos[0].seen
+
+    got, seen = loop.run_until_complete(main())
+    return got, seen, errors
+
+
+def test_answer_then_close_in_data_received(loop):
+    got, seen, errors = _serve_one(loop, [b"HTTP/1.0 200 OK\r\n\r\n", b"hello"], "close")
+    assert got == b"HTTP/1.0 200 OK\r\n\r\nhello"
+    assert seen == {"buffer": 0, "closing": True, "lost": None}
+    assert errors == []
+
+
+def test_answer_then_abort_in_data_received(loop):
+    # What write() took had left before abort(): the peer still gets it.
+    got, seen, errors = _serve_one(loop, [b"answer"], "abort")
+    assert got == b"answer"
+    assert seen["lost"] is None and errors == []
+
+
+def test_answer_then_socket_in_data_received(loop):
+    got, seen, errors = _serve_one(loop, [b"answer"], "socket")
+    assert got == b"answer"
+    assert seen["socket"] is True and seen["lost"] is None and errors == []
+
+
+def test_answer_then_write_eof_in_data_received(loop):
+    # Half-closed: the peer gets the answer and EOF, and can still send.
+    got, seen, errors = _serve_one(loop, [b"answer"], "write_eof", more=b"more")
+    assert got == b"answer"
+    assert seen["more"] == b"more" and seen["lost"] is None and errors == []
+
+
+def test_answer_then_raise_in_data_received(loop):
+    got, seen, errors = _serve_one(loop, [b"answer"], "raise")
+    assert got == b"answer"
+    assert seen["lost"] == "ZeroDivisionError"
+    assert [type(e) for e in errors] == [ZeroDivisionError]
+
+
+def test_large_answer_then_close_in_data_received(loop):
+    big = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes at once
+    got, seen, errors = _serve_one(loop, [b"head", big], "close")
+    assert got == b"head" + big
+    assert seen["lost"] is None and errors == []
+
+
+def test_no_early_fin_when_the_socket_object_exists(loop):
+    # As on the stdlib: the FIN leaves when the socket is closed, after
+    # connection_lost, when a socket object (which can be dup'ed) was made.
+    got, seen, errors = _serve_one(loop, [b"answer"], "close-with-socket",
+                                   check_peer_at_lost=True)
+    assert seen["sock"] is True
+    assert got == b"answer"  # no <EOF> yet
+    assert errors == []
+
+
+def test_fin_leaves_with_the_answer(pyloop_loop):
+    # pyloop only: the answer and the FIN in one segment, sent by close()
+    # in data_received, so the peer has both before connection_lost runs.
+    got, seen, errors = _serve_one(pyloop_loop, [b"answer"], "close", check_peer_at_lost=True)
+    assert got == b"answer<EOF>"
+    assert errors == []
