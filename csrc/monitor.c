@@ -280,21 +280,32 @@ pl_monitor_run_new(PLMonitor *m, PLHandle *h)
         m->run_when = pl_monitor_queued_at(m, h);
 }
 
+/* A callback timed from the latest reading (batch mode's, or a protocol
+ * callback's): read the clock, make that the new reading, and return how
+ * long since the old one (its start in *start). `alone`: nothing else ran
+ * since the reading, so that is the callback's own duration; otherwise it
+ * is an upper bound, within a tick or so (monitor.c's top), which may be
+ * mostly the quick callbacks before it: the longest callback takes it only
+ * when it is slow anyway. */
+static double
+pl_monitor_time_from_stamp(PLMonitor *m, int alone, double *start)
+{
+    *start = m->stamp;
+    double end = pl_monitor_clock();
+    double dur = end - *start;
+    if (dur > m->busy_longest && (alone || dur >= m->slow_threshold))
+        m->busy_longest = dur;
+    pl_monitor_restamp(m, end);
+    return dur;
+}
+
 void
 pl_monitor_tick_end(PLLoop *loop, PLHandle *h)
 {
     PLMonitor *m = loop->monitor;
-    double start = m->stamp;
-    double end = pl_monitor_clock();
-    double dur = end - start;
-    /* Only this callback since the reading: its own duration. Otherwise an
-     * upper bound, within a tick or so (monitor.c's top), which may be
-     * mostly the quick callbacks before it: the longest callback takes it
-     * only when it is slow anyway. */
-    if (dur > m->busy_longest &&
-        (m->callbacks + m->run_n - m->callbacks_at_stamp == 1 || dur >= m->slow_threshold))
-        m->busy_longest = dur;
-    pl_monitor_restamp(m, end);
+    double start;
+    double dur = pl_monitor_time_from_stamp(
+        m, m->callbacks + m->run_n - m->callbacks_at_stamp == 1, &start);
     if (dur >= m->slow_threshold) {
         pl_monitor_handle_end_cold(loop, h, dur, start);
         /* its Python code took time of its own */
@@ -741,14 +752,9 @@ void
 pl_monitor_io_end_cold(PLLoop *loop, PyObject *transport)
 {
     PLMonitor *m = loop->monitor;
-    double start = m->stamp;
-    double end = pl_monitor_clock();
-    double dur = end - start;
-    /* an upper bound (what ran before it in the pass counts too): the
-     * longest callback takes it only when it is slow anyway */
-    if (dur > m->busy_longest && dur >= m->slow_threshold)
-        m->busy_longest = dur;
-    pl_monitor_restamp(m, end);
+    double start;
+    /* what ran before it in the pass counts too: never known to be alone */
+    double dur = pl_monitor_time_from_stamp(m, 0, &start);
     m->chain = 0;
     if (dur < m->slow_threshold)
         return;
