@@ -127,28 +127,33 @@ pl_monitor_bits(double d)
     return u;
 }
 
-/* A new reading `t`, made at tick `tick` or later: the start of what runs
- * next. It ends the pending run (its callbacks started at the previous
- * reading), so the per-callback test is the stamp alone. */
-static inline void pl_monitor_end_settle(PLMonitor *m, double t);
-
+/* The end of the batch (or batches) whose reading was put off (`end_pending`:
+ * 1 ready, 2 timers) is `t`, a reading made since with nothing run in
+ * between but the loop's own bookkeeping: what they queued counts from it. */
 static inline void
-pl_monitor_restamp_at(PLMonitor *m, double t, unsigned long tick)
+pl_monitor_end_settle(PLMonitor *m, double t)
+{
+    if (m->end_pending & 1)
+        m->ready_end = t;
+    if (m->end_pending & 2)
+        m->timer_end = t;
+    m->end_pending = 0;
+}
+
+/* A new reading `t`: the start of what runs next. It ends the pending run
+ * (its callbacks started at the previous reading), so the per-callback test
+ * is the stamp alone, and settles a batch end put off until now. */
+static inline void
+pl_monitor_restamp(PLMonitor *m, double t)
 {
     if (m->run_n != 0)
         pl_monitor_run_flush(m);
     if (m->end_pending)
         pl_monitor_end_settle(m, t);
     m->stamp = t;
-    m->tick_seen = tick;
+    m->tick_seen = pl_monitor_tick_at(t);
     m->callbacks_at_stamp = m->callbacks;
     m->stale = 0;
-}
-
-static inline void
-pl_monitor_restamp(PLMonitor *m, double t)
-{
-    pl_monitor_restamp_at(m, t, pl_monitor_tick_at(t));
 }
 
 /* A batch's key: callbacks run back to back share it (see monitor.c's top). */
@@ -200,18 +205,6 @@ pl_monitor_batch_begin(PLLoop *loop, double now, int timers)
         pl_monitor_restamp(m, pl_monitor_clock());
 }
 
-/* The end of the batch (or batches) whose reading was put off (`end_pending`:
- * 1 ready, 2 timers) is `t`, a reading made since with nothing run in
- * between but the loop's own bookkeeping: what they queued counts from it. */
-static inline void
-pl_monitor_end_settle(PLMonitor *m, double t)
-{
-    if (m->end_pending & 1)
-        m->ready_end = t;
-    if (m->end_pending & 2)
-        m->timer_end = t;
-    m->end_pending = 0;
-}
 
 /* Batch mode, after a batch. What the batch queued (stamped
  * PL_MONITOR_QUEUED_*) counts from its end, the earliest its queueing is
