@@ -454,11 +454,15 @@ pl_loop_run_handle(PLLoop *self, PLHandle *h)
 {
     if (h->cancelled)
         return 0;
-    if (self->monitor != NULL) {
+    PLMonitor *m = self->monitor;
+    if (m != NULL) {
         pl_monitor_handle_begin(self, h);
         int rc = self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);
-        if (self->monitor != NULL)
-            pl_monitor_handle_end(self, h);
+        /* Not if the callback disabled monitoring (a new monitor enabled
+         * in it has m's address at most by chance, and then no start to
+         * time from: pl_monitor_handle_end copes). */
+        if (self->monitor == m)
+            pl_monitor_handle_end(self, m, h);
         return rc;
     }
     return self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);

@@ -52,6 +52,10 @@
 #include "monitor_hooks.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 #include <math.h>
 #include <pthread.h>
 #include <time.h>
@@ -108,6 +112,120 @@ pl_monitor_tick_init(void)
     dlclose(vdso);
 }
 #define PL_MONITOR_TICK_SOURCE "coarse_clock"
+
+#if defined(__x86_64__) && defined(__linux__)
+/* The coarse clock's own words in the vDSO's data page, found once; NULL:
+ * the loop calls the vDSO (monitor.h). Why: the call after every callback,
+ * not the vDSO's few loads, was most of what monitoring cost the call_soon
+ * row (docs/performance.md, sixth pass). */
+const volatile uint64_t *pl_monitor_vvar_coarse;
+static int pl_monitor_vvar_looked;
+
+/* The first page of the [vvar] mapping, or 0. */
+static uintptr_t
+pl_monitor_vvar_page(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (f == NULL)
+        return 0;
+    char line[256];
+    uintptr_t lo = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        /* "[vvar]" itself, not "[vvar_vclock]" (6.13+: the clock pages) */
+        if (strstr(line, " [vvar]\n") != NULL) {
+            unsigned long a;
+            if (sscanf(line, "%lx-", &a) == 1)
+                lo = (uintptr_t)a;
+            break;
+        }
+    }
+    fclose(f);
+    return lo;
+}
+
+/* Finds the coarse clock's (seconds, nanoseconds) in the page the vDSO
+ * reads it from. The layout is the kernel's private business, so nothing
+ * is assumed: the page is copied through a pipe (a page that cannot be read
+ * fails the write with EFAULT instead of killing the process), searched for
+ * the one pair equal to what the vDSO returned just before and after the
+ * copy, and the pair found must then follow the vDSO's answers. Anything
+ * else (no [vvar], a time namespace's page, two candidates, another CPU
+ * architecture) leaves the vDSO call. pl_monitor_vvar_check keeps checking
+ * it against the real clock for the process's life. */
+static void
+pl_monitor_vvar_find(void)
+{
+    if (pl_monitor_vvar_looked)
+        return;
+    pl_monitor_vvar_looked = 1;
+    const char *env = getenv("PYLOOP_MONITOR_VVAR");
+    if (env != NULL && strcmp(env, "0") == 0)
+        return;
+    uintptr_t page = pl_monitor_vvar_page();
+    if (page == 0)
+        return;
+    enum { PAGE = 4096 };
+    uint64_t *copy = PyMem_Malloc(PAGE);
+    int fds[2] = {-1, -1};
+    if (copy == NULL || pipe2(fds, O_CLOEXEC) != 0)
+        goto done;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        struct timespec before, after;
+        pl_monitor_coarse_gettime(CLOCK_MONOTONIC_COARSE, &before);
+        if (write(fds[1], (const void *)page, PAGE) != PAGE || read(fds[0], copy, PAGE) != PAGE)
+            goto done;
+        pl_monitor_coarse_gettime(CLOCK_MONOTONIC_COARSE, &after);
+        if (before.tv_sec != after.tv_sec || before.tv_nsec != after.tv_nsec)
+            continue; /* a tick during the copy: again */
+        size_t found = 0, hits = 0;
+        for (size_t i = 0; i + 1 < PAGE / sizeof(uint64_t); i++) {
+            if (copy[i] == (uint64_t)before.tv_sec && copy[i + 1] == (uint64_t)before.tv_nsec) {
+                found = i;
+                hits++;
+            }
+        }
+        if (hits != 1)
+            goto done;
+        const volatile uint64_t *w = (const volatile uint64_t *)page + found;
+        pl_monitor_coarse_gettime(CLOCK_MONOTONIC_COARSE, &after);
+        uint64_t s = w[0], ns = w[1];
+        struct timespec last;
+        pl_monitor_coarse_gettime(CLOCK_MONOTONIC_COARSE, &last);
+        /* read between two vDSO answers: equal to one of them */
+        if ((s == (uint64_t)after.tv_sec && ns == (uint64_t)after.tv_nsec) ||
+            (s == (uint64_t)last.tv_sec && ns == (uint64_t)last.tv_nsec))
+            pl_monitor_vvar_coarse = w;
+        goto done;
+    }
+done:
+    if (fds[0] >= 0) {
+        close(fds[0]);
+        close(fds[1]);
+    }
+    PyMem_Free(copy);
+}
+
+/* After a wait of the poll (`t`: the clock just read, pl_monitor_clock's
+ * seconds): the words found must still be the coarse clock, at most a few
+ * ticks behind and never ahead. If they stopped moving (a kernel that
+ * moved them, a process restored on another machine) the loop would never
+ * see a tick, and no slow callback: the vDSO call takes over for good. */
+void
+pl_monitor_vvar_check(double t)
+{
+    const volatile uint64_t *w = pl_monitor_vvar_coarse;
+    if (w == NULL)
+        return;
+    double coarse = (double)w[0] + (double)w[1] * 1e-9;
+    if (!(coarse <= t + 1e-3 && coarse >= t - 1.0))
+        pl_monitor_vvar_coarse = NULL;
+}
+#else
+static void
+pl_monitor_vvar_find(void)
+{
+}
+#endif
 #elif defined(__aarch64__)
 unsigned int pl_monitor_tick_shift = 15; /* 1.4 ms at 24 MHz, a common rate */
 
@@ -137,6 +255,9 @@ pl_monitor_tick_init(void)
 static int
 pl_monitor_ticker_retain(void)
 {
+#if defined(PL_MONITOR_COARSE_TICK)
+    pl_monitor_vvar_find();
+#endif
     return 0;
 }
 
@@ -244,6 +365,7 @@ pl_monitor_set_mode(PLMonitor *m)
         m->chain = 0;
         m->stale = 1;
         m->end_pending = 0; /* batch mode's (what it queued keeps its stand-in) */
+        m->cur_active = 0;  /* precise mode's callback, if one runs: not timed */
     }
     m->precise = precise;
 }
@@ -504,6 +626,9 @@ pl_monitor_idle_end(PLLoop *loop)
     PLMonitor *m = loop->monitor;
     double t = pl_monitor_clock();
     pl_monitor_span_end(m, t);
+#if defined(PL_MONITOR_VVAR_TICK)
+    pl_monitor_vvar_check(t);
+#endif
     /* handles queued by the I/O callbacks of this pass count from here; the
      * next batch reads the clock again (they ran in between) */
     pl_monitor_restamp(m, t);
@@ -961,8 +1086,12 @@ Monitor_current(PLMonitor *m, PyObject *Py_UNUSED(ignored))
 {
     /* In batch mode the callback's start is the latest reading, as its
      * record will say (monitor.c's top). */
-    return Py_BuildValue("(Od)", m->cur_active ? Py_True : Py_False,
-                         m->cur_active == 2 ? m->cur_start : m->stamp);
+    if (m->precise)
+        return Py_BuildValue("(Od)", m->cur_active == 2 ? Py_True : Py_False, m->cur_start);
+    /* Batch mode marks no callback's start or end: the loop runs one, or
+     * its own bookkeeping between two, whenever it runs and is not waiting;
+     * the latest reading is at most a tick old unless one runs long. */
+    return Py_BuildValue("(Od)", m->in_run && !m->in_idle ? Py_True : Py_False, m->stamp);
 }
 
 static PyObject *
@@ -1133,7 +1262,25 @@ pl_monitor_set_hook(PyObject *Py_UNUSED(mod), PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* How batch mode reads its tick now (tests, docs): "vvar" (the coarse
+ * clock's words read in place), "vdso" (its clock_gettime called
+ * directly), "libc" (glibc's clock_gettime), or the build's other source. */
+static PyObject *
+pl_monitor_tick_reader(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
+{
+#if defined(PL_MONITOR_COARSE_TICK)
+#if defined(PL_MONITOR_VVAR_TICK)
+    if (pl_monitor_vvar_coarse != NULL)
+        return PyUnicode_FromString("vvar");
+#endif
+    return PyUnicode_FromString(pl_monitor_coarse_gettime == clock_gettime ? "libc" : "vdso");
+#else
+    return PyUnicode_FromString(PL_MONITOR_TICK_SOURCE);
+#endif
+}
+
 static PyMethodDef pl_monitor_functions[] = {
+    {"_monitor_tick_reader", pl_monitor_tick_reader, METH_NOARGS, NULL},
     {"_monitor_enable", pl_monitor_enable, METH_O, NULL},
     {"_monitor_disable", pl_monitor_disable, METH_O, NULL},
     {"_monitor_get", pl_monitor_get, METH_O, NULL},

@@ -52,7 +52,7 @@ typedef struct PLMonitor {
      * callback (per-task figures, or a slow threshold under
      * PL_MONITOR_BATCH_MIN). */
     char precise;
-    /* the callback being run: 0 none, 1 timed by batch, 2 timed alone */
+    /* precise mode: 2 while a callback runs (timed from cur_start), else 0 */
     char cur_active;
     /* A reading is due at the next batch: unmeasured code (libuv's I/O
      * callbacks, Python code outside the loop) may have run since `stamp`. */
@@ -183,6 +183,15 @@ void pl_monitor_run_new(PLMonitor *m, PLHandle *h);
  * so the loop loads it directly. */
 extern int (*pl_monitor_coarse_gettime)(clockid_t, struct timespec *)
     __attribute__((visibility("hidden")));
+#if defined(__x86_64__) && defined(__linux__)
+/* x86-64 Linux: the coarse clock read straight from the vDSO's data page
+ * when its words were found there (monitor.c, pl_monitor_vvar_find): two
+ * loads instead of a call. NULL: the call. */
+#define PL_MONITOR_VVAR_TICK 1
+#include <stdint.h>
+extern const volatile uint64_t *pl_monitor_vvar_coarse __attribute__((visibility("hidden")));
+void pl_monitor_vvar_check(double t);
+#endif
 #endif
 #ifdef PL_MONITOR_CYCLE_TICK
 /* x86-64: the time-stamp counter runs at the CPU's nominal rate (1-4 GHz on

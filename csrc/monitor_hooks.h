@@ -73,6 +73,20 @@ pl_monitor_tick_now(void)
 #if defined(PL_MONITOR_COARSE_TICK)
     /* The kernel's last tick: a few loads from the vDSO's data page, no
      * rdtsc (which cost 3x as much on the VM measured). */
+#if defined(PL_MONITOR_VVAR_TICK)
+    const volatile uint64_t *w = pl_monitor_vvar_coarse;
+    if (__builtin_expect(w != NULL, 1)) {
+        /* Not under the kernel's sequence lock: the nanoseconds read twice
+         * around the seconds. Moving, or a pair from two ticks that looks
+         * a second ahead: either reads the real clock once more, which is
+         * all a tick does; x86-64 keeps these loads in order. */
+        uint64_t ns = w[1];
+        uint64_t s = w[0];
+        if (__builtin_expect(w[1] != ns, 0))
+            return ~0UL;
+        return (unsigned long)(s * 1000000000UL + ns);
+    }
+#endif
     struct timespec ts;
     pl_monitor_coarse_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (unsigned long)ts.tv_sec * 1000000000UL + (unsigned long)ts.tv_nsec;
@@ -289,8 +303,8 @@ pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
     }
     /* Batch mode: the callback starts at the latest reading. Handles
      * queued at one reading and run from one reading (the common case: a
-     * whole batch) have one delay: counted as a run, recorded once. */
-    m->cur_active = 1;
+     * whole batch) have one delay: counted as a run, recorded once. Nothing
+     * else is stored per callback: its end only looks at the tick. */
     if (pl_monitor_bits(h->when) == m->run_key)
         m->run_n++;
     else
@@ -324,19 +338,21 @@ pl_monitor_precise_end(PLLoop *loop, PLMonitor *m, PLHandle *h)
         pl_monitor_handle_end_cold(loop, h, dur, m->cur_start);
 }
 
+/* After the callback of `h`, begun with `m` as the loop's monitor (the
+ * caller checks that the callback left it in place: disabled, or disabled
+ * and enabled again, it is not the monitor that saw the start). */
 static inline void
-pl_monitor_handle_end(PLLoop *loop, PLHandle *h)
+pl_monitor_handle_end(PLLoop *loop, PLMonitor *m, PLHandle *h)
 {
-    PLMonitor *m = loop->monitor;
-    char how = m->cur_active;
-    if (__builtin_expect(how == 1, 1)) {
+    if (__builtin_expect(!m->precise, 1)) {
         /* Batch mode (its callbacks are counted by run: pl_monitor_run_flush). */
-        m->cur_active = 0;
         if (pl_monitor_ticked(m))
             pl_monitor_tick_end(loop, h); /* it may have run long: time it */
         return;
     }
-    if (how == 0) /* enabled from inside this very callback */
+    /* Precise mode since this callback started (per-task figures turned
+     * on inside it): no start to time from. */
+    if (m->cur_active != 2)
         return;
     m->cur_active = 0;
     pl_monitor_precise_end(loop, m, h);

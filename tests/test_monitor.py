@@ -326,6 +326,82 @@ def _busy(seconds):
         pass
 
 
+TICK_READER = textwrap.dedent("""
+    import time
+    import pyloop, pyloop.monitor as monitor
+
+    def slow():
+        time.sleep(0.06)
+
+    lp = pyloop.new_event_loop()
+    monitor.enable(lp, slow_callback_duration=0.05)
+    for _ in range(20):
+        lp.call_soon(lambda: None)
+    lp.call_soon(slow)
+    for _ in range(20):
+        lp.call_soon(lambda: None)
+    lp.run_until_complete(__import__("asyncio").sleep(0))
+    (rec,) = monitor.slow_callbacks(lp)
+    print(monitor._core._monitor_tick_reader(), "slow" in rec.callback and rec.duration >= 0.06)
+    lp.close()
+""")
+
+
+@pytest.mark.parametrize("setting", ["", "0"])
+def test_tick_read_in_place_or_through_the_vdso(tmp_path, setting):
+    # Batch mode's tick: the coarse clock read in place from the vDSO's data
+    # page where it was found there (x86-64 Linux), else through the vDSO's
+    # clock_gettime; PYLOOP_MONITOR_VVAR=0 keeps the call. Either way a slow
+    # callback among quick ones in its batch is found and timed.
+    app = tmp_path / "app.py"
+    app.write_text(TICK_READER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYLOOP_MONITOR")}
+    env.update(PYTHONPATH=ROOT, PYLOOP_MONITOR_VVAR=setting)
+    out = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env=env).stdout.split()
+    assert out[1] == "True"
+    if monitor._core._monitor_tick_source != "coarse_clock":
+        assert out[0] == monitor._core._monitor_tick_source
+    elif setting == "0" or not (sys.platform == "linux" and os.uname().machine == "x86_64"):
+        assert out[0] in ("vdso", "libc")
+    else:
+        assert out[0] == "vvar"
+
+
+@pytest.mark.parametrize("inside", ["disable_enable", "per_task_on", "short_to_long"])
+def test_monitor_replaced_or_switched_inside_a_callback(pyloop_loop, inside):
+    # The callback's end is only timed by the monitor (and the mode) that
+    # saw its start: a callback that disables and enables monitoring again,
+    # or switches between timing by batch and timing each callback, leaves
+    # no duration made from another monitor's or mode's start.
+    lp = pyloop_loop
+    monitor.enable(lp, slow_callback_duration=0.01 if inside == "short_to_long" else 0.05)
+
+    def switch():
+        if inside == "disable_enable":
+            monitor.disable(lp)
+            monitor.enable(lp, tasks=True)
+        elif inside == "per_task_on":
+            monitor.enable(lp, tasks=True)
+        else:
+            monitor.enable(lp, slow_callback_duration=0.05)
+
+    async def main():
+        await asyncio.sleep(0.01)
+        lp.call_soon(switch)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+
+    t0 = time.monotonic()
+    lp.run_until_complete(main())
+    elapsed = time.monotonic() - t0
+    counts = monitor.counts(lp)
+    assert 0 <= counts["longest_callback"] <= elapsed
+    assert monitor.slow_callbacks(lp) == []
+    assert monitor.delay_histogram(lp).count >= 1
+
+
 def test_timing_by_batch_unless_per_task_or_a_short_threshold(mloop):
     m = monitor._core._monitor_get(mloop)
     assert not m.times_each_callback  # the default: by batch
