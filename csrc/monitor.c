@@ -20,7 +20,9 @@
  *   a fresh start. The tick is the kernel's coarse clock read on the loop
  *   thread (CLOCK_MONOTONIC_COARSE: the time of the kernel's last timer
  *   tick, 1/HZ apart: 4 ms on the machine measured, 1-10 ms by kernel
- *   configuration), so monitoring starts no thread; a build may take the
+ *   configuration; on x86-64 its words are read in place from the vDSO's
+ *   data page once found there, pl_monitor_vvar_find), so monitoring starts
+ *   no thread; a build may take the
  *   CPU's cycle counter instead, or a ticker thread of 5 ms ticks where
  *   neither exists (monitor.h). So a callback's figures are exact when it
  *   ran alone in its batch and within one tick of the truth otherwise: its
@@ -28,8 +30,10 @@
  *   same batch, its start may be up to a tick early.
  *   A handle queued during a batch counts from the batch's end (the
  *   earliest its queueing is known to be over): it is stamped with a
- *   stand-in for that end, resolved when it runs (monitor.h). Per callback that is two
- *   loads, a compare and a few stores: no clock read, no call.
+ *   stand-in for that end, resolved when it runs (monitor.h). Per callback
+ *   that is a store when it is queued and, at its end, the stamp compared
+ *   with the run's (a count) and the tick's words compared with the
+ *   reading's: no clock read, no call, nothing at its start.
  * - Precise mode (per-task figures on, or a slow threshold under
  *   PL_MONITOR_BATCH_MIN): every callback is timed, one reading per callback
  *   (a callback run right after another one in the same batch starts where
@@ -365,7 +369,11 @@ pl_monitor_set_mode(PLMonitor *m)
         m->chain = 0;
         m->stale = 1;
         m->end_pending = 0; /* batch mode's (what it queued keeps its stand-in) */
-        m->cur_active = 0;  /* precise mode's callback, if one runs: not timed */
+        /* A callback running under precise mode had its delay recorded at
+         * its start; batch mode counts it at its end, with no delay. */
+        if (m->cur_active == 2 && !precise)
+            m->run_key = PL_MONITOR_RUN_NODELAY;
+        m->cur_active = 0;
     }
     m->precise = precise;
 }
@@ -391,6 +399,11 @@ pl_monitor_run_flush(PLMonitor *m)
 void
 pl_monitor_run_new(PLMonitor *m, PLHandle *h)
 {
+    if (m->run_key == PL_MONITOR_RUN_NODELAY) {
+        m->callbacks++;
+        m->run_key = PL_MONITOR_RUN_NONE;
+        return;
+    }
     pl_monitor_run_flush(m);
     m->run_key = pl_monitor_bits(h->when);
     m->run_n = 1;
@@ -569,7 +582,10 @@ pl_monitor_hist_reset(PLMonitor *m)
     /* the pending run's delays go; its callbacks still count */
     m->callbacks += m->run_n;
     m->run_n = 0;
-    m->run_key = PL_MONITOR_RUN_NONE;
+    /* Batch mode counts a callback at its end: one running now (any Python
+     * code on the loop thread during a batch is) began before the reset,
+     * and its delay goes too. */
+    m->run_key = m->batch_active && !m->precise ? PL_MONITOR_RUN_NODELAY : PL_MONITOR_RUN_NONE;
 }
 
 /* ---- measuring points -------------------------------------------------------- */
@@ -608,6 +624,7 @@ pl_monitor_run_end(PLLoop *loop)
         pl_monitor_end_settle(m, t);
     m->in_run = 0;
     m->in_idle = 0;
+    m->batch_active = 0; /* a batch left by an exception */
 }
 
 /* Called just before the GIL is released for a wait that may block. */

@@ -60,6 +60,9 @@ typedef struct PLMonitor {
     /* Batch mode: the end of the latest batch (1: of ready callbacks, 2: of
      * timers) is still to be read (monitor_hooks.h, pl_monitor_batch_end). */
     char end_pending;
+    /* A batch of callbacks is being run (set whatever the mode): Python
+     * code on the loop's thread is then one of its callbacks. */
+    char batch_active;
     double cur_start;
     size_t cur_ready_len;
     unsigned long long cur_key; /* its batch (`chain` below) */
@@ -151,6 +154,9 @@ void pl_monitor_run_new(PLMonitor *m, PLHandle *h);
 
 /* A run key no handle's stamp has: a NaN payload no arithmetic makes. */
 #define PL_MONITOR_RUN_NONE 0x7ff4c0ffee0d1e5ULL
+/* Another: the next callback to end is counted with no delay (its delay was
+ * recorded, or dropped by a reset, while it ran: pl_monitor_run_new). */
+#define PL_MONITOR_RUN_NODELAY 0x7ff4c0ffee0d1e6ULL
 
 /* Batch mode's tick (monitor_hooks.h, pl_monitor_tick_now): the loop reads
  * the clock again after a callback only when the tick moved since the last
