@@ -402,6 +402,39 @@ def test_monitor_replaced_or_switched_inside_a_callback(pyloop_loop, inside):
     assert monitor.delay_histogram(lp).count >= 1
 
 
+@pytest.mark.parametrize("switch", ["batch_to_each", "each_to_batch", "reset"])
+def test_each_callback_counted_and_delayed_once_across_a_switch(pyloop_loop, switch):
+    # Timing by batch counts a callback when it ends; timing each callback
+    # records its delay when it starts. A callback that switches between the
+    # two, or resets the histogram, while it runs is still counted once, and
+    # has one delay (none after a reset: it began before it).
+    lp = pyloop_loop
+    monitor.enable(lp, slow_callback_duration=0.01 if switch == "each_to_batch" else 0.05)
+    m = monitor._monitor(lp)
+    hist = monitor.delay_histogram(lp)
+    lp.run_until_complete(asyncio.sleep(0))
+    before_calls, before_delays = monitor.counts(lp)["callbacks"], hist.count
+
+    def third():
+        if switch == "batch_to_each":
+            monitor.enable(lp, tasks=True)
+        elif switch == "each_to_batch":
+            monitor.enable(lp, slow_callback_duration=0.05)
+        else:
+            hist.reset()
+
+    for i in range(5):
+        lp.call_soon(third if i == 2 else (lambda: None))
+    lp.call_soon(lp.stop)
+    lp.run_forever()
+    assert m.times_each_callback == (switch == "batch_to_each")
+    assert monitor.counts(lp)["callbacks"] - before_calls == 6
+    if switch == "reset":
+        assert hist.count == 3  # the two after the reset and stop's
+    else:
+        assert hist.count - before_delays == 6
+
+
 def test_timing_by_batch_unless_per_task_or_a_short_threshold(mloop):
     m = monitor._core._monitor_get(mloop)
     assert not m.times_each_callback  # the default: by batch
