@@ -522,6 +522,7 @@ pl_rpipe_op_start_reading(PLUVHandle *h)
 {
     if (h->reading || h->paused || h->closing || h->state != PL_UVH_OPEN)
         return 0;
+    PL_RPIPE(h)->yield = 0; /* a pass ended by a stop needs no other */
     return pl_uvh_reading_started(h, uv_read_start(h->uvh, pl__rpipe_alloc_cb, pl__rpipe_read_cb));
 }
 
@@ -603,6 +604,16 @@ pl__rpipe_alloc_cb(uv_handle_t *handle, size_t Py_UNUSED(suggested), uv_buf_t *b
 {
     pl_loop_gil_ensure(handle->loop);
     PLReadPipe *self = (PLReadPipe *)handle->data;
+    if (self->yield) {
+        /* The last read filled rcap: no more this pass (libuv answers an
+         * empty buffer with UV_ENOBUFS and returns; the pipe, still
+         * readable, is read on the next pass, after the ready queue). */
+        self->yield = 0;
+        self->yielding = 1;
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
     if (self->streaming && !self->buffered) {
         if (self->rbytes == NULL) {
             self->rbytes = PyBytes_FromStringAndSize(NULL, self->rcap);
@@ -621,7 +632,8 @@ pl__rpipe_alloc_cb(uv_handle_t *handle, size_t Py_UNUSED(suggested), uv_buf_t *b
         }
     }
     buf->base = pl_loop_read_buf(self->loop);
-    buf->len = buf->base != NULL ? PL_LOOP_READ_BUF_SIZE : 0; /* none: UV_ENOBUFS */
+    buf->len = buf->base == NULL ? 0 /* UV_ENOBUFS */
+               : self->rcap > 0 ? (size_t)self->rcap : PL_LOOP_READ_BUF_SIZE;
 }
 
 /* `n` bytes read into rbytes, as data_received's argument: rbytes itself,
@@ -749,6 +761,12 @@ pl__rpipe_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     PLReadPipe *self = (PLReadPipe *)stream->data;
     if (nread == 0)
         return; /* EAGAIN: nothing read */
+    if (nread == UV_ENOBUFS && self->yielding) {
+        self->yielding = 0; /* a pass ended after a full read: not an error */
+        return;
+    }
+    if (nread > 0 && nread == self->rcap)
+        self->yield = 1; /* a bigger pipe may hold more: read it next pass */
     Py_INCREF(self); /* protocol code may drop the last other reference */
     int entered = pl_uvh_enter((PLUVHandle *)self);
     if (self->closing || self->protocol == NULL || self->state != PL_UVH_OPEN)
@@ -1000,10 +1018,15 @@ Loop__new_read_pipe_transport(PLLoop *self, PyObject *const *args, Py_ssize_t na
         Py_CLEAR(t);
     }
 #ifdef F_GETPIPE_SZ
-    /* A pipe's capacity bounds a read; a bigger one than the loop's buffer
-     * (or a socket's, which has none) is read through that buffer. */
+    /* A pipe's capacity bounds a read: a pipe of up to PL_PIPE_READ_MAX is
+     * read into capacity + 1 bytes, so a read never fills them and libuv
+     * stops after one; a bigger one PL_PIPE_READ_MAX at a time, one read
+     * per pass (pl__rpipe_read_cb). A socket has no capacity: it is read
+     * through the loop's buffer. */
     int cap = t != NULL && S_ISFIFO(mode) ? fcntl(fd, F_GETPIPE_SZ) : -1;
-    if (cap > 0 && cap < PL_LOOP_READ_BUF_SIZE)
+    if (cap > PL_PIPE_READ_MAX)
+        t->rcap = PL_PIPE_READ_MAX;
+    else if (cap > 0)
         t->rcap = (Py_ssize_t)cap + 1;
 #endif
     return (PyObject *)t;

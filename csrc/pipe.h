@@ -27,6 +27,12 @@ typedef struct {
     size_t reqs;          /* pending write requests, each holding a reference */
 } PLWritePipe;
 
+/* The most a read of a pipe takes: a default pipe's capacity. Reads of
+ * more made a StreamReader's buffer and read() results big enough that
+ * glibc maps or grows its heap for each one (docs/performance.md, "The
+ * read side in C"). */
+#define PL_PIPE_READ_MAX (64 * 1024)
+
 /* The read side: libuv reads a FIFO or a socket into the loop's buffer, one
  * bytes object for data_received (or a copy into a BufferedProtocol's
  * get_buffer()). */
@@ -38,7 +44,15 @@ typedef struct {
      * libuv stops after one), which becomes data_received's argument
      * without a copy, and is reused when the protocol let go of it. */
     char streaming;       /* the last read was a bulk one: read into rbytes */
-    Py_ssize_t rcap;      /* rbytes' size: the pipe's capacity + 1; 0: never (a socket) */
+    /* A pipe bigger than PL_PIPE_READ_MAX is still read PL_PIPE_READ_MAX at
+     * a time, one read per loop pass: a read that fills it ends libuv's
+     * read loop for this pass (the next alloc is refused), so the protocol
+     * runs between reads and what a StreamReader holds stays one read's
+     * worth, while the writer has the whole pipe to fill. */
+    char yield;           /* the last read filled rcap: refuse the next alloc */
+    char yielding;        /* that alloc was refused: its UV_ENOBUFS is no error */
+    Py_ssize_t rcap;      /* rbytes' size: the pipe's capacity + 1, or PL_PIPE_READ_MAX
+                           * for a bigger pipe; 0: never (a socket) */
     PyObject *rbytes;     /* the bytes object read into, owned while streaming */
 } PLReadPipe;
 

@@ -347,13 +347,98 @@ def _spawn_error(err, orig_executable, cwd):
     return OSError(err, os.strerror(err), cwd if before_exec else orig_executable)
 
 
+# ---- bigger pipes for a child's stdin and stdout -------------------------
+#
+# A default pipe holds 64 KiB: a child that writes or reads in bigger blocks
+# (cat's are 128 KiB) fills or empties it in one go and sleeps, and so does
+# the loop, one wake-up of each side per 64 KiB. On a machine where a wake-up
+# across CPUs is dear, that is what bounded pipe_cat (docs/performance.md,
+# "Bigger pipes, read 64 KiB at a time"). So the pipes made here for a
+# child's stdin and stdout are enlarged to _PIPE_SIZE when the caller gave no
+# pipesize= (which always wins); the read side still reads 64 KiB at a time,
+# one read per loop pass (csrc/pipe.c), so the protocol's buffers stay small.
+#
+# Pipe memory counts against the user's pipe-user-pages-soft (pipe(7)): past
+# it, every new pipe of that user gets one page, in every program. So this
+# process keeps at most _pipe_budget() bytes of enlarged pipes alive, 1/64 of
+# that limit (1 MiB at the default 64 MiB): the rest stay at the default, and
+# a pipe's share comes back once the parent's end is closed and the child
+# reaped. A fresh pipe already under 64 KiB means the user is at the limit:
+# left alone. F_SETPIPE_SZ failing (EPERM, EBUSY) leaves the default.
+_PIPE_SIZE = 256 * 1024
+# [parent's end, child, bytes] of the enlarged pipes alive (weak references;
+# None while the spawn that made the pipe is still under way)
+_enlarged = []
+_enlarged_lock = threading.Lock()  # loops in several threads spawn at once
+_budget = None
+
+
+def _pipe_budget():
+    global _budget
+    if _budget is None:
+        try:
+            with open("/proc/sys/fs/pipe-user-pages-soft") as f:
+                pages = int(f.read())
+        except (OSError, ValueError):
+            pages = 0
+        full = 1024 * 1024
+        _budget = full if pages <= 0 else min(full, pages * os.sysconf("SC_PAGE_SIZE") // 64)
+    return _budget
+
+
+def _enlarged_in_use():
+    """Bytes of enlarged pipes still alive, forgetting those that are not: a
+    pipe lives while the parent's end is open or the child not reaped."""
+    live = []
+    for entry in _enlarged:
+        end, child, _ = entry
+        f = end() if end is not None else None
+        c = child() if child is not None else None
+        if end is None or (f is not None and not f.closed) or (
+                c is not None and c.returncode is None):
+            live.append(entry)
+    _enlarged[:] = live
+    return sum(entry[2] for entry in live)
+
+
+def _enlarge_pipe(fd):
+    """Enlarge the fresh pipe `fd` to _PIPE_SIZE if the budget has room: its
+    entry in _enlarged, or None when it is left as it was."""
+    with _enlarged_lock:
+        try:
+            size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+            if size < 65536 or size >= _PIPE_SIZE:
+                return None
+            if _enlarged_in_use() + _PIPE_SIZE > _pipe_budget():
+                return None
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:
+            return None
+        entry = [None, None, _PIPE_SIZE]
+        _enlarged.append(entry)
+        return entry
+
+
+def _enlarged_done(entries, files, child):
+    """The spawn that made `entries` ({stdio index: entry}) is over: tie them
+    to the parent's ends and the child, or give them back (child None)."""
+    with _enlarged_lock:
+        for i, entry in entries.items():
+            if child is None:
+                _enlarged.remove(entry)
+            else:
+                entry[0], entry[1] = weakref.ref(files[i]), weakref.ref(child)
+
+
 def _spawn(loop, plan, stdin, stdout, stderr, kwargs):
     args, executable, program, cwd, env, pass_fds, specs = plan
     sys.audit("subprocess.Popen", executable, args, cwd, env)
     env_list = _env_list(env)
     pipesize = kwargs.get("pipesize")
+    enlarge = pipesize is None and hasattr(fcntl, "F_SETPIPE_SZ")
     to_close = []  # child ends and /dev/null: closed once the child has them
     parent_ends = []
+    enlarged = {}  # stdio index -> its entry in _enlarged
     child_fds = []
     devnull = None
     failure = None
@@ -372,6 +457,10 @@ def _spawn(loop, plan, stdin, stdout, stderr, kwargs):
                 parent_ends.append(w if i == 0 else r)
                 if pipesize is not None and pipesize > 0:
                     fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, pipesize)
+                elif enlarge and i < 2:  # stdin, stdout
+                    entry = _enlarge_pipe(w)
+                    if entry is not None:
+                        enlarged[i] = entry
                 fd = r if i == 0 else w
             child_fds.append(fd)
         stdio = list(child_fds)
@@ -388,6 +477,7 @@ def _spawn(loop, plan, stdin, stdout, stderr, kwargs):
     except BaseException:
         for fd in parent_ends:
             os.close(fd)
+        _enlarged_done(enlarged, None, None)
         raise
     finally:
         for fd in to_close:
@@ -395,11 +485,15 @@ def _spawn(loop, plan, stdin, stdout, stderr, kwargs):
     if failure is not None:
         for fd in parent_ends:
             os.close(fd)
+        _enlarged_done(enlarged, None, None)
         raise failure
     ends = iter(parent_ends)
     files = [io.open(next(ends), "wb" if i == 0 else "rb", 0) if spec == subprocess.PIPE
              else None for i, spec in enumerate((stdin, stdout, stderr))]
-    return _Child(args, pid, *files)
+    child = _Child(args, pid, *files)
+    if enlarged:
+        _enlarged_done(enlarged, files, child)
+    return child
 
 
 class _SubprocessTransport(base_subprocess.BaseSubprocessTransport):

@@ -3,6 +3,7 @@ PTYs; regular files refused; the write side notices its reader going away."""
 import asyncio
 import contextvars
 import errno
+import fcntl
 import os
 import pty
 import socket
@@ -803,3 +804,100 @@ def test_read_pipe_chunks_kept_by_the_protocol_stay_intact(loop):
     assert len(kept) > 1
     for chunk, value, h in kept:
         assert chunk == value and hash(chunk) == h
+
+
+# ---- pipes bigger than a read --------------------------------------------------
+
+
+class ChunkProto(ReadProto):
+    """Records the size of every data_received; pauses reading every
+    `pause_every` calls and resumes on the next pass."""
+
+    def __init__(self, loop, pause_every=0):
+        super().__init__(loop)
+        self.loop = loop
+        self.sizes = []
+        self.pause_every = pause_every
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.transport = transport
+
+    def data_received(self, data):
+        super().data_received(data)
+        self.sizes.append(len(data))
+        if self.pause_every and len(self.sizes) % self.pause_every == 0:
+            self.transport.pause_reading()
+            self.loop.call_soon(self.transport.resume_reading)
+
+
+@pytest.mark.parametrize("pipe_size", [131072, 262144, 1048576])
+@pytest.mark.parametrize("pause_every", [0, 1, 3])
+def test_read_pipe_bigger_than_a_read_intact(loop, loop_name, pipe_size, pause_every):
+    # A pipe bigger than 64 KiB, full before the reader starts and then fed
+    # by a write transport: every byte in order, then eof and lost. pyloop
+    # reads such a pipe 64 KiB at a time.
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, pipe_size)
+    first = os.urandom(pipe_size)
+    rest = os.urandom(3 * 1024 * 1024 + 5)
+    os.write(w, first)  # fills it
+
+    exc, proto = _through_two_pipe_transports(loop, lambda: ChunkProto(loop, pause_every),
+                                              r, w, rest)
+    assert exc is None
+    assert bytes(proto.data) == first + rest
+    assert proto.events == ["made", "eof", "lost"]
+    if loop_name == "pyloop":
+        assert max(proto.sizes) == 65536
+
+
+@pytest.mark.parametrize("pipe_size", [65536, 262144, 1048576])
+def test_read_pipe_full_and_writer_gone_reads_everything_before_eof(loop, pipe_size):
+    # The writer's end closed while the pipe is full (POLLHUP with data
+    # left): reads that stop after 64 KiB must not be taken for the end.
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, pipe_size)
+    payload = os.urandom(pipe_size)
+    os.write(w, payload)
+    os.close(w)
+
+    async def main():
+        tr, proto = await loop.connect_read_pipe(lambda: ChunkProto(loop), os.fdopen(r, "rb", 0))
+        return await asyncio.wait_for(proto.lost, 30), proto
+
+    exc, proto = loop.run_until_complete(main())
+    assert exc is None
+    assert bytes(proto.data) == payload
+    assert proto.events == ["made", "eof", "lost"]
+
+
+def test_read_pipe_bigger_than_a_read_buffered_protocol_on_pyloop(pyloop_loop):
+    loop = pyloop_loop
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(100000)
+            self.data = bytearray()
+            self.sizes = []
+            self.lost = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.sizes.append(nbytes)
+            self.data += self.buf[:nbytes]
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1048576)
+    first = os.urandom(1048576)
+    os.write(w, first)
+    rest = os.urandom(2 * 1024 * 1024)
+    exc, proto = _through_two_pipe_transports(loop, Buffered, r, w, rest)
+    assert exc is None
+    assert bytes(proto.data) == first + rest
+    assert max(proto.sizes) == 65536

@@ -3,6 +3,8 @@ asyncio.create_subprocess_exec/shell, every Popen keyword, the transport's
 methods, failed spawns (same exception as the stdlib, no fd leaked) and, on
 pyloop, which spawn path a call takes and balanced handle counters."""
 import asyncio
+import errno
+import fcntl
 import gc
 import os
 import signal
@@ -597,3 +599,199 @@ def test_loop_closed_with_child_running():
         time.sleep(0.01)
     else:
         raise AssertionError("child not reaped")
+
+
+# ---- pipe sizes ------------------------------------------------------------------
+
+
+def pipe_sizes(proc):
+    """F_GETPIPE_SZ of the parent's ends of a child's stdin, stdout, stderr
+    (None where that is no pipe of ours)."""
+    sizes = []
+    for fd in (0, 1, 2):
+        tr = proc._transport.get_pipe_transport(fd)
+        sizes.append(None if tr is None else
+                     fcntl.fcntl(tr.get_extra_info("pipe").fileno(), fcntl.F_GETPIPE_SZ))
+    return sizes
+
+
+def default_pipe_size():
+    r, w = os.pipe()
+    try:
+        return fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 262144, 3 * 1024 * 1024 + 7])
+def test_data_through_cat_intact(loop, size):
+    payload = os.urandom(size)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+        return await proc.communicate(payload)
+
+    out, _ = run(loop, main())
+    assert out == payload
+
+
+def test_data_through_cat_written_and_read_in_chunks(loop):
+    # pipe_cat's pattern: 64 KiB writes with drain(), read(256 KiB) back.
+    payload = os.urandom(8 * 1024 * 1024)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+
+        async def feed():
+            for i in range(0, len(payload), 65536):
+                proc.stdin.write(payload[i:i + 65536])
+                await proc.stdin.drain()
+            proc.stdin.close()
+
+        async def drain():
+            got = bytearray()
+            while data := await proc.stdout.read(256 * 1024):
+                got += data
+            return got
+
+        _, got = await asyncio.gather(feed(), drain())
+        await proc.wait()
+        return got
+
+    assert run(loop, main()) == payload
+
+
+@pytest.mark.parametrize("pipesize", [4096, 131072, 1048576])
+def test_pipesize_honoured(loop, pipesize):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "cat", stdin=PIPE, stdout=PIPE, stderr=PIPE, pipesize=pipesize)
+        sizes = pipe_sizes(proc)
+        out, _ = await proc.communicate(b"x" * 300000)
+        return sizes, out
+
+    sizes, out = run(loop, main())
+    assert sizes == [pipesize] * 3
+    assert out == b"x" * 300000
+
+
+@pytest.fixture
+def budget(monkeypatch):
+    """Room in pyloop's pipe budget for `n` enlarged pipes beyond those alive."""
+    def set_room(n):
+        monkeypatch.setattr(_subprocess, "_budget",
+                            _subprocess._enlarged_in_use() + n * _subprocess._PIPE_SIZE)
+    set_room(2)
+    return set_room
+
+
+def test_child_pipes_enlarged_on_pyloop(pyloop_loop, budget):
+    # stdin and stdout, not stderr; the stdlib loop keeps every pipe at the default.
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "cat", stdin=PIPE, stdout=PIPE, stderr=PIPE)
+        sizes = pipe_sizes(proc)
+        out, _ = await proc.communicate(b"abc")
+        return sizes, out
+
+    sizes, out = run(pyloop_loop, main())
+    assert sizes == [_subprocess._PIPE_SIZE, _subprocess._PIPE_SIZE, default_pipe_size()]
+    assert out == b"abc"
+
+
+def test_pipe_budget_bounds_enlarged_pipes_and_comes_back(pyloop_loop, budget):
+    budget(3)  # one child's two pipes and one more
+
+    async def start():
+        return await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+
+    async def main():
+        procs = [await start() for _ in range(3)]
+        sizes = [pipe_sizes(p)[:2] for p in procs]
+        in_use = _subprocess._enlarged_in_use()
+        for p in procs:
+            p.stdin.close()
+            await p.wait()
+        await asyncio.sleep(0)
+        freed = _subprocess._enlarged_in_use()
+        later = await start()
+        later_sizes = pipe_sizes(later)[:2]
+        later.stdin.close()
+        await later.wait()
+        return sizes, in_use, freed, later_sizes
+
+    big, small = _subprocess._PIPE_SIZE, default_pipe_size()
+    sizes, in_use, freed, later_sizes = run(pyloop_loop, main())
+    assert sizes == [[big, big], [big, small], [small, small]]
+    assert in_use == _subprocess._budget
+    assert freed == _subprocess._budget - 3 * big
+    assert later_sizes == [big, big]
+
+
+def test_pipe_budget_kept_while_the_child_lives(pyloop_loop, budget):
+    # The parent's ends closed, the child still running: its pipes still count.
+    async def main():
+        proc = await asyncio.create_subprocess_exec("sleep", "30", stdin=PIPE, stdout=PIPE)
+        proc.stdin.close()
+        proc._transport.get_pipe_transport(1).close()
+        await asyncio.sleep(0.01)
+        kept = _subprocess._enlarged_in_use()
+        proc.kill()
+        await proc.wait()
+        return kept, _subprocess._enlarged_in_use()
+
+    kept, after = run(pyloop_loop, main())
+    assert kept == _subprocess._budget
+    assert after == _subprocess._budget - 2 * _subprocess._PIPE_SIZE
+
+
+@pytest.mark.parametrize("failure", [FileNotFoundError, ZeroDivisionError])
+def test_pipe_budget_given_back_when_spawn_fails(pyloop_loop, budget, monkeypatch, failure):
+    if failure is ZeroDivisionError:
+        def boom(*args):
+            raise ZeroDivisionError
+        monkeypatch.setattr(pyloop._core, "_spawn", boom)
+    in_use = _subprocess._enlarged_in_use()
+    with pytest.raises(failure):
+        run(pyloop_loop, asyncio.create_subprocess_exec("/nonexistent", stdin=PIPE, stdout=PIPE))
+    assert _subprocess._enlarged_in_use() == in_use
+
+
+@pytest.mark.parametrize("how", ["EPERM", "EBUSY", "at the limit"])
+def test_enlarging_skipped_when_the_kernel_refuses(pyloop_loop, budget, monkeypatch, how):
+    # F_SETPIPE_SZ failing, or a fresh pipe already cut to a page (the user
+    # is at pipe-user-pages-soft): the default pipe, nothing taken.
+    real = fcntl.fcntl
+    spawning = True
+
+    def fake(fd, cmd, *args):
+        if spawning and cmd == fcntl.F_SETPIPE_SZ and how != "at the limit":
+            raise OSError(getattr(errno, how), os.strerror(getattr(errno, how)))
+        if spawning and cmd == fcntl.F_GETPIPE_SZ and how == "at the limit":
+            return 4096
+        return real(fd, cmd, *args)
+
+    async def main():
+        nonlocal spawning
+        proc = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+        spawning = False
+        sizes = pipe_sizes(proc)[:2]
+        out, _ = await proc.communicate(b"z" * 200000)
+        return sizes, out
+
+    in_use = _subprocess._enlarged_in_use()
+    monkeypatch.setattr(_subprocess.fcntl, "fcntl", fake)
+    sizes, out = run(pyloop_loop, main())
+    assert sizes == [default_pipe_size()] * 2
+    assert out == b"z" * 200000
+    assert _subprocess._enlarged_in_use() == in_use
+
+
+def test_pipe_budget_bounded_by_the_users_pipe_limit():
+    # 1/64 of pipe-user-pages-soft, at most 1 MiB.
+    with open("/proc/sys/fs/pipe-user-pages-soft") as f:
+        pages = int(f.read())
+    full = 1024 * 1024
+    expected = full if pages == 0 else min(full, pages * os.sysconf("SC_PAGE_SIZE") // 64)
+    assert _subprocess._pipe_budget() == expected
