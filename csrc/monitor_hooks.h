@@ -77,9 +77,12 @@ pl_monitor_tick_now(void)
     const volatile uint64_t *w = pl_monitor_vvar_coarse;
     if (__builtin_expect(w != NULL, 1)) {
         /* Not under the kernel's sequence lock: the nanoseconds read twice
-         * around the seconds. Moving, or a pair from two ticks that looks
-         * a second ahead: either reads the real clock once more, which is
-         * all a tick does; x86-64 keeps these loads in order. */
+         * around the seconds (x86-64 keeps these loads in order). Caught
+         * moving, or a pair from two ticks that looks a second ahead: the
+         * real clock is read once more, which is all a tick does. A pair
+         * that looks a second behind (the seconds written after the
+         * nanoseconds across a second's turn) puts the tick off to the
+         * next callback's end. */
         uint64_t ns = w[1];
         uint64_t s = w[0];
         if (__builtin_expect(w[1] != ns, 0))
