@@ -456,7 +456,7 @@ pl_loop_run_handle(PLLoop *self, PLHandle *h)
         return 0;
     PLMonitor *m = self->monitor;
     if (m != NULL) {
-        pl_monitor_handle_begin(self, h);
+        pl_monitor_handle_begin(self, m, h);
         int rc = self->debug ? pl_loop_run_handle_debug(self, h) : pl_handle_run(h);
         /* Not if the callback disabled monitoring (a new monitor enabled
          * in it has m's address at most by chance, and then no start to

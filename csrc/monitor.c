@@ -260,6 +260,7 @@ static int
 pl_monitor_ticker_retain(void)
 {
 #if defined(PL_MONITOR_COARSE_TICK)
+    /* the first monitor looks for the in-place read, not the import */
     pl_monitor_vvar_find();
 #endif
     return 0;

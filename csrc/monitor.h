@@ -194,7 +194,6 @@ extern int (*pl_monitor_coarse_gettime)(clockid_t, struct timespec *)
  * when its words were found there (monitor.c, pl_monitor_vvar_find): two
  * loads instead of a call. NULL: the call. */
 #define PL_MONITOR_VVAR_TICK 1
-#include <stdint.h>
 extern const volatile uint64_t *pl_monitor_vvar_coarse __attribute__((visibility("hidden")));
 void pl_monitor_vvar_check(double t);
 #endif

@@ -298,17 +298,14 @@ pl_monitor_precise_begin(PLLoop *loop, PLMonitor *m, PLHandle *h)
     }
 }
 
+/* Before the callback of `h`, `m` being the loop's monitor. Precise mode
+ * times it from here; batch mode does nothing until its end: the callback
+ * starts at the latest reading and is counted then (pl_monitor_run_count). */
 static inline void
-pl_monitor_handle_begin(PLLoop *loop, PLHandle *h)
+pl_monitor_handle_begin(PLLoop *loop, PLMonitor *m, PLHandle *h)
 {
-    PLMonitor *m = loop->monitor;
-    if (m->precise) {
+    if (m->precise)
         pl_monitor_precise_begin(loop, m, h);
-        return;
-    }
-    /* Batch mode: nothing here. The callback starts at the latest reading
-     * and is counted at its end (pl_monitor_run_count). */
-    (void)h;
 }
 
 /* Batch mode: count the callback of `h`, which started at the latest
